@@ -1,0 +1,1 @@
+//! binfmt_misc handler definitions, register-line encoding and self-test programs.

@@ -1,0 +1,125 @@
+//! Command-line structure only: no logic lives here.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Make this machine build software and container images for other CPU architectures.
+#[derive(Debug, Parser)]
+#[command(name = "rcross", version, about, long_about = None)]
+pub struct Cli {
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Describe the host: platform, kernel, CPU, binfmt_misc handlers, emulators, Docker.
+    Info(InfoArgs),
+    /// Register QEMU emulators with binfmt_misc so foreign binaries run (needs root).
+    Setup(SetupArgs),
+    /// Classify ELF files: architecture, ABI, linkage, loader.
+    Elf(ElfArgs),
+    /// Check that every ELF file can run on a platform (or on each platform of an image).
+    Verify(VerifyArgs),
+}
+
+/// Where host state lives; overridable so tests (and odd hosts) can point elsewhere.
+#[derive(Debug, Args, Clone)]
+pub struct HostPaths {
+    /// binfmt_misc mount point.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/proc/sys/fs/binfmt_misc",
+        hide_short_help = true
+    )]
+    pub binfmt_misc: PathBuf,
+
+    /// Extra handler definitions that add to or override the built-in ones.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "RCROSS_BINFMT_DIR",
+        default_value = "/etc/rcross/binfmt.d",
+        hide_short_help = true
+    )]
+    pub binfmt_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub paths: HostPaths,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Only these platforms (comma-separated or repeated), e.g. linux/arm64,linux/arm/v7.
+    /// Default: every foreign platform whose emulator is installed.
+    #[arg(long = "platform", short = 'p', value_name = "PLATFORM")]
+    pub platforms: Vec<String>,
+
+    /// Replace conflicting handlers registered by other tools, and register dynamically linked
+    /// emulators with the F flag anyway.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print the exact register lines and files; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also write /etc/binfmt.d/rcross-*.conf so the handlers survive a reboot.
+    #[arg(long)]
+    pub persist: bool,
+
+    /// Remove the handlers (and persisted files) rcross registered, instead of adding them.
+    #[arg(long)]
+    pub uninstall: bool,
+
+    /// With --uninstall: also remove other tools' handlers for the selected platforms.
+    #[arg(long, requires = "uninstall")]
+    pub all_owners: bool,
+
+    /// Add the C flag (credentials from the binary, implies O). Lets setuid foreign programs run
+    /// with raised privileges, e.g. sudo inside an emulated container; a security trade-off.
+    #[arg(long)]
+    pub credentials: bool,
+
+    /// Register without the F flag (emulator opened at exec time, not at registration).
+    #[arg(long)]
+    pub no_fix_binary: bool,
+
+    /// Skip the self-test after registering.
+    #[arg(long)]
+    pub no_test: bool,
+
+    /// Root directory for persisted files (default /).
+    #[arg(long, value_name = "DIR", default_value = "/", hide_short_help = true)]
+    pub root: PathBuf,
+
+    #[command(flatten)]
+    pub paths: HostPaths,
+}
+
+#[derive(Debug, Args)]
+pub struct ElfArgs {
+    /// Files, directories, tar archives (plain, gzip, zstd) or OCI layouts (oci:DIR).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The platform every ELF file must run on. Not needed for images (each manifest is checked
+    /// against its own platform).
+    #[arg(long, short = 'p', value_name = "PLATFORM")]
+    pub platform: Option<String>,
+
+    /// Files, directories, tar archives, oci:DIR or REGISTRY/REPO:TAG.
+    #[arg(required = true, value_name = "PATH|IMAGE")]
+    pub targets: Vec<String>,
+}

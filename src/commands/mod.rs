@@ -1,0 +1,27 @@
+//! One module per subcommand: each turns arguments into calls of the library modules and is the
+//! only place that prints.
+
+pub mod elf;
+pub mod info;
+pub mod setup;
+pub mod verify;
+
+use crate::cli::{Cli, Command};
+use crate::exit;
+
+/// Run one command; returns the exit code for a normal finish.
+pub fn run(cli: Cli) -> exit::Result<u8> {
+    match cli.command {
+        Command::Info(a) => info::run(a, cli.json),
+        Command::Setup(a) => setup::run(a, cli.json),
+        Command::Elf(a) => elf::run(a, cli.json),
+        Command::Verify(a) => verify::run(a, cli.json),
+    }
+}
+
+/// Print a value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) -> exit::Result<()> {
+    let s = serde_json::to_string_pretty(v)?;
+    println!("{s}");
+    Ok(())
+}

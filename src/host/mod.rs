@@ -1,0 +1,1 @@
+//! Host side effects live behind the [`Host`] trait.

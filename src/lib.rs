@@ -1,0 +1,13 @@
+//! rcross: make a build machine produce software and container images for other CPU architectures.
+//!
+//! Data flows one way: CLI → resolve (host facts + catalogs) → plan → execute → verify → output.
+//! Modules below `commands` never print; only `host` touches the outside world.
+
+pub mod binfmt;
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod host;
+pub mod platform;
+
+pub use platform::Platform;
