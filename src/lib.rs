@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod host;
+pub mod image;
 pub mod platform;
 
 pub use platform::Platform;
