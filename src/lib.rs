@@ -6,9 +6,11 @@
 pub mod binfmt;
 pub mod cli;
 pub mod commands;
+pub mod detect;
 pub mod exit;
 pub mod host;
 pub mod image;
 pub mod platform;
+pub mod setup;
 
 pub use platform::Platform;

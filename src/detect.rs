@@ -1,0 +1,408 @@
+//! Host facts: platform, kernel, binfmt_misc state, emulators and which platforms run natively
+//! or through emulation. Everything is gathered through [`Host`], so it works on the fake too.
+
+use crate::binfmt::{self, Catalog, EntryKind, Handler, KernelEntry};
+use crate::host::{Host, ProbeOutcome};
+use crate::platform::{Platform, PlatformError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Why host facts could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("cannot read the kernel's machine name (uname): {0}")]
+    Uname(#[source] std::io::Error),
+    #[error("host architecture {machine:?} (uname -m) is not one rcross knows: {source}")]
+    UnknownHost {
+        machine: String,
+        #[source]
+        source: PlatformError,
+    },
+}
+
+/// The host's own platform, from `uname -m`.
+pub fn host_platform(host: &dyn Host) -> Result<Platform, DetectError> {
+    let u = host.uname().map_err(DetectError::Uname)?;
+    Platform::from_uname(&u.machine).map_err(|source| DetectError::UnknownHost {
+        machine: u.machine,
+        source,
+    })
+}
+
+/// Kernel version as (major, minor) from a release string such as "6.8.0-45-generic".
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// One registered binfmt_misc entry as rcross reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryReport {
+    pub name: String,
+    pub enabled: bool,
+    pub interpreter: String,
+    pub flags: String,
+    /// Whether rcross registered it (its name starts with `rcross-`).
+    pub ours: bool,
+    /// Platforms whose programs this entry catches.
+    pub platforms: Vec<Platform>,
+    /// "magic" or "extension".
+    pub kind: String,
+}
+
+/// The state of binfmt_misc at a mount point.
+#[derive(Debug, Clone, Serialize)]
+pub struct BinfmtState {
+    pub path: PathBuf,
+    pub mounted: bool,
+    /// `None` when not mounted or unreadable.
+    pub enabled: Option<bool>,
+    #[serde(skip)]
+    pub entries: Vec<KernelEntry>,
+    #[serde(rename = "entries")]
+    pub reports: Vec<EntryReport>,
+    /// Entries that could not be read or parsed: (name, reason).
+    pub unreadable: Vec<(String, String)>,
+}
+
+impl BinfmtState {
+    /// Enabled entries whose magic matches the start of `image`, newest-registered last.
+    pub fn matching(&self, image: &[u8]) -> Vec<&KernelEntry> {
+        if self.enabled != Some(true) {
+            return Vec::new();
+        }
+        self.entries
+            .iter()
+            .filter(|e| e.enabled && entry_matches(e, image))
+            .collect()
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&KernelEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+}
+
+/// Whether a kernel entry's magic (under its mask) matches these file bytes.
+pub fn entry_matches(e: &KernelEntry, image: &[u8]) -> bool {
+    let EntryKind::Magic {
+        offset,
+        magic,
+        mask,
+    } = &e.kind
+    else {
+        return false;
+    };
+    let off = *offset as usize;
+    magic.iter().enumerate().all(|(i, m)| {
+        let k = mask
+            .as_ref()
+            .and_then(|v| v.get(i))
+            .copied()
+            .unwrap_or(0xff);
+        image.get(off + i).is_some_and(|b| b & k == m & k)
+    })
+}
+
+/// Read binfmt_misc at `dir`: mounted?, enabled?, every entry (ours and others').
+pub fn binfmt_state(host: &dyn Host, dir: &Path, catalog: &Catalog) -> BinfmtState {
+    let mut st = BinfmtState {
+        path: dir.to_path_buf(),
+        mounted: host.exists(&dir.join("register")),
+        enabled: None,
+        entries: Vec::new(),
+        reports: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    if !st.mounted {
+        return st;
+    }
+    st.enabled = host
+        .read_to_string(&dir.join("status"))
+        .ok()
+        .map(|s| s.trim() == "enabled");
+    let names = match host.list_dir(dir) {
+        Ok(n) => n,
+        Err(e) => {
+            st.unreadable
+                .push((dir.display().to_string(), e.to_string()));
+            return st;
+        }
+    };
+    for name in names {
+        if name == "register" || name == "status" {
+            continue;
+        }
+        let parsed = host
+            .read_to_string(&dir.join(&name))
+            .map_err(|e| e.to_string())
+            .and_then(|t| binfmt::parse_kernel_entry(&name, &t).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(e) => {
+                st.reports.push(report(&e, catalog));
+                st.entries.push(e);
+            }
+            Err(why) => st.unreadable.push((name, why)),
+        }
+    }
+    st
+}
+
+fn report(e: &KernelEntry, catalog: &Catalog) -> EntryReport {
+    let platforms = catalog
+        .handlers
+        .iter()
+        .filter(|h| e.same_format(h))
+        .flat_map(|h| h.platforms.iter().copied())
+        .collect();
+    EntryReport {
+        name: e.name.clone(),
+        enabled: e.enabled,
+        interpreter: e.interpreter.clone(),
+        flags: e.flags.to_string(),
+        ours: e.name.starts_with("rcross-"),
+        platforms,
+        kind: match e.kind {
+            EntryKind::Magic { .. } => "magic".into(),
+            EntryKind::Extension(_) => "extension".into(),
+        },
+    }
+}
+
+/// How an emulator binary is linked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Linkage {
+    Static,
+    Dynamic,
+    /// Not a readable ELF file: the reason.
+    Unknown(String),
+}
+
+/// An installed QEMU user-mode emulator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Emulator {
+    pub handler: String,
+    pub path: PathBuf,
+    pub linkage: Linkage,
+}
+
+/// How much of an emulator to read to find its program headers.
+const ELF_PREFIX: usize = 64 * 1024;
+
+/// The linkage of an ELF file from its first bytes: dynamic when it asks for a loader.
+pub fn elf_linkage(prefix: &[u8]) -> Linkage {
+    use goblin::elf::{program_header::PT_INTERP, Elf, ProgramHeader};
+    let header = match Elf::parse_header(prefix) {
+        Ok(h) => h,
+        Err(e) => return Linkage::Unknown(format!("not an ELF file: {e}")),
+    };
+    let ctx = goblin::container::Ctx::new(
+        if header.e_ident[4] == 2 {
+            goblin::container::Container::Big
+        } else {
+            goblin::container::Container::Little
+        },
+        if header.e_ident[5] == 2 {
+            goblin::container::Endian::Big
+        } else {
+            goblin::container::Endian::Little
+        },
+    );
+    let phnum = header.e_phnum as usize;
+    let phoff = header.e_phoff as usize;
+    let need = phoff.saturating_add(phnum.saturating_mul(header.e_phentsize as usize));
+    if need > prefix.len() {
+        return Linkage::Unknown("program headers lie beyond the first 64 KiB".into());
+    }
+    match ProgramHeader::parse(prefix, phoff, phnum, ctx) {
+        Ok(phs) if phs.iter().any(|p| p.p_type == PT_INTERP) => Linkage::Dynamic,
+        Ok(_) => Linkage::Static,
+        Err(e) => Linkage::Unknown(format!("corrupt program headers: {e}")),
+    }
+}
+
+/// The first installed emulator for a handler, in the handler's search order.
+pub fn find_emulator(host: &dyn Host, h: &Handler) -> Option<Emulator> {
+    h.emulators.iter().find_map(|name| {
+        let path = host.find_program(name)?;
+        let linkage = match host.read_prefix(&path, ELF_PREFIX) {
+            Ok(b) => elf_linkage(&b),
+            Err(e) => Linkage::Unknown(format!("cannot read {}: {e}", path.display())),
+        };
+        Some(Emulator {
+            handler: h.name.clone(),
+            path,
+            linkage,
+        })
+    })
+}
+
+/// How programs of a platform run on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum RunMode {
+    /// The CPU runs them directly.
+    Native,
+    /// A binfmt_misc entry hands them to an emulator.
+    Emulated { entry: String, interpreter: String },
+    /// They do not run: why.
+    No { reason: String },
+}
+
+/// The result of probing one platform.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformRun {
+    pub platform: Platform,
+    #[serde(flatten)]
+    pub mode: RunMode,
+}
+
+/// Explain a probe outcome that is not the expected exit code.
+pub fn describe_outcome(o: &ProbeOutcome) -> String {
+    match o {
+        ProbeOutcome::Exited(c) => format!(
+            "test program exited with {c}, expected {}",
+            binfmt::selftest::EXIT_CODE
+        ),
+        ProbeOutcome::Signaled(s) => format!(
+            "test program was killed by signal {s}{}",
+            match s {
+                4 => " (SIGILL: illegal instruction)",
+                11 => " (SIGSEGV: the emulator crashed; another QEMU version may help)",
+                _ => "",
+            }
+        ),
+        ProbeOutcome::ExecFormatError => {
+            "exec format error: no binfmt_misc handler catches this architecture".into()
+        }
+    }
+}
+
+/// Decide how a probe's outcome should be read, given which entries matched the program.
+pub fn classify_probe(
+    outcome: Result<ProbeOutcome, String>,
+    matched: Option<&KernelEntry>,
+) -> RunMode {
+    match (outcome, matched) {
+        (Ok(ProbeOutcome::Exited(c)), None) if c == binfmt::selftest::EXIT_CODE => RunMode::Native,
+        (Ok(ProbeOutcome::Exited(c)), Some(e)) if c == binfmt::selftest::EXIT_CODE => {
+            RunMode::Emulated {
+                entry: e.name.clone(),
+                interpreter: e.interpreter.clone(),
+            }
+        }
+        (Ok(o), Some(e)) => RunMode::No {
+            reason: format!(
+                "handler {} ({}): {}",
+                e.name,
+                e.interpreter,
+                describe_outcome(&o)
+            ),
+        },
+        (Ok(o), None) => RunMode::No {
+            reason: describe_outcome(&o),
+        },
+        (Err(e), _) => RunMode::No {
+            reason: format!("could not run the test program: {e}"),
+        },
+    }
+}
+
+/// Run every platform's test program once (platforms that share a program share the result).
+pub fn probe_platforms(host: &dyn Host, state: &BinfmtState) -> Vec<PlatformRun> {
+    let mut done: Vec<(Vec<u8>, RunMode)> = Vec::new();
+    let mut out = Vec::new();
+    for p in Platform::all() {
+        let Some(prog) = binfmt::selftest::program(&p) else {
+            continue;
+        };
+        let mode = if let Some((_, m)) = done.iter().find(|(b, _)| *b == prog) {
+            m.clone()
+        } else {
+            // The kernel tries the newest matching binfmt_misc entry first.
+            let matched = state.matching(&prog).into_iter().last();
+            let m = classify_probe(host.run_program(&prog).map_err(|e| e.to_string()), matched);
+            done.push((prog, m.clone()));
+            m
+        };
+        out.push(PlatformRun { platform: p, mode });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(kernel_version("6.8.0-45-generic"), Some((6, 8)));
+        assert_eq!(kernel_version("4.19.0"), Some((4, 19)));
+        assert_eq!(kernel_version("6.18.44-fc-v857"), Some((6, 18)));
+        assert_eq!(kernel_version("garbage"), None);
+        assert_eq!(kernel_version(""), None);
+    }
+
+    #[test]
+    fn linkage_of_bad_input_is_unknown_not_a_panic() {
+        assert!(matches!(elf_linkage(b""), Linkage::Unknown(_)));
+        assert!(matches!(elf_linkage(b"\x7fELF"), Linkage::Unknown(_)));
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = 2;
+        h[5] = 1;
+        h[6] = 1;
+        // phoff far away, many headers
+        h[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        h[54..56].copy_from_slice(&56u16.to_le_bytes());
+        h[56..58].copy_from_slice(&u16::MAX.to_le_bytes());
+        assert!(matches!(elf_linkage(&h), Linkage::Unknown(_)));
+    }
+
+    #[test]
+    fn linkage_of_real_programs() {
+        // This test binary itself is dynamically linked on Debian (it asks for ld-linux).
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(
+            elf_linkage(&me[..me.len().min(ELF_PREFIX)]),
+            Linkage::Dynamic
+        );
+    }
+
+    #[test]
+    fn entry_matching_uses_the_mask() {
+        let e = KernelEntry {
+            name: "x".into(),
+            enabled: true,
+            interpreter: "/q".into(),
+            flags: Default::default(),
+            kind: EntryKind::Magic {
+                offset: 1,
+                magic: vec![0x10, 0x20],
+                mask: Some(vec![0xf0, 0xff]),
+            },
+        };
+        assert!(entry_matches(&e, &[0, 0x1f, 0x20]));
+        assert!(!entry_matches(&e, &[0, 0x2f, 0x20]));
+        assert!(!entry_matches(&e, &[0, 0x10]));
+    }
+
+    #[test]
+    fn probe_reading() {
+        let exit = binfmt::selftest::EXIT_CODE;
+        assert_eq!(
+            classify_probe(Ok(ProbeOutcome::Exited(exit)), None),
+            RunMode::Native
+        );
+        assert!(matches!(
+            classify_probe(Ok(ProbeOutcome::ExecFormatError), None),
+            RunMode::No { .. }
+        ));
+        let RunMode::No { reason } = classify_probe(Ok(ProbeOutcome::Signaled(11)), None) else {
+            panic!()
+        };
+        assert!(reason.contains("SIGSEGV"), "{reason}");
+    }
+}

@@ -1,0 +1,269 @@
+//! The real host: Linux syscalls through nix and std.
+
+use super::{CpuInfo, Host, ProbeOutcome, Uname};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a probe program may run before it is killed (a wedged emulator must not hang setup).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Directories searched after PATH: `sudo` resets PATH, and Debian puts QEMU in /usr/bin.
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr/local/bin",
+    "/usr/bin",
+    "/bin",
+    "/usr/local/sbin",
+    "/usr/sbin",
+];
+
+#[derive(Debug, Default)]
+pub struct LinuxHost;
+
+impl Host for LinuxHost {
+    fn uname(&self) -> io::Result<Uname> {
+        let u = nix::sys::utsname::uname().map_err(io::Error::from)?;
+        Ok(Uname {
+            machine: u.machine().to_string_lossy().into_owned(),
+            release: u.release().to_string_lossy().into_owned(),
+        })
+    }
+
+    fn effective_uid(&self) -> u32 {
+        nix::unistd::geteuid().as_raw()
+    }
+
+    fn cpu(&self) -> CpuInfo {
+        let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let mut info = parse_cpuinfo(&text);
+        if info.model.is_empty() {
+            let sys = sysinfo::System::new_with_specifics(
+                sysinfo::RefreshKind::nothing().with_cpu(sysinfo::CpuRefreshKind::nothing()),
+            );
+            if let Some(c) = sys.cpus().first() {
+                info.model = c.brand().to_string();
+            }
+        }
+        info.cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(info.cores);
+        info
+    }
+
+    fn container(&self) -> Option<String> {
+        if Path::new("/.dockerenv").exists() {
+            return Some("docker".into());
+        }
+        if Path::new("/run/.containerenv").exists() {
+            return Some("podman".into());
+        }
+        let cgroup = std::fs::read_to_string("/proc/1/cgroup").unwrap_or_default();
+        for (needle, name) in [
+            ("kubepods", "kubernetes"),
+            ("docker", "docker"),
+            ("containerd", "containerd"),
+            ("lxc", "lxc"),
+        ] {
+            if cgroup.contains(needle) {
+                return Some(name.into());
+            }
+        }
+        let environ = std::fs::read("/proc/1/environ").unwrap_or_default();
+        environ
+            .split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(b"container="))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn read_prefix(&self, path: &Path, max: usize) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        std::fs::File::open(path)?
+            .take(max as u64)
+            .read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(path)? {
+            names.push(e?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        std::fs::write(path, data)
+    }
+
+    fn write_control(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        let n = f.write(data)?;
+        if n != data.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {n} of {} bytes", data.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn mount_binfmt_misc(&self, target: &Path) -> io::Result<()> {
+        nix::mount::mount(
+            Some("binfmt_misc"),
+            target,
+            Some("binfmt_misc"),
+            nix::mount::MsFlags::MS_NOSUID
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(io::Error::from)
+    }
+
+    fn find_program(&self, name: &str) -> Option<PathBuf> {
+        if let Ok(p) = which::which(name) {
+            return Some(p);
+        }
+        SYSTEM_DIRS
+            .iter()
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.is_file())
+    }
+
+    fn run_program(&self, image: &[u8]) -> io::Result<ProbeOutcome> {
+        let dir = tempfile::Builder::new().prefix("rcross-probe").tempdir()?;
+        let path = dir.path().join("probe");
+        {
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(image)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+            f.sync_all()?;
+        }
+        let mut child = match spawn_retrying_busy(&path) {
+            Ok(c) => c,
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOEXEC as i32) => {
+                return Ok(ProbeOutcome::ExecFormatError)
+            }
+            Err(e) => return Err(e),
+        };
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait()? {
+                break st;
+            }
+            if start.elapsed() > PROBE_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("probe did not exit within {}s", PROBE_TIMEOUT.as_secs()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Ok(match (status.code(), status.signal()) {
+            (Some(c), _) => ProbeOutcome::Exited(c),
+            (None, Some(s)) => ProbeOutcome::Signaled(s),
+            (None, None) => ProbeOutcome::Signaled(0),
+        })
+    }
+
+    fn docker_version(&self) -> Option<String> {
+        let sock = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+            .unwrap_or_else(|| "/var/run/docker.sock".to_string());
+        let mut s = std::os::unix::net::UnixStream::connect(sock).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        s.set_write_timeout(Some(Duration::from_secs(3))).ok()?;
+        s.write_all(b"GET /version HTTP/1.0\r\nHost: docker\r\n\r\n")
+            .ok()?;
+        let mut buf = Vec::new();
+        s.take(256 * 1024).read_to_end(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf);
+        let body = text.split("\r\n\r\n").nth(1)?;
+        let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+        Some(v.get("Version")?.as_str()?.to_string())
+    }
+}
+
+/// Spawning a file just written can fail with ETXTBSY while another thread's fork still holds a
+/// writable descriptor to it; that clears within milliseconds.
+fn spawn_retrying_busy(path: &Path) -> io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        let r = Command::new(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match r {
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Parse /proc/cpuinfo (x86: "model name"/"flags"; arm: "Features"/"CPU part"/"Model").
+pub fn parse_cpuinfo(text: &str) -> CpuInfo {
+    let mut info = CpuInfo::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        match k {
+            "processor" => info.cores += 1,
+            "model name" | "Model" | "cpu model" | "uarch" if info.model.is_empty() => {
+                info.model = v.to_string()
+            }
+            "flags" | "Features" | "isa" if info.flags.is_empty() => {
+                info.flags = v.split_whitespace().map(str::to_string).collect()
+            }
+            _ => {}
+        }
+    }
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpuinfo_x86_and_arm() {
+        let x86 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2\n";
+        let c = parse_cpuinfo(x86);
+        assert_eq!(c.model, "AMD EPYC");
+        assert_eq!(c.cores, 2);
+        assert_eq!(c.flags, vec!["fpu", "sse2", "avx2"]);
+        let arm =
+            "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm\nCPU part\t: 0xd0c\n";
+        let c = parse_cpuinfo(arm);
+        assert_eq!(c.flags, vec!["fp", "asimd", "evtstrm"]);
+        assert_eq!(parse_cpuinfo("garbage\n:::\n"), CpuInfo::default());
+    }
+}
