@@ -517,14 +517,14 @@ fn apply_item(host: &dyn Host, dir: &Path, item: &Item) -> Result<(), String> {
         _ => {}
     }
     if let Some(f) = &item.persist_write {
-        if let Some(parent) = f.path.parent() {
-            host.create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}", io_hint(&e, parent)))?;
-        }
         let unchanged = host
             .read(&f.path)
             .is_ok_and(|old| old == f.content.as_bytes());
         if !unchanged {
+            if let Some(parent) = f.path.parent() {
+                host.create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}", io_hint(&e, parent)))?;
+            }
             host.write_file(&f.path, f.content.as_bytes())
                 .map_err(|e| format!("cannot write {}", io_hint(&e, &f.path)))?;
         }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the Debian/Ubuntu packages rcross's tests and examples use, when missing.
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+PKGS=(
+  qemu-user-static util-linux file make
+  gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf gcc-arm-linux-gnueabi
+  gcc-riscv64-linux-gnu gcc-i686-linux-gnu libc6-dev-arm64-cross musl-tools
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  # No recommends: binfmt-support would register handlers in the machine's own table.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
