@@ -10,5 +10,6 @@ pub mod exit;
 pub mod host;
 pub mod image;
 pub mod platform;
+pub mod registry;
 
 pub use platform::Platform;
