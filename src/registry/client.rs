@@ -658,6 +658,9 @@ fn transport_hint(error: &ureq::Error, url: &str) -> String {
         }
         ureq::Error::HostNotFound => "check the registry host name".to_string(),
         ureq::Error::ConnectionFailed => "is the registry running and reachable?".to_string(),
+        ureq::Error::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            "is the registry running and reachable?".to_string()
+        }
         ureq::Error::Timeout(_) => "the registry did not answer in time; retry later".to_string(),
         _ => String::new(),
     }

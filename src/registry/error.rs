@@ -120,12 +120,12 @@ impl RegistryError {
                 size: size.unwrap_or(max.saturating_add(1)),
                 max,
             },
-            e @ (RegistryError::DigestMismatch { .. } | RegistryError::InvalidResponse { .. }) => {
-                SourceError::Invalid {
-                    what,
-                    message: e.to_string(),
-                }
-            }
+            e @ (RegistryError::Reference(_)
+            | RegistryError::DigestMismatch { .. }
+            | RegistryError::InvalidResponse { .. }) => SourceError::Invalid {
+                what,
+                message: e.to_string(),
+            },
             e => SourceError::Transport {
                 what,
                 message: e.to_string(),
