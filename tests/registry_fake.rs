@@ -19,8 +19,8 @@ const INDEX: &str =
 fn quick_options() -> ClientOptions {
     ClientOptions {
         connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_millis(300),
-        idle_read_timeout: Duration::from_millis(300),
+        response_timeout: Duration::from_secs(5),
+        idle_read_timeout: Duration::from_secs(5),
         small_body_timeout: Duration::from_secs(5),
         backoff: Duration::from_millis(10),
         max_retry_after: Duration::from_millis(50),
@@ -120,6 +120,41 @@ fn blob_with_right_content_streams_and_verifies() {
         .unwrap();
     assert_eq!(bytes, content);
     assert_eq!(fake.requests()[0].target, format!("/v2/app/blobs/{digest}"));
+}
+
+#[test]
+fn blob_redirect_to_storage_does_not_carry_the_token() {
+    let content = b"layer bytes".to_vec();
+    let digest = sha256(&content);
+    let served = content.clone();
+    let storage = FakeRegistry::start_on("127.0.0.2", move |_, _| Reply::ok(served.clone()));
+    let location = format!("http://{}/signed/blob?sig=abc", storage.addr);
+    let registry = FakeRegistry::start(move |request, _| {
+        if request.path() == "/token" {
+            return Reply::json(200, r#"{"access_token":"tok"}"#);
+        }
+        if request.header("authorization") != Some("Bearer tok") {
+            let realm = format!("http://{}/token", request.header("host").unwrap_or(""));
+            return Reply::status(401)
+                .header("WWW-Authenticate", &format!(r#"Bearer realm="{realm}""#));
+        }
+        Reply::status(307).header("Location", &location)
+    });
+    let mut bytes = Vec::new();
+    client()
+        .open_blob(&registry.reference("app:1"), &digest)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    assert_eq!(bytes, content);
+    let fetched = storage.requests();
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].target, "/signed/blob?sig=abc");
+    assert_eq!(
+        fetched[0].header("authorization"),
+        None,
+        "token leaked to storage"
+    );
 }
 
 #[test]
@@ -237,6 +272,33 @@ fn bearer_challenge_is_answered_and_the_token_cached() {
 }
 
 #[test]
+fn basic_auth_uses_docker_config_and_is_then_sent_up_front() {
+    let fake = FakeRegistry::start(|request, _| {
+        // "alice:pw" in base64.
+        if request.header("authorization") == Some("Basic YWxpY2U6cHc=") {
+            Reply::ok(INDEX)
+        } else {
+            Reply::status(401).header("WWW-Authenticate", r#"Basic realm="fake""#)
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"auths":{{"http://{}":{{"auth":"YWxpY2U6cHc="}}}}}}"#,
+            fake.addr
+        ),
+    )
+    .unwrap();
+    let client = Client::new(quick_options(), DockerConfig::load(&path).unwrap());
+    let reference = fake.reference("app:1");
+    client.get_manifest(&reference).unwrap();
+    client.get_manifest(&reference).unwrap();
+    assert_eq!(fake.requests().len(), 3, "{:#?}", fake.requests());
+}
+
+#[test]
 fn unauthorized_without_credentials_says_to_log_in() {
     let fake = FakeRegistry::start(|_, _| {
         Reply::json(
@@ -337,13 +399,40 @@ fn client_errors_are_not_retried() {
 
 #[test]
 fn silent_registry_times_out_after_all_attempts() {
-    let fake = FakeRegistry::start(|_, _| Reply::Silent(Duration::from_secs(3)));
-    let e = err(client().get_manifest(&fake.reference("app:1")));
+    let fake = FakeRegistry::start(|_, _| Reply::Silent(Duration::from_secs(5)));
+    let options = ClientOptions {
+        response_timeout: Duration::from_millis(200),
+        ..quick_options()
+    };
+    let e =
+        err(Client::new(options, DockerConfig::default()).get_manifest(&fake.reference("app:1")));
     assert!(
         matches!(e, RegistryError::Transport { attempts: 3, .. }),
         "{e}"
     );
     assert!(e.to_string().contains("timed out"), "{e}");
+}
+
+#[test]
+fn registry_that_stalls_mid_body_times_out() {
+    let fake = FakeRegistry::start(|_, _| Reply::Stalled {
+        announced: 1000,
+        sent: br#"{"schemaVersion":2,"#.to_vec(),
+        then: Duration::from_secs(5),
+    });
+    let options = ClientOptions {
+        idle_read_timeout: Duration::from_millis(200),
+        ..quick_options()
+    };
+    let client = Client::new(options, DockerConfig::default());
+    let e = err(client.get_manifest(&fake.reference("app:1")));
+    assert!(matches!(e, RegistryError::Transport { .. }), "{e}");
+    assert!(e.to_string().contains("reading the manifest"), "{e}");
+
+    let mut reader = client
+        .open_blob(&fake.reference("app:1"), &sha256(b"x"))
+        .unwrap();
+    assert!(reader.read_to_end(&mut Vec::new()).is_err());
 }
 
 #[test]

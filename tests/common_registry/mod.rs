@@ -54,6 +54,12 @@ pub enum Reply {
     },
     /// Say nothing for this long, then hang up.
     Silent(Duration),
+    /// Announce a 200 with `announced` bytes, send `sent`, then say nothing for this long.
+    Stalled {
+        announced: usize,
+        sent: Vec<u8>,
+        then: Duration,
+    },
 }
 
 impl Reply {
@@ -105,7 +111,15 @@ pub struct FakeRegistry {
 
 impl FakeRegistry {
     pub fn start(handler: impl Fn(&FakeRequest, usize) -> Reply + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        FakeRegistry::start_on("127.0.0.1", handler)
+    }
+
+    /// On another loopback address (e.g. 127.0.0.2), to play a different host.
+    pub fn start_on(
+        ip: &str,
+        handler: impl Fn(&FakeRequest, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -197,6 +211,17 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<FakeRequest>>, handler: &Handle
     let mut stream = stream;
     match handler(&request, nth) {
         Reply::Silent(how_long) => std::thread::sleep(how_long),
+        Reply::Stalled {
+            announced,
+            sent,
+            then,
+        } => {
+            let head = format!("HTTP/1.1 200 Fake\r\nContent-Length: {announced}\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&sent);
+            let _ = stream.flush();
+            std::thread::sleep(then);
+        }
         Reply::Http {
             status,
             headers,
