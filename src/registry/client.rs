@@ -221,8 +221,8 @@ impl Client {
         })
     }
 
-    /// A streaming reader over a blob of `reference`'s repository; it fails at the end of the
-    /// content if the content does not hash to `digest`.
+    /// A streaming reader over a blob of `reference`'s repository (its tag or digest is not
+    /// used); it fails at the end of the content if the content does not hash to `digest`.
     pub fn open_blob(
         &self,
         reference: &Reference,
@@ -231,7 +231,7 @@ impl Client {
         self.open_blob_as(reference, digest, BodyKind::Stream)
     }
 
-    /// A whole blob of at most `max` bytes, verified against `digest`.
+    /// A whole blob of `reference`'s repository, at most `max` bytes, verified against `digest`.
     pub fn blob_bytes(
         &self,
         reference: &Reference,
