@@ -11,6 +11,7 @@ pub mod exit;
 pub mod host;
 pub mod image;
 pub mod platform;
+pub mod registry;
 pub mod setup;
 
 pub use platform::Platform;

@@ -1,0 +1,967 @@
+//! The blocking HTTP side of the distribution API: manifests and blobs, authentication,
+//! retries, size limits and digest checks. All registry network traffic goes through [`Client`].
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
+use ureq::http;
+
+use super::auth::{percent_encode, pick_challenge, Challenge, DockerConfig};
+use super::error::{error_excerpt, hint_for_status, sanitise, RegistryError};
+use super::reference::{validate_digest, Reference, ReferenceError};
+
+pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// Manifests larger than this are refused (the limit most registries enforce on push).
+pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+/// Token endpoint answers larger than this are refused.
+pub const MAX_TOKEN_RESPONSE_BYTES: u64 = 1024 * 1024;
+/// At most this much of an error body is read to quote the registry.
+const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
+/// Tokens are renewed this long before the registry says they expire.
+const TOKEN_EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// Lifetime of a token whose answer gives none (the token spec's default).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The `Accept` header for manifests: every image manifest and index format we can read.
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.docker.distribution.manifest.v2+json";
+
+/// Knobs of the client. The defaults suit real registries; tests shorten the timeouts.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Registries (as written in references, e.g. `myhost:5000`) to reach over plain HTTP.
+    /// Loopback registries (localhost, 127.0.0.0/8, ::1) always are.
+    pub insecure_registries: Vec<String>,
+    /// Limit on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Limit on waiting for the response status and headers.
+    pub response_timeout: Duration,
+    /// Limit on each read of the body: a registry that stops sending for this long fails.
+    pub idle_read_timeout: Duration,
+    /// Limit on reading a whole small body (manifest, token, error text).
+    pub small_body_timeout: Duration,
+    /// Attempts for each idempotent request (1 = no retries).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles for each further one.
+    pub backoff: Duration,
+    /// Longest `Retry-After` honoured; longer requests are shortened to this.
+    pub max_retry_after: Duration,
+    /// Largest manifest or index accepted.
+    pub max_manifest_bytes: u64,
+    pub user_agent: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            insecure_registries: Vec::new(),
+            connect_timeout: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(60),
+            idle_read_timeout: Duration::from_secs(60),
+            small_body_timeout: Duration::from_secs(120),
+            attempts: 3,
+            backoff: Duration::from_millis(500),
+            max_retry_after: Duration::from_secs(30),
+            max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
+            user_agent: concat!("rcross/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// A manifest or index as the registry served it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub media_type: String,
+    /// Digest of `bytes` (verified against the requested digest, if any).
+    pub digest: String,
+    pub bytes: Vec<u8>,
+}
+
+/// How a request authenticates once we know what the registry wants.
+#[derive(Clone)]
+struct Token {
+    header: String,
+    expires: Instant,
+}
+
+/// A blocking registry client. Cheap to clone; clones share the token cache.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    options: Arc<ClientOptions>,
+    credentials: Arc<DockerConfig>,
+    /// Bearer tokens by (api host, scope).
+    tokens: Arc<Mutex<HashMap<(String, String), Token>>>,
+    /// Registries that asked for Basic auth: send credentials up front.
+    basic: Arc<Mutex<HashSet<String>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a body is small and read whole (bounded total time) or streamed (idle limit only).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Small,
+    Stream,
+}
+
+/// One request to make: where, what to accept, how much time its body may take.
+struct Request<'a> {
+    url: String,
+    accept: Option<&'a str>,
+    kind: BodyKind,
+}
+
+impl Client {
+    pub fn new(options: ClientOptions, credentials: DockerConfig) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(options.connect_timeout))
+            .timeout_recv_response(Some(options.response_timeout))
+            .timeout_per_read(Some(options.idle_read_timeout))
+            .max_redirects(5)
+            // Blob downloads redirect to storage that rejects (or must not see) our token.
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
+            .max_response_header_size(64 * 1024)
+            .user_agent(options.user_agent.as_str())
+            .build();
+        Client {
+            agent: ureq::Agent::new_with_config(config),
+            options: Arc::new(options),
+            credentials: Arc::new(credentials),
+            tokens: Arc::new(Mutex::new(HashMap::new())),
+            basic: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// A client with default options and no credentials.
+    pub fn anonymous() -> Client {
+        Client::new(ClientOptions::default(), DockerConfig::default())
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// The manifest or index `reference` names (its digest, else its tag, else `latest`).
+    pub fn get_manifest(&self, reference: &Reference) -> Result<Manifest, RegistryError> {
+        let wanted = reference.manifest_ref();
+        let url = self.url(reference, &format!("manifests/{wanted}"));
+        let response = self.get(
+            reference,
+            &Request {
+                url: url.clone(),
+                accept: Some(MANIFEST_ACCEPT),
+                kind: BodyKind::Small,
+            },
+        )?;
+        let max = self.options.max_manifest_bytes;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_type = header("content-type");
+        let announced_digest = header("docker-content-digest");
+        let bytes = read_bounded(response, max, &url, "manifest")?;
+
+        let expected = reference.digest.as_deref();
+        let algorithm = expected.map_or("sha256", |d| d.split(':').next().unwrap_or("sha256"));
+        let digest = digest_of(algorithm, &bytes);
+        if let Some(expected) = expected {
+            if digest != expected {
+                return Err(RegistryError::DigestMismatch {
+                    url,
+                    expected: expected.to_string(),
+                    actual: digest,
+                });
+            }
+        }
+        if let Some(announced) = announced_digest.filter(|d| validate_digest(d).is_ok()) {
+            let (announced_algorithm, _) = announced.split_once(':').unwrap_or(("", ""));
+            let actual = digest_of(announced_algorithm, &bytes);
+            if actual != announced {
+                return Err(RegistryError::DigestMismatch {
+                    url,
+                    expected: announced,
+                    actual,
+                });
+            }
+        }
+
+        let media_type =
+            manifest_media_type(&bytes, content_type.as_deref()).map_err(|message| {
+                RegistryError::InvalidResponse {
+                    url: url.clone(),
+                    message,
+                }
+            })?;
+        Ok(Manifest {
+            media_type,
+            digest,
+            bytes,
+        })
+    }
+
+    /// A streaming reader over a blob of `reference`'s repository (its tag or digest is not
+    /// used); it fails at the end of the content if the content does not hash to `digest`.
+    pub fn open_blob(
+        &self,
+        reference: &Reference,
+        digest: &str,
+    ) -> Result<BlobReader, RegistryError> {
+        self.open_blob_as(reference, digest, BodyKind::Stream)
+    }
+
+    /// A whole blob of `reference`'s repository, at most `max` bytes, verified against `digest`.
+    pub fn blob_bytes(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        max: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let kind = if max <= self.options.max_manifest_bytes {
+            BodyKind::Small
+        } else {
+            BodyKind::Stream
+        };
+        let mut reader = self.open_blob_as(reference, digest, kind)?;
+        if let Some(size) = reader.content_length.filter(|&size| size > max) {
+            return Err(RegistryError::TooLarge {
+                url: reader.url,
+                what: "blob",
+                size: Some(size),
+                max,
+            });
+        }
+        let mut bytes = Vec::new();
+        match (&mut reader)
+            .take(max.saturating_add(1))
+            .read_to_end(&mut bytes)
+        {
+            Ok(_) if bytes.len() as u64 > max => Err(RegistryError::TooLarge {
+                url: reader.url,
+                what: "blob",
+                size: None,
+                max,
+            }),
+            Ok(_) => Ok(bytes),
+            Err(e) => Err(reader.error_from_io(e)),
+        }
+    }
+
+    fn open_blob_as(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        kind: BodyKind,
+    ) -> Result<BlobReader, RegistryError> {
+        validate_digest(digest).map_err(|reason| ReferenceError {
+            input: digest.to_string(),
+            reason,
+        })?;
+        let url = self.url(reference, &format!("blobs/{digest}"));
+        let response = self.get(
+            reference,
+            &Request {
+                url: url.clone(),
+                accept: None,
+                kind,
+            },
+        )?;
+        let content_length = content_length(&response);
+        let (algorithm, _) = digest.split_once(':').unwrap_or(("sha256", ""));
+        Ok(BlobReader {
+            inner: response.into_body().into_reader(),
+            hasher: Hasher::new(algorithm),
+            expected: digest.to_string(),
+            url,
+            content_length,
+            outcome: None,
+        })
+    }
+
+    fn url(&self, reference: &Reference, path: &str) -> String {
+        let host = reference.api_host();
+        format!(
+            "{}://{host}/v2/{}/{path}",
+            self.scheme(&reference.registry, host),
+            reference.repository
+        )
+    }
+
+    fn scheme(&self, registry: &str, host: &str) -> &'static str {
+        let insecure = is_loopback_host(host)
+            || self
+                .options
+                .insecure_registries
+                .iter()
+                .any(|r| r == registry || r == host);
+        if insecure {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// GET with authentication: reuse a cached token, answer one 401 challenge, and turn error
+    /// statuses into [`RegistryError::Status`].
+    fn get(
+        &self,
+        reference: &Reference,
+        request: &Request<'_>,
+    ) -> Result<http::Response<ureq::Body>, RegistryError> {
+        let host = reference.api_host().to_string();
+        let scope = format!("repository:{}:pull", reference.repository);
+        let mut authorization = self.cached_authorization(&host, &scope);
+        let mut answered_challenge = false;
+        loop {
+            let response = self.send(request, authorization.as_deref())?;
+            let status = response.status().as_u16();
+            if status == 401 && !answered_challenge {
+                answered_challenge = true;
+                let challenge = pick_challenge(
+                    response
+                        .headers()
+                        .get_all("www-authenticate")
+                        .iter()
+                        .filter_map(|v| v.to_str().ok()),
+                );
+                if let Some(header) = self.authenticate(reference, challenge, &scope)? {
+                    authorization = Some(header);
+                    continue;
+                }
+            }
+            if response.status().is_success() {
+                return Ok(response);
+            }
+            let excerpt = read_error_excerpt(response);
+            return Err(RegistryError::Status {
+                method: "GET",
+                url: request.url.clone(),
+                status,
+                excerpt,
+                hint: hint_for_status(status, &reference.registry, &reference.repository),
+            });
+        }
+    }
+
+    fn cached_authorization(&self, host: &str, scope: &str) -> Option<String> {
+        if let Ok(tokens) = self.tokens.lock() {
+            if let Some(token) = tokens.get(&(host.to_string(), scope.to_string())) {
+                if token.expires > Instant::now() {
+                    return Some(token.header.clone());
+                }
+            }
+        }
+        let wants_basic = self.basic.lock().is_ok_and(|set| set.contains(host));
+        if wants_basic {
+            return self
+                .credentials
+                .credentials_for(registry_for_host(host))
+                .map(|c| c.basic_header());
+        }
+        None
+    }
+
+    /// The `Authorization` value that answers `challenge`, or `None` when we have nothing to
+    /// offer (the caller then reports the 401 with a login hint).
+    fn authenticate(
+        &self,
+        reference: &Reference,
+        challenge: Option<Challenge>,
+        scope: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let host = reference.api_host();
+        let credentials = self.credentials.credentials_for(&reference.registry);
+        match challenge {
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope: challenge_scope,
+            }) => {
+                let token = self.fetch_token(
+                    reference,
+                    &realm,
+                    service.as_deref(),
+                    challenge_scope.as_deref().unwrap_or(scope),
+                )?;
+                let header = format!("Bearer {}", token.0);
+                if let Ok(mut tokens) = self.tokens.lock() {
+                    tokens.insert(
+                        (host.to_string(), scope.to_string()),
+                        Token {
+                            header: header.clone(),
+                            expires: Instant::now() + token.1,
+                        },
+                    );
+                }
+                Ok(Some(header))
+            }
+            // A 401 without a challenge we understand: Basic is the only thing left to try.
+            Some(Challenge::Basic) | None => match credentials {
+                Some(credentials) => {
+                    if let Ok(mut basic) = self.basic.lock() {
+                        basic.insert(host.to_string());
+                    }
+                    Ok(Some(credentials.basic_header()))
+                }
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Asks the token endpoint for a pull token; returns the token and how long to keep it.
+    fn fetch_token(
+        &self,
+        reference: &Reference,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<(String, Duration), RegistryError> {
+        let registry = reference.registry.clone();
+        let auth_error = |message: String, hint: String| RegistryError::Auth {
+            registry: registry.clone(),
+            message,
+            hint,
+        };
+        let realm_is_http = realm.starts_with("http://");
+        if !realm_is_http && !realm.starts_with("https://") {
+            return Err(auth_error(
+                format!("token realm {:?} is not an http(s) URL", sanitise(realm)),
+                String::new(),
+            ));
+        }
+        let mut url = realm.to_string();
+        let mut separator = if url.contains('?') { '&' } else { '?' };
+        if let Some(service) = service {
+            url.push_str(&format!("{separator}service={}", percent_encode(service)));
+            separator = '&';
+        }
+        url.push_str(&format!("{separator}scope={}", percent_encode(scope)));
+
+        let credentials = self.credentials.credentials_for(&reference.registry);
+        // Never send a password in clear text to a realm the registry could not vouch for.
+        let registry_is_http = self.scheme(&reference.registry, reference.api_host()) == "http";
+        let authorization = match credentials {
+            Some(_) if realm_is_http && !registry_is_http => {
+                return Err(auth_error(
+                    format!(
+                        "token realm {realm} is plain HTTP; refusing to send credentials to it"
+                    ),
+                    String::new(),
+                ))
+            }
+            Some(credentials) => Some(credentials.basic_header()),
+            None => None,
+        };
+
+        let request = Request {
+            url: url.clone(),
+            accept: Some("application/json"),
+            kind: BodyKind::Small,
+        };
+        let response = self.send(&request, authorization.as_deref())?;
+        let status = response.status().as_u16();
+        if !response.status().is_success() {
+            let excerpt = read_error_excerpt(response);
+            let hint = if matches!(status, 401 | 403) {
+                format!(
+                    "run `docker login {}` or check that your account can pull {}",
+                    reference.registry, reference.repository
+                )
+            } else {
+                hint_for_status(status, &reference.registry, &reference.repository)
+            };
+            return Err(auth_error(
+                format!(
+                    "token endpoint {url} answered HTTP {status}{}",
+                    if excerpt.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {excerpt}")
+                    }
+                ),
+                hint,
+            ));
+        }
+        let body = read_bounded(response, MAX_TOKEN_RESPONSE_BYTES, &url, "token response")?;
+
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            #[serde(default)]
+            token: Option<String>,
+            #[serde(default)]
+            access_token: Option<String>,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+            auth_error(
+                format!("token endpoint {url} answered something that is not a token: {e}"),
+                String::new(),
+            )
+        })?;
+        let token = answer
+            .token
+            .filter(|t| !t.is_empty())
+            .or(answer.access_token.filter(|t| !t.is_empty()))
+            .ok_or_else(|| {
+                auth_error(
+                    format!("token endpoint {url} answered without a token"),
+                    String::new(),
+                )
+            })?;
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(auth_error(
+                format!(
+                    "token endpoint {url} answered a token with characters a header cannot carry"
+                ),
+                String::new(),
+            ));
+        }
+        let lifetime = answer
+            .expires_in
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs)
+            .min(Duration::from_secs(24 * 3600))
+            .saturating_sub(TOKEN_EXPIRY_MARGIN);
+        Ok((token, lifetime))
+    }
+
+    /// One GET with retries on connection failures, 408, 429 and 5xx.
+    fn send(
+        &self,
+        request: &Request<'_>,
+        authorization: Option<&str>,
+    ) -> Result<http::Response<ureq::Body>, RegistryError> {
+        let attempts = self.options.attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let mut builder = self.agent.get(&request.url);
+            if let Some(accept) = request.accept {
+                builder = builder.header("Accept", accept);
+            }
+            if let Some(authorization) = authorization {
+                builder = builder.header("Authorization", authorization);
+            }
+            if request.kind == BodyKind::Small {
+                builder = builder
+                    .config()
+                    .timeout_recv_body(Some(self.options.small_body_timeout))
+                    .build();
+            }
+            let delay = match builder.call() {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    if !is_retryable_status(status) || attempt >= attempts {
+                        return Ok(response);
+                    }
+                    match retry_after(&response) {
+                        Some(wait) => wait.min(self.options.max_retry_after),
+                        None => self.backoff(attempt),
+                    }
+                }
+                Err(error) => {
+                    if !is_retryable_error(&error) || attempt >= attempts {
+                        return Err(RegistryError::Transport {
+                            method: "GET",
+                            hint: transport_hint(&error, &request.url),
+                            message: describe_error(&error),
+                            url: request.url.clone(),
+                            attempts: attempt,
+                        });
+                    }
+                    self.backoff(attempt)
+                }
+            };
+            std::thread::sleep(delay);
+            attempt += 1;
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        self.options
+            .backoff
+            .saturating_mul(1 << attempt.saturating_sub(1).min(10))
+    }
+}
+
+/// The host's registry name as used for credentials (`registry-1.docker.io` → `docker.io`).
+fn registry_for_host(host: &str) -> &str {
+    if host == super::reference::DOCKER_HUB_API_HOST {
+        super::reference::DOCKER_HUB
+    } else {
+        host
+    }
+}
+
+fn is_loopback_host(host_and_port: &str) -> bool {
+    let host = if let Some(rest) = host_and_port.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host_and_port.split(':').next().unwrap_or(host_and_port)
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_retryable_status(status: u16) -> bool {
+    status == 408 || status == 429 || (500..=599).contains(&status)
+}
+
+fn is_retryable_error(error: &ureq::Error) -> bool {
+    matches!(
+        error,
+        ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
+    )
+}
+
+/// `Retry-After` in seconds. HTTP dates are not parsed; the caller falls back to its backoff.
+fn retry_after(response: &http::Response<ureq::Body>) -> Option<Duration> {
+    let value = response.headers().get("retry-after")?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+fn describe_error(error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::Timeout(which) => format!("timed out ({which})"),
+        ureq::Error::ConnectionFailed => "connection failed".to_string(),
+        ureq::Error::HostNotFound => "host not found".to_string(),
+        other => sanitise(&other.to_string()),
+    }
+}
+
+fn transport_hint(error: &ureq::Error, url: &str) -> String {
+    match error {
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) if url.starts_with("https://") => {
+            "if this registry speaks plain HTTP, mark it insecure (--insecure)".to_string()
+        }
+        ureq::Error::HostNotFound => "check the registry host name".to_string(),
+        ureq::Error::ConnectionFailed => "is the registry running and reachable?".to_string(),
+        ureq::Error::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            "is the registry running and reachable?".to_string()
+        }
+        ureq::Error::Timeout(_) => "the registry did not answer in time; retry later".to_string(),
+        _ => String::new(),
+    }
+}
+
+fn content_length(response: &http::Response<ureq::Body>) -> Option<u64> {
+    response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Reads a whole body of at most `max` bytes; refuses larger ones without reading them.
+fn read_bounded(
+    response: http::Response<ureq::Body>,
+    max: u64,
+    url: &str,
+    what: &'static str,
+) -> Result<Vec<u8>, RegistryError> {
+    if let Some(size) = content_length(&response).filter(|&size| size > max) {
+        return Err(RegistryError::TooLarge {
+            url: url.to_string(),
+            what,
+            size: Some(size),
+            max,
+        });
+    }
+    let mut bytes = Vec::new();
+    response
+        .into_body()
+        .into_reader()
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| RegistryError::Transport {
+            method: "GET",
+            url: url.to_string(),
+            message: format!("reading the {what}: {}", sanitise(&e.to_string())),
+            attempts: 1,
+            hint: String::new(),
+        })?;
+    if bytes.len() as u64 > max {
+        return Err(RegistryError::TooLarge {
+            url: url.to_string(),
+            what,
+            size: None,
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+/// The registry's explanation of an error status, best effort.
+fn read_error_excerpt(response: http::Response<ureq::Body>) -> String {
+    let mut bytes = Vec::new();
+    let _ = response
+        .into_body()
+        .into_reader()
+        .take(MAX_ERROR_BODY_BYTES)
+        .read_to_end(&mut bytes);
+    error_excerpt(&bytes)
+}
+
+/// The media type of a manifest: its `mediaType` field (covered by the digest), else the
+/// Content-Type header when it is specific. The body must be a JSON object.
+fn manifest_media_type(bytes: &[u8], content_type: Option<&str>) -> Result<String, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "manifest is not JSON ({e}); it starts with {:?}",
+            sanitise(&String::from_utf8_lossy(&bytes[..bytes.len().min(60)]))
+        )
+    })?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| "manifest is JSON but not an object".to_string())?;
+    if let Some(field) = object.get("mediaType") {
+        return field
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| "manifest mediaType is not a non-empty string".to_string());
+    }
+    let header = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(str::trim)
+        .filter(|ct| {
+            !ct.is_empty()
+                && !matches!(
+                    *ct,
+                    "application/json" | "text/plain" | "application/octet-stream"
+                )
+        });
+    match header {
+        Some(media_type) => Ok(media_type.to_string()),
+        // An OCI manifest may omit mediaType; its shape tells which one it is.
+        None if object.contains_key("manifests") => Ok(MEDIA_TYPE_OCI_INDEX.to_string()),
+        None if object.contains_key("config") && object.contains_key("layers") => {
+            Ok(MEDIA_TYPE_OCI_MANIFEST.to_string())
+        }
+        None => {
+            Err("manifest has no mediaType and the registry sent no usable Content-Type".into())
+        }
+    }
+}
+
+enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    fn new(algorithm: &str) -> Hasher {
+        match algorithm {
+            "sha512" => Hasher::Sha512(sha2::Sha512::new()),
+            _ => Hasher::Sha256(sha2::Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(&mut self) -> String {
+        match self {
+            Hasher::Sha256(h) => format!("sha256:{:x}", std::mem::take(h).finalize()),
+            Hasher::Sha512(h) => format!("sha512:{:x}", std::mem::take(h).finalize()),
+        }
+    }
+}
+
+/// `algorithm:hex` of `bytes` (sha256 unless `algorithm` is sha512).
+pub fn digest_of(algorithm: &str, bytes: &[u8]) -> String {
+    let mut hasher = Hasher::new(algorithm);
+    hasher.update(bytes);
+    hasher.finish()
+}
+
+/// A blob's content as it arrives. Reaching the end checks the digest: a mismatch is an
+/// `InvalidData` error carrying [`RegistryError::DigestMismatch`], so a caller that reads to the
+/// end never accepts altered content.
+pub struct BlobReader {
+    inner: ureq::BodyReader<'static>,
+    hasher: Hasher,
+    expected: String,
+    url: String,
+    content_length: Option<u64>,
+    /// Set at the end of the content: `Ok` or the digest actually received.
+    outcome: Option<Result<(), String>>,
+}
+
+impl BlobReader {
+    /// The size the registry announced, if it did.
+    pub fn content_length(&self) -> Option<u64> {
+        self.content_length
+    }
+
+    fn error_from_io(&self, error: io::Error) -> RegistryError {
+        match error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<RegistryError>())
+        {
+            Some(RegistryError::DigestMismatch {
+                url,
+                expected,
+                actual,
+            }) => RegistryError::DigestMismatch {
+                url: url.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            },
+            _ => RegistryError::Transport {
+                method: "GET",
+                url: self.url.clone(),
+                message: format!("reading the blob: {}", sanitise(&error.to_string())),
+                attempts: 1,
+                hint: String::new(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("url", &self.url)
+            .field("expected", &self.expected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.outcome.is_none() && !buf.is_empty() {
+            let n = self.inner.read(buf)?;
+            if n > 0 {
+                self.hasher.update(&buf[..n]);
+                return Ok(n);
+            }
+            let actual = self.hasher.finish();
+            self.outcome = Some(if actual == self.expected {
+                Ok(())
+            } else {
+                Err(actual)
+            });
+        }
+        match &self.outcome {
+            Some(Err(actual)) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                RegistryError::DigestMismatch {
+                    url: self.url.clone(),
+                    expected: self.expected.clone(),
+                    actual: actual.clone(),
+                },
+            )),
+            _ => Ok(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_use_http() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "ghcr.io",
+            "10.0.0.1:5000",
+            "[fe80::1]:5000",
+            "localhost.example.com",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+        let client = Client::new(
+            ClientOptions {
+                insecure_registries: vec!["myhost:5000".into()],
+                ..ClientOptions::default()
+            },
+            DockerConfig::default(),
+        );
+        let r: Reference = "myhost:5000/app:1".parse().unwrap();
+        assert_eq!(
+            client.url(&r, "manifests/1"),
+            "http://myhost:5000/v2/app/manifests/1"
+        );
+        let r: Reference = "alpine".parse().unwrap();
+        assert_eq!(
+            client.url(&r, "manifests/latest"),
+            "https://registry-1.docker.io/v2/library/alpine/manifests/latest"
+        );
+    }
+
+    #[test]
+    fn media_type_detection() {
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert_eq!(
+            manifest_media_type(index, Some("application/json")).unwrap(),
+            MEDIA_TYPE_OCI_INDEX
+        );
+        let typed = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#;
+        assert_eq!(
+            manifest_media_type(typed, Some(MEDIA_TYPE_OCI_INDEX)).unwrap(),
+            MEDIA_TYPE_DOCKER_MANIFEST
+        );
+        assert_eq!(
+            manifest_media_type(
+                b"{}",
+                Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8")
+            )
+            .unwrap(),
+            MEDIA_TYPE_OCI_MANIFEST
+        );
+        assert!(manifest_media_type(b"{}", None).is_err());
+        assert!(manifest_media_type(b"[1]", Some(MEDIA_TYPE_OCI_INDEX)).is_err());
+        assert!(manifest_media_type(b"<html>", Some(MEDIA_TYPE_OCI_INDEX)).is_err());
+        assert!(manifest_media_type(br#"{"mediaType":7}"#, None).is_err());
+    }
+
+    #[test]
+    fn digests_and_backoff() {
+        assert_eq!(
+            digest_of("sha256", b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert!(digest_of("sha512", b"").starts_with("sha512:cf83e1357eefb8bd"));
+        let client = Client::anonymous();
+        assert_eq!(client.backoff(1), Duration::from_millis(500));
+        assert_eq!(client.backoff(3), Duration::from_secs(2));
+        assert!(client.backoff(u32::MAX) > Duration::ZERO);
+    }
+}

@@ -1,0 +1,23 @@
+//! The read side of the OCI distribution API: image references, a blocking registry client, and
+//! [`RegistryImage`], which serves one reference through [`crate::image::ImageSource`].
+//!
+//! All network traffic is in [`Client`]; nothing here prints.
+
+mod auth;
+mod client;
+mod error;
+mod image;
+mod reference;
+
+pub use auth::{Credentials, DockerConfig};
+pub use client::{
+    digest_of, BlobReader, Client, ClientOptions, Manifest, DEFAULT_MAX_MANIFEST_BYTES,
+    MAX_TOKEN_RESPONSE_BYTES, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+};
+pub use error::RegistryError;
+pub use image::RegistryImage;
+pub use reference::{
+    looks_like_image_reference, Reference, ReferenceError, DEFAULT_TAG, DOCKER_HUB,
+    DOCKER_HUB_API_HOST, DOCKER_HUB_AUTH_KEY,
+};
