@@ -1,1 +1,15 @@
 //! binfmt_misc handler definitions, register-line encoding and self-test programs.
+//!
+//! Everything here is pure: the catalog is data compiled into the binary (plus files the caller
+//! points at), and the kernel formats are built and parsed as strings. Writing to
+//! `/proc/sys/fs/binfmt_misc` and running the self-test programs is the caller's business.
+
+pub mod catalog;
+pub mod kernel;
+pub mod selftest;
+
+pub use catalog::{Catalog, CatalogError, Handler};
+pub use kernel::{
+    binfmt_d_file, parse_kernel_entry, register_line, EncodeError, EntryKind, Flags, KernelEntry,
+    ParseError,
+};

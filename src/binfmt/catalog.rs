@@ -1,0 +1,412 @@
+//! The handler catalog: which emulator serves which platform, and the magic/mask the kernel uses
+//! to recognise that platform's programs.
+//!
+//! Built-in handlers are the files in the crate's `binfmt/` directory, compiled in by `build.rs`;
+//! a user directory can add handlers or replace built-in ones by `name`.
+
+use crate::platform::Platform;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+include!(concat!(env!("OUT_DIR"), "/binfmt_builtin.rs"));
+
+/// The kernel only hands the first 128 bytes of a file to binfmt_misc on older kernels
+/// (`BINPRM_BUF_SIZE`, 256 since Linux 5.1); staying within 128 works everywhere.
+pub const MAX_MAGIC_END: usize = 128;
+
+/// Prefix of every kernel entry rcross registers, so its own entries are recognisable and other
+/// tools' entries (`qemu-aarch64`, ...) are never mistaken for ours.
+pub const KERNEL_NAME_PREFIX: &str = "rcross-";
+
+/// What [`Handler::source`] says for handlers compiled into rcross.
+pub const BUILTIN_SOURCE: &str = "builtin";
+
+/// One binfmt_misc handler: a magic/mask pair and the emulator that runs matching programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handler {
+    /// QEMU's name for the emulated CPU (`aarch64`); the kernel entry is `rcross-<name>`.
+    pub name: String,
+    /// Platforms whose programs this handler runs.
+    pub platforms: Vec<Platform>,
+    /// Where in the file the magic starts.
+    pub offset: u32,
+    /// Bytes the file must have at `offset` (only the bits set in `mask` count).
+    pub magic: Vec<u8>,
+    /// Which bits of `magic` the kernel compares; as long as `magic`.
+    pub mask: Vec<u8>,
+    /// Emulator binary names (or absolute paths), in the order to look for them.
+    pub emulators: Vec<String>,
+    /// Whether the emulator understands the `P` flag (receives the original argv[0]).
+    pub preserve_argv0: bool,
+    /// `"builtin"`, or the path of the user file that defined this handler.
+    pub source: String,
+}
+
+impl Handler {
+    /// Whether the kernel would pick this handler for a file starting with `file_header`.
+    ///
+    /// A header too short to cover the magic does not match: the kernel zero-fills short files,
+    /// but callers pass a prefix of a file, and zero-filling a truncated prefix would invent
+    /// bytes the file may not have.
+    pub fn matches(&self, file_header: &[u8]) -> bool {
+        let start = self.offset as usize;
+        let Some(window) = file_header.get(start..start + self.magic.len()) else {
+            return false;
+        };
+        window
+            .iter()
+            .zip(&self.magic)
+            .zip(&self.mask)
+            .all(|((b, m), k)| (b ^ m) & k == 0)
+    }
+
+    /// Name of the kernel entry rcross registers for this handler (`rcross-aarch64`).
+    pub fn kernel_name(&self) -> String {
+        format!("{KERNEL_NAME_PREFIX}{}", self.name)
+    }
+
+    /// `magic & mask`: the bits that decide a match, for comparing spellings of one format.
+    pub fn masked_magic(&self) -> Vec<u8> {
+        self.magic
+            .iter()
+            .zip(&self.mask)
+            .map(|(m, k)| m & k)
+            .collect()
+    }
+}
+
+/// Why the handler catalog could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot read binfmt handler directory {}: {source}; make it a readable directory of *.toml files or remove it", path.display())]
+    ReadDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read binfmt handler file {}: {source}; make it readable or remove it", path.display())]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("binfmt handler file {origin} is not valid: {source}\nfix the file (see binfmt/aarch64.toml in rcross for the format) or remove it")]
+    Syntax {
+        origin: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("binfmt handler file {origin}: field `{field}` {problem}; {fix}")]
+    Field {
+        origin: String,
+        field: &'static str,
+        problem: String,
+        fix: String,
+    },
+    #[error("binfmt handler name {name:?} is defined by both {first} and {second}; rename or remove one of them (a user file replaces a built-in handler of the same name, but two files in one place may not share a name)")]
+    Duplicate {
+        name: String,
+        first: String,
+        second: String,
+    },
+}
+
+/// The file format, before validation. Fields are plain strings so that a bad value is reported
+/// with the field's name and the fix, not as a generic deserialisation error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HandlerFile {
+    name: String,
+    platforms: Vec<String>,
+    offset: u32,
+    magic: String,
+    mask: String,
+    emulators: Vec<String>,
+    /// Optional because user-written handlers may use emulators that lack the `P` flag; off is
+    /// the safe default (argv[0] is replaced by the program path, but the program runs).
+    #[serde(default)]
+    preserve_argv0: bool,
+}
+
+/// All known handlers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// Built-in handlers sorted by file name, then user additions sorted by file name; a user
+    /// file that replaces a built-in handler takes its place.
+    pub handlers: Vec<Handler>,
+}
+
+impl Catalog {
+    /// The handlers compiled into rcross.
+    pub fn builtin() -> Result<Catalog, CatalogError> {
+        let mut handlers: Vec<Handler> = Vec::new();
+        let mut origins: Vec<String> = Vec::new();
+        for (file, text) in BUILTIN_FILES {
+            let origin = format!("{file} (built into rcross)");
+            let h = parse_handler(text, &origin, BUILTIN_SOURCE)?;
+            if let Some(i) = handlers.iter().position(|p| p.name == h.name) {
+                return Err(CatalogError::Duplicate {
+                    name: h.name,
+                    first: origins[i].clone(),
+                    second: origin,
+                });
+            }
+            handlers.push(h);
+            origins.push(origin);
+        }
+        Ok(Catalog { handlers })
+    }
+
+    /// The built-in handlers, then every `*.toml` in `user_dir`: a file whose `name` equals a
+    /// built-in handler's replaces it, any other file adds a handler. A missing directory means
+    /// no user handlers.
+    pub fn load(user_dir: &Path) -> Result<Catalog, CatalogError> {
+        let mut catalog = Catalog::builtin()?;
+        let entries = match std::fs::read_dir(user_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(catalog),
+            Err(source) => {
+                return Err(CatalogError::ReadDir {
+                    path: user_dir.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| CatalogError::ReadDir {
+                path: user_dir.to_path_buf(),
+                source,
+            })?;
+            let path = entry.path();
+            // Only regular *.toml files: editors' backup files and subdirectories are not
+            // handlers. `metadata` follows symlinks, so a linked file counts.
+            let is_file = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
+            if is_file && path.extension().is_some_and(|e| e == "toml") {
+                files.push(path);
+            }
+        }
+        // Sorted so that the result does not depend on directory listing order.
+        files.sort();
+
+        let builtin_count = catalog.handlers.len();
+        let mut user_names: Vec<(String, String)> = Vec::new();
+        for path in files {
+            let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            let origin = path.display().to_string();
+            let h = parse_handler(&text, &origin, &origin)?;
+            if let Some((_, first)) = user_names.iter().find(|(n, _)| *n == h.name) {
+                return Err(CatalogError::Duplicate {
+                    name: h.name,
+                    first: first.clone(),
+                    second: origin,
+                });
+            }
+            user_names.push((h.name.clone(), origin));
+            match catalog.handlers[..builtin_count]
+                .iter()
+                .position(|b| b.name == h.name)
+            {
+                Some(i) => catalog.handlers[i] = h,
+                None => catalog.handlers.push(h),
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// The handler that runs programs of platform `p`. When several claim it, the one defined
+    /// last wins, so a user-added handler takes a platform over from a built-in one.
+    pub fn for_platform(&self, p: &Platform) -> Option<&Handler> {
+        self.handlers.iter().rev().find(|h| h.platforms.contains(p))
+    }
+
+    /// The handler with this `name` (without the `rcross-` prefix).
+    pub fn by_name(&self, name: &str) -> Option<&Handler> {
+        self.handlers.iter().find(|h| h.name == name)
+    }
+
+    /// Handlers whose masked magic matches a file starting with these bytes, in catalog order.
+    pub fn matching(&self, file_header: &[u8]) -> Vec<&Handler> {
+        self.handlers
+            .iter()
+            .filter(|h| h.matches(file_header))
+            .collect()
+    }
+}
+
+/// Whether `name` is safe as the tail of a kernel entry name and as a file name: the kernel
+/// refuses '/', and ':' would end the name field of the register line. Restricting to a plain
+/// alphabet also keeps names usable in binfmt.d file names and shell commands.
+pub(crate) fn valid_handler_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && name != "."
+        && name != ".."
+}
+
+/// Parse one handler file. `origin` names the file in errors; `source` is stored in the handler.
+pub(crate) fn parse_handler(text: &str, origin: &str, source: &str) -> Result<Handler, CatalogError> {
+    let raw: HandlerFile = toml::from_str(text).map_err(|e| CatalogError::Syntax {
+        origin: origin.to_string(),
+        source: Box::new(e),
+    })?;
+    let field = |field: &'static str, problem: String, fix: &str| CatalogError::Field {
+        origin: origin.to_string(),
+        field,
+        problem,
+        fix: fix.to_string(),
+    };
+
+    if !valid_handler_name(&raw.name) {
+        return Err(field(
+            "name",
+            format!("is {:?}", raw.name),
+            "use letters, digits, '_', '-' and '.' only, like \"aarch64\"",
+        ));
+    }
+
+    let mut platforms = Vec::new();
+    for s in &raw.platforms {
+        let p: Platform = s.parse().map_err(|e| {
+            field(
+                "platforms",
+                format!("has {s:?}, which is not a platform ({e})"),
+                "list OCI platforms like \"linux/arm64\"",
+            )
+        })?;
+        if platforms.contains(&p) {
+            return Err(field(
+                "platforms",
+                format!("lists {p} twice (as {s:?})"),
+                "list each platform once",
+            ));
+        }
+        platforms.push(p);
+    }
+
+    let magic = parse_hex(&raw.magic).map_err(|problem| {
+        field(
+            "magic",
+            problem,
+            "write the bytes as hex digits, like \"7f454c46\"",
+        )
+    })?;
+    let mask = parse_hex(&raw.mask).map_err(|problem| {
+        field(
+            "mask",
+            problem,
+            "write the bytes as hex digits, like \"ffffffff\"",
+        )
+    })?;
+    if magic.is_empty() {
+        return Err(field(
+            "magic",
+            "is empty".to_string(),
+            "give at least one byte; the kernel refuses an empty magic",
+        ));
+    }
+    if mask.len() != magic.len() {
+        return Err(field(
+            "mask",
+            format!(
+                "has {} bytes but magic has {}",
+                mask.len(),
+                magic.len()
+            ),
+            "give the mask exactly one byte per magic byte",
+        ));
+    }
+    let end = raw.offset as usize + magic.len();
+    if end > MAX_MAGIC_END {
+        return Err(field(
+            "offset",
+            format!(
+                "{} plus {} magic bytes ends at byte {end}, beyond the {MAX_MAGIC_END} bytes binfmt_misc sees",
+                raw.offset,
+                magic.len()
+            ),
+            "shorten the magic or lower the offset",
+        ));
+    }
+    if let Some(i) = (0..magic.len()).find(|&i| magic[i] & !mask[i] != 0) {
+        return Err(field(
+            "magic",
+            format!(
+                "byte {i} is {:02x} but the mask there is {:02x}, so bits {:02x} can never be compared",
+                magic[i],
+                mask[i],
+                magic[i] & !mask[i]
+            ),
+            &format!(
+                "write magic & mask (here {:02x}), or widen the mask if those bits were meant to count",
+                magic[i] & mask[i]
+            ),
+        ));
+    }
+
+    if raw.emulators.is_empty() {
+        return Err(field(
+            "emulators",
+            "is empty".to_string(),
+            "list at least one emulator, like [\"qemu-aarch64-static\", \"qemu-aarch64\"]",
+        ));
+    }
+    for e in &raw.emulators {
+        let bare = !e.is_empty() && !e.contains('/');
+        let absolute = e.starts_with('/');
+        if !(bare || absolute) || e.contains([':', '\n', '\0']) {
+            return Err(field(
+                "emulators",
+                format!("has {e:?}"),
+                "give a program name found on PATH (\"qemu-aarch64-static\") or an absolute path without ':'",
+            ));
+        }
+    }
+
+    Ok(Handler {
+        name: raw.name,
+        platforms,
+        offset: raw.offset,
+        magic,
+        mask,
+        emulators: raw.emulators,
+        preserve_argv0: raw.preserve_argv0,
+        source: source.to_string(),
+    })
+}
+
+/// Decode a hex string ("7f454c46", either case). The error says what is wrong.
+pub(crate) fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    // Every byte before the first non-hex byte is ASCII, so `pos` is a char boundary.
+    if let Some(pos) = s.bytes().position(|b| !b.is_ascii_hexdigit()) {
+        let c = s[pos..].chars().next().unwrap_or_default();
+        return Err(format!("{s:?} is not hex: {c:?} at position {pos}"));
+    }
+    if s.len() % 2 != 0 {
+        return Err(format!(
+            "{s:?} has an odd number of hex digits ({})",
+            s.len()
+        ));
+    }
+    Ok(s.as_bytes()
+        .chunks(2)
+        .map(|pair| (nibble(pair[0]) << 4) | nibble(pair[1]))
+        .collect())
+}
+
+/// Value of one ASCII hex digit (already checked to be one).
+fn nibble(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        b'A'..=b'F' => b - b'A' + 10,
+        _ => 0,
+    }
+}
+
+/// Lowercase hex, as the kernel prints magic and mask.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
