@@ -247,7 +247,11 @@ pub(crate) fn valid_handler_name(name: &str) -> bool {
 }
 
 /// Parse one handler file. `origin` names the file in errors; `source` is stored in the handler.
-pub(crate) fn parse_handler(text: &str, origin: &str, source: &str) -> Result<Handler, CatalogError> {
+pub(crate) fn parse_handler(
+    text: &str,
+    origin: &str,
+    source: &str,
+) -> Result<Handler, CatalogError> {
     let raw: HandlerFile = toml::from_str(text).map_err(|e| CatalogError::Syntax {
         origin: origin.to_string(),
         source: Box::new(e),
@@ -310,11 +314,7 @@ pub(crate) fn parse_handler(text: &str, origin: &str, source: &str) -> Result<Ha
     if mask.len() != magic.len() {
         return Err(field(
             "mask",
-            format!(
-                "has {} bytes but magic has {}",
-                mask.len(),
-                magic.len()
-            ),
+            format!("has {} bytes but magic has {}", mask.len(), magic.len()),
             "give the mask exactly one byte per magic byte",
         ));
     }

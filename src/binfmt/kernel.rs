@@ -134,10 +134,12 @@ pub fn register_line(
         });
     }
 
-    let path = interpreter.to_str().ok_or_else(|| EncodeError::InterpreterInvalid {
-        path: interpreter.to_string_lossy().into_owned(),
-        problem: "is not valid UTF-8",
-    })?;
+    let path = interpreter
+        .to_str()
+        .ok_or_else(|| EncodeError::InterpreterInvalid {
+            path: interpreter.to_string_lossy().into_owned(),
+            problem: "is not valid UTF-8",
+        })?;
     if !path.starts_with('/') {
         return Err(EncodeError::InterpreterNotAbsolute {
             path: path.to_string(),
@@ -345,11 +347,7 @@ pub fn parse_kernel_entry(name: &str, text: &str) -> Result<KernelEntry, ParseEr
                 if m.len() != magic.len() {
                     return Err(line_err(
                         text.trim(),
-                        format!(
-                            "a {}-byte mask for a {}-byte magic",
-                            m.len(),
-                            magic.len()
-                        ),
+                        format!("a {}-byte mask for a {}-byte magic", m.len(), magic.len()),
                     ));
                 }
             }

@@ -13,3 +13,6 @@ pub use kernel::{
     binfmt_d_file, parse_kernel_entry, register_line, EncodeError, EntryKind, Flags, KernelEntry,
     ParseError,
 };
+
+#[cfg(test)]
+mod tests;
