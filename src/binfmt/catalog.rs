@@ -410,3 +410,237 @@ fn nibble(b: u8) -> u8 {
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AARCH64: &str = r#"
+name = "aarch64"
+platforms = ["linux/arm64"]
+offset = 0
+magic = "7f454c460201010000000000000000000200b700"
+mask = "ffffffffffffff00fffffffffffffffffeffffff"
+emulators = ["/opt/qemu/bin/qemu-aarch64"]
+"#;
+
+    fn write(dir: &Path, file: &str, text: &str) -> PathBuf {
+        let path = dir.join(file);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        path
+    }
+
+    fn load_err(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "bad.toml", text);
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&path.display().to_string()),
+            "error must name the file: {err}"
+        );
+        err
+    }
+
+    #[test]
+    fn missing_user_dir_is_just_the_builtin_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::load(&dir.path().join("nope")).unwrap();
+        assert_eq!(c, Catalog::builtin().unwrap());
+    }
+
+    #[test]
+    fn user_dir_that_is_a_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "plain", "");
+        let err = Catalog::load(&file).unwrap_err().to_string();
+        assert!(err.contains("plain") && err.contains("directory"), "{err}");
+    }
+
+    #[test]
+    fn user_file_replaces_builtin_of_same_name_in_place() {
+        let builtin = Catalog::builtin().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "my-arm64.toml", AARCH64);
+        // Not handler files: wrong extension, a directory.
+        write(dir.path(), "aarch64.toml~", "garbage");
+        std::fs::create_dir(dir.path().join("sub.toml")).unwrap();
+
+        let c = Catalog::load(dir.path()).unwrap();
+        assert_eq!(c.handlers.len(), builtin.handlers.len());
+        let i = builtin
+            .handlers
+            .iter()
+            .position(|h| h.name == "aarch64")
+            .unwrap();
+        let h = &c.handlers[i];
+        assert_eq!(h.name, "aarch64");
+        assert_eq!(h.source, path.display().to_string());
+        assert_eq!(h.emulators, ["/opt/qemu/bin/qemu-aarch64"]);
+        assert!(!h.preserve_argv0, "P is opt-in for user handlers");
+        let arm64: Platform = "linux/arm64".parse().unwrap();
+        assert_eq!(c.for_platform(&arm64).map(|h| &h.source), Some(&h.source));
+    }
+
+    #[test]
+    fn user_file_with_new_name_adds_a_handler_that_wins_its_platforms() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "i486.toml",
+            r#"
+name = "i486"
+platforms = []
+offset = 0
+magic = "7f454c4601000000000000000000000002000600"
+mask = "fffffffffffefe00fffffffffffffffffeffffff"
+emulators = ["qemu-i386-static"]
+preserve_argv0 = true
+"#,
+        );
+        write(
+            dir.path(),
+            "box64.toml",
+            &AARCH64
+                .replace("\"aarch64\"", "\"fex\"")
+                .replace("linux/arm64", "aarch64"),
+        );
+        let c = Catalog::load(dir.path()).unwrap();
+        let n = Catalog::builtin().unwrap().handlers.len();
+        assert_eq!(c.handlers.len(), n + 2);
+        // Sorted by file name: box64.toml before i486.toml.
+        assert_eq!(c.handlers[n].name, "fex");
+        assert_eq!(c.handlers[n + 1].name, "i486");
+        let arm64: Platform = "linux/arm64".parse().unwrap();
+        assert_eq!(c.for_platform(&arm64).map(|h| h.name.as_str()), Some("fex"));
+        let i386: Platform = "linux/386".parse().unwrap();
+        assert_eq!(c.for_platform(&i386).map(|h| h.name.as_str()), Some("i386"));
+        let mut em486 = vec![0u8; 64];
+        em486[..20]
+            .copy_from_slice(&parse_hex("7f454c4601010100000000000000000002000600").unwrap());
+        let names: Vec<&str> = c.matching(&em486).iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["i486"]);
+    }
+
+    #[test]
+    fn two_user_files_with_one_name_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.toml", AARCH64);
+        write(dir.path(), "b.toml", AARCH64);
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("a.toml") && err.contains("b.toml"), "{err}");
+        assert!(err.contains("\"aarch64\""), "{err}");
+    }
+
+    #[test]
+    fn malformed_files_name_the_field_and_the_fix() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("name = ", "", &["bad.toml", "not valid"]),
+            ("\"aarch64\"", "\"arm/64\"", &["`name`", "letters, digits"]),
+            ("\"aarch64\"", "\"..\"", &["`name`"]),
+            (
+                "\"linux/arm64\"",
+                "\"linux/arm46\"",
+                &["`platforms`", "linux/arm46", "did you mean linux/arm64"],
+            ),
+            (
+                "\"linux/arm64\"",
+                "\"linux/arm64\", \"aarch64\"",
+                &["`platforms`", "twice"],
+            ),
+            ("7f454c46", "7g454c46", &["`magic`", "not hex", "'g'"]),
+            ("7f454c46", "7f454c4", &["`magic`", "odd number"]),
+            (
+                "mask = \"ffffffffffffff00fffffffffffffffffeffffff\"",
+                "mask = \"ffff\"",
+                &["`mask`", "2 bytes", "20"],
+            ),
+            (
+                "magic = \"7f454c460201010000000000000000000200b700\"",
+                "magic = \"\"",
+                &["`magic`", "empty"],
+            ),
+            (
+                "\"7f454c4602010100",
+                "\"7f454c4602010101",
+                &["`magic`", "byte 7", "can never be compared"],
+            ),
+            ("offset = 0", "offset = 120", &["`offset`", "140", "128"]),
+            ("offset = 0", "offset = -1", &["offset"]),
+            (
+                "[\"/opt/qemu/bin/qemu-aarch64\"]",
+                "[]",
+                &["`emulators`", "empty"],
+            ),
+            (
+                "[\"/opt/qemu/bin/qemu-aarch64\"]",
+                "[\"bin/qemu\"]",
+                &["`emulators`", "absolute"],
+            ),
+            (
+                "[\"/opt/qemu/bin/qemu-aarch64\"]",
+                "[\"/a:b\"]",
+                &["`emulators`"],
+            ),
+            (
+                "offset = 0",
+                "offset = 0\npreserve_argv = true",
+                &["unknown field", "preserve_argv"],
+            ),
+            ("offset = 0\n", "", &["missing field", "offset"]),
+            ("offset = 0", "offset = \"0\"", &["offset"]),
+        ];
+        for (from, to, want) in cases {
+            assert!(AARCH64.contains(from), "test case {from:?} does not apply");
+            let err = load_err(&AARCH64.replacen(from, to, 1));
+            for w in *want {
+                assert!(err.contains(w), "{from:?} -> {to:?}: {err:?} lacks {w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn not_utf8_file_is_a_read_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bin.toml");
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("bin.toml"), "{err}");
+    }
+
+    #[test]
+    fn matches_needs_the_whole_magic() {
+        let c = Catalog::builtin().unwrap();
+        let h = c.by_name("aarch64").unwrap();
+        let header = parse_hex("7f454c460201010000000000000000000200b700").unwrap();
+        assert!(h.matches(&header));
+        assert!(!h.matches(&header[..19]));
+        assert!(!h.matches(&[]));
+        let mut shifted = Handler {
+            offset: 4,
+            ..h.clone()
+        };
+        assert!(!shifted.matches(&header));
+        shifted.offset = u32::MAX;
+        assert!(!shifted.matches(&header), "no overflow panic");
+    }
+
+    #[test]
+    fn hex() {
+        assert_eq!(parse_hex("").unwrap(), Vec::<u8>::new());
+        assert_eq!(parse_hex("00fFa0").unwrap(), vec![0, 0xff, 0xa0]);
+        assert!(parse_hex("+f").is_err());
+        assert!(parse_hex("é0").is_err());
+        assert!(parse_hex("0x00").is_err());
+        assert_eq!(to_hex(&[0, 0xab, 0x7f]), "00ab7f");
+    }
+
+    #[test]
+    fn handler_names() {
+        for ok in ["aarch64", "x86_64", "my-arm.v2"] {
+            assert!(valid_handler_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a:b", "a b", "a\n"] {
+            assert!(!valid_handler_name(bad), "{bad:?}");
+        }
+    }
+}
