@@ -448,3 +448,352 @@ pub fn describe_kind(kind: &EntryKind) -> String {
         EntryKind::Extension(ext) => format!("extension .{ext}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binfmt::Catalog;
+
+    fn handler(name: &str) -> Handler {
+        Catalog::builtin()
+            .unwrap()
+            .by_name(name)
+            .unwrap_or_else(|| panic!("no handler {name}"))
+            .clone()
+    }
+
+    fn pf() -> Flags {
+        Flags {
+            preserve_argv0: true,
+            fix_binary: true,
+            ..Flags::default()
+        }
+    }
+
+    const AARCH64_LINE: &str = r":rcross-aarch64:M:0:\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:PF";
+
+    #[test]
+    fn register_line_is_exact() {
+        let h = handler("aarch64");
+        let line = register_line(
+            &h.kernel_name(),
+            &h,
+            Path::new("/usr/bin/qemu-aarch64-static"),
+            &pf(),
+        )
+        .unwrap();
+        assert_eq!(line, AARCH64_LINE);
+
+        let all = Flags {
+            fix_binary: true,
+            preserve_argv0: true,
+            credentials: true,
+            open_binary: true,
+        };
+        let line = register_line("x", &h, Path::new("/q"), &all).unwrap();
+        assert!(line.ends_with(":/q:POCF"), "{line}");
+        let line = register_line("x", &h, Path::new("/q"), &Flags::default()).unwrap();
+        assert!(line.ends_with(":/q:"), "{line}");
+
+        let mut at8 = h.clone();
+        at8.offset = 8;
+        at8.magic = vec![0x3a, 0x00];
+        at8.mask = vec![0xff, 0x0f];
+        let line = register_line("x", &at8, Path::new("/q"), &Flags::default()).unwrap();
+        assert_eq!(
+            line, r":x:M:8:\x3a\x00:\xff\x0f:/q:",
+            "':' and NUL bytes escaped"
+        );
+    }
+
+    #[test]
+    fn register_line_refuses_what_the_kernel_would() {
+        let h = handler("aarch64");
+        let ok = Path::new("/usr/bin/qemu-aarch64-static");
+        let f = Flags::default();
+        for name in ["", ".", "..", "a/b", "a:b", "a\nb", "a\0b"] {
+            let e = register_line(name, &h, ok, &f).unwrap_err();
+            assert!(matches!(e, EncodeError::Name { .. }), "{name:?}: {e}");
+            assert!(e.to_string().contains(&format!("{name:?}")), "{e}");
+        }
+        assert!(register_line("...", &h, ok, &f).is_ok());
+
+        let e = register_line("x", &h, Path::new("qemu-aarch64"), &f).unwrap_err();
+        assert!(
+            matches!(e, EncodeError::InterpreterNotAbsolute { .. }),
+            "{e}"
+        );
+        let e = register_line("x", &h, Path::new(""), &f).unwrap_err();
+        assert!(
+            matches!(e, EncodeError::InterpreterNotAbsolute { .. }),
+            "{e}"
+        );
+
+        let max = format!("/{}", "q".repeat(MAX_INTERPRETER_LENGTH - 1));
+        assert!(register_line("x", &h, Path::new(&max), &f).is_ok());
+        let long = format!("{max}q");
+        let e = register_line("x", &h, Path::new(&long), &f).unwrap_err();
+        assert_eq!(
+            e,
+            EncodeError::InterpreterTooLong {
+                path: long.clone(),
+                len: 128
+            }
+        );
+
+        for bad in ["/opt/a:b/qemu", "/usr/bin/qemu\n", "/usr/bin/q\0"] {
+            let e = register_line("x", &h, Path::new(bad), &f).unwrap_err();
+            assert!(
+                matches!(e, EncodeError::InterpreterInvalid { .. }),
+                "{bad:?}: {e}"
+            );
+        }
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let p = Path::new(std::ffi::OsStr::from_bytes(b"/usr/bin/\xff"));
+            let e = register_line("x", &h, p, &f).unwrap_err();
+            assert!(e.to_string().contains("UTF-8"), "{e}");
+        }
+
+        let mut bad = h.clone();
+        bad.mask.pop();
+        let e = register_line("x", &bad, ok, &f).unwrap_err();
+        assert!(matches!(e, EncodeError::Handler { .. }), "{e}");
+        let mut bad = h.clone();
+        bad.magic.clear();
+        bad.mask.clear();
+        assert!(matches!(
+            register_line("x", &bad, ok, &f),
+            Err(EncodeError::Handler { .. })
+        ));
+        let mut bad = h.clone();
+        bad.offset = 109;
+        assert!(matches!(
+            register_line("x", &bad, ok, &f),
+            Err(EncodeError::Handler { .. })
+        ));
+        bad.offset = 108;
+        assert!(register_line("x", &bad, ok, &f).is_ok());
+    }
+
+    #[test]
+    fn register_line_length_limit_leaves_room_for_a_newline() {
+        let h = handler("aarch64");
+        let interp = Path::new("/q");
+        // Line length without the name: one name byte less than a one-byte name's line.
+        let fixed = register_line("n", &h, interp, &Flags::default())
+            .unwrap()
+            .len()
+            - 1;
+        let fits = "n".repeat(MAX_REGISTER_LENGTH - 1 - fixed);
+        let line = register_line(&fits, &h, interp, &Flags::default()).unwrap();
+        assert_eq!(line.len(), MAX_REGISTER_LENGTH - 1);
+        let too_long = format!("{fits}n");
+        let e = register_line(&too_long, &h, interp, &Flags::default()).unwrap_err();
+        assert_eq!(
+            e,
+            EncodeError::LineTooLong {
+                name: too_long.clone(),
+                len: MAX_REGISTER_LENGTH
+            }
+        );
+        assert!(e.to_string().contains("1919"), "{e}");
+    }
+
+    #[test]
+    fn flags_print_in_kernel_order_and_parse_any_order() {
+        assert_eq!(pf().to_string(), "PF");
+        assert_eq!(Flags::default().to_string(), "");
+        for s in ["PF", "FP", "flags: PF", "flags: FP\n", " PF "] {
+            assert_eq!(s.parse::<Flags>().unwrap(), pf(), "{s:?}");
+        }
+        assert_eq!("flags: ".parse::<Flags>().unwrap(), Flags::default());
+        let all: Flags = "FCOP".parse().unwrap();
+        assert_eq!(all.to_string(), "POCF");
+        for bad in ["X", "flags: Pf", "P F", "flags: PFx"] {
+            let e = bad.parse::<Flags>().unwrap_err();
+            assert!(matches!(e, ParseError::Flag { .. }), "{bad:?}: {e}");
+        }
+        let c: Flags = "C".parse().unwrap();
+        assert!(!c.open_binary);
+        assert_eq!(c.effective().to_string(), "OC");
+        assert_eq!(c.effective(), "OC".parse::<Flags>().unwrap());
+    }
+
+    /// What Debian's qemu-user-static (qemu-binfmt-conf.sh spelling) shows for aarch64.
+    const QEMU_AARCH64: &str = "enabled
+interpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P
+flags: POCF
+offset 0
+magic 7f454c460201010000000000000000000200b700
+mask ffffffffffffff00fffffffffffffffffeffffff
+";
+
+    /// QEMU's i386 spelling: 01 in bytes 5 and 6, where the mask is fe.
+    const QEMU_I386: &str = "disabled
+interpreter /usr/bin/qemu-i386-static
+flags: F
+offset 0
+magic 7f454c4601010100000000000000000002000300
+mask fffffffffffefe00fffffffffffffffffeffffff
+";
+
+    const WINE: &str = "enabled
+interpreter /usr/bin/wine
+flags: 
+extension .exe
+";
+
+    #[test]
+    fn parses_qemu_entries() {
+        let e = parse_kernel_entry("qemu-aarch64", QEMU_AARCH64).unwrap();
+        assert_eq!(e.name, "qemu-aarch64");
+        assert!(e.enabled);
+        assert_eq!(e.interpreter, "/usr/libexec/qemu-binfmt/aarch64-binfmt-P");
+        assert_eq!(e.flags.to_string(), "POCF");
+        let h = handler("aarch64");
+        assert_eq!(
+            e.kind,
+            EntryKind::Magic {
+                offset: 0,
+                magic: h.magic.clone(),
+                mask: Some(h.mask.clone()),
+            }
+        );
+        assert!(e.same_format(&h));
+        assert!(!e.same_format(&handler("riscv64")));
+
+        let e = parse_kernel_entry("qemu-i386", QEMU_I386).unwrap();
+        assert!(!e.enabled);
+        let i386 = handler("i386");
+        assert!(e.same_format(&i386), "differs only in masked-out bits");
+        assert!(e.identical(&i386, "/usr/bin/qemu-i386-static", &"F".parse().unwrap()));
+        assert!(!e.same_format(&handler("x86_64")));
+    }
+
+    #[test]
+    fn identical_compares_interpreter_flags_and_mask() {
+        let h = handler("aarch64");
+        let ours = register_line(
+            "rcross-aarch64",
+            &h,
+            Path::new("/usr/bin/qemu-aarch64-static"),
+            &"PCF".parse().unwrap(),
+        )
+        .unwrap();
+        assert!(ours.ends_with(":PCF"), "{ours}");
+        // What the kernel shows after that registration: C reads back as OC.
+        let shown = "enabled
+interpreter /usr/bin/qemu-aarch64-static
+flags: POCF
+offset 0
+magic 7f454c460201010000000000000000000200b700
+mask ffffffffffffff00fffffffffffffffffeffffff
+";
+        let e = parse_kernel_entry("rcross-aarch64", shown).unwrap();
+        let interp = "/usr/bin/qemu-aarch64-static";
+        assert!(e.identical(&h, interp, &"PCF".parse().unwrap()));
+        assert!(e.identical(&h, interp, &"POCF".parse().unwrap()));
+        assert!(!e.identical(&h, interp, &"PF".parse().unwrap()));
+        assert!(!e.identical(&h, "/usr/bin/qemu-aarch64", &"PCF".parse().unwrap()));
+
+        // Same masked magic through a different mask: same format, not identical.
+        let wider = shown.replace(
+            "mask ffffffffffffff00fffffffffffffffffeffffff",
+            "mask ffffffffffffff00ffffffffffffffffffffffff",
+        );
+        let e = parse_kernel_entry("other", &wider).unwrap();
+        assert!(e.same_format(&h));
+        assert!(!e.identical(&h, interp, &"PCF".parse().unwrap()));
+
+        // No mask: all bits compared.
+        let no_mask = "enabled\ninterpreter /q\nflags: \noffset 0\nmagic 7f454c46\n";
+        let e = parse_kernel_entry("exact", no_mask).unwrap();
+        let exact = Handler {
+            magic: b"\x7fELF".to_vec(),
+            mask: vec![0xff; 4],
+            ..h.clone()
+        };
+        assert!(e.identical(&exact, "/q", &Flags::default()));
+        assert!(!e.same_format(&h));
+    }
+
+    #[test]
+    fn parses_extension_entries() {
+        let e = parse_kernel_entry("wine", WINE).unwrap();
+        assert_eq!(e.kind, EntryKind::Extension("exe".to_string()));
+        assert_eq!(e.flags, Flags::default());
+        assert_eq!(e.interpreter, "/usr/bin/wine");
+        assert!(!e.same_format(&handler("x86_64")));
+        assert!(!e.identical(&handler("x86_64"), "/usr/bin/wine", &Flags::default()));
+        assert_eq!(describe_kind(&e.kind), "extension .exe");
+    }
+
+    #[test]
+    fn interpreter_paths_with_spaces_survive() {
+        let text = QEMU_AARCH64.replace(
+            "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
+            "/opt/my tools/qemu",
+        );
+        let e = parse_kernel_entry("x", &text).unwrap();
+        assert_eq!(e.interpreter, "/opt/my tools/qemu");
+    }
+
+    #[test]
+    fn garbage_is_an_error_never_a_panic() {
+        let cases = [
+            "",
+            "\n\n",
+            "enabled\n",
+            "hello world",
+            "enabled\ninterpreter /q\nflags: \n",
+            "enabled\ninterpreter \nflags: \noffset 0\nmagic 00\n",
+            "enabled\ninterpreter /q\nflags: Z\noffset 0\nmagic 00\n",
+            "enabled\ninterpreter /q\nflags: \noffset x\nmagic 00\n",
+            "enabled\ninterpreter /q\nflags: \noffset -1\nmagic 00\n",
+            "enabled\ninterpreter /q\nflags: \noffset 0\nmagic 0g\n",
+            "enabled\ninterpreter /q\nflags: \noffset 0\nmagic \n",
+            "enabled\ninterpreter /q\nflags: \noffset 0\nmagic 00\nmask ffff\n",
+            "enabled\ninterpreter /q\nflags: \nmagic 00\n",
+            "enabled\nenabled\ninterpreter /q\nflags: \noffset 0\nmagic 00\n",
+            "enabled\ninterpreter /q\nflags: \nextension .\n",
+            "enabled\ninterpreter /q\nflags: \nextension .exe\noffset 0\nmagic 00\n",
+            "\u{0}\u{ff}é",
+        ];
+        for text in cases {
+            assert!(
+                parse_kernel_entry("x", text).is_err(),
+                "{text:?} must not parse"
+            );
+        }
+        // Every prefix of real entries, cut at any character: a result, never a panic.
+        for text in [QEMU_AARCH64, QEMU_I386, WINE] {
+            for (i, _) in text.char_indices() {
+                let _ = parse_kernel_entry("x", &text[..i]);
+            }
+        }
+        let e = parse_kernel_entry("x", "hello world")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"x\"") && e.contains("enabled"), "{e}");
+    }
+
+    #[test]
+    fn unknown_lines_from_newer_kernels_are_ignored() {
+        let text = format!("{QEMU_AARCH64}future-field 1\n");
+        assert!(parse_kernel_entry("x", &text).is_ok());
+    }
+
+    #[test]
+    fn binfmt_d_file_is_comments_plus_one_register_line() {
+        let text = binfmt_d_file(AARCH64_LINE);
+        assert!(text.starts_with("# Written by rcross"), "{text}");
+        assert!(text.ends_with('\n'));
+        let rules: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
+            .collect();
+        assert_eq!(rules, [AARCH64_LINE]);
+    }
+}
