@@ -49,8 +49,10 @@ impl Handler {
     /// but callers pass a prefix of a file, and zero-filling a truncated prefix would invent
     /// bytes the file may not have.
     pub fn matches(&self, file_header: &[u8]) -> bool {
+        // Saturating: offsets near u32::MAX must not overflow a 32-bit usize.
         let start = self.offset as usize;
-        let Some(window) = file_header.get(start..start + self.magic.len()) else {
+        let end = start.saturating_add(self.magic.len());
+        let Some(window) = file_header.get(start..end) else {
             return false;
         };
         window
@@ -318,7 +320,7 @@ pub(crate) fn parse_handler(
             "give the mask exactly one byte per magic byte",
         ));
     }
-    let end = raw.offset as usize + magic.len();
+    let end = (raw.offset as usize).saturating_add(magic.len());
     if end > MAX_MAGIC_END {
         return Err(field(
             "offset",

@@ -13,8 +13,9 @@ use std::str::FromStr;
 /// trailing newline the kernel allows after the flags.
 pub const MAX_REGISTER_LENGTH: usize = 1920;
 
-/// Longest interpreter path rcross registers. The kernel has no separate limit, but tools that
-/// read entries back (and older kernels' fixed-size buffers) assume 127 bytes.
+/// Longest interpreter path rcross registers. Current kernels only bound it by the line length,
+/// but 127 bytes is the limit binfmt_misc tooling documents and relies on, and short paths
+/// cost nothing: the emulators live in /usr/bin.
 pub const MAX_INTERPRETER_LENGTH: usize = 127;
 
 /// The binfmt_misc flags rcross knows. `C` implies `O` in the kernel: registering `C` reads back
@@ -167,6 +168,7 @@ pub fn register_line(
 
     // Handler fields are public, so a hand-built handler may be inconsistent; the kernel would
     // refuse it with a bare EINVAL.
+    let magic_end = (h.offset as usize).saturating_add(h.magic.len());
     let handler_problem = if h.magic.is_empty() {
         Some("has an empty magic".to_string())
     } else if h.mask.len() != h.magic.len() {
@@ -175,10 +177,9 @@ pub fn register_line(
             h.mask.len(),
             h.magic.len()
         ))
-    } else if h.offset as usize + h.magic.len() > MAX_MAGIC_END {
+    } else if magic_end > MAX_MAGIC_END {
         Some(format!(
-            "has magic ending at byte {}, beyond the {MAX_MAGIC_END} bytes binfmt_misc sees",
-            h.offset as usize + h.magic.len()
+            "has magic ending at byte {magic_end}, beyond the {MAX_MAGIC_END} bytes binfmt_misc sees"
         ))
     } else {
         None
