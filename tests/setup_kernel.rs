@@ -174,10 +174,10 @@ fn setup_registers_runs_programs_is_idempotent_and_uninstalls() {
     }
     let o = ns.run(&format!(
         r#"
-for p in {a} {b} {c}; do "$p" >/dev/null 2>&1; echo "before_$(basename $p .bin)=$?"; done
+for p in {a} {b} {c}; do rc=0; "$p" >/dev/null 2>&1 || rc=$?; echo "before_$(basename $p .bin)=$rc"; done
 rcs setup --platform linux/arm64,linux/arm/v7 -p linux/riscv64 --json > "$T/first.json"; echo "rc1=$?"
 echo "after_first=$(entries)"
-for p in {a} {b} {c}; do out=$("$p"); echo "run_$(basename $p .bin)=$? $out"; done
+for p in {a} {b} {c}; do rc=0; out=$("$p") || rc=$?; echo "run_$(basename $p .bin)=$rc $out"; done
 rcs setup --platform linux/arm64,linux/arm/v7,linux/riscv64 --json > "$T/second.json"; echo "rc2=$?"
 echo "after_second=$(entries)"
 rcs setup --uninstall --json > "$T/uninstall.json"; echo "rc3=$?"
@@ -376,6 +376,7 @@ printf '%s' ':other-riscv:E::rv::/usr/bin/qemu-riscv64-static:' > "$BM/register"
 rcs setup --platform linux/arm/v7,linux/riscv64 --persist --root "$T/root"; echo "rc1=$?"
 echo "files1=$(ls "$T/root/etc/binfmt.d" | tr '\n' ' ')"
 echo "e1=$(entries)"
+cp "$T/root/etc/binfmt.d/rcross-arm.conf" "$T/arm.conf.copy"
 rcs setup --uninstall --root "$T/root" --json > "$T/un.json"; echo "rc2=$?"
 echo "files2=$(ls "$T/root/etc/binfmt.d" | tr '\n' ' ')"
 echo "e2=$(entries)"
@@ -389,8 +390,7 @@ echo "e2=$(entries)"
     assert_eq!(value(&o, "e1"), "other-riscv rcross-arm rcross-riscv64");
     // The persisted line is the one registered: replaying it in a fresh namespace recreates the
     // entry (what systemd-binfmt does at boot).
-    let conf =
-        std::fs::read_to_string(ns.path().join("root/etc/binfmt.d/rcross-arm.conf")).unwrap();
+    let conf = std::fs::read_to_string(ns.path().join("arm.conf.copy")).unwrap();
     let line = conf
         .lines()
         .find(|l| l.starts_with(':'))

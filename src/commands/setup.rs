@@ -164,15 +164,16 @@ fn print_outcomes(plan: &Plan, outcomes: &[Outcome]) {
             SelfTest::Failed(w) => format!(" · self-test FAILED: {w}"),
             SelfTest::Skipped(_) => String::new(),
         };
-        println!("{:<34} {what}{test}", platforms(&i.platforms));
+        println!("{:<12} {what}{test}", i.handler);
+        println!("{:<12}   platforms {}", "", platforms(&i.platforms));
         if let Some(f) = &i.persist_write {
             if o.error.is_none() {
-                println!("{:<34} persisted {}", "", f.path.display());
+                println!("{:<12}   persisted {}", "", f.path.display());
             }
         }
         if let Some(p) = &i.persist_remove {
             if o.error.is_none() {
-                println!("{:<34} removed {}", "", p.display());
+                println!("{:<12}   removed {}", "", p.display());
             }
         }
     }
