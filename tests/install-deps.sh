@@ -5,6 +5,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 PKGS=(
   qemu-user-static util-linux file make
+  docker-registry skopeo
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf gcc-arm-linux-gnueabi
   gcc-riscv64-linux-gnu gcc-i686-linux-gnu libc6-dev-arm64-cross musl-tools
 )
