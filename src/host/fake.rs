@@ -90,11 +90,15 @@ impl FakeHost {
         self.calls.borrow_mut().push(c);
     }
 
-    /// Simulated kernel entries: (dir, name, entry) for every file with an "interpreter" line.
+    /// Whether an enabled simulated binfmt_misc entry catches this program.
     fn entries_matching(&self, image: &[u8]) -> bool {
-        self.files.borrow().iter().any(|(_, data)| {
-            let text = String::from_utf8_lossy(data);
-            text.starts_with("enabled\n") && sim::matches(&text, image)
+        self.files.borrow().iter().any(|(path, data)| {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            crate::binfmt::parse_kernel_entry(&name, &String::from_utf8_lossy(data))
+                .is_ok_and(|e| e.enabled && crate::detect::entry_matches(&e, image))
         })
     }
 }
@@ -288,34 +292,5 @@ mod sim {
             text.push_str(&format!("mask {}\n", hex(&mask)));
         }
         Ok((parts[1].to_string(), text.into_bytes()))
-    }
-
-    pub fn matches(entry: &str, image: &[u8]) -> bool {
-        let field = |k: &str| {
-            entry
-                .lines()
-                .find_map(|l| l.strip_prefix(k))
-                .map(|v| v.trim().to_string())
-        };
-        let parse_hex = |s: String| -> Option<Vec<u8>> {
-            (0..s.len())
-                .step_by(2)
-                .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-                .collect()
-        };
-        let (Some(magic), Some(offset)) = (field("magic ").and_then(parse_hex), field("offset "))
-        else {
-            return false;
-        };
-        let offset: usize = offset.parse().unwrap_or(0);
-        let mask = field("mask ").and_then(parse_hex);
-        magic.iter().enumerate().all(|(i, m)| {
-            let k = mask
-                .as_ref()
-                .and_then(|v| v.get(i))
-                .copied()
-                .unwrap_or(0xff);
-            image.get(offset + i).is_some_and(|b| b & k == *m)
-        })
     }
 }
