@@ -6,9 +6,11 @@
 pub mod binfmt;
 pub mod cli;
 pub mod commands;
+pub mod elf;
 pub mod exit;
 pub mod host;
 pub mod image;
 pub mod platform;
+pub mod walk;
 
 pub use platform::Platform;

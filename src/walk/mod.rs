@@ -1,0 +1,1 @@
+//! Streaming readers of trees, tar layers and OCI layouts.
