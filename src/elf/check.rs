@@ -142,10 +142,17 @@ pub fn check(info: &ElfInfo, target: &Platform) -> Vec<Finding> {
                 FindingKind::ArmArchTooNew,
                 format!("ARMv{level} or older code"),
                 format!("ARM{name} code (needs linux/arm/v{code})"),
-                format!(
-                    "ARMv{code} instructions ({name}): Illegal instruction on {}",
-                    cpu_examples(level)
-                ),
+                if name == format!("v{code}") {
+                    format!(
+                        "ARMv{code} instructions: Illegal instruction on {}",
+                        cpu_examples(level)
+                    )
+                } else {
+                    format!(
+                        "ARMv{code} instructions ({name}): Illegal instruction on {}",
+                        cpu_examples(level)
+                    )
+                },
             ));
         }
         let hard_system = arm_hard_float(level);
