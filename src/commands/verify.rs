@@ -40,8 +40,9 @@ fn looks_like_image_ref(s: &str) -> bool {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b));
     let first = name.split('/').next().unwrap_or("");
-    let registry_like =
-        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let registry_like = name.contains('/')
+        && !first.starts_with('.')
+        && (first.contains('.') || first.contains(':') || first == "localhost");
     ok_chars && !name.is_empty() && (tag_or_digest || registry_like)
 }
 
