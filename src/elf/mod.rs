@@ -609,6 +609,18 @@ fn platform_of(info: &ElfInfo) -> Option<Platform> {
         .find(|p| p.variant() == Some(want.as_str()))
 }
 
+/// Fuzzing entry point (cargo-fuzz target and the loop harness in tests/): classify, judge
+/// against every platform, serialise.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    if let Ok(info) = classify(data) {
+        for p in Platform::all() {
+            let _ = check(&info, &p);
+        }
+        let _ = serde_json::to_string(&info);
+    }
+}
+
 /// Lower-case architecture name of an `e_machine` value.
 pub fn machine_name(m: u16) -> String {
     match m {

@@ -305,3 +305,13 @@ fn walk_dir(dir: &Path, display: &str, visit: &mut Visit) {
         }
     }
 }
+
+/// Fuzzing entry point (cargo-fuzz target and the loop harness in tests/): walk the bytes as a
+/// tar stream, and merge them as a layer twice (so whiteouts meet lower files).
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    let _ = walk_tar(data, "", &mut |_p: &str, _f: Found| {});
+    let mut files = std::collections::BTreeMap::new();
+    let _ = image::apply_layer(data, &mut files);
+    let _ = image::apply_layer(data, &mut files);
+}
