@@ -112,21 +112,21 @@ t_gz=$(best gzip -dc "$layer")
 t_layer=$(best "$RCROSS" verify --platform linux/arm64 "$layer")
 
 # The planted amd64 program must be found in both.
-"$RCROSS" verify --platform linux/arm64 "$tree" | grep -q 'planted-amd64: built for linux/amd64' || {
-    echo "rcross did not find the planted binary in the tree" >&2
-    exit 1
-}
-"$RCROSS" verify --platform linux/arm64 "$layer" | grep -q 'planted-amd64: built for linux/amd64' || {
-    echo "rcross did not find the planted binary in the layer" >&2
-    exit 1
-}
+for target in "$tree" "$layer"; do
+    out=$("$RCROSS" verify --platform linux/arm64 "$target" 2>&1 || true)
+    if ! grep -q 'planted-amd64: built for linux/amd64' <<<"$out"; then
+        echo "rcross did not find the planted binary in $target:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+done
 
 printf 'tree:  %d files, %.2f GiB; layer: %.2f GiB gzip, %.2f GiB tar\n' "$files" \
     "$(echo "$tree_bytes / 1073741824" | bc -l)" \
     "$(echo "$(stat -c %s "$layer") / 1073741824" | bc -l)" \
     "$(echo "$layer_raw / 1073741824" | bc -l)"
-printf '%-34s %8s s %10s MiB/s\n' "cat (every byte of the tree)" "$t_cat" "$(mbps "$tree_bytes" "$t_cat")"
-printf '%-34s %8s s %10s MiB/s   ratio %s\n' "rcross verify tree" "$t_tree" "$(mbps "$tree_bytes" "$t_tree")" "$(ratio "$t_tree" "$t_cat")"
-printf '%-34s %8s s %10s MiB/s\n' "gzip -dc layer" "$t_gz" "$(mbps "$layer_raw" "$t_gz")"
-printf '%-34s %8s s %10s MiB/s   ratio %s\n' "rcross verify layer" "$t_layer" "$(mbps "$layer_raw" "$t_layer")" "$(ratio "$t_layer" "$t_gz")"
+printf '%-34s %8.2f s %10s MiB/s\n' "cat (every byte of the tree)" "$t_cat" "$(mbps "$tree_bytes" "$t_cat")"
+printf '%-34s %8.2f s %10s MiB/s   ratio %s\n' "rcross verify tree" "$t_tree" "$(mbps "$tree_bytes" "$t_tree")" "$(ratio "$t_tree" "$t_cat")"
+printf '%-34s %8.2f s %10s MiB/s\n' "gzip -dc layer" "$t_gz" "$(mbps "$layer_raw" "$t_gz")"
+printf '%-34s %8.2f s %10s MiB/s   ratio %s\n' "rcross verify layer" "$t_layer" "$(mbps "$layer_raw" "$t_layer")" "$(ratio "$t_layer" "$t_gz")"
 echo "(throughput = bytes of the tree / uncompressed layer per second; ratio = rcross / lower bound, target >= 0.80)"
