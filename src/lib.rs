@@ -7,11 +7,13 @@ pub mod binfmt;
 pub mod cli;
 pub mod commands;
 pub mod detect;
+pub mod elf;
 pub mod exit;
 pub mod host;
 pub mod image;
 pub mod platform;
 pub mod registry;
 pub mod setup;
+pub mod walk;
 
 pub use platform::Platform;
