@@ -2,6 +2,7 @@
 //! tar layers (tar crate), gzip/zstd, sha256 digests, an index with several platforms.
 
 mod common;
+mod common_registry;
 
 use common::*;
 use serde_json::{json, Value};
@@ -250,6 +251,72 @@ fn wrong_binary_in_one_platform_fails_naming_platform_and_file() {
             "linux/arm/v7 /bin/app linux/arm/v7",
         ]
     );
+}
+
+/// The same check on an image in a real registry (Debian's docker-registry on loopback), pushed
+/// there by an independent client (skopeo), read back by rcross layer by layer.
+#[test]
+fn registry_image_with_wrong_binary_fails_naming_platform_and_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(b) = bins(tmp.path()) else { return };
+    if !common_registry::require_tool("skopeo", "skopeo") {
+        return;
+    }
+    let Some(registry) = common_registry::RealRegistry::start() else {
+        return;
+    };
+    let l = Layout::new(&tmp.path().join("img"));
+    let arm64 = l.manifest(
+        "linux",
+        "arm64",
+        Some("v8"),
+        vec![(
+            GZIP,
+            tar_layer(&[
+                ("bin/app", E::File(&b.arm64)),
+                ("bin/tool", E::File(&b.amd64)),
+            ]),
+        )],
+    );
+    let armv7 = l.manifest(
+        "linux",
+        "arm",
+        Some("v7"),
+        vec![(GZIP, tar_layer(&[("bin/app", E::File(&b.armhf))]))],
+    );
+    // A layout whose index.json names one image index (ref "v1"), the shape skopeo copies.
+    let inner = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [arm64, armv7],
+    });
+    let mut d = l.blob(
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&inner).unwrap(),
+    );
+    d["annotations"] = json!({"org.opencontainers.image.ref.name": "v1"});
+    l.index(vec![d]);
+    let image = format!("{}/verify/app:v1", registry.addr);
+    common_registry::skopeo_push(&l.dir, "v1", &image, true);
+
+    let (code, out, err) = run(&["verify", &image]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("/bin/tool: built for linux/amd64: exec format error on linux/arm64"),
+        "{out}"
+    );
+    assert!(out.contains("linux/arm/v7: ok, 1 ELF files"), "{out}");
+    let (code, out, _) = run(&["--json", "verify", &image]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["groups"][0]["platform"], "linux/arm64");
+    assert_eq!(v["groups"][0]["findings"][0]["path"], "/bin/tool");
+    let (code, out, err) = run(&["verify", "--platform", "linux/arm/v7", &image]);
+    assert_eq!(code, 0, "{out}{err}");
+    // A tag that is not there: a clear error, not a crash.
+    let (code, _, err) = run(&["verify", &format!("{}/verify/app:nope", registry.addr)]);
+    assert_ne!(code, 0);
+    assert!(err.contains("nope"), "{err}");
 }
 
 #[test]

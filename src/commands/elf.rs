@@ -1,4 +1,4 @@
-use super::verify::{image_failure, open_layout, parse_target, registry_unsupported, Target};
+use super::verify::{image_failure, open_image, parse_target, Target};
 use crate::cli::ElfArgs;
 use crate::elf::{ElfInfo, Linkage};
 use crate::exit::{self, Failure};
@@ -74,10 +74,9 @@ pub fn run(args: ElfArgs, json: bool) -> exit::Result<u8> {
     let (mut non_elf, mut symlinks) = (0u64, 0u64);
     for arg in &args.paths {
         match parse_target(arg) {
-            Target::Registry(r) => return Err(registry_unsupported(&r)),
-            Target::Oci(spec) => {
-                let layout = open_layout(&spec)?;
-                let contents = walk::read_image(&layout, None).map_err(image_failure)?;
+            Target::Image(spec) => {
+                let source = open_image(&spec)?;
+                let contents = walk::read_image(source.as_ref(), None).map_err(image_failure)?;
                 for pc in contents.platforms {
                     for (path, rec) in pc.files {
                         match rec {

@@ -1,55 +1,40 @@
 use crate::cli::VerifyArgs;
 use crate::elf::{self, Finding};
 use crate::exit::{self, Failure};
-use crate::image::SourceError;
+use crate::image::{ImageSource, SourceError};
 use crate::platform::Platform;
+use crate::registry::{Client, ClientOptions, DockerConfig, Reference, RegistryImage};
 use crate::walk::{self, Found, ImageError, OciLayout};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What one command-line argument names.
 pub(crate) enum Target {
     Path(PathBuf),
-    Oci(String),
-    Registry(String),
+    /// `oci:DIR[:REF]` or a registry reference.
+    Image(String),
 }
 
 /// Decide what an argument is: `oci:DIR`, an existing path, or else, when it looks like one, a
 /// registry image reference.
 pub(crate) fn parse_target(arg: &str) -> Target {
-    if arg.starts_with("oci:") {
-        return Target::Oci(arg.to_string());
+    if arg.starts_with("oci:")
+        || (crate::registry::looks_like_image_reference(arg) && explicit_image(arg))
+    {
+        return Target::Image(arg.to_string());
     }
-    let path = Path::new(arg);
-    if path.symlink_metadata().is_ok() || !looks_like_image_ref(arg) {
-        return Target::Path(path.to_path_buf());
-    }
-    Target::Registry(arg.to_string())
+    Target::Path(PathBuf::from(arg))
 }
 
-fn looks_like_image_ref(s: &str) -> bool {
-    let (name, tag_or_digest) = if let Some((n, d)) = s.split_once('@') {
-        (n, d.starts_with("sha256:"))
-    } else {
-        match s.rsplit_once(':') {
-            Some((n, t)) if !t.contains('/') && !t.is_empty() => (n, true),
-            _ => (s, false),
-        }
-    };
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b));
-    let first = name.split('/').next().unwrap_or("");
-    let registry_like = name.contains('/')
-        && !first.starts_with('.')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
-    ok_chars && !name.is_empty() && (tag_or_digest || registry_like)
-}
-
-pub(crate) fn registry_unsupported(arg: &str) -> Failure {
-    Failure::usage(anyhow::anyhow!(
-        "{arg}: registry images: not yet supported in this build; copy the image to a layout first (`skopeo copy docker://{arg} oci:DIR`) and pass oci:DIR"
-    ))
+/// A missing `out/bin` is far more likely a mistyped path than Docker Hub's `out/bin:latest`:
+/// treat an argument as an image only when it names a registry host, a tag or a digest.
+fn explicit_image(arg: &str) -> bool {
+    let first = arg.split('/').next().unwrap_or("");
+    let last = arg.rsplit('/').next().unwrap_or("");
+    arg.contains('@')
+        || last.contains(':')
+        || (arg.contains('/')
+            && (first.contains('.') || first.contains(':') || first == "localhost"))
 }
 
 /// Map an image error to the exit code it deserves: a missing or unreadable source is a usage
@@ -60,12 +45,29 @@ pub(crate) fn image_failure(e: ImageError) -> Failure {
         | ImageError::NoPlatform { .. }
         | ImageError::Source(SourceError::Invalid { .. }) => Failure::usage(e),
         ImageError::Source(SourceError::Io { .. }) => Failure::from(anyhow::Error::new(e)),
+        // The registry could not be reached or refused us: the host's problem, not the image's.
+        ImageError::Source(SourceError::Transport { .. }) => Failure::env(e),
         _ => Failure::check(e),
     }
 }
 
-pub(crate) fn open_layout(spec: &str) -> exit::Result<OciLayout> {
-    OciLayout::from_spec(spec).map_err(|e| Failure::usage(anyhow::anyhow!("{spec}: {e}")))
+/// Open `oci:DIR[:REF]` as a layout, anything else as a registry image (credentials from the
+/// Docker config file, plain HTTP only for loopback registries).
+pub(crate) fn open_image(spec: &str) -> exit::Result<Box<dyn ImageSource>> {
+    if spec.starts_with("oci:") {
+        let layout = OciLayout::from_spec(spec)
+            .map_err(|e| Failure::usage(anyhow::anyhow!("{spec}: {e}")))?;
+        return Ok(Box::new(layout));
+    }
+    let reference: Reference = spec.parse().map_err(Failure::usage)?;
+    let env = |k: &str| std::env::var(k).ok();
+    let config =
+        match DockerConfig::default_path(env("DOCKER_CONFIG").as_deref(), env("HOME").as_deref()) {
+            Some(path) => DockerConfig::load(&path).map_err(Failure::usage)?,
+            None => DockerConfig::default(),
+        };
+    let client = Client::new(ClientOptions::default(), config);
+    Ok(Box::new(RegistryImage::new(client, reference)))
 }
 
 /// Findings for one platform, from one argument.
@@ -102,10 +104,9 @@ pub fn run(args: VerifyArgs, json: bool) -> exit::Result<u8> {
     };
     for arg in &args.targets {
         match parse_target(arg) {
-            Target::Registry(r) => return Err(registry_unsupported(&r)),
-            Target::Oci(spec) => {
-                let layout = open_layout(&spec)?;
-                let r = walk::verify_image(&layout, platform).map_err(image_failure)?;
+            Target::Image(spec) => {
+                let source = open_image(&spec)?;
+                let r = walk::verify_image(source.as_ref(), platform).map_err(image_failure)?;
                 for p in r.platforms {
                     report.groups.push(Group {
                         target: r.source.clone(),
@@ -227,13 +228,19 @@ mod tests {
             "docker.io/library/alpine:3.19",
             "localhost:5000/app:1.0",
             "127.0.0.1:5000/app",
-            "ghcr.io/o/r@sha256:abc",
+            "ghcr.io/o/r@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "alpine:3.19",
         ] {
-            assert!(looks_like_image_ref(s), "{s}");
+            assert!(matches!(parse_target(s), Target::Image(_)), "{s}");
         }
-        for s in ["./build", "out/bin", "/nonexistent/file", "file.tar.gz"] {
-            assert!(!looks_like_image_ref(s), "{s}");
+        for s in [
+            "./build",
+            "out/bin",
+            "/nonexistent/file",
+            "file.tar.gz",
+            "build/out.tar",
+        ] {
+            assert!(matches!(parse_target(s), Target::Path(_)), "{s}");
         }
     }
 }
