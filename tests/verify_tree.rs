@@ -190,12 +190,11 @@ fn usage_errors() {
     let (code, _, err) = run(&["verify", "-p", "arm64", "/nonexistent/x"]);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/x: no such file"), "{err}");
-    let (code, _, err) = run(&["verify", "registry.example.com/app:1.0"]);
-    assert_eq!(code, 2);
-    assert!(
-        err.contains("registry images: not yet supported in this build"),
-        "{err}"
-    );
-    let (code, _, err) = run(&["elf", "registry.example.com/app:1.0"]);
-    assert_eq!(code, 2, "{err}");
+    // A registry that does not answer (loopback, nothing listening): environment error, named.
+    for cmd in ["verify", "elf"] {
+        let (code, _, err) = run(&[cmd, "127.0.0.1:1/app:1.0"]);
+        assert_eq!(code, 3, "{err}");
+        assert!(err.contains("127.0.0.1:1/app:1.0"), "{err}");
+        assert!(err.contains("is the registry running"), "{err}");
+    }
 }
