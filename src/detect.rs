@@ -310,8 +310,23 @@ pub fn classify_probe(
     }
 }
 
+/// A foreign program ran although no visible binfmt_misc entry caught it, and the host CPU
+/// cannot run it itself: a handler outside our view did (binfmt_misc not mounted in this
+/// container, or registered in a parent user namespace).
+fn hidden_handler() -> RunMode {
+    RunMode::Emulated {
+        entry: "(not visible)".into(),
+        interpreter: "unknown: a binfmt_misc handler outside this mount namespace".into(),
+    }
+}
+
 /// Run every platform's test program once (platforms that share a program share the result).
-pub fn probe_platforms(host: &dyn Host, state: &BinfmtState) -> Vec<PlatformRun> {
+/// `host_platform` tells a native run from one through a handler rcross cannot see.
+pub fn probe_platforms(
+    host: &dyn Host,
+    host_platform: Platform,
+    state: &BinfmtState,
+) -> Vec<PlatformRun> {
     let mut done: Vec<(Vec<u8>, RunMode)> = Vec::new();
     let mut out = Vec::new();
     for p in Platform::all() {
@@ -326,6 +341,10 @@ pub fn probe_platforms(host: &dyn Host, state: &BinfmtState) -> Vec<PlatformRun>
             let m = classify_probe(host.run_program(&prog).map_err(|e| e.to_string()), matched);
             done.push((prog, m.clone()));
             m
+        };
+        let mode = match mode {
+            RunMode::Native if !p.may_run_natively_on(&host_platform) => hidden_handler(),
+            m => m,
         };
         out.push(PlatformRun { platform: p, mode });
     }
@@ -387,6 +406,34 @@ mod tests {
         assert!(entry_matches(&e, &[0, 0x1f, 0x20]));
         assert!(!entry_matches(&e, &[0, 0x2f, 0x20]));
         assert!(!entry_matches(&e, &[0, 0x10]));
+    }
+
+    #[test]
+    fn foreign_program_running_without_visible_handler_is_emulation() {
+        use crate::host::fake::FakeHost;
+        let mut host = FakeHost::new();
+        let exit = binfmt::selftest::EXIT_CODE;
+        // Everything "runs": amd64 and 386 natively, arm64 through a handler we cannot see.
+        host.probes.insert((2, 62), ProbeOutcome::Exited(exit));
+        host.probes.insert((1, 3), ProbeOutcome::Exited(exit));
+        host.probes.insert((2, 183), ProbeOutcome::Exited(exit));
+        let c = Catalog::builtin().unwrap();
+        let state = binfmt_state(&host, Path::new("/bm"), &c);
+        assert!(!state.mounted);
+        let amd64: Platform = "linux/amd64".parse().unwrap();
+        let runs = probe_platforms(&host, amd64, &state);
+        let mode = |s: &str| {
+            let p: Platform = s.parse().unwrap();
+            runs.iter().find(|r| r.platform == p).unwrap().mode.clone()
+        };
+        assert_eq!(mode("linux/amd64"), RunMode::Native);
+        assert_eq!(mode("linux/386"), RunMode::Native);
+        assert!(
+            matches!(mode("linux/arm64"), RunMode::Emulated { ref entry, .. } if entry == "(not visible)"),
+            "{:?}",
+            mode("linux/arm64")
+        );
+        assert!(matches!(mode("linux/riscv64"), RunMode::No { .. }));
     }
 
     #[test]

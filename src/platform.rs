@@ -33,6 +33,10 @@ pub struct ArchInfo {
     pub big_endian: bool,
     /// ELF `e_machine` of programs for this platform.
     pub elf_machine: u16,
+    /// Other architectures (OCI arch) whose programs CPUs of this platform may run without
+    /// emulation, given kernel support (x86_64 runs i386; most arm64 CPUs run 32-bit ARM).
+    /// Only a probe tells whether a given host really does.
+    pub compat_arches: &'static [&'static str],
 }
 
 /// The architecture table: the only place where architecture names are spelled.
@@ -49,6 +53,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 64,
         big_endian: false,
         elf_machine: 62,
+        compat_arches: &["386"],
     },
     ArchInfo {
         arch: "386",
@@ -62,6 +67,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 32,
         big_endian: false,
         elf_machine: 3,
+        compat_arches: &[],
     },
     ArchInfo {
         arch: "arm64",
@@ -75,6 +81,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 64,
         big_endian: false,
         elf_machine: 183,
+        compat_arches: &["arm"],
     },
     ArchInfo {
         arch: "arm",
@@ -88,6 +95,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 32,
         big_endian: false,
         elf_machine: 40,
+        compat_arches: &[],
     },
     ArchInfo {
         arch: "arm",
@@ -101,6 +109,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 32,
         big_endian: false,
         elf_machine: 40,
+        compat_arches: &[],
     },
     ArchInfo {
         arch: "arm",
@@ -114,6 +123,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 32,
         big_endian: false,
         elf_machine: 40,
+        compat_arches: &[],
     },
     ArchInfo {
         arch: "arm",
@@ -127,6 +137,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 32,
         big_endian: false,
         elf_machine: 40,
+        compat_arches: &[],
     },
     ArchInfo {
         arch: "riscv64",
@@ -140,6 +151,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 64,
         big_endian: false,
         elf_machine: 243,
+        compat_arches: &[],
     },
     ArchInfo {
         arch: "ppc64le",
@@ -153,6 +165,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 64,
         big_endian: false,
         elf_machine: 21,
+        compat_arches: &[],
     },
     ArchInfo {
         arch: "ppc64",
@@ -166,6 +179,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 64,
         big_endian: true,
         elf_machine: 21,
+        compat_arches: &[],
     },
     ArchInfo {
         arch: "s390x",
@@ -179,6 +193,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 64,
         big_endian: true,
         elf_machine: 22,
+        compat_arches: &[],
     },
     ArchInfo {
         arch: "mips64le",
@@ -192,6 +207,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 64,
         big_endian: false,
         elf_machine: 8,
+        compat_arches: &["mipsle"],
     },
     ArchInfo {
         arch: "mips64",
@@ -205,6 +221,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 64,
         big_endian: true,
         elf_machine: 8,
+        compat_arches: &["mips"],
     },
     ArchInfo {
         arch: "mipsle",
@@ -218,6 +235,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 32,
         big_endian: false,
         elf_machine: 8,
+        compat_arches: &[],
     },
     ArchInfo {
         arch: "mips",
@@ -231,6 +249,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 32,
         big_endian: true,
         elf_machine: 8,
+        compat_arches: &[],
     },
     ArchInfo {
         arch: "loong64",
@@ -244,6 +263,7 @@ pub const ARCHES: &[ArchInfo] = &[
         elf_class: 64,
         big_endian: false,
         elf_machine: 258,
+        compat_arches: &[],
     },
 ];
 
@@ -371,6 +391,13 @@ impl Platform {
             return arm_level(self.variant()) <= arm_level(host.variant());
         }
         false
+    }
+
+    /// Whether a CPU of platform `host` may run programs of `self` without emulation at all:
+    /// the same instruction set (see [`Platform::runs_on`]) or a compatibility mode of the host
+    /// architecture. A "may": whether this kernel and CPU really do is for a probe to tell.
+    pub fn may_run_natively_on(&self, host: &Platform) -> bool {
+        self.runs_on(host) || host.info_ref().compat_arches.contains(&self.arch())
     }
 }
 
@@ -711,5 +738,9 @@ mod tests {
         assert!(!p("linux/arm/v7").runs_on(&p("linux/arm/v6")));
         assert!(!p("linux/amd64").runs_on(&p("linux/arm64")));
         assert!(p("linux/arm64").runs_on(&p("linux/arm64")));
+        assert!(p("linux/386").may_run_natively_on(&p("linux/amd64")));
+        assert!(p("linux/arm/v7").may_run_natively_on(&p("linux/arm64")));
+        assert!(!p("linux/arm64").may_run_natively_on(&p("linux/amd64")));
+        assert!(!p("linux/amd64").may_run_natively_on(&p("linux/386")));
     }
 }

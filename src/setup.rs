@@ -367,7 +367,7 @@ pub fn gather(
         .iter()
         .filter_map(|h| detect::find_emulator(host, h))
         .collect();
-    let native = detect::probe_platforms(host, &binfmt)
+    let native = detect::probe_platforms(host, host_platform, &binfmt)
         .into_iter()
         .filter(|r| r.mode == RunMode::Native)
         .map(|r| r.platform)

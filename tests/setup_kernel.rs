@@ -174,6 +174,9 @@ fn setup_registers_runs_programs_is_idempotent_and_uninstalls() {
     }
     let o = ns.run(&format!(
         r#"
+# Give this namespace its own (empty) binfmt_misc first: until it mounts one, a user namespace
+# uses its parent's handlers. rcross then mounts the same instance at $BM itself.
+mkdir -p "$T/pre" && mount -t binfmt_misc binfmt_misc "$T/pre"
 for p in {a} {b} {c}; do rc=0; "$p" >/dev/null 2>&1 || rc=$?; echo "before_$(basename $p .bin)=$rc"; done
 rcs setup --platform linux/arm64,linux/arm/v7 -p linux/riscv64 --json > "$T/first.json"; echo "rc1=$?"
 echo "after_first=$(entries)"
@@ -528,6 +531,40 @@ fn not_root_and_unknown_platform_are_clear_errors() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("did you mean linux/arm64"), "{err}");
+}
+
+/// A handler registered where rcross cannot see it (a parent user namespace; on a real machine:
+/// the host, seen from a container without binfmt_misc mounted) is reported as emulation, never
+/// mistaken for a CPU that runs arm64 natively.
+#[test]
+fn handler_outside_view_is_emulation_not_native() {
+    let Some(ns) = Ns::new() else { return };
+    if !qemu_installed() {
+        return;
+    }
+    let o = ns.run(
+        r#"
+rcs setup --platform linux/arm64 >/dev/null; echo "rc=$?"
+unshare --user --map-root-user --mount -- "$RCROSS" info --json --binfmt-misc "$T/unmounted" > "$T/nested.json"; echo "rc_nested=$?"
+"#,
+    );
+    assert_eq!(value(&o, "rc"), "0");
+    assert_eq!(value(&o, "rc_nested"), "0");
+    let v = json_file(&ns.path().join("nested.json"));
+    assert_eq!(v["binfmt_misc"]["mounted"], false);
+    let arm64 = v["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["platform"] == "linux/arm64")
+        .unwrap()
+        .clone();
+    assert_eq!(arm64["mode"], "emulated", "{arm64}");
+    assert_eq!(arm64["entry"], "(not visible)", "{arm64}");
+    assert!(!v["native"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("linux/arm64")));
 }
 
 #[test]

@@ -52,7 +52,7 @@ fn gather(host: &dyn Host, catalog: &Catalog, dir: &std::path::Path) -> exit::Re
         .uname()
         .map_err(|e| Failure::env(anyhow::anyhow!("uname: {e}")))?;
     let binfmt = detect::binfmt_state(host, dir, catalog);
-    let platforms = detect::probe_platforms(host, &binfmt);
+    let platforms = detect::probe_platforms(host, platform, &binfmt);
     let pick = |want: fn(&RunMode) -> bool| -> Vec<Platform> {
         platforms
             .iter()
