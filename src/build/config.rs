@@ -1,0 +1,468 @@
+//! `rcross.toml`: what `rcross build` makes. Parsing is strict (unknown fields are errors) and
+//! every error names the file, the line and the field.
+
+use crate::platform::Platform;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+/// The file name `rcross build DIR` looks for.
+pub const FILE_NAME: &str = "rcross.toml";
+
+/// A problem with a project file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}; is this an rcross project (it needs an {FILE_NAME})?")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax errors and wrong types, from the TOML parser (its message carries line and column).
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}:{line}: {field}: {problem}")]
+    Field {
+        path: PathBuf,
+        line: usize,
+        field: String,
+        problem: String,
+    },
+}
+
+/// The parsed and checked project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Repository name used when no `-t` is given (e.g. "hello").
+    pub name: String,
+    pub platforms: Vec<Platform>,
+    /// "scratch", "oci:DIR[:REF]" or a registry reference.
+    pub base: String,
+    pub build: BuildStep,
+    pub artifacts: Vec<Artifact>,
+    pub image: ImageConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildStep {
+    /// Run with `sh -c` once per platform, in `workdir`, with the platform's `rcross env`
+    /// plus RCROSS_OUT (an empty per-platform output directory).
+    pub command: String,
+    /// Relative to the project directory.
+    pub workdir: PathBuf,
+    /// c, go, rust or auto: what the planner looks for.
+    pub lang: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// Relative to RCROSS_OUT; `*` and `?` globs allowed in the last component.
+    pub from: String,
+    /// Absolute path in the image; a directory (ending in `/`) when `from` is a glob.
+    pub to: String,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// KEY=VALUE, sorted by name (reproducible configs).
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    /// "8080/tcp" form.
+    pub ports: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+// ---- the file as written ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    image: RawImage,
+    build: RawBuild,
+    #[serde(default, rename = "artifact")]
+    artifacts: Vec<toml::Spanned<RawArtifact>>,
+    #[serde(default)]
+    config: RawConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    name: toml::Spanned<String>,
+    platforms: toml::Spanned<Vec<toml::Spanned<String>>>,
+    #[serde(default)]
+    base: Option<toml::Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    command: toml::Spanned<String>,
+    #[serde(default)]
+    workdir: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    lang: Option<toml::Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArtifact {
+    from: toml::Spanned<String>,
+    to: toml::Spanned<String>,
+    #[serde(default)]
+    mode: Option<toml::Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    entrypoint: Vec<String>,
+    #[serde(default)]
+    cmd: Vec<String>,
+    #[serde(default)]
+    env: Option<toml::Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    workdir: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    ports: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+const LANGS: &[&str] = &["auto", "c", "go", "rust"];
+
+/// Read and check `DIR/rcross.toml` (or the file itself when `path` is one).
+pub fn load(path: &Path) -> Result<Project, ConfigError> {
+    let file = if path.is_dir() {
+        path.join(FILE_NAME)
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    parse(&file, &text)
+}
+
+/// Parse and check a project file's text; `path` is only used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    let line_of = |span: std::ops::Range<usize>| -> usize {
+        text.get(..span.start)
+            .map(|s| s.matches('\n').count() + 1)
+            .unwrap_or(1)
+    };
+    let err = |span: std::ops::Range<usize>, field: &str, problem: String| ConfigError::Field {
+        path: path.to_path_buf(),
+        line: line_of(span),
+        field: field.to_string(),
+        problem,
+    };
+
+    let name = raw.image.name.get_ref().trim().to_string();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+    {
+        return Err(err(
+            raw.image.name.span(),
+            "image.name",
+            format!(
+                "{name:?} is not a valid repository name (lowercase letters, digits, '.', '_', '-', '/')"
+            ),
+        ));
+    }
+
+    let mut platforms = Vec::new();
+    for p in raw.image.platforms.get_ref() {
+        let parsed: Platform = p
+            .get_ref()
+            .parse()
+            .map_err(|e| err(p.span(), "image.platforms", format!("{e}")))?;
+        if platforms.contains(&parsed) {
+            return Err(err(
+                p.span(),
+                "image.platforms",
+                format!("{parsed} is listed twice"),
+            ));
+        }
+        platforms.push(parsed);
+    }
+    if platforms.is_empty() {
+        return Err(err(
+            raw.image.platforms.span(),
+            "image.platforms",
+            "no platforms: list at least one, e.g. [\"linux/amd64\", \"linux/arm64\"]".into(),
+        ));
+    }
+
+    let base = raw
+        .image
+        .base
+        .map(|b| b.into_inner())
+        .unwrap_or_else(|| "scratch".into());
+
+    let command = raw.build.command.get_ref().trim().to_string();
+    if command.is_empty() {
+        return Err(err(
+            raw.build.command.span(),
+            "build.command",
+            "empty: say how to build, e.g. \"make CC=$CC OUT=$RCROSS_OUT/app\"".into(),
+        ));
+    }
+    let workdir = match &raw.build.workdir {
+        Some(w) => {
+            let p = PathBuf::from(w.get_ref());
+            if !is_relative_inside(&p) {
+                return Err(err(
+                    w.span(),
+                    "build.workdir",
+                    format!(
+                        "{:?} must be a relative path inside the project",
+                        w.get_ref()
+                    ),
+                ));
+            }
+            p
+        }
+        None => PathBuf::from("."),
+    };
+    let lang = match &raw.build.lang {
+        Some(l) if !LANGS.contains(&l.get_ref().as_str()) => {
+            return Err(err(
+                l.span(),
+                "build.lang",
+                format!("{:?} is not one of {}", l.get_ref(), LANGS.join(", ")),
+            ))
+        }
+        Some(l) => l.get_ref().clone(),
+        None => "auto".into(),
+    };
+
+    let mut artifacts = Vec::new();
+    for a in &raw.artifacts {
+        let a = a.get_ref();
+        let from = a.from.get_ref().clone();
+        if !is_relative_inside(Path::new(&from)) {
+            return Err(err(
+                a.from.span(),
+                "artifact.from",
+                format!("{from:?} must be a relative path inside RCROSS_OUT"),
+            ));
+        }
+        let to = a.to.get_ref().clone();
+        if !to.starts_with('/') || to.split('/').any(|c| c == "..") {
+            return Err(err(
+                a.to.span(),
+                "artifact.to",
+                format!("{to:?} must be an absolute path in the image without '..'"),
+            ));
+        }
+        let is_glob = from.contains(['*', '?']);
+        if is_glob && !to.ends_with('/') {
+            return Err(err(
+                a.to.span(),
+                "artifact.to",
+                format!("{from:?} is a glob: {to:?} must be a directory, ending in '/'"),
+            ));
+        }
+        let mode = match &a.mode {
+            Some(m) => u32::from_str_radix(m.get_ref().trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| {
+                    err(
+                        m.span(),
+                        "artifact.mode",
+                        format!(
+                            "{:?} is not an octal file mode such as \"0755\"",
+                            m.get_ref()
+                        ),
+                    )
+                })?,
+            None => 0o755,
+        };
+        artifacts.push(Artifact { from, to, mode });
+    }
+    if artifacts.is_empty() {
+        return Err(ConfigError::Field {
+            path: path.to_path_buf(),
+            line: line_of(0..text.len()),
+            field: "artifact".into(),
+            problem: "no [[artifact]]: name at least one file to put in the image, e.g.\n[[artifact]]\nfrom = \"app\"\nto = \"/usr/bin/app\"".into(),
+        });
+    }
+
+    let c = raw.config;
+    let mut env = Vec::new();
+    if let Some(e) = &c.env {
+        for (k, v) in e.get_ref() {
+            if k.is_empty() || k.contains('=') {
+                return Err(err(
+                    e.span(),
+                    "config.env",
+                    format!("{k:?} is not a variable name"),
+                ));
+            }
+            env.push(format!("{k}={v}"));
+        }
+    }
+    let mut ports = Vec::new();
+    for p in &c.ports {
+        let s = p.get_ref();
+        let (num, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+        let ok = num.parse::<u16>().is_ok_and(|n| n > 0) && ["tcp", "udp", "sctp"].contains(&proto);
+        if !ok {
+            return Err(err(
+                p.span(),
+                "config.ports",
+                format!("{s:?} is not a port such as \"8080\" or \"53/udp\""),
+            ));
+        }
+        ports.push(format!("{num}/{proto}"));
+    }
+    if let Some(w) = &c.workdir {
+        if !w.get_ref().starts_with('/') {
+            return Err(err(
+                w.span(),
+                "config.workdir",
+                format!("{:?} must be absolute", w.get_ref()),
+            ));
+        }
+    }
+
+    Ok(Project {
+        path: path.to_path_buf(),
+        name,
+        platforms,
+        base,
+        build: BuildStep {
+            command,
+            workdir,
+            lang,
+        },
+        artifacts,
+        image: ImageConfig {
+            entrypoint: c.entrypoint,
+            cmd: c.cmd,
+            env,
+            workdir: c.workdir.map(|w| w.into_inner()),
+            user: c.user,
+            ports,
+            labels: c.labels,
+            annotations: c.annotations,
+        },
+    })
+}
+
+fn is_relative_inside(p: &Path) -> bool {
+    !p.as_os_str().is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[image]
+name = "hello"
+platforms = ["linux/amd64", "aarch64", "linux/arm/v7"]
+
+[build]
+command = "make CC=\"$CC\" OUT=\"$RCROSS_OUT/hello\""
+lang = "c"
+
+[[artifact]]
+from = "hello"
+to = "/usr/bin/hello"
+
+[[artifact]]
+from = "share/*.txt"
+to = "/usr/share/hello/"
+mode = "0644"
+
+[config]
+entrypoint = ["/usr/bin/hello"]
+env = { GREETING = "hi" }
+ports = ["8080", "53/udp"]
+labels = { "org.opencontainers.image.source" = "https://example.invalid/hello" }
+"#;
+
+    fn parse_str(s: &str) -> Result<Project, ConfigError> {
+        parse(Path::new("proj/rcross.toml"), s)
+    }
+
+    #[test]
+    fn a_good_file() {
+        let p = parse_str(GOOD).unwrap();
+        assert_eq!(p.name, "hello");
+        let names: Vec<String> = p.platforms.iter().map(|p| p.to_string()).collect();
+        assert_eq!(names, ["linux/amd64", "linux/arm64", "linux/arm/v7"]);
+        assert_eq!(p.base, "scratch");
+        assert_eq!(p.build.lang, "c");
+        assert_eq!(p.build.workdir, PathBuf::from("."));
+        assert_eq!(p.artifacts[0].mode, 0o755);
+        assert_eq!(p.artifacts[1].mode, 0o644);
+        assert_eq!(p.image.env, ["GREETING=hi"]);
+        assert_eq!(p.image.ports, ["8080/tcp", "53/udp"]);
+    }
+
+    /// Every bad file names the file, the line and the field.
+    #[test]
+    fn bad_files_name_file_line_and_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("platforms = [\"linux/amd64\"", "platforms = [\"linux/arm46\"", "proj/rcross.toml:4: image.platforms: unknown platform \"linux/arm46\" (did you mean linux/arm64?)"),
+            ("name = \"hello\"", "name = \"Hello World\"", "proj/rcross.toml:3: image.name:"),
+            ("lang = \"c\"", "lang = \"cobol\"", "proj/rcross.toml:8: build.lang: \"cobol\" is not one of"),
+            ("to = \"/usr/bin/hello\"", "to = \"usr/bin/hello\"", "proj/rcross.toml:12: artifact.to:"),
+            ("from = \"hello\"", "from = \"../../etc/passwd\"", "proj/rcross.toml:11: artifact.from:"),
+            ("mode = \"0644\"", "mode = \"rw-r--r--\"", "proj/rcross.toml:17: artifact.mode:"),
+            ("to = \"/usr/share/hello/\"", "to = \"/usr/share/hello\"", "artifact.to: \"share/*.txt\" is a glob"),
+            ("ports = [\"8080\", \"53/udp\"]", "ports = [\"http\"]", "proj/rcross.toml:22: config.ports:"),
+            ("[config]", "[config]\nshell = \"bash\"", "unknown field `shell`"),
+            ("lang = \"c\"", "lang = 3", "invalid type"),
+        ];
+        for (from, to, want) in cases {
+            assert!(GOOD.contains(from), "{from}");
+            let text = GOOD.replacen(from, to, 1);
+            let e = parse_str(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "for {to:?}:\n  got  {e}\n  want {want}");
+            assert!(e.contains("proj/rcross.toml"), "{e}");
+        }
+        // The TOML parser's own errors carry the line too.
+        let e = parse_str("[image\nname=1").unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
+        let e = parse_str(&GOOD.replace("[[artifact]]", "[[nothing]]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nothing"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_says_what_is_expected() {
+        let e = load(Path::new("/nonexistent-dir/rcross.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent-dir/rcross.toml"), "{e}");
+        assert!(e.contains("rcross project"), "{e}");
+    }
+}

@@ -1,0 +1,3 @@
+//! `rcross build`: project file, per-platform orchestration.
+
+pub mod config;
