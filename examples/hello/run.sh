@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled example: build rcross, let it register QEMU handlers (sudo),
-# cross-compile hello for three platforms, run each through the handlers and verify each binary.
+# cross-compile hello for three platforms, run each through the handlers and verify each binary
+# against its platform.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 top="$here/../.."
@@ -13,4 +14,5 @@ for pair in linux/arm64:aarch64-linux-gnu-gcc linux/arm/v7:arm-linux-gnueabihf-g
   plat="${pair%%:*}"; cc="${pair#*:}"; out="hello-${plat//\//-}"
   make -s -C "$here" CC="$cc" OUT="$out"
   echo "== $plat: $("$here/$out")"
+  "$rcross" verify --platform "$plat" "$here/$out"
 done

@@ -74,7 +74,7 @@ fn platforms(ps: &[Platform]) -> String {
     ps.iter()
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
-        .join(",")
+        .join(", ")
 }
 
 fn print_dry_run(plan: &Plan) {
