@@ -458,6 +458,15 @@ labels = { "org.opencontainers.image.source" = "https://example.invalid/hello" }
     }
 
     #[test]
+    fn bundled_example_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
+        let p = load(&dir).unwrap();
+        assert_eq!(p.name, "hello");
+        assert_eq!(p.platforms.len(), 3);
+        assert_eq!(p.artifacts[0].to, "/usr/bin/hello");
+    }
+
+    #[test]
     fn missing_file_says_what_is_expected() {
         let e = load(Path::new("/nonexistent-dir/rcross.toml"))
             .unwrap_err()
