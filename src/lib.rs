@@ -13,5 +13,6 @@ pub mod image;
 pub mod platform;
 pub mod registry;
 pub mod setup;
+pub mod toolchain;
 
 pub use platform::Platform;

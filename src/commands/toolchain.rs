@@ -1,0 +1,229 @@
+use crate::binfmt;
+use crate::cli::{FileFormatArg, ToolchainArgs, ToolchainCommand, ToolchainPaths};
+use crate::exit::{self, Failure};
+use crate::host::linux::LinuxHost;
+use crate::host::Host;
+use crate::platform::{self, Platform};
+use crate::toolchain::install::{self, InstallError, Part};
+use crate::toolchain::render::{self, EnvInput, FileFormat};
+use crate::toolchain::{self, Catalog, Facts};
+use serde::Serialize;
+
+/// The catalogs and host facts every toolchain command starts from.
+pub(crate) fn load(
+    host: &dyn Host,
+    paths: &ToolchainPaths,
+) -> exit::Result<(Catalog, binfmt::Catalog, Facts)> {
+    let catalog = Catalog::load(&paths.toolchain_dir).map_err(Failure::usage)?;
+    let handlers = binfmt::Catalog::load(&paths.host.binfmt_dir).map_err(Failure::usage)?;
+    let facts = toolchain::gather(host, &catalog, &handlers, &paths.host.binfmt_misc)
+        .map_err(Failure::env)?;
+    Ok((catalog, handlers, facts))
+}
+
+pub(crate) fn parse_platforms(args: &[String]) -> exit::Result<Vec<Platform>> {
+    let mut out: Vec<Platform> = Vec::new();
+    for a in args {
+        for p in platform::parse_list(a).map_err(Failure::usage)? {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `rcross run --platform P --` command other tools call.
+pub(crate) fn runner(p: &Platform) -> Vec<String> {
+    let me = std::env::current_exe().unwrap_or_else(|_| "rcross".into());
+    toolchain::run::runner(&me, p)
+}
+
+pub fn run(args: ToolchainArgs, json: bool) -> exit::Result<u8> {
+    match args.command {
+        ToolchainCommand::List(a) => list(&a.paths, json),
+        ToolchainCommand::Install(a) => install(&a.platforms, a.dry_run, &a.paths, json),
+        ToolchainCommand::File(a) => {
+            let host = LinuxHost;
+            let p: Platform = a.platform.parse().map_err(Failure::usage)?;
+            let (catalog, _, facts) = load(&host, &a.paths)?;
+            let spec = catalog.get(&p).ok_or_else(|| {
+                Failure::usage(anyhow::anyhow!("rcross has no toolchain data for {p}"))
+            })?;
+            let input = EnvInput {
+                spec,
+                toolchain: facts.target(&p).and_then(|t| t.toolchains.first()),
+                runner: runner(&p),
+                sysroot: a.sysroot.map(|s| s.to_string_lossy().into_owned()),
+            };
+            let format = match a.format {
+                FileFormatArg::Cmake => FileFormat::Cmake,
+                FileFormatArg::Meson => FileFormat::Meson,
+                FileFormatArg::Cargo => FileFormat::Cargo,
+            };
+            let text = render::render_file(&input, format).map_err(Failure::env)?;
+            print!("{text}");
+            Ok(exit::OK)
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ListRow<'a> {
+    platform: Platform,
+    native: bool,
+    toolchains: &'a [toolchain::Toolchain],
+    incomplete: &'a [String],
+    rust_targets_installed: Vec<&'a str>,
+    go: bool,
+    emulator: Option<&'a std::path::Path>,
+    handler: Option<&'a str>,
+}
+
+fn list(paths: &ToolchainPaths, json: bool) -> exit::Result<u8> {
+    let host = LinuxHost;
+    let (catalog, _, facts) = load(&host, paths)?;
+    let rows: Vec<ListRow> = catalog
+        .targets
+        .iter()
+        .filter_map(|spec| {
+            let tf = facts.target(&spec.platform)?;
+            Some(ListRow {
+                platform: spec.platform,
+                native: facts.native.contains(&spec.platform),
+                toolchains: &tf.toolchains,
+                incomplete: &tf.incomplete,
+                rust_targets_installed: spec
+                    .rust_targets
+                    .iter()
+                    .filter(|t| facts.rust_targets.as_ref().is_some_and(|v| v.contains(t)))
+                    .map(String::as_str)
+                    .collect(),
+                go: facts.go.is_some(),
+                emulator: tf.emulator.as_deref(),
+                handler: tf.handler.as_deref(),
+            })
+        })
+        .collect();
+    if json {
+        #[derive(Serialize)]
+        struct Report<'a> {
+            host: Platform,
+            go: Option<&'a std::path::Path>,
+            zig: Option<&'a std::path::Path>,
+            rustup: bool,
+            platforms: Vec<ListRow<'a>>,
+        }
+        super::print_json(&Report {
+            host: facts.host,
+            go: facts.go.as_deref(),
+            zig: facts.zig.as_deref(),
+            rustup: facts.rust_targets.is_some(),
+            platforms: rows,
+        })?;
+        return Ok(exit::OK);
+    }
+    let opt = |p: Option<&std::path::Path>| {
+        p.map(|p| p.display().to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "host {}   go: {}   zig: {}   rustup: {}",
+        facts.host,
+        opt(facts.go.as_deref()),
+        opt(facts.zig.as_deref()),
+        if facts.rust_targets.is_some() {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    println!(
+        "{:<15} {:<6} {:<28} {:<32} {:<30} HANDLER",
+        "PLATFORM", "NATIVE", "C/C++ COMPILERS", "RUST TARGETS", "EMULATOR"
+    );
+    for r in &rows {
+        let comps: Vec<String> = r
+            .toolchains
+            .iter()
+            .map(|t| format!("{}:{}", t.kind, t.triple))
+            .collect();
+        let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
+        println!(
+            "{:<15} {:<6} {:<28} {:<32} {:<30} {}",
+            r.platform.to_string(),
+            if r.native { "yes" } else { "no" },
+            dash(comps.join(",")),
+            dash(r.rust_targets_installed.join(",")),
+            opt(r.emulator),
+            r.handler.unwrap_or("-")
+        );
+        for i in r.incomplete {
+            println!("{:<15} note: {i}", "");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn describe(p: &Part) -> String {
+    match p {
+        Part::AlreadyInstalled(w) => format!("already installed: {w}"),
+        Part::Install(w) => format!("install {w}"),
+        Part::NotNeeded(w) => format!("not needed: {w}"),
+    }
+}
+
+fn install(
+    platforms: &[String],
+    dry_run: bool,
+    paths: &ToolchainPaths,
+    json: bool,
+) -> exit::Result<u8> {
+    let host = LinuxHost;
+    let platforms = parse_platforms(platforms)?;
+    let (catalog, _, facts) = load(&host, paths)?;
+    let plan = install::plan(&facts, &catalog, &platforms).map_err(|e| match e {
+        InstallError::NoCatalogEntry(_) => Failure::usage(e),
+        _ => Failure::env(e),
+    })?;
+    if json {
+        super::print_json(&plan)?;
+    } else {
+        for i in &plan.items {
+            println!("{}", i.platform);
+            println!("  compiler: {}", describe(&i.compiler));
+            println!("  emulator: {}", describe(&i.emulator));
+        }
+    }
+    if plan.commands.is_empty() {
+        if !json {
+            println!("nothing to install: everything is already installed");
+        }
+        return Ok(exit::OK);
+    }
+    if dry_run {
+        if !json {
+            for c in &plan.commands {
+                println!("{}", c.display());
+            }
+        }
+        return Ok(exit::OK);
+    }
+    if host.effective_uid() != 0 {
+        let names: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
+        return Err(Failure::env(InstallError::NotRoot(names.join(" "))));
+    }
+    for c in &plan.commands {
+        eprintln!("rcross: running {}", c.display());
+    }
+    install::apply(&host, &plan).map_err(Failure::env)?;
+    eprintln!(
+        "rcross: installed; `rcross plan --platform {}` shows how each platform builds now",
+        platforms
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    Ok(exit::OK)
+}
