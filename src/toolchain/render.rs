@@ -116,9 +116,14 @@ pub fn env_vars(input: &EnvInput) -> Vec<(String, String)> {
                 set(k, words(tool));
             }
         }
-        set("CFLAGS", words(&t.cflags));
-        set("CXXFLAGS", words(&t.cflags));
-        set("LDFLAGS", words(&t.ldflags));
+        // Only when the platform needs flags: an empty export would wipe the user's own.
+        if !t.cflags.is_empty() {
+            set("CFLAGS", words(&t.cflags));
+            set("CXXFLAGS", words(&t.cflags));
+        }
+        if !t.ldflags.is_empty() {
+            set("LDFLAGS", words(&t.ldflags));
+        }
         match t.kind {
             // zig brings only its own libc: no target libraries to find, and the host's must
             // not be found instead.
