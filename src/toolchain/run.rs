@@ -85,24 +85,42 @@ pub fn command(
         cmd = cmd.args(["-cpu", cpu.as_str()]);
     }
     if detect::elf_linkage(&prefix) == Linkage::Dynamic {
-        let candidates: Vec<PathBuf> = match &req.sysroot {
-            Some(s) => vec![s.clone()],
-            None => spec
-                .map(|s| {
-                    s.compilers
-                        .iter()
-                        .filter_map(|c| c.sysroot.clone())
-                        .collect()
-                })
-                .unwrap_or_default(),
+        let interp = interpreter(&prefix);
+        // This platform's sysroots first, then those of its architecture's other variants
+        // (an armhf program run as linux/arm/v6 needs the armhf loader).
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        match &req.sysroot {
+            Some(s) => candidates.push(s.clone()),
+            None => {
+                let same_arch = catalog
+                    .targets
+                    .iter()
+                    .filter(|t| t.platform != p && t.platform.arch() == p.arch());
+                for t in spec.into_iter().chain(same_arch) {
+                    for s in t.compilers.iter().filter_map(|c| c.sysroot.clone()) {
+                        if !candidates.contains(&s) {
+                            candidates.push(s);
+                        }
+                    }
+                }
+            }
+        }
+        // An explicit sysroot is used as given (the emulator reports what it lacks);
+        // otherwise the first that holds the program's loader, else the first that exists.
+        let holds_loader = |s: &PathBuf| {
+            interp
+                .as_deref()
+                .is_some_and(|i| host.exists(&s.join(i.trim_start_matches('/'))))
         };
-        // An explicit sysroot is used as given (the emulator reports what it lacks).
         let chosen = if req.sysroot.is_some() {
             candidates.first().cloned()
         } else {
             candidates
                 .iter()
-                .find(|s| host.exists(&s.join("lib")))
+                .find(|s| holds_loader(s))
+                .or_else(|| {
+                    spec.and_then(|_| candidates.iter().find(|s| host.exists(&s.join("lib"))))
+                })
                 .cloned()
         };
         let Some(root) = chosen else {
@@ -143,4 +161,31 @@ pub fn runner(rcross: &Path, p: &Platform) -> Vec<String> {
         p.to_string(),
         "--".into(),
     ]
+}
+
+/// The loader (PT_INTERP) a dynamically linked program asks for, from its first bytes.
+pub fn interpreter(prefix: &[u8]) -> Option<String> {
+    use goblin::container::{Container, Ctx, Endian};
+    use goblin::elf::{program_header::PT_INTERP, Elf, ProgramHeader};
+    let header = Elf::parse_header(prefix).ok()?;
+    let ctx = Ctx::new(
+        if header.e_ident[4] == 2 {
+            Container::Big
+        } else {
+            Container::Little
+        },
+        if header.e_ident[5] == 2 {
+            Endian::Big
+        } else {
+            Endian::Little
+        },
+    );
+    let phoff = usize::try_from(header.e_phoff).ok()?;
+    let phs = ProgramHeader::parse(prefix, phoff, header.e_phnum as usize, ctx).ok()?;
+    let ph = phs.iter().find(|p| p.p_type == PT_INTERP)?;
+    let start = usize::try_from(ph.p_offset).ok()?;
+    let end = start.checked_add(usize::try_from(ph.p_filesz).ok()?)?;
+    let bytes = prefix.get(start..end)?;
+    let s = bytes.split(|b| *b == 0).next()?;
+    Some(String::from_utf8_lossy(s).into_owned())
 }

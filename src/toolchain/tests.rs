@@ -690,3 +690,18 @@ fn exit_statuses_like_a_shell() {
     assert_eq!(run::shell_status(&ProbeOutcome::Signaled(4)), 132);
     assert_eq!(run::shell_status(&ProbeOutcome::ExecFormatError), 126);
 }
+
+#[test]
+fn interpreter_of_real_and_broken_programs() {
+    let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    let i = run::interpreter(&me[..me.len().min(64 * 1024)]).unwrap();
+    assert!(i.starts_with('/') && i.contains("ld-linux"), "{i}");
+    assert_eq!(run::interpreter(b""), None);
+    assert_eq!(
+        run::interpreter(&binfmt::selftest::program(&p("linux/arm64")).unwrap()),
+        None
+    );
+    let mut bad = me[..64].to_vec();
+    bad[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert_eq!(run::interpreter(&bad), None);
+}
