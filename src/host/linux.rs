@@ -263,7 +263,23 @@ const FORWARDED: &[nix::sys::signal::Signal] = &[
     nix::sys::signal::Signal::SIGUSR2,
 ];
 
-extern "C" fn forward_signal(sig: nix::libc::c_int) {
+extern "C" fn forward_signal(
+    sig: nix::libc::c_int,
+    info: *mut nix::libc::siginfo_t,
+    _ctx: *mut nix::libc::c_void,
+) {
+    // SAFETY: for an SA_SIGINFO handler the kernel passes a valid siginfo_t (checked for null
+    // anyway); reading a plain integer field is async-signal-safe.
+    let code = if info.is_null() {
+        0
+    } else {
+        unsafe { (*info).si_code }
+    };
+    // The terminal driver (Ctrl-C, hang-up) signals the whole foreground process group, child
+    // included: forwarding would deliver it twice.
+    if code == nix::libc::SI_KERNEL {
+        return;
+    }
     let pid = CHILD_PID.load(Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill(2) is async-signal-safe and takes plain integers.
@@ -283,13 +299,13 @@ impl Forwarding {
     fn install() -> Forwarding {
         use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
         let act = SigAction::new(
-            SigHandler::Handler(forward_signal),
-            SaFlags::SA_RESTART,
+            SigHandler::SigAction(forward_signal),
+            SaFlags::SA_RESTART | SaFlags::SA_SIGINFO,
             SigSet::empty(),
         );
         let mut old = Vec::new();
         for &sig in FORWARDED {
-            // SAFETY: the handler only reads an atomic and calls kill(2), both
+            // SAFETY: the handler only reads its siginfo and an atomic and calls kill(2), all
             // async-signal-safe; it is restored before this process does anything else.
             if let Ok(prev) = unsafe { sigaction(sig, &act) } {
                 old.push((sig, prev));

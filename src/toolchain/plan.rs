@@ -255,8 +255,30 @@ fn cross(facts: &Facts, spec: &super::TargetSpec, tf: Option<&TargetFacts>, lang
             }
             if linker_for(&want).is_none() {
                 missing.push(format!("no linker for {want} is installed"));
+                // `toolchain install` installs the platform's first compiler; when that is not
+                // the one linking this target (arm/v6: zig first, armel gcc links Rust), name
+                // the linker's packages directly.
+                let gcc = spec.compilers.iter().find(|c| {
+                    c.kind == super::CompilerKind::Gcc && c.rust_target.as_deref() == Some(&want)
+                });
+                let first_links = spec.compilers.first().is_some_and(|c| {
+                    c.rust_target.as_deref() == Some(&want) && c.kind == super::CompilerKind::Gcc
+                });
+                let command = match (gcc, facts.package_manager) {
+                    (Some(g), Some(PackageManager::AptGet))
+                        if !first_links && !g.debian.is_empty() =>
+                    {
+                        format!("sudo apt-get install {}", g.debian.join(" "))
+                    }
+                    (Some(g), Some(PackageManager::Dnf))
+                        if !first_links && !g.fedora.is_empty() =>
+                    {
+                        format!("sudo dnf install {}", g.fedora.join(" "))
+                    }
+                    _ => install_cmd(&p),
+                };
                 fixes.push(fix(
-                    install_cmd(&p),
+                    command,
                     format!("installs a cross gcc that links {want}"),
                 ));
             }

@@ -283,6 +283,9 @@ fn plan_over_every_combination() {
                             Lang::C => format!("sudo rcross toolchain install {target}"),
                             Lang::Go => "sudo apt-get install golang-go".into(),
                             Lang::Rust if !tools.rust_target => "rustup target add ".into(),
+                            Lang::Rust if target == p("linux/arm/v6") => {
+                                "sudo apt-get install gcc-arm-linux-gnueabi".into()
+                            }
                             Lang::Rust => format!("sudo rcross toolchain install {target}"),
                         };
                         assert!(
