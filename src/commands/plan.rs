@@ -29,6 +29,7 @@ pub fn run(args: PlanArgs, json: bool) -> exit::Result<u8> {
     if json {
         super::print_json(&items)?;
     } else {
+        println!("plan for {lang} on {}:", facts.host);
         for i in &items {
             println!(
                 "{:<15} {:<12} {}",

@@ -138,28 +138,49 @@ fn list(paths: &ToolchainPaths, json: bool) -> exit::Result<u8> {
             "no"
         }
     );
-    println!(
-        "{:<15} {:<6} {:<28} {:<32} {:<30} HANDLER",
-        "PLATFORM", "NATIVE", "C/C++ COMPILERS", "RUST TARGETS", "EMULATOR"
-    );
+    let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
+    let mut table = vec![[
+        "PLATFORM".to_string(),
+        "NATIVE".into(),
+        "C/C++".into(),
+        "RUST TARGETS".into(),
+        "EMULATOR".into(),
+        "HANDLER".into(),
+    ]];
     for r in &rows {
-        let comps: Vec<String> = r
-            .toolchains
-            .iter()
-            .map(|t| format!("{}:{}", t.kind, t.triple))
-            .collect();
-        let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
-        println!(
-            "{:<15} {:<6} {:<28} {:<32} {:<30} {}",
+        let comps: Vec<String> = r.toolchains.iter().map(|t| t.kind.to_string()).collect();
+        table.push([
             r.platform.to_string(),
-            if r.native { "yes" } else { "no" },
+            if r.native { "yes" } else { "no" }.into(),
             dash(comps.join(",")),
             dash(r.rust_targets_installed.join(",")),
-            opt(r.emulator),
-            r.handler.unwrap_or("-")
-        );
-        for i in r.incomplete {
-            println!("{:<15} note: {i}", "");
+            r.emulator
+                .and_then(|e| e.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "-".into()),
+            r.handler.unwrap_or("-").to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| {
+            table
+                .iter()
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (n, row) in table.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+        if n > 0 {
+            for i in rows[n - 1].incomplete {
+                println!("  note: {i}");
+            }
         }
     }
     Ok(exit::OK)
