@@ -666,3 +666,38 @@ fn run_without_an_emulator_or_program_says_what_to_do() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The cargo linker wrapper rcross writes for zig links a program the way rustc calls a linker
+/// (objects and flags as arguments, `-lgcc_s` among them), and the result runs as ARMv6.
+#[test]
+fn zig_linker_wrapper_links_for_arm_v6() {
+    let t = tempfile::tempdir().unwrap();
+    let env = Command::new(RCROSS)
+        .args(["env", "linux/arm/v6", "--format", "json"])
+        .env("RCROSS_TOOLCHAIN_DIR", "/nonexistent/rcross-toolchains")
+        .env("XDG_CACHE_HOME", t.path())
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_str(&ok(env)).unwrap_or(Value::Null);
+    let Some(linker) = v["CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_LINKER"].as_str() else {
+        require(false, "zig (pip install ziglang) for linux/arm/v6");
+        return;
+    };
+    assert!(
+        linker.starts_with(&t.path().display().to_string()),
+        "{linker}"
+    );
+    let cc = v["CC"].as_str().unwrap();
+    let o = bash(
+        &format!(
+            "{cc} -c -o hello.o {src}\n'{linker}' -o 'hello out' hello.o -lgcc_s\n\"$RCROSS\" run --platform linux/arm/v6 -- './hello out'",
+            src = examples().join("c/hello.c").display()
+        ),
+        t.path(),
+    );
+    assert_eq!(ok(o), "hello from C, built for armv6, running on armv6l\n");
+    assert_eq!(
+        readelf_arch(&t.path().join("hello out")).as_deref(),
+        Some("v6")
+    );
+}

@@ -20,6 +20,7 @@ pub fn run(args: EnvArgs, json: bool) -> exit::Result<u8> {
         toolchain,
         runner: super::toolchain::runner(&p),
         sysroot: args.sysroot.map(|s| s.to_string_lossy().into_owned()),
+        linker_wrapper: super::toolchain::linker_wrapper(&host, toolchain),
     };
     let format = match (args.format, json) {
         (_, true) | (EnvFormatArg::Json, _) => EnvFormat::Json,

@@ -39,6 +39,32 @@ pub(crate) fn runner(p: &Platform) -> Vec<String> {
     toolchain::run::runner(&me, p)
 }
 
+/// The cargo linker wrapper for a compiler that needs arguments (zig, clang), written into the
+/// user's cache directory; a warning and no wrapper when that fails.
+pub(crate) fn linker_wrapper(
+    host: &dyn Host,
+    toolchain: Option<&toolchain::Toolchain>,
+) -> Option<String> {
+    let t = toolchain?;
+    toolchain::linker::wrapper_script(t)?;
+    let xdg = std::env::var_os("XDG_CACHE_HOME").map(std::path::PathBuf::from);
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let Some(dir) = toolchain::linker::cache_dir(xdg.as_deref(), home.as_deref()) else {
+        eprintln!("rcross: warning: neither XDG_CACHE_HOME nor HOME is set, so no linker wrapper for {} can be written; cargo gets no linker", t.triple);
+        return None;
+    };
+    match toolchain::linker::ensure(host, t, &dir) {
+        Ok(p) => p.map(|p| p.to_string_lossy().into_owned()),
+        Err(e) => {
+            eprintln!(
+                "rcross: warning: cannot write the linker wrapper in {}: {e}; cargo gets no linker",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
 pub fn run(args: ToolchainArgs, json: bool) -> exit::Result<u8> {
     match args.command {
         ToolchainCommand::List(a) => list(&a.paths, json),
@@ -50,11 +76,13 @@ pub fn run(args: ToolchainArgs, json: bool) -> exit::Result<u8> {
             let spec = catalog.get(&p).ok_or_else(|| {
                 Failure::usage(anyhow::anyhow!("rcross has no toolchain data for {p}"))
             })?;
+            let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
             let input = EnvInput {
                 spec,
-                toolchain: facts.target(&p).and_then(|t| t.toolchains.first()),
+                toolchain,
                 runner: runner(&p),
                 sysroot: a.sysroot.map(|s| s.to_string_lossy().into_owned()),
+                linker_wrapper: linker_wrapper(&host, toolchain),
             };
             let format = match a.format {
                 FileFormatArg::Cmake => FileFormat::Cmake,

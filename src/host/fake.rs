@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     WriteFile(PathBuf, String),
+    WriteExecutable(PathBuf, String),
     WriteControl(PathBuf, String),
     RemoveFile(PathBuf),
     CreateDir(PathBuf),
@@ -219,6 +220,15 @@ impl Host for FakeHost {
                 self.files.borrow_mut().remove(path);
             }
         }
+        Ok(())
+    }
+    fn write_executable(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.check_fail(path)?;
+        self.log(Call::WriteExecutable(
+            path.to_path_buf(),
+            String::from_utf8_lossy(data).into_owned(),
+        ));
+        self.add_file(path, data.to_vec());
         Ok(())
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {

@@ -131,6 +131,8 @@ pub trait Host {
     /// `status`) in a single write(2), without creating or truncating, as the kernel requires.
     fn write_control(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Create or replace an executable file (mode 0755), creating its directory.
+    fn write_executable(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
 
     /// `mount -t binfmt_misc binfmt_misc TARGET`.

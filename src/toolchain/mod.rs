@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod install;
+pub mod linker;
 pub mod plan;
 pub mod render;
 pub mod run;
@@ -48,10 +49,11 @@ impl Toolchain {
         format!("{} ({})", self.kind, self.cc.join(" "))
     }
 
-    /// Whether `linker` can be given to cargo as one program path (zig needs arguments).
+    /// The C compiler as one program path, when it needs no arguments (cargo's `linker` and
+    /// CMake's AR take a path only); zig and clang need a wrapper, see [`linker`].
     pub fn single_program_linker(&self) -> Option<&str> {
-        match self.kind {
-            CompilerKind::Gcc => self.cc.first().map(String::as_str),
+        match self.cc.as_slice() {
+            [one] => Some(one),
             _ => None,
         }
     }

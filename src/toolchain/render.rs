@@ -72,9 +72,22 @@ pub struct EnvInput<'a> {
     pub runner: Vec<String>,
     /// The sysroot for dynamically linked programs, overriding the toolchain's.
     pub sysroot: Option<String>,
+    /// A one-program linker for cargo when the compiler needs arguments (see
+    /// [`super::linker`]).
+    pub linker_wrapper: Option<String>,
 }
 
 impl EnvInput<'_> {
+    /// What cargo gets as `linker` for the Rust target `rt`.
+    fn linker(&self, rt: &str) -> Option<String> {
+        let t = self
+            .toolchain
+            .filter(|t| t.rust_target.as_deref() == Some(rt))?;
+        t.single_program_linker()
+            .map(str::to_string)
+            .or_else(|| self.linker_wrapper.clone())
+    }
+
     /// The Rust target: the one the toolchain links for, else the catalog's first.
     pub fn rust_target(&self) -> Option<&str> {
         self.toolchain
@@ -151,12 +164,8 @@ pub fn env_vars(input: &EnvInput) -> Vec<(String, String)> {
     if let Some(rt) = rust {
         set("CARGO_BUILD_TARGET", rt.to_string());
         let upper = rt.replace(['-', '.'], "_").to_ascii_uppercase();
-        if let Some(l) = input
-            .toolchain
-            .filter(|t| t.rust_target.as_deref() == Some(rt))
-            .and_then(|t| t.single_program_linker())
-        {
-            set(&format!("CARGO_TARGET_{upper}_LINKER"), l.to_string());
+        if let Some(l) = input.linker(rt) {
+            set(&format!("CARGO_TARGET_{upper}_LINKER"), l);
         }
         set(
             &format!("CARGO_TARGET_{upper}_RUNNER"),
@@ -282,12 +291,8 @@ pub fn render_file(input: &EnvInput, format: FileFormat) -> Result<String, Rende
         FileFormat::Cargo => {
             let rt = input.rust_target().ok_or(RenderError::NoRustTarget(p))?;
             let mut target = toml::Table::new();
-            if let Some(l) = input
-                .toolchain
-                .filter(|t| t.rust_target.as_deref() == Some(rt))
-                .and_then(|t| t.single_program_linker())
-            {
-                target.insert("linker".into(), toml::Value::String(l.to_string()));
+            if let Some(l) = input.linker(rt) {
+                target.insert("linker".into(), toml::Value::String(l));
             }
             target.insert(
                 "runner".into(),

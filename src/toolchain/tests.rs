@@ -534,6 +534,7 @@ fn env_has_what_build_systems_need() {
         toolchain: f.target(&a).unwrap().toolchains.first(),
         runner: run::runner(std::path::Path::new("/bin/rcross"), &a),
         sysroot: None,
+        linker_wrapper: None,
     };
     let vars: std::collections::BTreeMap<String, String> =
         render::env_vars(&input).into_iter().collect();
@@ -582,6 +583,7 @@ fn toolchain_files_quote_hostile_paths() {
         toolchain: f.target(&a).unwrap().toolchains.first(),
         runner: run::runner(std::path::Path::new(hostile), &a),
         sysroot: Some(hostile.into()),
+        linker_wrapper: None,
     };
     let cmake = render::render_file(&input, FileFormat::Cmake).unwrap();
     assert!(cmake.contains(
@@ -619,6 +621,7 @@ fn no_compiler_no_cmake_file() {
         toolchain: f.target(&r).unwrap().toolchains.first(),
         runner: vec![],
         sysroot: None,
+        linker_wrapper: None,
     };
     let e = render::render_file(&input, FileFormat::Cmake)
         .unwrap_err()
@@ -707,4 +710,65 @@ fn interpreter_of_real_and_broken_programs() {
     let mut bad = me[..64].to_vec();
     bad[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
     assert_eq!(run::interpreter(&bad), None);
+}
+
+#[test]
+fn zig_gets_a_linker_wrapper_for_cargo_written_once() {
+    let mut h = fake(p("linux/amd64"), p("linux/arm/v6"), Tools::default());
+    h.programs.insert("zig".into(), "/opt/my zig/zig".into());
+    let f = facts_of(&h);
+    let t = f.target(&p("linux/arm/v6")).unwrap().toolchains[0].clone();
+    assert_eq!(t.kind, CompilerKind::Zig);
+    let (name, script) = linker::wrapper_script(&t).unwrap();
+    assert_eq!(name, "arm-unknown-linux-musleabihf-zig-linker");
+    assert!(
+        script.ends_with(
+            "exec '/opt/my zig/zig' cc -target arm-linux-musleabihf -mcpu=arm1176jzf_s \"$@\"\n"
+        ),
+        "{script}"
+    );
+    let dir = std::path::Path::new("/home/u/.cache/rcross/linkers");
+    let path = linker::ensure(&h, &t, dir).unwrap().unwrap();
+    assert_eq!(path, dir.join(&name));
+    linker::ensure(&h, &t, dir).unwrap();
+    let writes = h
+        .changes()
+        .into_iter()
+        .filter(|c| matches!(c, Call::WriteExecutable(..)))
+        .count();
+    assert_eq!(writes, 1, "an identical wrapper is not rewritten");
+    // gcc needs no wrapper.
+    let g = fake(
+        p("linux/amd64"),
+        p("linux/arm64"),
+        Tools {
+            gcc: true,
+            ..Default::default()
+        },
+    );
+    let gt = facts_of(&g).target(&p("linux/arm64")).unwrap().toolchains[0].clone();
+    assert!(linker::wrapper_script(&gt).is_none());
+    assert_eq!(
+        linker::cache_dir(None, Some(std::path::Path::new("/home/u"))),
+        Some(dir.to_path_buf())
+    );
+    assert_eq!(
+        linker::cache_dir(Some(std::path::Path::new("relative")), None),
+        None
+    );
+    // The wrapper is what cargo gets.
+    let cat = catalog();
+    let input = EnvInput {
+        spec: cat.get(&p("linux/arm/v6")).unwrap(),
+        toolchain: Some(&t),
+        runner: vec!["r".into()],
+        sysroot: None,
+        linker_wrapper: Some(path.display().to_string()),
+    };
+    let vars: std::collections::BTreeMap<String, String> =
+        render::env_vars(&input).into_iter().collect();
+    assert_eq!(
+        vars["CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_LINKER"],
+        path.display().to_string()
+    );
 }
