@@ -266,6 +266,24 @@ fn install(
         eprintln!("rcross: running {}", c.display());
     }
     install::apply(&host, &plan).map_err(Failure::env)?;
+    // Check the result rather than trust the package manager's exit status.
+    let (_, _, after) = load(&host, paths)?;
+    let mut missing = Vec::new();
+    for p in &platforms {
+        let t = after.target(p);
+        if *p != after.host && t.is_none_or(|t| t.toolchains.is_empty()) {
+            missing.push(format!("{p}: no usable C compiler found after installing"));
+        }
+        if !after.native.contains(p) && t.is_none_or(|t| t.emulator.is_none()) {
+            missing.push(format!("{p}: no emulator found after installing"));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Failure::env(anyhow::anyhow!(
+            "the packages installed, but {}; see `rcross toolchain list`",
+            missing.join("; ")
+        )));
+    }
     eprintln!(
         "rcross: installed; `rcross plan --platform {}` shows how each platform builds now",
         platforms
