@@ -1,13 +1,27 @@
-//! Generates the list of built-in binfmt handler files, so that adding a file to `binfmt/` is
-//! the whole change needed to ship a new handler (no hand-maintained include list to forget).
+//! Generates the lists of built-in data files (binfmt handlers in `binfmt/`, toolchains in
+//! `toolchains/`), so that adding a file is the whole change needed to ship it (no
+//! hand-maintained include list to forget).
 
 use std::error::Error;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn Error>> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    let dir = manifest_dir.join("binfmt");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    embed(&manifest_dir, "binfmt", &out_dir.join("binfmt_builtin.rs"))?;
+    embed(
+        &manifest_dir,
+        "toolchains",
+        &out_dir.join("toolchains_builtin.rs"),
+    )?;
+    Ok(())
+}
+
+/// Write `out` as a Rust file listing every `*.toml` in `manifest_dir/subdir` as
+/// `BUILTIN_FILES: &[(relative name, contents)]`.
+fn embed(manifest_dir: &Path, subdir: &str, out_file: &Path) -> Result<(), Box<dyn Error>> {
+    let dir = manifest_dir.join(subdir);
     // A directory here makes cargo rerun the script when any file in it is added, removed or
     // changed.
     println!("cargo:rerun-if-changed={}", dir.display());
@@ -24,12 +38,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     files.sort();
 
     let mut out = String::from(
-        "/// Built-in handler files: (file name relative to the crate, contents).\n\
+        "/// Built-in data files: (file name relative to the crate, contents).\n\
          pub(crate) const BUILTIN_FILES: &[(&str, &str)] = &[\n",
     );
     for path in &files {
         let rel = path
-            .strip_prefix(&manifest_dir)
+            .strip_prefix(manifest_dir)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let abs = path
             .to_str()
@@ -42,7 +56,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     out.push_str("];\n");
 
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out_dir.join("binfmt_builtin.rs"), out)?;
+    std::fs::write(out_file, out)?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Command-line structure only: no logic lives here.
 
 use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// Make this machine build software and container images for other CPU architectures.
@@ -25,6 +26,15 @@ pub enum Command {
     Elf(ElfArgs),
     /// Check that every ELF file can run on a platform (or on each platform of an image).
     Verify(VerifyArgs),
+    /// Cross toolchains: list what is installed, install what is missing, write toolchain files.
+    Toolchain(ToolchainArgs),
+    /// Decide per platform how to build: native, cross, emulate or unavailable, and why.
+    Plan(PlanArgs),
+    /// Print the environment variables a build needs for a platform (CC, CARGO_*, GOARCH, …).
+    Env(EnvArgs),
+    /// Run a program for another platform through its emulator (usable as cargo runner, CMake
+    /// emulator and ctest wrapper).
+    Run(RunArgs),
 }
 
 /// Where host state lives; overridable so tests (and odd hosts) can point elsewhere.
@@ -122,4 +132,150 @@ pub struct VerifyArgs {
     /// Files, directories, tar archives, oci:DIR or REGISTRY/REPO:TAG.
     #[arg(required = true, value_name = "PATH|IMAGE")]
     pub targets: Vec<String>,
+}
+
+/// Where toolchain data and host state live.
+#[derive(Debug, Args, Clone)]
+pub struct ToolchainPaths {
+    /// Extra toolchain definitions that add to or override the built-in ones.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "RCROSS_TOOLCHAIN_DIR",
+        default_value = "/etc/rcross/toolchains.d",
+        hide_short_help = true
+    )]
+    pub toolchain_dir: PathBuf,
+
+    #[command(flatten)]
+    pub host: HostPaths,
+}
+
+#[derive(Debug, Args)]
+pub struct ToolchainArgs {
+    #[command(subcommand)]
+    pub command: ToolchainCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolchainCommand {
+    /// Per platform: native?, installed compilers, Rust targets, Go, emulator, handler.
+    List(ToolchainListArgs),
+    /// Install the missing cross compilers and emulators with the host's package manager
+    /// (needs root).
+    Install(ToolchainInstallArgs),
+    /// Write a CMake toolchain file, Meson cross file or .cargo/config.toml fragment on stdout.
+    File(ToolchainFileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ToolchainListArgs {
+    #[command(flatten)]
+    pub paths: ToolchainPaths,
+}
+
+#[derive(Debug, Args)]
+pub struct ToolchainInstallArgs {
+    /// Platforms, e.g. linux/arm64 linux/arm/v7 (comma-separated or several).
+    #[arg(required = true, value_name = "PLATFORM")]
+    pub platforms: Vec<String>,
+
+    /// Print the commands; install nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub paths: ToolchainPaths,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileFormatArg {
+    Cmake,
+    Meson,
+    Cargo,
+}
+
+#[derive(Debug, Args)]
+pub struct ToolchainFileArgs {
+    #[arg(value_name = "PLATFORM")]
+    pub platform: String,
+
+    #[arg(long, value_enum)]
+    pub format: FileFormatArg,
+
+    /// Sysroot for dynamically linked target programs (default: the toolchain's).
+    #[arg(long, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub paths: ToolchainPaths,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Platforms (comma-separated or repeated), e.g. linux/arm64,linux/arm/v7.
+    #[arg(
+        long = "platform",
+        short = 'p',
+        required = true,
+        value_name = "PLATFORM"
+    )]
+    pub platforms: Vec<String>,
+
+    /// Language to plan for; auto looks for Cargo.toml, then go.mod, in the current directory
+    /// and otherwise plans for C/C++.
+    #[arg(long, default_value = "auto", value_parser = ["c", "go", "rust", "auto"])]
+    pub lang: String,
+
+    #[command(flatten)]
+    pub paths: ToolchainPaths,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvFormatArg {
+    Sh,
+    Json,
+    Github,
+    Make,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    #[arg(value_name = "PLATFORM")]
+    pub platform: String,
+
+    /// sh: `export` lines for eval; github: $GITHUB_ENV lines; make: include-able lines.
+    #[arg(long, value_enum, default_value = "sh")]
+    pub format: EnvFormatArg,
+
+    /// Sysroot for dynamically linked target programs (default: the toolchain's).
+    #[arg(long, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub paths: ToolchainPaths,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The platform the program is built for.
+    #[arg(long, short = 'p', value_name = "PLATFORM")]
+    pub platform: String,
+
+    /// Directory holding the target's C library, for dynamically linked programs (default:
+    /// $QEMU_LD_PREFIX, else the cross toolchain's).
+    #[arg(long, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+
+    /// The program and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM"
+    )]
+    pub command: Vec<OsString>,
+
+    #[command(flatten)]
+    pub paths: ToolchainPaths,
 }

@@ -15,6 +15,7 @@ pub mod image;
 pub mod platform;
 pub mod registry;
 pub mod setup;
+pub mod toolchain;
 pub mod walk;
 
 pub use platform::Platform;

@@ -2,8 +2,12 @@
 //! only place that prints.
 
 pub mod elf;
+pub mod env;
 pub mod info;
+pub mod plan;
+pub mod run;
 pub mod setup;
+pub mod toolchain;
 pub mod verify;
 
 use crate::cli::{Cli, Command};
@@ -16,6 +20,10 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::Setup(a) => setup::run(a, cli.json),
         Command::Elf(a) => elf::run(a, cli.json),
         Command::Verify(a) => verify::run(a, cli.json),
+        Command::Toolchain(a) => toolchain::run(a, cli.json),
+        Command::Plan(a) => plan::run(a, cli.json),
+        Command::Env(a) => env::run(a, cli.json),
+        Command::Run(a) => run::run(a),
     }
 }
 

@@ -2,7 +2,7 @@
 //! simulation of binfmt_misc's `register` and entry files, scripted probe results, and a log of
 //! every side effect in order.
 
-use super::{CpuInfo, Host, ProbeOutcome, Uname};
+use super::{CommandOutput, CommandSpec, CpuInfo, Host, ProbeOutcome, Uname};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -12,12 +12,17 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     WriteFile(PathBuf, String),
+    WriteExecutable(PathBuf, String),
     WriteControl(PathBuf, String),
     RemoveFile(PathBuf),
     CreateDir(PathBuf),
     Mount(PathBuf),
     /// A probe ran: ELF class byte and e_machine of the program.
     Run(u8, u16),
+    /// A command ran with captured output (its shell-quoted command line).
+    Capture(String),
+    /// A command ran attached to the terminal (its shell-quoted command line).
+    Inherit(String),
 }
 
 #[derive(Debug)]
@@ -33,6 +38,10 @@ pub struct FakeHost {
     pub probes: HashMap<(u8, u16), ProbeOutcome>,
     pub emulated_exit: i32,
     pub calls: RefCell<Vec<Call>>,
+    /// Scripted command results: the first entry whose key is a prefix of the command line
+    /// (as [`CommandSpec::display`] prints it) answers. Unmatched captured commands fail to
+    /// start (NotFound, as a missing program); unmatched attached commands exit 0.
+    pub commands: Vec<(String, CommandOutput)>,
 }
 
 impl FakeHost {
@@ -50,7 +59,27 @@ impl FakeHost {
             probes: HashMap::new(),
             emulated_exit: 0,
             calls: RefCell::new(Vec::new()),
+            commands: Vec::new(),
         }
+    }
+
+    /// Script the result of commands whose command line starts with `prefix`.
+    pub fn on_command(&mut self, prefix: &str, status: ProbeOutcome, stdout: &str, stderr: &str) {
+        self.commands.push((
+            prefix.to_string(),
+            CommandOutput {
+                status,
+                stdout: stdout.to_string(),
+                stderr: stderr.to_string(),
+            },
+        ));
+    }
+
+    fn scripted(&self, line: &str) -> Option<CommandOutput> {
+        self.commands
+            .iter()
+            .find(|(p, _)| line.starts_with(p.as_str()))
+            .map(|(_, o)| o.clone())
     }
 
     pub fn add_file(&self, path: impl Into<PathBuf>, data: impl Into<Vec<u8>>) {
@@ -75,7 +104,7 @@ impl FakeHost {
     pub fn changes(&self) -> Vec<Call> {
         self.calls()
             .into_iter()
-            .filter(|c| !matches!(c, Call::Run(..)))
+            .filter(|c| !matches!(c, Call::Run(..) | Call::Capture(..)))
             .collect()
     }
 
@@ -193,6 +222,15 @@ impl Host for FakeHost {
         }
         Ok(())
     }
+    fn write_executable(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.check_fail(path)?;
+        self.log(Call::WriteExecutable(
+            path.to_path_buf(),
+            String::from_utf8_lossy(data).into_owned(),
+        ));
+        self.add_file(path, data.to_vec());
+        Ok(())
+    }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.check_fail(path)?;
         self.log(Call::RemoveFile(path.to_path_buf()));
@@ -234,6 +272,20 @@ impl Host for FakeHost {
     }
     fn docker_version(&self) -> Option<String> {
         None
+    }
+    fn run_capture(&self, cmd: &CommandSpec) -> io::Result<CommandOutput> {
+        let line = cmd.display();
+        self.log(Call::Capture(line.clone()));
+        self.scripted(&line)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+    fn run_inherit(&self, cmd: &CommandSpec) -> io::Result<ProbeOutcome> {
+        let line = cmd.display();
+        self.log(Call::Inherit(line.clone()));
+        Ok(self
+            .scripted(&line)
+            .map(|o| o.status)
+            .unwrap_or(ProbeOutcome::Exited(0)))
     }
 }
 

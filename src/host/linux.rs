@@ -1,11 +1,12 @@
 //! The real host: Linux syscalls through nix and std.
 
-use super::{CpuInfo, Host, ProbeOutcome, Uname};
+use super::{CommandOutput, CommandSpec, CpuInfo, Host, ProbeOutcome, Uname};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a probe program may run before it is killed (a wedged emulator must not hang setup).
@@ -123,6 +124,20 @@ impl Host for LinuxHost {
         std::fs::remove_file(path)
     }
 
+    fn write_executable(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // Write aside and rename, so a build running the old file never sees a half-written one.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(data)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        }
+        std::fs::rename(&tmp, path)
+    }
+
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::create_dir_all(path)
     }
@@ -204,6 +219,122 @@ impl Host for LinuxHost {
         let body = text.split("\r\n\r\n").nth(1)?;
         let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
         Some(v.get("Version")?.as_str()?.to_string())
+    }
+
+    fn run_capture(&self, cmd: &CommandSpec) -> io::Result<CommandOutput> {
+        let out = command(cmd).stdin(Stdio::null()).output()?;
+        Ok(CommandOutput {
+            status: outcome(out.status),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    fn run_inherit(&self, cmd: &CommandSpec) -> io::Result<ProbeOutcome> {
+        let guard = Forwarding::install();
+        let mut child = match command(cmd).spawn() {
+            Ok(c) => c,
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOEXEC as i32) => {
+                return Ok(ProbeOutcome::ExecFormatError)
+            }
+            Err(e) => return Err(e),
+        };
+        CHILD_PID.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+        let status = child.wait();
+        CHILD_PID.store(0, Ordering::SeqCst);
+        drop(guard);
+        Ok(outcome(status?))
+    }
+}
+
+fn command(cmd: &CommandSpec) -> Command {
+    let mut c = Command::new(&cmd.program);
+    c.args(&cmd.args);
+    for (k, v) in &cmd.env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn outcome(status: std::process::ExitStatus) -> ProbeOutcome {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => ProbeOutcome::Exited(c),
+        (None, Some(s)) => ProbeOutcome::Signaled(s),
+        (None, None) => ProbeOutcome::Signaled(0),
+    }
+}
+
+/// The child that [`forward_signal`] passes signals on to (0: none).
+static CHILD_PID: AtomicI32 = AtomicI32::new(0);
+
+/// Signals a terminal, `timeout`, a CI runner or a supervisor sends to stop or poke a program.
+const FORWARDED: &[nix::sys::signal::Signal] = &[
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGQUIT,
+    nix::sys::signal::Signal::SIGUSR1,
+    nix::sys::signal::Signal::SIGUSR2,
+];
+
+extern "C" fn forward_signal(
+    sig: nix::libc::c_int,
+    info: *mut nix::libc::siginfo_t,
+    _ctx: *mut nix::libc::c_void,
+) {
+    // SAFETY: for an SA_SIGINFO handler the kernel passes a valid siginfo_t (checked for null
+    // anyway); reading a plain integer field is async-signal-safe.
+    let code = if info.is_null() {
+        0
+    } else {
+        unsafe { (*info).si_code }
+    };
+    // The terminal driver (Ctrl-C, hang-up) signals the whole foreground process group, child
+    // included: forwarding would deliver it twice.
+    if code == nix::libc::SI_KERNEL {
+        return;
+    }
+    let pid = CHILD_PID.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe and takes plain integers.
+        unsafe {
+            nix::libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Signal handlers that forward to the running child while alive; the previous handlers come
+/// back on drop.
+struct Forwarding {
+    old: Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>,
+}
+
+impl Forwarding {
+    fn install() -> Forwarding {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+        let act = SigAction::new(
+            SigHandler::SigAction(forward_signal),
+            SaFlags::SA_RESTART | SaFlags::SA_SIGINFO,
+            SigSet::empty(),
+        );
+        let mut old = Vec::new();
+        for &sig in FORWARDED {
+            // SAFETY: the handler only reads its siginfo and an atomic and calls kill(2), all
+            // async-signal-safe; it is restored before this process does anything else.
+            if let Ok(prev) = unsafe { sigaction(sig, &act) } {
+                old.push((sig, prev));
+            }
+        }
+        Forwarding { old }
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        for (sig, prev) in &self.old {
+            // SAFETY: restores the handler that was installed before (usually the default).
+            let _ = unsafe { nix::sys::signal::sigaction(*sig, prev) };
+        }
     }
 }
 

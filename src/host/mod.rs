@@ -6,6 +6,7 @@ pub mod fake;
 pub mod linux;
 
 use serde::Serialize;
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,73 @@ pub enum ProbeOutcome {
     ExecFormatError,
 }
 
+/// A program to run, with its arguments and extra environment variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Set in the child's environment on top of this process's.
+    pub env: Vec<(String, String)>,
+}
+
+impl CommandSpec {
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        CommandSpec {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, a: I) -> Self {
+        self.args.extend(a.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// The command as a shell would show it (arguments quoted when needed), for messages and
+    /// `--dry-run`.
+    pub fn display(&self) -> String {
+        let mut parts: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", crate::toolchain::render::sh_quote(v)))
+            .collect();
+        parts.push(crate::toolchain::render::sh_quote(
+            &self.program.to_string_lossy(),
+        ));
+        parts.extend(
+            self.args
+                .iter()
+                .map(|a| crate::toolchain::render::sh_quote(&a.to_string_lossy())),
+        );
+        parts.join(" ")
+    }
+}
+
+/// How a command run to completion with captured output ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    pub status: ProbeOutcome,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    pub fn success(&self) -> bool {
+        self.status == ProbeOutcome::Exited(0)
+    }
+}
+
 /// Side effects on the host. One real implementation ([`linux::LinuxHost`]) and one recording
 /// fake ([`fake::FakeHost`]).
 pub trait Host {
@@ -63,6 +131,8 @@ pub trait Host {
     /// `status`) in a single write(2), without creating or truncating, as the kernel requires.
     fn write_control(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Create or replace an executable file (mode 0755), creating its directory.
+    fn write_executable(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
 
     /// `mount -t binfmt_misc binfmt_misc TARGET`.
@@ -73,4 +143,12 @@ pub trait Host {
     fn run_program(&self, image: &[u8]) -> io::Result<ProbeOutcome>;
     /// The Docker engine's version when one answers on its socket.
     fn docker_version(&self) -> Option<String>;
+
+    /// Run a command to completion with stdin closed, capturing stdout and stderr.
+    /// `Err` only when it could not be started (e.g. the program does not exist).
+    fn run_capture(&self, cmd: &CommandSpec) -> io::Result<CommandOutput>;
+    /// Run a command attached to this process's stdin, stdout and stderr, forwarding the
+    /// signals a terminal or supervisor sends (INT, TERM, HUP, QUIT, USR1, USR2) to it, and
+    /// report how it ended.
+    fn run_inherit(&self, cmd: &CommandSpec) -> io::Result<ProbeOutcome>;
 }

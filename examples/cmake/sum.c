@@ -1,0 +1,2 @@
+#include "sum.h"
+long sum(long a, long b) { return a + b; }

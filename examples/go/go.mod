@@ -1,0 +1,3 @@
+module example.com/rcross-go-example
+
+go 1.19

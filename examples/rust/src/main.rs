@@ -1,0 +1,7 @@
+fn main() {
+    println!(
+        "hello from Rust, built for {}-{}",
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    );
+}

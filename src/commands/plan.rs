@@ -1,0 +1,56 @@
+use crate::cli::PlanArgs;
+use crate::exit::{self, Failure};
+use crate::host::linux::LinuxHost;
+use crate::toolchain::plan::{self, Lang, Strategy};
+use std::path::Path;
+
+/// `--lang auto`: what the project in the current directory is written in.
+fn detect_lang(dir: &Path) -> Lang {
+    if dir.join("Cargo.toml").is_file() {
+        Lang::Rust
+    } else if dir.join("go.mod").is_file() {
+        Lang::Go
+    } else {
+        Lang::C
+    }
+}
+
+pub fn run(args: PlanArgs, json: bool) -> exit::Result<u8> {
+    let host = LinuxHost;
+    let platforms = super::toolchain::parse_platforms(&args.platforms)?;
+    let lang = match args.lang.as_str() {
+        "auto" => detect_lang(Path::new(".")),
+        l => l
+            .parse::<Lang>()
+            .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?,
+    };
+    let (catalog, _, facts) = super::toolchain::load(&host, &args.paths)?;
+    let items = plan::plan(&facts, &catalog, &platforms, lang).map_err(Failure::usage)?;
+    if json {
+        super::print_json(&items)?;
+    } else {
+        println!("plan for {lang} on {}:", facts.host);
+        for i in &items {
+            println!(
+                "{:<15} {:<12} {}",
+                i.platform.to_string(),
+                i.strategy.to_string(),
+                i.toolchain.as_deref().unwrap_or("")
+            );
+            println!("{:<15} why: {}", "", i.reason);
+            println!("{:<15} programs run {}", "", i.run);
+            for f in &i.fixes {
+                println!(
+                    "{:<15} to get {}: {}   # {}",
+                    "", f.enables, f.command, f.why
+                );
+            }
+        }
+    }
+    let unavailable = items.iter().any(|i| i.strategy == Strategy::Unavailable);
+    Ok(if unavailable {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
+    })
+}
