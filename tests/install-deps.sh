@@ -9,7 +9,10 @@ PKGS=(
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf gcc-arm-linux-gnueabi
   gcc-riscv64-linux-gnu gcc-i686-linux-gnu libc6-dev-arm64-cross musl-tools
   gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu gcc-mips64el-linux-gnuabi64
-  gcc tar gzip bc python3 python3-pip
+  gcc tar gzip bc python3 python3-pip binutils
+  g++-aarch64-linux-gnu g++-arm-linux-gnueabihf g++-arm-linux-gnueabi g++-riscv64-linux-gnu
+  libc6-dev-armhf-cross libc6-dev-armel-cross libc6-dev-riscv64-cross
+  cmake ninja-build golang-go
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -25,6 +28,6 @@ fi
 # zig (from PyPI's ziglang) builds true ARMv6 hard-float code for the Raspberry Pi Zero/1 tests.
 if ! python3 -m ziglang version >/dev/null 2>&1; then
   echo "== installing: ziglang (PyPI)"
-  python3 -m pip install --quiet ziglang 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages ziglang
+  # Debian 12's system Python refuses plain pip installs (PEP 668); this is a test machine.
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet ziglang
 fi
