@@ -1,3 +1,4 @@
 //! `rcross build`: project file, per-platform orchestration.
 
+pub mod artifacts;
 pub mod config;

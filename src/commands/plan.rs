@@ -5,7 +5,7 @@ use crate::toolchain::plan::{self, Lang, Strategy};
 use std::path::Path;
 
 /// `--lang auto`: what the project in the current directory is written in.
-fn detect_lang(dir: &Path) -> Lang {
+pub(crate) fn detect_lang(dir: &Path) -> Lang {
     if dir.join("Cargo.toml").is_file() {
         Lang::Rust
     } else if dir.join("go.mod").is_file() {
