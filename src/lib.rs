@@ -10,6 +10,7 @@ pub mod detect;
 pub mod exit;
 pub mod host;
 pub mod image;
+pub mod oci;
 pub mod platform;
 pub mod registry;
 pub mod setup;
