@@ -652,8 +652,13 @@ impl Client {
                 message: format!("cannot build the request: {}", sanitise(&e.to_string())),
             })
         };
+        // An empty body is still sent with `Content-Length: 0` (ureq would otherwise chunk a
+        // POST); only HEAD goes without one.
         let result = match call.body {
-            Body::Empty => self.agent.run(request.body(()).map_err(invalid)?),
+            Body::Empty if call.method == http::Method::HEAD => {
+                self.agent.run(request.body(()).map_err(invalid)?)
+            }
+            Body::Empty => self.agent.run(request.body(&[][..]).map_err(invalid)?),
             Body::Bytes(bytes) => self.agent.run(request.body(bytes).map_err(invalid)?),
         };
         match result {
