@@ -454,7 +454,7 @@ impl Client {
                 let expected = format!("0-{end}");
                 if range.trim_start_matches("bytes=") != expected {
                     return Err(Attempt::Fatal(RegistryError::InvalidResponse {
-                        url: call.url.clone(),
+                        url: strip_query(&call.url),
                         message: format!(
                             "after a chunk ending at byte {end} the registry says it holds \
                              {:?}, not {expected:?}",

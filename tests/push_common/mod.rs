@@ -91,7 +91,14 @@ fn write_response(stream: &mut TcpStream, status: u16, headers: &[(String, Strin
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    // A HEAD answer may announce the size of what a GET would send.
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body);
     let _ = stream.flush();
@@ -104,8 +111,8 @@ struct Listener {
 }
 
 impl Listener {
-    fn start(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Listener {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    fn start(ip: &str, serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Listener {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let serve = Arc::new(serve);
@@ -173,9 +180,17 @@ pub struct Scripted {
 
 impl Scripted {
     pub fn start(handler: impl Fn(&Req, usize) -> Answer + Send + Sync + 'static) -> Scripted {
+        Scripted::start_on("127.0.0.1", handler)
+    }
+
+    /// On another loopback address (e.g. 127.0.0.2), to play a different host.
+    pub fn start_on(
+        ip: &str,
+        handler: impl Fn(&Req, usize) -> Answer + Send + Sync + 'static,
+    ) -> Scripted {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);
-        let listener = Listener::start(move |stream| {
+        let listener = Listener::start(ip, move |stream| {
             let Ok(read_half) = stream.try_clone() else {
                 return;
             };
@@ -237,7 +252,7 @@ impl Proxy {
         let upstream = upstream.to_string();
         let log = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&log);
-        let listener = Listener::start(move |stream| {
+        let listener = Listener::start("127.0.0.1", move |stream| {
             let Ok(read_half) = stream.try_clone() else {
                 return;
             };
