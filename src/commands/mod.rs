@@ -3,6 +3,7 @@
 
 pub mod elf;
 pub mod info;
+pub mod oci_push_dir;
 pub mod setup;
 pub mod verify;
 
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::Setup(a) => setup::run(a, cli.json),
         Command::Elf(a) => elf::run(a, cli.json),
         Command::Verify(a) => verify::run(a, cli.json),
+        Command::OciPushDir(a) => oci_push_dir::run(a),
     }
 }
 

@@ -1,8 +1,9 @@
 //! gzip on every core, pigz style, with output that does not depend on the number of cores.
 //!
 //! The uncompressed stream is cut into fixed [`GZIP_BLOCK_SIZE`] blocks. Each block is deflated
-//! on its own (no shared dictionary) and ends with a sync flush, which leaves it byte-aligned, so
-//! the blocks can be concatenated in order into one deflate stream; a final empty block, the
+//! on its own, primed with the last 32 KiB of the block before it as dictionary (so matches
+//! reach back across the cut, as in pigz), and ends with a sync flush, which leaves it
+//! byte-aligned, so the blocks can be concatenated in order into one deflate stream; a final empty block, the
 //! combined CRC-32 and the length close the gzip member. Because the cut points are fixed, one
 //! thread and sixty-four threads write the same bytes.
 //!
@@ -25,6 +26,8 @@ use super::error::OciError;
 pub const GZIP_BLOCK_SIZE: usize = 1024 * 1024;
 /// Size of the sample that decides whether a block is worth compressing.
 const SAMPLE_SIZE: usize = 64 * 1024;
+/// deflate's window: how much of the previous block primes the next one.
+const DICTIONARY_SIZE: usize = 32 * 1024;
 /// A sample that deflates to more than this share (in 1/1000) of its size is not compressed.
 const INCOMPRESSIBLE_PER_MILLE: usize = 985;
 /// gzip header: magic, deflate, no flags, mtime 0, no extra flags, OS "unknown" (as Go writes).
@@ -49,7 +52,7 @@ where
 {
     let threads = threads.max(1);
     let level = level.clamp(1, 9);
-    let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads * 2);
+    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 2);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = mpsc::sync_channel::<Done>(threads * 2);
 
@@ -62,8 +65,8 @@ where
                     Ok(rx) => rx.recv(),
                     Err(_) => return,
                 };
-                let Ok((seq, block)) = job else { return };
-                let done = deflate_block(seq, &block, level);
+                let Ok(job) = job else { return };
+                let done = deflate_block(job, level);
                 if done_tx.send(done).is_err() {
                     return;
                 }
@@ -75,6 +78,7 @@ where
         let mut blocks = BlockSink {
             buf: Vec::with_capacity(GZIP_BLOCK_SIZE),
             seq: 0,
+            dictionary: Vec::new(),
             tx: Some(job_tx),
         };
         let produced = produce(&mut blocks).and_then(|()| {
@@ -98,11 +102,20 @@ where
     })
 }
 
+/// One block to compress, with the tail of the block before it.
+struct Job {
+    seq: u64,
+    block: Vec<u8>,
+    dictionary: Vec<u8>,
+}
+
 /// Cuts the stream into blocks and queues them for the workers.
 struct BlockSink {
     buf: Vec<u8>,
     seq: u64,
-    tx: Option<mpsc::SyncSender<(u64, Vec<u8>)>>,
+    /// The last [`DICTIONARY_SIZE`] bytes of the block sent last.
+    dictionary: Vec<u8>,
+    tx: Option<mpsc::SyncSender<Job>>,
 }
 
 impl BlockSink {
@@ -111,12 +124,20 @@ impl BlockSink {
             return Ok(());
         }
         let block = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_BLOCK_SIZE));
+        let tail = block
+            .get(block.len().saturating_sub(DICTIONARY_SIZE)..)
+            .unwrap_or(&[]);
+        let dictionary = std::mem::replace(&mut self.dictionary, tail.to_vec());
         let tx = self
             .tx
             .as_ref()
             .ok_or_else(|| io::Error::other("the compressor is closed"))?;
-        tx.send((self.seq, block))
-            .map_err(|_| io::Error::other("the compressing threads stopped"))?;
+        tx.send(Job {
+            seq: self.seq,
+            block,
+            dictionary,
+        })
+        .map_err(|_| io::Error::other("the compressing threads stopped"))?;
         self.seq += 1;
         Ok(())
     }
@@ -165,28 +186,39 @@ fn write_member<W: Write>(mut sink: W, done: mpsc::Receiver<Done>) -> io::Result
     Ok(sink)
 }
 
-fn deflate_block(seq: u64, block: &[u8], level: u32) -> Done {
+fn deflate_block(job: Job, level: u32) -> Done {
+    let block = job.block.as_slice();
     let mut crc = crc32fast::Hasher::new();
     crc.update(block);
     let sample = &block[..block.len().min(SAMPLE_SIZE)];
-    let sample_out = deflate(sample, 1);
+    let sample_out = deflate(sample, 1, &[]);
     let incompressible = sample_out.len() * 1000 > sample.len() * INCOMPRESSIBLE_PER_MILLE;
     let deflated = if incompressible {
         stored(block)
     } else {
-        let out = deflate(block, level);
+        let out = deflate(block, level, &job.dictionary);
         if out.len() > stored_len(block.len()) {
             stored(block)
         } else {
             out
         }
     };
-    Done { seq, deflated, crc }
+    Done {
+        seq: job.seq,
+        deflated,
+        crc,
+    }
 }
 
-/// Raw deflate of `input` ending with a sync flush (byte-aligned, not final).
-fn deflate(input: &[u8], level: u32) -> Vec<u8> {
+/// Raw deflate of `input` (matches may reach into `dictionary`, the bytes just before it)
+/// ending with a sync flush (byte-aligned, not final).
+fn deflate(input: &[u8], level: u32, dictionary: &[u8]) -> Vec<u8> {
     let mut compress = Compress::new(flate2::Compression::new(level), false);
+    if !dictionary.is_empty() && compress.set_dictionary(dictionary).is_err() {
+        // Cannot happen for a fresh raw stream; without the dictionary the output is only
+        // a little larger, and still the same on every machine.
+        compress = Compress::new(flate2::Compression::new(level), false);
+    }
     let mut out = Vec::with_capacity(input.len() + input.len() / 16 + 64);
     loop {
         let consumed = usize::try_from(compress.total_in()).unwrap_or(input.len());
@@ -270,6 +302,21 @@ mod tests {
         assert_eq!(one, four);
         assert_eq!(gunzip(&one), data);
         assert!(one.len() < data.len());
+    }
+
+    #[test]
+    fn matches_reach_back_across_block_cuts() {
+        // Every block starts and ends with the same 30 KB of noise, a window apart: unprimed,
+        // each block costs both copies (4 x 60 KB); primed with the end of the block before,
+        // its leading copy is a match (60 KB + 3 x 30 KB).
+        let pattern = noise(30_000, 5);
+        let mut block = pattern.clone();
+        block.resize(GZIP_BLOCK_SIZE - pattern.len(), 0);
+        block.extend_from_slice(&pattern);
+        let data = block.repeat(4);
+        let gz = gzip(&data, 2);
+        assert!(gz.len() < 180_000, "{}", gz.len());
+        assert_eq!(gunzip(&gz), data);
     }
 
     #[test]
