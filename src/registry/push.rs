@@ -243,8 +243,13 @@ impl Client {
                     if result.is_err() {
                         failed.store(true, Ordering::SeqCst);
                     }
-                    if let Ok(mut results) = results.lock() {
-                        results[i] = Some(result);
+                    if let Some(slot) = results
+                        .lock()
+                        .ok()
+                        .as_deref_mut()
+                        .and_then(|r| r.get_mut(i))
+                    {
+                        *slot = Some(result);
                     }
                 });
             }
