@@ -321,3 +321,56 @@ fn zstd_images_push_and_copy() {
     assert_eq!(raw, built.layout.read_blob(&built.index.digest).unwrap());
     drop(registry);
 }
+
+#[test]
+fn hidden_oci_push_dir_writes_and_pushes_the_same_image_twice() {
+    let Some(registry) = prerequisites() else {
+        return;
+    };
+    let input = tempfile::tempdir().unwrap();
+    std::fs::create_dir(input.path().join("bin")).unwrap();
+    std::fs::write(
+        input.path().join("bin/tool"),
+        push_common::noise(5 << 20, 3),
+    )
+    .unwrap();
+    let run = |layout: &std::path::Path, repo: &str| -> serde_json::Value {
+        let output = Command::new(env!("CARGO_BIN_EXE_rcross"))
+            .arg("oci-push-dir")
+            .arg("--layout")
+            .arg(layout)
+            .arg("--platform")
+            .arg("linux/arm/v7")
+            .arg("--push")
+            .arg(format!("{}/{repo}:v1", registry.addr))
+            .arg(input.path())
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = run(a.path(), "rcross/cli");
+    let second = run(b.path(), "rcross/cli");
+    assert_eq!(first["index"], second["index"], "same input, same digest");
+    assert_eq!(first["push"]["digest"], first["index"]);
+    assert_eq!(second["push"]["uploaded"], 0, "{second}");
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/rcross/cli:v1", registry.addr),
+    ]);
+    assert_eq!(
+        platforms(&raw),
+        [("arm".to_string(), "v7".to_string())]
+            .into_iter()
+            .collect()
+    );
+    drop(registry);
+}
