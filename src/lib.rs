@@ -12,6 +12,7 @@ pub mod elf;
 pub mod exit;
 pub mod host;
 pub mod image;
+pub mod oci;
 pub mod platform;
 pub mod registry;
 pub mod setup;

@@ -4,6 +4,7 @@
 pub mod elf;
 pub mod env;
 pub mod info;
+pub mod oci_push_dir;
 pub mod plan;
 pub mod run;
 pub mod setup;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::Plan(a) => plan::run(a, cli.json),
         Command::Env(a) => env::run(a, cli.json),
         Command::Run(a) => run::run(a),
+        Command::OciPushDir(a) => oci_push_dir::run(a),
     }
 }
 

@@ -97,8 +97,8 @@ struct Token {
 /// A blocking registry client. Cheap to clone; clones share the token cache.
 #[derive(Clone)]
 pub struct Client {
-    agent: ureq::Agent,
-    options: Arc<ClientOptions>,
+    pub(super) agent: ureq::Agent,
+    pub(super) options: Arc<ClientOptions>,
     credentials: Arc<DockerConfig>,
     /// Bearer tokens by (api host, scope).
     tokens: Arc<Mutex<HashMap<(String, String), Token>>>,
@@ -299,7 +299,7 @@ impl Client {
         })
     }
 
-    fn url(&self, reference: &Reference, path: &str) -> String {
+    pub(super) fn url(&self, reference: &Reference, path: &str) -> String {
         let host = reference.api_host();
         format!(
             "{}://{host}/v2/{}/{path}",
@@ -364,7 +364,7 @@ impl Client {
         }
     }
 
-    fn cached_authorization(&self, host: &str, scope: &str) -> Option<String> {
+    pub(super) fn cached_authorization(&self, host: &str, scope: &str) -> Option<String> {
         if let Ok(tokens) = self.tokens.lock() {
             if let Some(token) = tokens.get(&(host.to_string(), scope.to_string())) {
                 if token.expires > Instant::now() {
@@ -384,7 +384,7 @@ impl Client {
 
     /// The `Authorization` value that answers `challenge`, or `None` when we have nothing to
     /// offer (the caller then reports the 401 with a login hint).
-    fn authenticate(
+    pub(super) fn authenticate(
         &self,
         reference: &Reference,
         challenge: Option<Challenge>,
@@ -597,7 +597,7 @@ impl Client {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(super) fn backoff(&self, attempt: u32) -> Duration {
         self.options
             .backoff
             .saturating_mul(1 << attempt.saturating_sub(1).min(10))
@@ -613,7 +613,7 @@ fn registry_for_host(host: &str) -> &str {
     }
 }
 
-fn is_loopback_host(host_and_port: &str) -> bool {
+pub(super) fn is_loopback_host(host_and_port: &str) -> bool {
     let host = if let Some(rest) = host_and_port.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
@@ -625,11 +625,11 @@ fn is_loopback_host(host_and_port: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn is_retryable_status(status: u16) -> bool {
+pub(super) fn is_retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || (500..=599).contains(&status)
 }
 
-fn is_retryable_error(error: &ureq::Error) -> bool {
+pub(super) fn is_retryable_error(error: &ureq::Error) -> bool {
     matches!(
         error,
         ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
@@ -637,12 +637,12 @@ fn is_retryable_error(error: &ureq::Error) -> bool {
 }
 
 /// `Retry-After` in seconds. HTTP dates are not parsed; the caller falls back to its backoff.
-fn retry_after(response: &http::Response<ureq::Body>) -> Option<Duration> {
+pub(super) fn retry_after(response: &http::Response<ureq::Body>) -> Option<Duration> {
     let value = response.headers().get("retry-after")?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-fn describe_error(error: &ureq::Error) -> String {
+pub(super) fn describe_error(error: &ureq::Error) -> String {
     match error {
         ureq::Error::Timeout(which) => format!("timed out ({which})"),
         ureq::Error::ConnectionFailed => "connection failed".to_string(),
@@ -651,7 +651,7 @@ fn describe_error(error: &ureq::Error) -> String {
     }
 }
 
-fn transport_hint(error: &ureq::Error, url: &str) -> String {
+pub(super) fn transport_hint(error: &ureq::Error, url: &str) -> String {
     match error {
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) if url.starts_with("https://") => {
             "if this registry speaks plain HTTP, mark it insecure (--insecure)".to_string()
@@ -714,7 +714,7 @@ fn read_bounded(
 }
 
 /// The registry's explanation of an error status, best effort.
-fn read_error_excerpt(response: http::Response<ureq::Body>) -> String {
+pub(super) fn read_error_excerpt(response: http::Response<ureq::Body>) -> String {
     let mut bytes = Vec::new();
     let _ = response
         .into_body()

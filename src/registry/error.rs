@@ -68,6 +68,10 @@ pub enum RegistryError {
     /// The docker credentials file could not be read.
     #[error("{path}: {message}")]
     Config { path: String, message: String },
+
+    /// Local content to push could not be read or is not what it claims to be.
+    #[error("{what}: {message}")]
+    Local { what: String, message: String },
 }
 
 fn excerpt_suffix(excerpt: &str) -> String {
@@ -107,6 +111,7 @@ impl RegistryError {
             RegistryError::DigestMismatch { .. }
             | RegistryError::TooLarge { .. }
             | RegistryError::InvalidResponse { .. } => exit::CHECK_FAILED,
+            RegistryError::Local { .. } => exit::USAGE,
         }
     }
 

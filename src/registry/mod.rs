@@ -1,5 +1,6 @@
-//! The read side of the OCI distribution API: image references, a blocking registry client, and
-//! [`RegistryImage`], which serves one reference through [`crate::image::ImageSource`].
+//! The OCI distribution API: image references, a blocking registry client, [`RegistryImage`],
+//! which serves one reference through [`crate::image::ImageSource`], and pushing images
+//! ([`Client::push_image`]).
 //!
 //! All network traffic is in [`Client`]; nothing here prints.
 
@@ -7,6 +8,7 @@ mod auth;
 mod client;
 mod error;
 mod image;
+mod push;
 mod reference;
 
 pub use auth::{Credentials, DockerConfig};
@@ -17,6 +19,10 @@ pub use client::{
 };
 pub use error::RegistryError;
 pub use image::RegistryImage;
+pub use push::{
+    BlobOutcome, BlobSource, ImagePush, PushBlob, PushManifest, PushOptions, PushReport,
+    MAX_CHUNK_SIZE,
+};
 pub use reference::{
     looks_like_image_reference, Reference, ReferenceError, DEFAULT_TAG, DOCKER_HUB,
     DOCKER_HUB_API_HOST, DOCKER_HUB_AUTH_KEY,

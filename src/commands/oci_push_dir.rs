@@ -1,0 +1,155 @@
+//! The hidden `oci-push-dir` bench driver: layers from directories into an OCI layout, then an
+//! optional push, with each phase timed. Internal and unstable; `rcross build` replaces it.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::cli::OciPushDirArgs;
+use crate::exit::{self, Failure};
+use crate::oci::{
+    entries_from_dir, source_date_epoch, Compression, History, ImageSpec, Layer, LayerOptions,
+    OciError, OciLayout, RunConfig,
+};
+use crate::registry::{
+    BlobSource, Client, ClientOptions, DockerConfig, PushBlob, PushOptions, Reference,
+    RegistryError,
+};
+use crate::Platform;
+
+fn oci_failure(e: OciError) -> Failure {
+    Failure {
+        code: e.exit_code(),
+        error: e.into(),
+    }
+}
+
+fn registry_failure(e: RegistryError) -> Failure {
+    Failure {
+        code: e.exit_code(),
+        error: e.into(),
+    }
+}
+
+fn registry_client() -> exit::Result<Client> {
+    let config_path = DockerConfig::default_path(
+        std::env::var("DOCKER_CONFIG").ok().as_deref(),
+        std::env::var("HOME").ok().as_deref(),
+    );
+    let credentials = match config_path {
+        Some(path) => DockerConfig::load(&path).map_err(Failure::env)?,
+        None => DockerConfig::default(),
+    };
+    Ok(Client::new(ClientOptions::default(), credentials))
+}
+
+pub fn run(args: OciPushDirArgs) -> exit::Result<u8> {
+    let platform: Platform = args.platform.parse().map_err(Failure::usage)?;
+    let epoch = source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
+        .map_err(oci_failure)?;
+    let compression = match (args.zstd, args.level) {
+        (true, level) => Compression::Zstd {
+            level: level.unwrap_or(3),
+        },
+        (false, level) => Compression::Gzip {
+            level: level.map_or(6, |l| l.clamp(1, 9).unsigned_abs()),
+        },
+    };
+    let options = LayerOptions {
+        compression,
+        threads: 0,
+        mtime: epoch,
+    };
+    let target = match &args.push {
+        Some(target) => Some(target.parse::<Reference>().map_err(Failure::usage)?),
+        None => None,
+    };
+    let client = match target {
+        Some(_) => Some(registry_client()?),
+        None => None,
+    };
+    let started = Instant::now();
+    let layout = OciLayout::create(&args.layout).map_err(oci_failure)?;
+    // Each layer is uploaded while the next one is written, so compression and the
+    // registry's intake overlap; the final push then finds every layer present.
+    let layers = std::thread::scope(|scope| -> exit::Result<Vec<Layer>> {
+        let (tx, rx) = std::sync::mpsc::channel::<PushBlob>();
+        let uploader = scope.spawn(|| -> Result<(), RegistryError> {
+            if let (Some(client), Some(target)) = (&client, &target) {
+                for blob in rx {
+                    client.push_blob(target, &blob, &PushOptions::default())?;
+                }
+            }
+            Ok(())
+        });
+        let mut layers = Vec::new();
+        for dir in &args.dirs {
+            let entries = entries_from_dir(dir, "/").map_err(oci_failure)?;
+            let layer = layout
+                .write_layer(&entries, &options)
+                .map_err(oci_failure)?;
+            let path = layout.blob_path(&layer.digest).map_err(oci_failure)?;
+            // A closed channel means the uploader failed; its error is reported below.
+            let _ = tx.send(PushBlob {
+                digest: layer.digest.clone(),
+                size: layer.size,
+                source: BlobSource::File(path),
+            });
+            layers.push(layer);
+        }
+        drop(tx);
+        match uploader.join() {
+            Ok(Ok(())) => Ok(layers),
+            Ok(Err(e)) => Err(registry_failure(e)),
+            Err(_) => Err(Failure::from(anyhow::anyhow!("the upload thread panicked"))),
+        }
+    })?;
+    let history = layers
+        .iter()
+        .map(|_| History {
+            created: Some(crate::oci::rfc3339_utc(epoch)),
+            created_by: Some("rcross oci-push-dir".to_string()),
+            ..History::default()
+        })
+        .collect();
+    let spec = ImageSpec {
+        platform,
+        layers: layers.clone(),
+        history,
+        run: RunConfig::default(),
+        created: epoch,
+        annotations: BTreeMap::new(),
+    };
+    let manifest = layout.write_image(&spec).map_err(oci_failure)?;
+    let index = layout
+        .write_index(&[manifest], &BTreeMap::new())
+        .map_err(oci_failure)?;
+    layout.tag(&index, &args.tag).map_err(oci_failure)?;
+    let written = started.elapsed();
+
+    let mut push = serde_json::Value::Null;
+    if let (Some(client), Some(reference)) = (&client, &target) {
+        let plan = layout.push_plan(&args.tag).map_err(oci_failure)?;
+        let report = client
+            .push_image(reference, &plan, &[], &PushOptions::default())
+            .map_err(registry_failure)?;
+        push = serde_json::json!({
+            "total_seconds": started.elapsed().as_secs_f64(),
+            "digest": report.digest,
+            "uploaded": report.blobs_uploaded,
+            "present": report.blobs_present,
+            "bytes_uploaded": report.bytes_uploaded,
+        });
+    }
+    super::print_json(&serde_json::json!({
+        "index": index.digest,
+        "write_seconds": written.as_secs_f64(),
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "digest": l.digest,
+            "size": l.size,
+            "diff_id": l.diff_id,
+            "uncompressed_size": l.uncompressed_size,
+        })).collect::<Vec<_>>(),
+        "push": push,
+    }))?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,739 @@
+//! Reproducible layers: a sorted tar with fixed ownership and times, compressed and hashed in one
+//! streaming pass.
+//!
+//! The tar stream is hashed as it is produced (the `diff_id`), handed to the compressor, and the
+//! compressed bytes are hashed and counted as they are written (the blob `digest` and `size`).
+//! Input files are read exactly once.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::error::OciError;
+use super::{gzip, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD};
+
+/// How a layer is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip (the default: every client and registry reads it). Level 1–9.
+    Gzip { level: u32 },
+    /// zstd. Level 1–19. Smaller and faster, but older clients cannot read it.
+    Zstd { level: i32 },
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Gzip { level: 6 }
+    }
+}
+
+impl Compression {
+    /// The layer media type this compression gives.
+    pub fn media_type(&self) -> &'static str {
+        match self {
+            Compression::Gzip { .. } => MEDIA_TYPE_LAYER_GZIP,
+            Compression::Zstd { .. } => MEDIA_TYPE_LAYER_ZSTD,
+        }
+    }
+}
+
+/// What a layer is written with. The output depends on `compression` and `mtime` only, never on
+/// `threads`. The default: gzip level 6, one thread per core, mtime 0.
+#[derive(Debug, Clone, Default)]
+pub struct LayerOptions {
+    pub compression: Compression,
+    /// Compressing threads; 0 means one per core.
+    pub threads: usize,
+    /// Modification time of every entry, in seconds since the epoch (`SOURCE_DATE_EPOCH`, or 0).
+    pub mtime: u64,
+}
+
+/// `SOURCE_DATE_EPOCH` as the reproducible-builds spec defines it: unset or empty means 0,
+/// otherwise a non-negative decimal number of seconds.
+pub fn source_date_epoch(value: Option<&str>) -> Result<u64, OciError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(0),
+        Some(v) => v.parse::<u64>().map_err(|_| OciError::InvalidOption {
+            what: format!("SOURCE_DATE_EPOCH={v:?}"),
+            reason: "must be a whole number of seconds since 1970-01-01 (e.g. the output of \
+                     `git log -1 --format=%ct`), or unset"
+                .to_string(),
+        }),
+    }
+}
+
+/// Where a file's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// A file on disk, read while the layer is written.
+    Path(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    Directory,
+    File(FileSource),
+    Symlink { target: String },
+}
+
+/// One entry of a layer: a path inside the image (`usr/bin/app`, leading `/` allowed), what it
+/// is, and its permission bits (default 0755 for directories and symlinks, 0644 for files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerEntry {
+    pub path: String,
+    pub kind: EntryKind,
+    pub mode: Option<u32>,
+}
+
+impl LayerEntry {
+    pub fn file(path: impl Into<String>, source: FileSource, mode: u32) -> LayerEntry {
+        LayerEntry {
+            path: path.into(),
+            kind: EntryKind::File(source),
+            mode: Some(mode),
+        }
+    }
+
+    pub fn directory(path: impl Into<String>) -> LayerEntry {
+        LayerEntry {
+            path: path.into(),
+            kind: EntryKind::Directory,
+            mode: None,
+        }
+    }
+
+    pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> LayerEntry {
+        LayerEntry {
+            path: path.into(),
+            kind: EntryKind::Symlink {
+                target: target.into(),
+            },
+            mode: None,
+        }
+    }
+}
+
+/// A written layer: what a manifest and an image config need to know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub media_type: String,
+    /// `sha256:` of the compressed blob.
+    pub digest: String,
+    /// Size of the compressed blob.
+    pub size: u64,
+    /// `sha256:` of the uncompressed tar (the image config's `rootfs.diff_ids`).
+    pub diff_id: String,
+    pub uncompressed_size: u64,
+}
+
+/// The entries of a directory tree, placed under `prefix` in the image (`""` for the root).
+/// Only what a layer carries portably is kept: the tree shape, file contents, symlink targets and
+/// whether a file is executable (0755) or not (0644). Owners, times and other bits of the host
+/// are dropped so that the same tree gives the same layer on every machine.
+pub fn entries_from_dir(dir: &Path, prefix: &str) -> Result<Vec<LayerEntry>, OciError> {
+    let mut out = Vec::new();
+    let prefix = prefix.trim_matches('/');
+    if !prefix.is_empty() {
+        out.push(LayerEntry::directory(prefix));
+    }
+    walk(dir, prefix, &mut out)?;
+    Ok(out)
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<LayerEntry>) -> Result<(), OciError> {
+    let read = std::fs::read_dir(dir).map_err(|e| OciError::io("reading directory", dir, e))?;
+    let mut children = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|e| OciError::io("reading directory", dir, e))?;
+        children.push(entry.path());
+    }
+    children.sort();
+    for path in children {
+        let name =
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| OciError::UnsupportedFile {
+                    path: path.clone(),
+                    reason: "the file name is not UTF-8; rename it".to_string(),
+                })?;
+        let inside = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|e| OciError::io("reading", &path, e))?;
+        let file_type = meta.file_type();
+        if file_type.is_symlink() {
+            let target =
+                std::fs::read_link(&path).map_err(|e| OciError::io("reading", &path, e))?;
+            let target = target.to_str().ok_or_else(|| OciError::UnsupportedFile {
+                path: path.clone(),
+                reason: "the symlink target is not UTF-8".to_string(),
+            })?;
+            out.push(LayerEntry::symlink(inside, target));
+        } else if file_type.is_dir() {
+            out.push(LayerEntry::directory(inside.clone()));
+            walk(&path, &inside, out)?;
+        } else if file_type.is_file() {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = if meta.permissions().mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            out.push(LayerEntry::file(inside, FileSource::Path(path), mode));
+        } else {
+            return Err(OciError::UnsupportedFile {
+                path,
+                reason: "only regular files, directories and symlinks can go into a layer \
+                         (this is a device, socket or pipe); remove it from the output"
+                    .to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks and normalises an image path: no leading `/` or `./`, no empty, `.` or `..`
+/// components, no NUL.
+fn normalise_path(path: &str) -> Result<String, OciError> {
+    let fail = |reason: &str| OciError::InvalidEntry {
+        path: path.to_string(),
+        reason: reason.to_string(),
+    };
+    if path.contains('\0') {
+        return Err(fail("contains a NUL byte"));
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => continue,
+            ".." => return Err(fail("contains '..'; give the path inside the image")),
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err(fail("names the image root; give a path below it"));
+    }
+    Ok(parts.join("/"))
+}
+
+/// Entries keyed by normalised path, with missing parent directories added; duplicates refused.
+fn prepare(entries: &[LayerEntry]) -> Result<BTreeMap<String, &LayerEntry>, OciError> {
+    let mut map: BTreeMap<String, &LayerEntry> = BTreeMap::new();
+    for entry in entries {
+        let path = normalise_path(&entry.path)?;
+        if let Some(mode) = entry.mode.filter(|m| *m > 0o7777) {
+            return Err(OciError::InvalidEntry {
+                path: entry.path.clone(),
+                reason: format!("mode {mode:o} has bits beyond 7777 (octal)"),
+            });
+        }
+        if let Some(previous) = map.insert(path.clone(), entry) {
+            let both_dirs = matches!(previous.kind, EntryKind::Directory)
+                && matches!(entry.kind, EntryKind::Directory);
+            if !both_dirs || previous.mode != entry.mode {
+                return Err(OciError::InvalidEntry {
+                    path: path.clone(),
+                    reason: "appears twice in the layer; each path may be given once".to_string(),
+                });
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// Writes the layer for `entries` into `out` and returns its digests and `out`.
+pub fn write_layer<W: Write + Send>(
+    entries: &[LayerEntry],
+    options: &LayerOptions,
+    out: W,
+) -> Result<(Layer, W), OciError> {
+    let entries = prepare(entries)?;
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut hashing = HashingWriter::new(out);
+    let mut diff = Sha256Count::default();
+    let produce = |sink: &mut dyn Write| -> Result<(), OciError> {
+        let mut tee = Tee {
+            hash: &mut diff,
+            inner: sink,
+        };
+        write_tar(&entries, options.mtime, &mut tee)
+    };
+    match options.compression {
+        Compression::Gzip { level } => gzip::compress(level, threads, &mut hashing, produce)?,
+        Compression::Zstd { level } => zstd_compress(level, threads, &mut hashing, produce)?,
+    };
+    let (digest, size) = (hashing.hash.digest(), hashing.hash.count);
+    let layer = Layer {
+        media_type: options.compression.media_type().to_string(),
+        digest,
+        size,
+        diff_id: diff.digest(),
+        uncompressed_size: diff.count,
+    };
+    Ok((layer, hashing.into_inner()))
+}
+
+fn zstd_compress<W: Write>(
+    level: i32,
+    threads: usize,
+    sink: W,
+    produce: impl FnOnce(&mut dyn Write) -> Result<(), OciError>,
+) -> Result<W, OciError> {
+    let fail = |e: io::Error| OciError::Compression {
+        message: format!("zstd: {e}"),
+    };
+    let mut encoder = zstd::stream::write::Encoder::new(sink, level.clamp(1, 19)).map_err(fail)?;
+    // zstd's multi-threaded format is the same for any number of workers ≥ 1, but differs from
+    // the single-threaded one: always use at least one worker so every machine agrees.
+    encoder
+        .multithread(u32::try_from(threads.max(1)).unwrap_or(1))
+        .map_err(fail)?;
+    encoder.include_checksum(false).map_err(fail)?;
+    produce(&mut encoder)?;
+    encoder.finish().map_err(fail)
+}
+
+/// Mode bits of an entry, with the defaults.
+fn mode_of(entry: &LayerEntry) -> u32 {
+    entry.mode.unwrap_or(match entry.kind {
+        EntryKind::File(_) => 0o644,
+        EntryKind::Directory | EntryKind::Symlink { .. } => 0o755,
+    })
+}
+
+/// Maps a tar-writing I/O error: an input file's failure names the file, anything else is the
+/// compressor's.
+fn write_tar(
+    entries: &BTreeMap<String, &LayerEntry>,
+    mtime: u64,
+    sink: &mut dyn Write,
+) -> Result<(), OciError> {
+    let mut builder = tar::Builder::new(sink);
+    let sink_error = |e: io::Error| OciError::Compression {
+        message: format!("writing the tar stream: {e}"),
+    };
+    // Parent directories first (they sort before their children), missing ones made up.
+    let mut written = std::collections::BTreeSet::new();
+    for (path, entry) in entries {
+        let mut parent = String::new();
+        for component in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+            .skip(1)
+            .rev()
+        {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(component);
+            if let Some(above) = entries.get(&parent) {
+                if !matches!(above.kind, EntryKind::Directory) {
+                    return Err(OciError::InvalidEntry {
+                        path: path.clone(),
+                        reason: format!(
+                            "is below {parent:?}, which is not a directory in this layer"
+                        ),
+                    });
+                }
+            }
+            if !entries.contains_key(&parent) && written.insert(parent.clone()) {
+                let mut header = base_header(tar::EntryType::Directory, 0o755, mtime);
+                builder
+                    .append_data(&mut header, format!("{parent}/"), io::empty())
+                    .map_err(sink_error)?;
+            }
+        }
+        written.insert(path.clone());
+        let mode = mode_of(entry);
+        match &entry.kind {
+            EntryKind::Directory => {
+                let mut header = base_header(tar::EntryType::Directory, mode, mtime);
+                builder
+                    .append_data(&mut header, format!("{path}/"), io::empty())
+                    .map_err(sink_error)?;
+            }
+            EntryKind::Symlink { target } => {
+                if target.is_empty() || target.contains('\0') {
+                    return Err(OciError::InvalidEntry {
+                        path: path.clone(),
+                        reason: "symlink target is empty or contains NUL".to_string(),
+                    });
+                }
+                let mut header = base_header(tar::EntryType::Symlink, mode, mtime);
+                builder
+                    .append_link(&mut header, path, target)
+                    .map_err(sink_error)?;
+            }
+            EntryKind::File(FileSource::Bytes(bytes)) => {
+                let mut header = base_header(tar::EntryType::Regular, mode, mtime);
+                header.set_size(bytes.len() as u64);
+                builder
+                    .append_data(&mut header, path, bytes.as_slice())
+                    .map_err(sink_error)?;
+            }
+            EntryKind::File(FileSource::Path(source)) => {
+                let file =
+                    std::fs::File::open(source).map_err(|e| OciError::io("reading", source, e))?;
+                let size = file
+                    .metadata()
+                    .map_err(|e| OciError::io("reading", source, e))?
+                    .len();
+                let mut header = base_header(tar::EntryType::Regular, mode, mtime);
+                header.set_size(size);
+                let mut reader = ExactReader {
+                    inner: file,
+                    left: size,
+                    failure: None,
+                };
+                let result = builder.append_data(&mut header, path, &mut reader);
+                if let Some(failure) = reader.failure.take() {
+                    return Err(match failure {
+                        Failure::Changed => OciError::FileChanged {
+                            path: source.clone(),
+                            expected: size,
+                        },
+                        Failure::Io(e) => OciError::io("reading", source, e),
+                    });
+                }
+                result.map_err(sink_error)?;
+                if reader.has_more() {
+                    return Err(OciError::FileChanged {
+                        path: source.clone(),
+                        expected: size,
+                    });
+                }
+            }
+        }
+    }
+    builder.finish().map_err(sink_error)?;
+    Ok(())
+}
+
+/// A header with everything that could differ between hosts fixed: uid/gid 0, no user or group
+/// names, the given mtime.
+pub(crate) fn base_header(kind: tar::EntryType, mode: u32, mtime: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(mtime);
+    header.set_size(0);
+    // ustar's device fields are meaningless for these entry types; zero them explicitly.
+    let _ = header.set_device_major(0);
+    let _ = header.set_device_minor(0);
+    header
+}
+
+enum Failure {
+    Changed,
+    Io(io::Error),
+}
+
+/// Reads exactly the announced size of a file, remembering why it could not.
+struct ExactReader {
+    inner: std::fs::File,
+    left: u64,
+    failure: Option<Failure>,
+}
+
+impl ExactReader {
+    fn has_more(&mut self) -> bool {
+        let mut one = [0u8; 1];
+        matches!(self.inner.read(&mut one), Ok(n) if n > 0)
+    }
+}
+
+impl Read for ExactReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        match self.inner.read(&mut buf[..want]) {
+            Ok(0) => {
+                self.failure = Some(Failure::Changed);
+                Err(io::Error::other("file shrank"))
+            }
+            Ok(n) => {
+                self.left -= n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                self.failure = Some(Failure::Io(e));
+                Err(copy)
+            }
+        }
+    }
+}
+
+/// SHA-256 and a byte count. ring's assembly (AVX2, or SHA-NI where the CPU has it) hashes
+/// about twice as fast as the sha2 crate's portable code, and layers are hashed twice.
+pub(crate) struct Sha256Count {
+    hasher: ring::digest::Context,
+    pub(crate) count: u64,
+}
+
+impl Default for Sha256Count {
+    fn default() -> Self {
+        Sha256Count {
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
+            count: 0,
+        }
+    }
+}
+
+impl Sha256Count {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.count += bytes.len() as u64;
+    }
+
+    pub(crate) fn digest(&self) -> String {
+        let digest = self.hasher.clone().finish();
+        let mut out = String::with_capacity(7 + 64);
+        out.push_str("sha256:");
+        for byte in digest.as_ref() {
+            out.push_str(&format!("{byte:02x}"));
+        }
+        out
+    }
+}
+
+/// Hashes what passes through to `inner`.
+struct Tee<'a> {
+    hash: &'a mut Sha256Count,
+    inner: &'a mut dyn Write,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A writer that hashes and counts what it writes.
+pub(crate) struct HashingWriter<W> {
+    inner: W,
+    pub(crate) hash: Sha256Count,
+}
+
+impl<W> HashingWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hash: Sha256Count::default(),
+        }
+    }
+
+    pub(crate) fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(entries: &[LayerEntry], options: &LayerOptions) -> (Layer, Vec<u8>) {
+        write_layer(entries, options, Vec::new()).unwrap()
+    }
+
+    fn untar(gz: &[u8]) -> Vec<(String, u32, u64, u64, Vec<u8>)> {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+        let mut out = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let header = entry.header().clone();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            out.push((
+                entry.path().unwrap().to_string_lossy().into_owned(),
+                header.mode().unwrap(),
+                header.mtime().unwrap(),
+                header.uid().unwrap() + header.gid().unwrap(),
+                data,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn entries_are_sorted_with_parents_and_fixed_metadata() {
+        let entries = vec![
+            LayerEntry::file("/usr/bin/b", FileSource::Bytes(b"bb".to_vec()), 0o755),
+            LayerEntry::file("etc/a.conf", FileSource::Bytes(b"a".to_vec()), 0o644),
+            LayerEntry::symlink("usr/bin/c", "b"),
+        ];
+        let options = LayerOptions {
+            mtime: 1_700_000_000,
+            ..LayerOptions::default()
+        };
+        let (layer, bytes) = layer(&entries, &options);
+        let listed = untar(&bytes);
+        let names: Vec<&str> = listed.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "etc/",
+                "etc/a.conf",
+                "usr/",
+                "usr/bin/",
+                "usr/bin/b",
+                "usr/bin/c"
+            ]
+        );
+        assert!(listed.iter().all(|e| e.2 == 1_700_000_000 && e.3 == 0));
+        assert_eq!(listed[4].1, 0o755);
+        assert_eq!(listed[4].4, b"bb");
+        assert_eq!(layer.size, bytes.len() as u64);
+        assert_eq!(layer.digest, crate::oci::sha256_digest(&bytes));
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(layer.diff_id, crate::oci::sha256_digest(&tar));
+        assert_eq!(layer.uncompressed_size, tar.len() as u64);
+
+        // Order of the input does not matter; threads do not matter.
+        let mut reversed = entries.clone();
+        reversed.reverse();
+        let again = write_layer(
+            &reversed,
+            &LayerOptions {
+                threads: 3,
+                ..options.clone()
+            },
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(again.0, layer);
+    }
+
+    #[test]
+    fn zstd_is_reproducible_across_thread_counts() {
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let entries = vec![LayerEntry::file(
+            "big",
+            FileSource::Bytes(big.clone()),
+            0o644,
+        )];
+        let options = |threads| LayerOptions {
+            compression: Compression::Zstd { level: 3 },
+            threads,
+            mtime: 0,
+        };
+        let (one, bytes) = layer(&entries, &options(1));
+        let (two, _) = layer(&entries, &options(2));
+        assert_eq!(one, two);
+        assert_eq!(one.media_type, MEDIA_TYPE_LAYER_ZSTD);
+        let tar = zstd::stream::decode_all(bytes.as_slice()).unwrap();
+        assert_eq!(one.diff_id, crate::oci::sha256_digest(&tar));
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let bytes = || FileSource::Bytes(Vec::new());
+        for (entries, needle) in [
+            (vec![LayerEntry::file("../x", bytes(), 0o644)], ".."),
+            (vec![LayerEntry::file("/", bytes(), 0o644)], "root"),
+            (
+                vec![
+                    LayerEntry::file("a", bytes(), 0o644),
+                    LayerEntry::file("/a", bytes(), 0o644),
+                ],
+                "twice",
+            ),
+            (vec![LayerEntry::file("a", bytes(), 0o17777)], "7777"),
+            (
+                vec![
+                    LayerEntry::file("a", bytes(), 0o644),
+                    LayerEntry::file("a/b", bytes(), 0o644),
+                ],
+                "not a directory",
+            ),
+        ] {
+            let e = write_layer(&entries, &LayerOptions::default(), Vec::new()).unwrap_err();
+            assert!(e.to_string().contains(needle), "{e}");
+        }
+        let missing = vec![LayerEntry::file(
+            "x",
+            FileSource::Path("/nonexistent/rcross".into()),
+            0o644,
+        )];
+        let e = write_layer(&missing, &LayerOptions::default(), Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/rcross"), "{e}");
+    }
+
+    #[test]
+    fn source_date_epoch_parsing() {
+        assert_eq!(source_date_epoch(None).unwrap(), 0);
+        assert_eq!(source_date_epoch(Some("")).unwrap(), 0);
+        assert_eq!(
+            source_date_epoch(Some("1700000000")).unwrap(),
+            1_700_000_000
+        );
+        let e = source_date_epoch(Some("yesterday")).unwrap_err();
+        assert!(e.to_string().contains("SOURCE_DATE_EPOCH"), "{e}");
+    }
+
+    #[test]
+    fn directories_become_portable_entries() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        std::fs::write(dir.path().join("bin/app"), b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("bin/app"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("data"), b"d").unwrap();
+        std::os::unix::fs::symlink("bin/app", dir.path().join("link")).unwrap();
+        let entries = entries_from_dir(dir.path(), "/opt/x").unwrap();
+        let summary: Vec<(String, Option<u32>)> =
+            entries.iter().map(|e| (e.path.clone(), e.mode)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("opt/x".to_string(), None),
+                ("opt/x/bin".to_string(), None),
+                ("opt/x/bin/app".to_string(), Some(0o755)),
+                ("opt/x/data".to_string(), Some(0o644)),
+                ("opt/x/link".to_string(), None),
+            ]
+        );
+        assert!(write_layer(&entries, &LayerOptions::default(), Vec::new()).is_ok());
+    }
+}

@@ -1,0 +1,47 @@
+//! The write side of OCI images: reproducible layers, image configs, manifests, indexes, the OCI
+//! image layout on disk and its `oci-archive` tar form.
+//!
+//! Everything here is a pure function of its inputs: the same files, options and
+//! `SOURCE_DATE_EPOCH` give the same bytes and digests on every run and every machine, whatever
+//! the number of cores. Nothing here prints or reads the environment; callers pass the values
+//! (see [`source_date_epoch`]).
+//!
+//! The JSON documents are written with this crate's own serde types rather than oci-spec's: the
+//! digest of an index is a promise to users, so the byte layout (field order, omitted empties)
+//! must be ours and must not move when a dependency is upgraded; oci-spec's builders would also
+//! add derive_builder, getset and strum to a build that shares two cores.
+
+mod error;
+mod gzip;
+mod image;
+mod layer;
+mod layout;
+
+pub use error::OciError;
+pub use gzip::GZIP_BLOCK_SIZE;
+pub use image::{
+    image_config, image_index, image_manifest, rfc3339_utc, Descriptor, History, ImageSpec,
+    OciPlatform, RunConfig,
+};
+pub use layer::{
+    entries_from_dir, source_date_epoch, write_layer, Compression, EntryKind, FileSource, Layer,
+    LayerEntry, LayerOptions,
+};
+pub use layout::{OciLayout, REF_NAME_ANNOTATION};
+
+/// `application/vnd.oci.image.index.v1+json`
+pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// `application/vnd.oci.image.manifest.v1+json`
+pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// `application/vnd.oci.image.config.v1+json`
+pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// `application/vnd.oci.image.layer.v1.tar+gzip`
+pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// `application/vnd.oci.image.layer.v1.tar+zstd`
+pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
