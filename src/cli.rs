@@ -32,6 +32,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Print the environment variables a build needs for a platform (CC, CARGO_*, GOARCH, …).
     Env(EnvArgs),
+    /// Build a multi-platform image from rcross.toml: per-platform builds, verification, an OCI
+    /// image index in a layout, optionally pushed.
+    Build(BuildArgs),
     /// Run a program for another platform through its emulator (usable as cargo runner, CMake
     /// emulator and ctest wrapper).
     Run(RunArgs),
@@ -314,4 +317,50 @@ pub struct OciPushDirArgs {
     /// Push the image to this reference (REGISTRY/REPO:TAG).
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The project directory (holding rcross.toml).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+
+    /// Platforms to build (comma-separated or repeated); default: the project's.
+    #[arg(long = "platform", short = 'p', value_name = "PLATFORM")]
+    pub platforms: Vec<String>,
+
+    /// Image reference to tag (and with --push, to push), e.g. 127.0.0.1:5000/hello:1.
+    #[arg(long = "tag", short = 't', value_name = "REF")]
+    pub tags: Vec<String>,
+
+    /// Push the index and its tags to the registry.
+    #[arg(long)]
+    pub push: bool,
+
+    /// Where the image goes: oci:DIR (default oci:DIR/.rcross/oci) or oci-archive:FILE.
+    #[arg(long, value_name = "oci:DIR|oci-archive:FILE")]
+    pub output: Option<String>,
+
+    /// Write JSON (index digest, manifests per platform, tags, verification) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+
+    /// Extra environment for the build command (KEY=VALUE, repeatable).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+
+    /// Layer compression: gzip (default, every client reads it) or zstd.
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
+
+    /// Builds at once (default: the number of cores).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+
+    /// Use plain HTTP for the registries of the tags (loopback registries always use it).
+    #[arg(long)]
+    pub insecure: bool,
+
+    #[command(flatten)]
+    pub paths: ToolchainPaths,
 }

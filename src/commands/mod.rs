@@ -1,6 +1,7 @@
 //! One module per subcommand: each turns arguments into calls of the library modules and is the
 //! only place that prints.
 
+pub mod build;
 pub mod elf;
 pub mod env;
 pub mod info;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::Env(a) => env::run(a, cli.json),
         Command::Run(a) => run::run(a),
         Command::OciPushDir(a) => oci_push_dir::run(a),
+        Command::Build(a) => build::run(a, cli.json),
     }
 }
 

@@ -1,0 +1,570 @@
+//! `rcross build`: plan each platform, run the project's build per platform in parallel with
+//! that platform's environment, verify every ELF artifact, assemble a reproducible OCI image
+//! index, write it to a layout and optionally push it.
+
+use crate::build::artifacts::{self, Placed};
+use crate::build::config::{self, Project};
+use crate::cli::BuildArgs;
+use crate::elf::Finding;
+use crate::exit::{self, Failure};
+use crate::host::linux::LinuxHost;
+use crate::oci::{
+    self, Compression, FileSource, History, ImageSpec, LayerEntry, LayerOptions, OciLayout,
+    RunConfig,
+};
+use crate::platform::Platform;
+use crate::registry::PushOptions;
+use crate::registry::{Client, ClientOptions, DockerConfig, Reference};
+use crate::toolchain::plan::{Lang, Strategy};
+use crate::toolchain::render::{self, EnvInput};
+use crate::walk::{self, Found};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// One platform's build, as reported.
+#[derive(Debug, Serialize)]
+struct PlatformResult {
+    platform: Platform,
+    strategy: Strategy,
+    toolchain: Option<String>,
+    seconds: f64,
+    files: Vec<String>,
+    findings: Vec<Finding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifest: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Pushed {
+    repository: String,
+    tags: Vec<String>,
+    digest: String,
+    blobs_uploaded: usize,
+    blobs_present: usize,
+    blobs_mounted: usize,
+    bytes_uploaded: u64,
+}
+
+/// The `--json` output and `--metadata-file` content.
+#[derive(Debug, Serialize)]
+struct Metadata {
+    name: String,
+    index_digest: Option<String>,
+    output: Option<String>,
+    tags: Vec<String>,
+    platforms: Vec<PlatformResult>,
+    pushed: Vec<Pushed>,
+    ok: bool,
+}
+
+/// A build step that failed for one platform.
+#[derive(Debug)]
+struct StepFailure {
+    platform: Platform,
+    message: String,
+}
+
+/// Progress goes to stderr, one line per event; stdout is reserved for the result.
+fn log(msg: impl AsRef<str>) {
+    eprintln!("{}", msg.as_ref());
+}
+
+pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
+    let host = LinuxHost;
+    let project_dir = args.dir.clone();
+    let project = config::load(&project_dir).map_err(|e| match e {
+        config::ConfigError::Read { .. } => Failure::usage(e),
+        _ => Failure::usage(e),
+    })?;
+    let platforms = if args.platforms.is_empty() {
+        project.platforms.clone()
+    } else {
+        super::toolchain::parse_platforms(&args.platforms)?
+    };
+    if project.base != "scratch" {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "{}: base = {:?}: only \"scratch\" bases are supported by this version of rcross build",
+            project.path.display(),
+            project.base
+        )));
+    }
+    let tags = parse_tags(&args.tags)?;
+    if args.push && tags.is_empty() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--push needs at least one -t REGISTRY/REPO:TAG"
+        )));
+    }
+    let build_args = parse_build_args(&args.build_args)?;
+    let epoch = oci::source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
+        .map_err(Failure::usage)?;
+    let compression = match args.compression.as_str() {
+        "gzip" => Compression::Gzip { level: 6 },
+        "zstd" => Compression::Zstd { level: 3 },
+        other => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--compression {other:?}: use gzip or zstd"
+            )))
+        }
+    };
+
+    // Plan: every platform must build natively or with a cross toolchain.
+    let (catalog, _handlers, facts) = super::toolchain::load(&host, &args.paths)?;
+    let lang = match project.build.lang.as_str() {
+        "auto" => super::plan::detect_lang(&project_dir.join(&project.build.workdir)),
+        l => l
+            .parse::<Lang>()
+            .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?,
+    };
+    let plan =
+        crate::toolchain::plan::plan(&facts, &catalog, &platforms, lang).map_err(Failure::usage)?;
+    let mut blocked = Vec::new();
+    for item in &plan {
+        if !matches!(item.strategy, Strategy::Native | Strategy::Cross) {
+            let fix = item
+                .fixes
+                .iter()
+                .map(|f| format!("`{}`", f.command))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            blocked.push(format!(
+                "{}: {} ({}){}",
+                item.platform,
+                item.strategy,
+                item.reason,
+                if fix.is_empty() {
+                    String::new()
+                } else {
+                    format!("; fix: {fix}")
+                }
+            ));
+        }
+    }
+    if !blocked.is_empty() {
+        return Err(Failure::env(anyhow::anyhow!(
+            "cannot build every platform without emulation (emulated builds need a target root filesystem, which scratch images lack):\n  {}",
+            blocked.join("\n  ")
+        )));
+    }
+
+    // Build every platform, in parallel, each into its own empty output directory.
+    let work = tempfile::Builder::new()
+        .prefix("rcross-build")
+        .tempdir()
+        .map_err(|e| Failure::env(anyhow::anyhow!("cannot create a build directory: {e}")))?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let mut envs = Vec::new();
+    for item in &plan {
+        let p = item.platform;
+        let spec = catalog.get(&p).ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!("rcross has no toolchain data for {p}"))
+        })?;
+        let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
+        let input = EnvInput {
+            spec,
+            toolchain,
+            runner: super::toolchain::runner(&p),
+            sysroot: None,
+            linker_wrapper: super::toolchain::linker_wrapper(&host, toolchain),
+        };
+        let mut vars = render::env_vars(&input);
+        vars.extend(build_args.iter().cloned());
+        envs.push((item, vars));
+    }
+    let queue = Mutex::new(envs.iter().collect::<Vec<_>>());
+    let results: Mutex<Vec<(Platform, Result<f64, StepFailure>)>> = Mutex::new(Vec::new());
+    let workdir = project_dir.join(&project.build.workdir);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.min(envs.len()) {
+            s.spawn(|| loop {
+                let next = queue.lock().ok().and_then(|mut q| q.pop());
+                let Some((item, vars)) = next else { break };
+                let p = item.platform;
+                log(format!(
+                    "[{p}] building ({}{})",
+                    item.strategy,
+                    item.toolchain
+                        .as_ref()
+                        .map(|t| format!(", {t}"))
+                        .unwrap_or_default()
+                ));
+                let r = build_one(&project, &workdir, work.path(), p, vars, epoch);
+                match &r {
+                    Ok(secs) => log(format!("[{p}] built in {secs:.1}s")),
+                    Err(f) => log(format!("[{p}] FAILED: {}", f.message)),
+                }
+                if let Ok(mut res) = results.lock() {
+                    res.push((p, r));
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_default();
+    let mut failed: Vec<String> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .map(|f| format!("{}: {}", f.platform, f.message))
+        .collect();
+    if !failed.is_empty() {
+        failed.sort();
+        return Err(Failure::check(anyhow::anyhow!(
+            "the build failed for {} platform(s):\n{}",
+            failed.len(),
+            failed.join("\n")
+        )));
+    }
+    log(format!(
+        "built {} platform(s) in {:.1}s",
+        plan.len(),
+        started.elapsed().as_secs_f64()
+    ));
+
+    // Verify every artifact against its platform before anything is assembled.
+    let mut per_platform: Vec<(PlatformResult, Vec<Placed>)> = Vec::new();
+    for item in &plan {
+        let p = item.platform;
+        let out = out_dir(work.path(), p);
+        let placed =
+            artifacts::resolve(&project.artifacts, &out, &p.to_string()).map_err(Failure::check)?;
+        let mut findings = Vec::new();
+        for a in &placed {
+            match walk::classify_file(&a.source) {
+                Found::Elf(info) => findings.extend(
+                    crate::elf::check(&info, &p)
+                        .into_iter()
+                        .map(|f| f.at(&a.target)),
+                ),
+                Found::Corrupt(e) => findings.push(Finding::corrupt(&a.target, &e)),
+                Found::Unreadable(e) => {
+                    return Err(Failure::from(anyhow::anyhow!(
+                        "cannot read {}: {e}",
+                        a.source.display()
+                    )))
+                }
+                Found::NotElf | Found::Symlink(_) => {}
+            }
+        }
+        let seconds = results
+            .iter()
+            .find(|(q, _)| *q == p)
+            .and_then(|(_, r)| r.as_ref().ok().copied())
+            .unwrap_or(0.0);
+        per_platform.push((
+            PlatformResult {
+                platform: p,
+                strategy: item.strategy,
+                toolchain: item.toolchain.clone(),
+                seconds,
+                files: placed.iter().map(|a| a.target.clone()).collect(),
+                findings,
+                manifest: None,
+            },
+            placed,
+        ));
+    }
+    let bad: Vec<String> = per_platform
+        .iter()
+        .flat_map(|(r, _)| {
+            r.findings
+                .iter()
+                .map(move |f| format!("{}: {}: {}", r.platform, f.path, f.message))
+        })
+        .collect();
+    if !bad.is_empty() {
+        let meta = Metadata {
+            name: project.name.clone(),
+            index_digest: None,
+            output: None,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            platforms: per_platform.into_iter().map(|(r, _)| r).collect(),
+            pushed: Vec::new(),
+            ok: false,
+        };
+        finish(&meta, json, args.metadata_file.as_deref())?;
+        return Err(Failure::check(anyhow::anyhow!(
+            "verification failed; nothing was assembled or pushed:\n{}",
+            bad.join("\n")
+        )));
+    }
+
+    // Assemble: one layer, config and manifest per platform, one index.
+    let output = match &args.output {
+        Some(o) => o.clone(),
+        None => format!("oci:{}", project_dir.join(".rcross/oci").display()),
+    };
+    let (layout_dir, archive) = if let Some(d) = output.strip_prefix("oci:") {
+        (PathBuf::from(d), None)
+    } else if let Some(f) = output.strip_prefix("oci-archive:") {
+        (work.path().join("layout"), Some(PathBuf::from(f)))
+    } else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--output {output:?}: use oci:DIR or oci-archive:FILE"
+        )));
+    };
+    let layout = OciLayout::create(&layout_dir).map_err(Failure::env)?;
+    let options = LayerOptions {
+        compression,
+        threads: 0,
+        mtime: epoch,
+    };
+    let run_config = RunConfig {
+        entrypoint: (!project.image.entrypoint.is_empty())
+            .then(|| project.image.entrypoint.clone()),
+        cmd: (!project.image.cmd.is_empty()).then(|| project.image.cmd.clone()),
+        env: project.image.env.clone(),
+        workdir: project.image.workdir.clone(),
+        user: project.image.user.clone(),
+        exposed_ports: project.image.ports.clone(),
+        labels: project.image.labels.clone(),
+    };
+    let mut descriptors = Vec::new();
+    for (result, placed) in per_platform.iter_mut() {
+        let entries = layer_entries(placed);
+        let layer = layout
+            .write_layer(&entries, &options)
+            .map_err(Failure::env)?;
+        let spec = ImageSpec {
+            platform: result.platform,
+            layers: vec![layer],
+            history: vec![History {
+                created: Some(oci::rfc3339_utc(epoch)),
+                created_by: Some(format!("rcross build: {}", project.build.command)),
+                comment: Some(format!("{} build", result.strategy)),
+                empty_layer: false,
+            }],
+            run: run_config.clone(),
+            created: epoch,
+            annotations: BTreeMap::new(),
+        };
+        let d = layout.write_image(&spec).map_err(Failure::env)?;
+        result.manifest = Some(d.digest.clone());
+        descriptors.push(d);
+    }
+    let index = layout
+        .write_index(&descriptors, &project.image.annotations)
+        .map_err(Failure::env)?;
+    let names: Vec<String> = if tags.is_empty() {
+        vec!["latest".to_string()]
+    } else {
+        tags.iter()
+            .map(|t| t.tag.clone().unwrap_or_else(|| "latest".into()))
+            .collect()
+    };
+    for n in &names {
+        layout.tag(&index, n).map_err(Failure::env)?;
+    }
+    if let Some(file) = &archive {
+        let f = std::fs::File::create(file)
+            .map_err(|e| Failure::env(anyhow::anyhow!("cannot create {}: {e}", file.display())))?;
+        let mut w = layout.write_archive(f).map_err(Failure::env)?;
+        w.flush()
+            .map_err(|e| Failure::env(anyhow::anyhow!("{}: {e}", file.display())))?;
+    }
+    log(format!("image index {} written to {output}", index.digest));
+
+    // Push: per repository, blobs, manifests by digest, the index, then the tags.
+    let mut pushed = Vec::new();
+    if args.push {
+        let env = |k: &str| std::env::var(k).ok();
+        let config = match DockerConfig::default_path(
+            env("DOCKER_CONFIG").as_deref(),
+            env("HOME").as_deref(),
+        ) {
+            Some(path) => DockerConfig::load(&path).map_err(Failure::usage)?,
+            None => DockerConfig::default(),
+        };
+        let mut client_options = ClientOptions::default();
+        if args.insecure {
+            client_options.insecure_registries = tags.iter().map(|t| t.registry.clone()).collect();
+        }
+        let client = Client::new(client_options, config);
+        let plan = layout.push_plan(&names[0]).map_err(Failure::env)?;
+        let mut repos: Vec<(Reference, Vec<String>)> = Vec::new();
+        for t in &tags {
+            let tag = t.tag.clone().unwrap_or_else(|| "latest".into());
+            match repos
+                .iter_mut()
+                .find(|(r, _)| r.registry == t.registry && r.repository == t.repository)
+            {
+                Some((_, ts)) => ts.push(tag),
+                None => {
+                    let mut r = t.clone();
+                    r.tag = None;
+                    r.digest = None;
+                    repos.push((r, vec![tag]));
+                }
+            }
+        }
+        for (repo, repo_tags) in repos {
+            log(format!(
+                "pushing to {repo} (tags: {})",
+                repo_tags.join(", ")
+            ));
+            let report = client
+                .push_image(&repo, &plan, &repo_tags, &PushOptions::default())
+                .map_err(|e| Failure {
+                    code: e.exit_code(),
+                    error: e.into(),
+                })?;
+            log(format!(
+                "pushed {}: {} blob(s) uploaded ({} bytes), {} already there, {} mounted",
+                report.digest,
+                report.blobs_uploaded,
+                report.bytes_uploaded,
+                report.blobs_present,
+                report.blobs_mounted
+            ));
+            pushed.push(Pushed {
+                repository: repo.to_string(),
+                tags: report.tags.clone(),
+                digest: report.digest.clone(),
+                blobs_uploaded: report.blobs_uploaded,
+                blobs_present: report.blobs_present,
+                blobs_mounted: report.blobs_mounted,
+                bytes_uploaded: report.bytes_uploaded,
+            });
+        }
+    }
+
+    let meta = Metadata {
+        name: project.name.clone(),
+        index_digest: Some(index.digest.clone()),
+        output: Some(output),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        platforms: per_platform.into_iter().map(|(r, _)| r).collect(),
+        pushed,
+        ok: true,
+    };
+    finish(&meta, json, args.metadata_file.as_deref())?;
+    Ok(exit::OK)
+}
+
+fn finish(meta: &Metadata, json: bool, metadata_file: Option<&Path>) -> exit::Result<()> {
+    if let Some(f) = metadata_file {
+        let text = serde_json::to_string_pretty(meta)?;
+        std::fs::write(f, text + "\n")
+            .map_err(|e| Failure::env(anyhow::anyhow!("cannot write {}: {e}", f.display())))?;
+    }
+    if json {
+        super::print_json(meta)?;
+    } else if let Some(d) = &meta.index_digest {
+        println!("{d}");
+    }
+    Ok(())
+}
+
+fn out_dir(work: &Path, p: Platform) -> PathBuf {
+    work.join(p.slug()).join("out")
+}
+
+/// Run the build command for one platform; returns the seconds it took.
+fn build_one(
+    project: &Project,
+    workdir: &Path,
+    work: &Path,
+    p: Platform,
+    vars: &[(String, String)],
+    epoch: u64,
+) -> Result<f64, StepFailure> {
+    let fail = |message: String| StepFailure {
+        platform: p,
+        message,
+    };
+    let out = out_dir(work, p);
+    std::fs::create_dir_all(&out)
+        .map_err(|e| fail(format!("cannot create {}: {e}", out.display())))?;
+    let log_path = work.join(p.slug()).join("build.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| fail(format!("cannot create {}: {e}", log_path.display())))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| fail(format!("{}: {e}", log_path.display())))?;
+    let start = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&project.build.command)
+        .current_dir(workdir)
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RCROSS_OUT", &out)
+        .env("RCROSS_PLATFORM", p.to_string())
+        .env("SOURCE_DATE_EPOCH", epoch.to_string())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .status()
+        .map_err(|e| fail(format!("cannot run sh: {e}")))?;
+    let secs = start.elapsed().as_secs_f64();
+    if status.success() {
+        return Ok(secs);
+    }
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(20).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(fail(format!(
+        "`{}` exited with {status} in {}:\n    {}",
+        project.build.command,
+        workdir.display(),
+        tail.join("\n    ")
+    )))
+}
+
+/// Layer entries for the placed files, with their parent directories.
+fn layer_entries(placed: &[Placed]) -> Vec<LayerEntry> {
+    let mut dirs: Vec<String> = Vec::new();
+    for a in placed {
+        let mut acc = String::new();
+        let parts: Vec<&str> = a.target.trim_matches('/').split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            acc = if acc.is_empty() {
+                (*part).to_string()
+            } else {
+                format!("{acc}/{part}")
+            };
+            if !dirs.contains(&acc) {
+                dirs.push(acc.clone());
+            }
+        }
+    }
+    let mut entries: Vec<LayerEntry> = dirs.into_iter().map(LayerEntry::directory).collect();
+    entries.extend(placed.iter().map(|a| {
+        LayerEntry::file(
+            a.target.trim_start_matches('/'),
+            FileSource::Path(a.source.clone()),
+            a.mode,
+        )
+    }));
+    entries
+}
+
+fn parse_tags(tags: &[String]) -> exit::Result<Vec<Reference>> {
+    tags.iter()
+        .map(|t| {
+            let r: Reference = t.parse().map_err(Failure::usage)?;
+            if r.digest.is_some() {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "-t {t}: a tag cannot carry a digest"
+                )));
+            }
+            Ok(r)
+        })
+        .collect()
+}
+
+fn parse_build_args(args: &[String]) -> exit::Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(Failure::usage(anyhow::anyhow!(
+                "--build-arg {a:?}: use KEY=VALUE"
+            ))),
+        })
+        .collect()
+}
