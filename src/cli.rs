@@ -38,6 +38,8 @@ pub enum Command {
     /// Run a program for another platform through its emulator (usable as cargo runner, CMake
     /// emulator and ctest wrapper).
     Run(RunArgs),
+    /// Show an image index: platforms, digests, sizes and the verification verdict per platform.
+    Inspect(InspectArgs),
     /// INTERNAL, hidden, unstable: one layer per directory into an OCI layout, optionally
     /// pushed; prints timings as JSON. Drives bench/push.sh until `rcross build` exists.
     #[command(name = "oci-push-dir", hide = true)]
@@ -363,4 +365,15 @@ pub struct BuildArgs {
 
     #[command(flatten)]
     pub paths: ToolchainPaths,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// oci:DIR[:REF] or REGISTRY/REPO:TAG.
+    #[arg(value_name = "IMAGE")]
+    pub target: String,
+
+    /// Skip reading the layers (no verification verdicts).
+    #[arg(long)]
+    pub no_verify: bool,
 }

@@ -251,6 +251,20 @@ fn pushes_under_two_tags_and_a_second_push_uploads_nothing() {
         // The tag names the index itself, never one platform's manifest.
         assert_eq!(String::from_utf8_lossy(&d.stdout).trim(), digest, "{tag}");
     }
+    // rcross inspect reads it back: the index, three platforms, each verified.
+    let i = rcross(&["--json", "inspect", &t2], &[]);
+    assert!(i.status.success());
+    let iv: Value = serde_json::from_slice(&i.stdout).unwrap();
+    assert_eq!(iv["digest"], digest.as_str());
+    let ms = iv["manifests"].as_array().unwrap();
+    assert_eq!(ms.len(), 3);
+    for m in ms {
+        assert_eq!(m["verification"]["ok"], true, "{m}");
+        assert_eq!(m["verification"]["elf_files"], 1, "{m}");
+        assert!(m["layers_size"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(ms[2]["platform"], "linux/arm/v7");
+
     // Re-push: same digest, no blob uploaded.
     let second = rcross(&args, &[]);
     assert!(second.status.success());

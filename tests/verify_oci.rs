@@ -217,6 +217,16 @@ fn wrong_binary_in_one_platform_fails_naming_platform_and_file() {
     assert_eq!(groups[1]["platform"], "linux/arm/v7");
     assert_eq!(groups[1]["findings"].as_array().unwrap().len(), 0);
 
+    // rcross inspect shows the same verdicts per platform, and exits 1.
+    let (code, out, _) = run(&["inspect", &spec]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("verified: 1 finding(s)"), "{out}");
+    assert!(
+        out.contains("/usr/bin/helper: built for linux/amd64"),
+        "{out}"
+    );
+    assert!(out.contains("verified: ok (1 ELF files)"), "{out}");
+
     // Only the clean platform.
     let (code, out, _) = run(&["verify", "--platform", "linux/arm/v7", &spec]);
     assert_eq!(code, 0, "{out}");

@@ -5,6 +5,7 @@ pub mod build;
 pub mod elf;
 pub mod env;
 pub mod info;
+pub mod inspect;
 pub mod oci_push_dir;
 pub mod plan;
 pub mod run;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::Run(a) => run::run(a),
         Command::OciPushDir(a) => oci_push_dir::run(a),
         Command::Build(a) => build::run(a, cli.json),
+        Command::Inspect(a) => inspect::run(a, cli.json),
     }
 }
 
