@@ -371,3 +371,68 @@ fn bad_project_files_and_failing_builds_are_clear_errors() {
         "{err}"
     );
 }
+
+/// A registry behind HTTP Basic auth (htpasswd): credentials come from the Docker config file
+/// (`DOCKER_CONFIG`), the push works, and without them the error says how to log in and never
+/// shows a secret.
+#[test]
+fn pushes_to_a_registry_with_basic_auth_from_docker_config() {
+    if !have_compilers() {
+        return;
+    }
+    let Some(registry) = common_registry::RealRegistry::start_with_auth("builder", "s3cret-pw")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ex = example();
+    let ex = ex.to_str().unwrap();
+    let tag = format!("{}/private/hello:1", registry.addr);
+    let out = format!("oci:{}", tmp.path().join("img").display());
+    let args = [
+        "build",
+        ex,
+        "--platform",
+        "linux/arm64",
+        "-t",
+        &tag,
+        "--push",
+        "--output",
+        &out,
+    ];
+
+    let empty = tmp.path().join("no-creds");
+    std::fs::create_dir_all(&empty).unwrap();
+    let denied = rcross(&args, &[("DOCKER_CONFIG", empty.to_str().unwrap())]);
+    assert_ne!(denied.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(err.contains("docker login"), "{err}");
+
+    let conf = tmp.path().join("docker");
+    std::fs::create_dir_all(&conf).unwrap();
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("builder:s3cret-pw");
+    std::fs::write(
+        conf.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.addr),
+    )
+    .unwrap();
+    let ok = rcross(&args, &[("DOCKER_CONFIG", conf.to_str().unwrap())]);
+    assert!(ok.status.success());
+    for o in [&denied, &ok] {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            !all.contains("s3cret-pw") && !all.contains(&auth),
+            "secret leaked: {all}"
+        );
+    }
+    let i = rcross(
+        &["--json", "inspect", &tag],
+        &[("DOCKER_CONFIG", conf.to_str().unwrap())],
+    );
+    assert!(i.status.success());
+}

@@ -279,7 +279,20 @@ pub struct RealRegistry {
 impl RealRegistry {
     /// `None` when docker-registry is missing outside CI.
     pub fn start() -> Option<RealRegistry> {
+        Self::start_with(None)
+    }
+
+    /// The same, with HTTP Basic auth from an htpasswd file (bcrypt, made with apache2-utils'
+    /// htpasswd) for one user.
+    pub fn start_with_auth(user: &str, password: &str) -> Option<RealRegistry> {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(auth: Option<(&str, &str)>) -> Option<RealRegistry> {
         if !require_tool("docker-registry", "docker-registry") {
+            return None;
+        }
+        if auth.is_some() && !require_tool("htpasswd", "apache2-utils") {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -295,8 +308,24 @@ impl RealRegistry {
                 "version: 0.1\n\
                  log:\n  level: warn\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n",
-                dir.path().join("data").display()
+                 http:\n  addr: {addr}\n{}",
+                dir.path().join("data").display(),
+                match auth {
+                    None => String::new(),
+                    Some((user, password)) => {
+                        let out = Command::new("htpasswd")
+                            .args(["-Bbn", user, password])
+                            .output()
+                            .unwrap();
+                        assert!(out.status.success(), "htpasswd failed");
+                        let file = dir.path().join("htpasswd");
+                        std::fs::write(&file, &out.stdout).unwrap();
+                        format!(
+                            "auth:\n  htpasswd:\n    realm: rcross-test\n    path: {}\n",
+                            file.display()
+                        )
+                    }
+                }
             ),
         )
         .unwrap();
@@ -324,7 +353,7 @@ impl RealRegistry {
                     std::fs::read_to_string(log_path).unwrap_or_default()
                 );
             }
-            if http_status(&self.addr, "/v2/") == Some(200) {
+            if matches!(http_status(&self.addr, "/v2/"), Some(200) | Some(401)) {
                 return;
             }
             if Instant::now() > deadline {
