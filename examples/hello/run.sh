@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the bundled example: build rcross, let it register QEMU handlers (sudo),
-# cross-compile hello for three platforms, run each through the handlers and verify each binary
-# against its platform.
+# The main job on the bundled example:
+#  1. build rcross and let it register QEMU handlers (sudo), so foreign programs run here;
+#  2. rcross build: cross-compile hello for linux/amd64, linux/arm64 and linux/arm/v7, verify
+#     every binary against its platform and assemble a reproducible multi-platform OCI image
+#     index in examples/hello/out (an OCI layout; add -t REG/REPO:TAG --push to push it);
+#  3. rcross inspect the result, and run each platform's program through the handlers.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 top="$here/../.."
@@ -10,6 +13,8 @@ bash "$top/tests/install-deps.sh"
 cargo build --release --quiet --manifest-path "$top/Cargo.toml"
 rcross="$top/target/release/rcross"
 $SUDO "$rcross" setup --platform linux/arm64,linux/arm/v7,linux/riscv64
+"$rcross" build "$here" --platform linux/amd64,linux/arm64,linux/arm/v7 --output "oci:$here/out"
+"$rcross" inspect "oci:$here/out:latest"
 for pair in linux/arm64:aarch64-linux-gnu-gcc linux/arm/v7:arm-linux-gnueabihf-gcc linux/riscv64:riscv64-linux-gnu-gcc; do
   plat="${pair%%:*}"; cc="${pair#*:}"; out="hello-${plat//\//-}"
   make -s -C "$here" CC="$cc" OUT="$out"
