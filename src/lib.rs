@@ -17,6 +17,7 @@ pub mod platform;
 pub mod registry;
 pub mod setup;
 pub mod toolchain;
+pub mod userdir;
 pub mod walk;
 
 pub use platform::Platform;

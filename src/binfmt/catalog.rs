@@ -161,42 +161,20 @@ impl Catalog {
     /// no user handlers.
     pub fn load(user_dir: &Path) -> Result<Catalog, CatalogError> {
         let mut catalog = Catalog::builtin()?;
-        let entries = match std::fs::read_dir(user_dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(catalog),
-            Err(source) => {
-                return Err(CatalogError::ReadDir {
-                    path: user_dir.to_path_buf(),
-                    source,
-                })
+        let files = crate::userdir::toml_files(user_dir).map_err(|e| match e {
+            crate::userdir::UserDirError::ReadDir { path, source } => {
+                CatalogError::ReadDir { path, source }
             }
-        };
-        let mut files = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| CatalogError::ReadDir {
-                path: user_dir.to_path_buf(),
-                source,
-            })?;
-            let path = entry.path();
-            // Only regular *.toml files: editors' backup files and subdirectories are not
-            // handlers. `metadata` follows symlinks, so a linked file counts.
-            let is_file = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
-            if is_file && path.extension().is_some_and(|e| e == "toml") {
-                files.push(path);
+            crate::userdir::UserDirError::ReadFile { path, source } => {
+                CatalogError::ReadFile { path, source }
             }
-        }
-        // Sorted so that the result does not depend on directory listing order.
-        files.sort();
+        })?;
 
         let builtin_count = catalog.handlers.len();
         let mut user_names: Vec<(String, String)> = Vec::new();
-        for path in files {
-            let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::ReadFile {
-                path: path.clone(),
-                source,
-            })?;
-            let origin = path.display().to_string();
-            let h = parse_handler(&text, &origin, &origin)?;
+        for file in files {
+            let origin = file.path.display().to_string();
+            let h = parse_handler(&file.text, &origin, &origin)?;
             if let Some((_, first)) = user_names.iter().find(|(n, _)| *n == h.name) {
                 return Err(CatalogError::Duplicate {
                     name: h.name,

@@ -2,26 +2,18 @@ use crate::cli::{EnvArgs, EnvFormatArg};
 use crate::exit::{self, Failure};
 use crate::host::linux::LinuxHost;
 use crate::platform::Platform;
-use crate::toolchain::render::{self, EnvFormat, EnvInput};
+use crate::toolchain::render::{self, EnvFormat};
 
 pub fn run(args: EnvArgs, json: bool) -> exit::Result<u8> {
     let host = LinuxHost;
     let p: Platform = args.platform.parse().map_err(Failure::usage)?;
     let (catalog, _, facts) = super::toolchain::load(&host, &args.paths)?;
-    let spec = catalog
-        .get(&p)
-        .ok_or_else(|| Failure::usage(anyhow::anyhow!("rcross has no toolchain data for {p}")))?;
     let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
     if toolchain.is_none() && p != facts.host {
         eprintln!("rcross: warning: no C cross compiler for {p} is installed, so CC and friends are not set; run `sudo rcross toolchain install {p}`");
     }
-    let input = EnvInput {
-        spec,
-        toolchain,
-        runner: super::toolchain::runner(&p),
-        sysroot: args.sysroot.map(|s| s.to_string_lossy().into_owned()),
-        linker_wrapper: super::toolchain::linker_wrapper(&host, toolchain),
-    };
+    let sysroot = args.sysroot.map(|s| s.to_string_lossy().into_owned());
+    let input = super::toolchain::env_input(&host, &catalog, &facts, p, sysroot)?;
     let format = match (args.format, json) {
         (_, true) | (EnvFormatArg::Json, _) => EnvFormat::Json,
         (EnvFormatArg::Sh, _) => EnvFormat::Sh,

@@ -9,6 +9,28 @@ use crate::toolchain::render::{self, EnvInput, FileFormat};
 use crate::toolchain::{self, Catalog, Facts};
 use serde::Serialize;
 
+/// What `env`, toolchain files and builds render for platform `p`: its catalog entry, the first
+/// installed toolchain, rcross as the runner, and a linker wrapper where cargo needs one.
+pub(crate) fn env_input<'a>(
+    host: &dyn Host,
+    catalog: &'a Catalog,
+    facts: &'a Facts,
+    p: Platform,
+    sysroot: Option<String>,
+) -> exit::Result<EnvInput<'a>> {
+    let spec = catalog
+        .get(&p)
+        .ok_or_else(|| Failure::usage(anyhow::anyhow!("rcross has no toolchain data for {p}")))?;
+    let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
+    Ok(EnvInput {
+        spec,
+        toolchain,
+        runner: runner(&p),
+        sysroot,
+        linker_wrapper: linker_wrapper(host, toolchain),
+    })
+}
+
 /// The catalogs and host facts every toolchain command starts from.
 pub(crate) fn load(
     host: &dyn Host,
@@ -73,17 +95,8 @@ pub fn run(args: ToolchainArgs, json: bool) -> exit::Result<u8> {
             let host = LinuxHost;
             let p: Platform = a.platform.parse().map_err(Failure::usage)?;
             let (catalog, _, facts) = load(&host, &a.paths)?;
-            let spec = catalog.get(&p).ok_or_else(|| {
-                Failure::usage(anyhow::anyhow!("rcross has no toolchain data for {p}"))
-            })?;
-            let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
-            let input = EnvInput {
-                spec,
-                toolchain,
-                runner: runner(&p),
-                sysroot: a.sysroot.map(|s| s.to_string_lossy().into_owned()),
-                linker_wrapper: linker_wrapper(&host, toolchain),
-            };
+            let sysroot = a.sysroot.map(|s| s.to_string_lossy().into_owned());
+            let input = env_input(&host, &catalog, &facts, p, sysroot)?;
             let format = match a.format {
                 FileFormatArg::Cmake => FileFormat::Cmake,
                 FileFormatArg::Meson => FileFormat::Meson,

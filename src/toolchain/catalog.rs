@@ -181,39 +181,18 @@ impl Catalog {
     /// platform that has a built-in entry replaces it. A missing directory adds nothing.
     pub fn load(user_dir: &Path) -> Result<Catalog, CatalogError> {
         let mut c = Catalog::builtin()?;
-        let entries = match std::fs::read_dir(user_dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(c),
-            Err(source) => {
-                return Err(CatalogError::ReadDir {
-                    path: user_dir.to_path_buf(),
-                    source,
-                })
+        let files = crate::userdir::toml_files(user_dir).map_err(|e| match e {
+            crate::userdir::UserDirError::ReadDir { path, source } => {
+                CatalogError::ReadDir { path, source }
             }
-        };
-        let mut files = Vec::new();
-        for entry in entries {
-            let path = entry
-                .map_err(|source| CatalogError::ReadDir {
-                    path: user_dir.to_path_buf(),
-                    source,
-                })?
-                .path();
-            if std::fs::metadata(&path).is_ok_and(|m| m.is_file())
-                && path.extension().is_some_and(|e| e == "toml")
-            {
-                files.push(path);
+            crate::userdir::UserDirError::ReadFile { path, source } => {
+                CatalogError::ReadFile { path, source }
             }
-        }
-        files.sort();
+        })?;
         let mut seen: Vec<(Platform, String)> = Vec::new();
-        for path in files {
-            let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::ReadFile {
-                path: path.clone(),
-                source,
-            })?;
-            let origin = path.display().to_string();
-            let t = parse_target(&text, &origin, &origin)?;
+        for file in files {
+            let origin = file.path.display().to_string();
+            let t = parse_target(&file.text, &origin, &origin)?;
             if let Some((_, first)) = seen.iter().find(|(p, _)| *p == t.platform) {
                 return Err(CatalogError::Duplicate {
                     platform: t.platform,
