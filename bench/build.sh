@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# bench/build.sh [RUNS]: `rcross build --push` of examples/hello for three platforms against
+# podman doing the same job, side by side in one run on this machine (issue 5 §6, first two
+# items). Not a test; prints medians and ratios.
+#
+#   1. new image   A = rcross build examples/hello --platform linux/amd64,linux/arm64,linux/arm/v7
+#                      -t REG/rc-K:latest --push --output oci:W/oci/rc-K        (new repo K per run)
+#                  B = the podman way for the same source: make the three hello binaries with the
+#                      compilers and flags of examples/hello/Makefile (gcc, aarch64-linux-gnu-gcc,
+#                      arm-linux-gnueabihf-gcc; -O2 -Wall -static; the three in parallel),
+#                      podman build --no-cache --platform P of a FROM scratch image per platform,
+#                      podman manifest create + add x3, manifest push --all     (new repo K per run)
+#                  Target: rcross >= 5x faster.
+#   2. no-op re-push
+#                  A = the same rcross build again to the already pushed REG/rc-0 (reproducible:
+#                      nothing is uploaded)
+#                  B = podman manifest push --all of the already pushed list to REG/pm-0 again
+#                  Target: rcross >= 3x faster.
+#   3. diagnostic  A = rcross plan --lang c for the three platforms (host facts only, no build)
+#                  B = the helper programs rcross runs for its host facts, in a row:
+#                      python3 -c 'import ziglang', rustup target list --installed, python3 -m pip --version
+#
+# Timing: pair.sh from the peers' scripts (GNU time; 1 warm-up of each, then RUNS runs A B A B ...;
+# min/median/max and the median of the pair-by-pair A/B ratio), taken from $BENCH_PEERS or
+# ../shared/bench-peers next to the repository, else the copy in bench/pair.sh.
+#
+# Everything it creates lives under $W (default /tmp/rcross-bench-build) and is removed at the
+# end: its own docker-registry on a free 127.0.0.1 port, its own podman storage
+# ($W/podman-DRIVER, so podman images of other users are never touched), the OCI layouts.
+# Needs root (podman), and: podman docker-registry skopeo time curl make gcc gcc-aarch64-linux-gnu
+# gcc-arm-linux-gnueabihf python3 and a Rust toolchain (builds rcross in release mode once;
+# RCROSS=path skips that). PODMAN_DRIVER=overlay|vfs forces podman's storage driver (default:
+# overlay if it works here, else vfs). KEEP=1 keeps $W (registry data, layouts, logs).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SELF=$ROOT/bench/build.sh
+PLATS=linux/amd64,linux/arm64,linux/arm/v7
+ARCHES=(amd64 arm64 armv7)
+declare -A PLAT=([amd64]=linux/amd64 [arm64]=linux/arm64 [armv7]=linux/arm/v7)
+declare -A CCOF=([amd64]=gcc [arm64]=aarch64-linux-gnu-gcc [armv7]=arm-linux-gnueabihf-gcc)
+IMG=localhost/rcross-bench
+
+# ---- the timed operations (run by pair.sh as: bench/build.sh __op NAME) --------------------
+# Environment from the driver below: W REG RCROSS PODMAN_OPTS (exported).
+next() { # next run number for counter $1 (each run of a "new image" op gets a new repository)
+  local f=$W/ctr/$1 k; mkdir -p "$W/ctr"; k=$(cat "$f" 2>/dev/null || echo 0)
+  echo $((k + 1)) > "$f"; echo "$k"; }
+pm() { # shellcheck disable=SC2086
+  podman $PODMAN_OPTS "$@"; }
+rcross_build() { # REPO: the rcross side, JSON report kept in $W/json/REPO-N.json
+  local n; n=$(next "json-$1"); mkdir -p "$W/json"
+  "$RCROSS" build "$ROOT/examples/hello" --platform "$PLATS" -t "$REG/$1:latest" --push \
+    --output "oci:$W/oci/$1" --json > "$W/json/$1-$n.json"; }
+op() {
+  case $1 in
+    rcross-new) rcross_build "rc-$(next rc)" ;;
+    podman-new)
+      local k d a pids=()
+      k=$(next pm); d=$W/ctx/pm-$k
+      for a in "${ARCHES[@]}"; do
+        mkdir -p "$d/$a"
+        make -s -C "$ROOT/examples/hello" CC="${CCOF[$a]}" OUT="$d/$a/hello" & pids+=($!)
+        printf '%s\n' 'FROM scratch' 'COPY hello /usr/bin/hello' \
+          'LABEL org.opencontainers.image.title=hello' 'ENTRYPOINT ["/usr/bin/hello"]' > "$d/$a/Containerfile"
+      done
+      for p in "${pids[@]}"; do wait "$p"; done
+      for a in "${ARCHES[@]}"; do
+        pm build -q --no-cache --platform "${PLAT[$a]}" -t "$IMG:$a-$k" "$d/$a" > /dev/null
+      done
+      pm manifest create "$IMG:list-$k" > /dev/null
+      for a in "${ARCHES[@]}"; do pm manifest add "$IMG:list-$k" "containers-storage:$IMG:$a-$k" > /dev/null; done
+      pm manifest push -q --all --tls-verify=false "$IMG:list-$k" "docker://$REG/pm-$k:latest" ;;
+    rcross-repush) rcross_build rc-0 ;;
+    podman-repush) pm manifest push -q --all --tls-verify=false "$IMG:list-0" "docker://$REG/pm-0:latest" ;;
+    rcross-plan) "$RCROSS" plan --lang c --platform "$PLATS" ;;
+    helpers)
+      python3 -c 'import os, ziglang; print(os.path.dirname(ziglang.__file__))' || true
+      rustup target list --installed || true
+      python3 -m pip --version || true ;;
+    *) echo "unknown op $1" >&2; exit 2 ;;
+  esac
+}
+if [ "${1:-}" = __op ]; then shift; op "$@"; exit; fi
+
+# ---- driver ---------------------------------------------------------------------------------
+RUNS=${1:-5}
+export W=${W:-/tmp/rcross-bench-build}
+[ "$(id -u)" = 0 ] || { echo "run as root (podman with its own storage root)" >&2; exit 1; }
+for t in podman docker-registry skopeo curl make gcc aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc python3; do
+  command -v "$t" > /dev/null || { echo "missing $t; on Debian: apt-get install -y podman docker-registry skopeo time curl make gcc gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf python3" >&2; exit 1; }
+done
+[ -x /usr/bin/time ] || { echo "missing GNU time (apt-get install -y time)" >&2; exit 1; }
+PAIR=
+for d in "${BENCH_PEERS:-}" "$ROOT/../shared/bench-peers"; do
+  [ -n "$d" ] && [ -x "$d/pair.sh" ] && { PAIR=$(cd "$d" && pwd)/pair.sh; break; }
+done
+PAIR=${PAIR:-$ROOT/bench/pair.sh}
+if [ -z "${RCROSS:-}" ]; then (cd "$ROOT" && cargo build --release --quiet); RCROSS=$ROOT/target/release/rcross; fi
+export RCROSS
+
+rm -rf "$W"; mkdir -p "$W"
+REG_PID=
+cleanup() {
+  set +e
+  [ -n "${PODMAN_OPTS:-}" ] && { pm rmi -a -f > /dev/null 2>&1; pm system prune -a -f > /dev/null 2>&1; }
+  [ -n "$REG_PID" ] && kill "$REG_PID" 2> /dev/null && wait "$REG_PID" 2> /dev/null
+  # overlay may leave mounts under the storage root; unmount only what is below $W
+  awk -v w="$W/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l 2> /dev/null
+  [ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# registry: distribution v2 on a free loopback port, plain HTTP
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export REG=127.0.0.1:$PORT
+printf '%s\n' 'version: 0.1' 'log:' '  level: error' 'storage:' '  filesystem:' \
+  "    rootdirectory: $W/registry" '  delete:' '    enabled: true' 'http:' "  addr: $REG" > "$W/registry.yml"
+docker-registry serve "$W/registry.yml" > "$W/registry.log" 2>&1 &
+REG_PID=$!
+for _ in $(seq 100); do curl -fs "http://$REG/v2/" > /dev/null && break; sleep 0.1; done
+curl -fs "http://$REG/v2/" > /dev/null || { echo "registry did not start:" >&2; cat "$W/registry.log" >&2; exit 1; }
+
+# podman: own storage root; overlay if a FROM scratch build works with it, else vfs
+probe_driver() {
+  export PODMAN_OPTS="--root $W/podman-$1/root --runroot $W/podman-$1/run --storage-driver $1"
+  mkdir -p "$W/probe" && echo x > "$W/probe/f" && printf 'FROM scratch\nCOPY f /f\n' > "$W/probe/Containerfile"
+  pm info > /dev/null 2>&1 && pm build -q --no-cache -t "$IMG:probe" "$W/probe" > /dev/null 2>&1 &&
+    pm rmi -f "$IMG:probe" > /dev/null 2>&1; }
+if [ -n "${PODMAN_DRIVER:-}" ]; then probe_driver "$PODMAN_DRIVER" || { echo "podman does not work with $PODMAN_DRIVER" >&2; exit 1; }
+else probe_driver overlay || probe_driver vfs || { echo "podman works neither with overlay nor vfs" >&2; exit 1; }
+fi
+
+echo "== rcross build vs podman, examples/hello for $PLATS"
+echo "   $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $RUNS runs each + 1 warm-up each, registry $REG"
+echo "   rcross $("$RCROSS" --version 2>/dev/null | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo ?)), $(podman --version), storage $(pm info --format '{{.Store.GraphDriverName}}'), timing: $PAIR"
+echo
+m() { local name=$1; shift; echo "-- $name"; "$PAIR" "$RUNS" "$@" | tee "$W/$name.txt"; echo; }
+m new-image  "$SELF __op rcross-new"    "$SELF __op podman-new"
+m no-op-push "$SELF __op rcross-repush" "$SELF __op podman-repush"
+m diag-host-facts "$SELF __op rcross-plan" "$SELF __op helpers"
+
+# ---- checks (not timed): what landed in the registry, what rcross uploaded ----------------------
+plats() { skopeo inspect --raw --tls-verify=false "docker://$REG/$1:latest" |
+  python3 -c 'import json,sys; print(" ".join("/".join(filter(None,(m["platform"]["os"],m["platform"]["architecture"],m["platform"].get("variant")))) for m in json.load(sys.stdin)["manifests"]))'; }
+jf() { python3 -c 'import json,sys
+d=json.load(open(sys.argv[1])); p=d["pushed"][0]
+print(d["index_digest"], "uploaded", p["blobs_uploaded"], "present", p["blobs_present"], "bytes", p["bytes_uploaded"])' "$1"; }
+echo "-- checks"
+last=$(( $(cat "$W/ctr/rc") - 1 ))
+echo "registry rc-$last: $(plats "rc-$last")"
+echo "registry pm-$last: $(plats "pm-$last")"
+echo "rcross new-image runs (index digest, blobs):"
+for f in "$W"/json/rc-[1-9]*-0.json; do echo "   $(basename "$f" -0.json): $(jf "$f")"; done
+echo "rcross no-op runs:"; for f in "$W"/json/rc-0-[1-9]*.json; do echo "   $(basename "$f" .json): $(jf "$f")"; done
+echo
+
+# ---- summary --------------------------------------------------------------------------------
+col() { awk -v k="$2" '$0 ~ "^"k {print $(NF-1)}' "$W/$1.txt"; }   # median column
+row() { local name=$1 target=$2 a b r
+  a=$(col "$name" "A wall s"); b=$(col "$name" "B wall s"); r=$(col "$name" "A/B wall")
+  printf '%-16s %10s %10s %12s %12s   %s\n' "$name" "$a" "$b" "$r" \
+    "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2fx", (a>0)?b/a:0}')" "$target"; }
+echo "== summary (wall seconds, medians of $RUNS runs; load now $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%-16s %10s %10s %12s %12s   %s\n' "" "A median" "B median" "A/B pairs" "speedup B/A" "target"
+row new-image "rcross >= 5x faster (A=rcross, B=podman)"
+row no-op-push "rcross >= 3x faster (A=rcross, B=podman)"
+row diag-host-facts "(A=rcross plan, B=its helper programs in a row)"
