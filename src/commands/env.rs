@@ -7,7 +7,12 @@ use crate::toolchain::render::{self, EnvFormat};
 pub fn run(args: EnvArgs, json: bool) -> exit::Result<u8> {
     let host = LinuxHost;
     let p: Platform = args.platform.parse().map_err(Failure::usage)?;
-    let (catalog, _, facts) = super::toolchain::load(&host, &args.paths)?;
+    // env hands out the first usable C toolchain (and derives the Rust/Go variables from it).
+    let scope = crate::toolchain::Scope {
+        platforms: Some(std::slice::from_ref(&p)),
+        lang: Some(crate::toolchain::plan::Lang::C),
+    };
+    let (catalog, _, facts) = super::toolchain::load_scoped(&host, &args.paths, scope)?;
     let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
     if toolchain.is_none() && p != facts.host {
         eprintln!("rcross: warning: no C cross compiler for {p} is installed, so CC and friends are not set; run `sudo rcross toolchain install {p}`");

@@ -24,7 +24,11 @@ pub fn run(args: PlanArgs, json: bool) -> exit::Result<u8> {
             .parse::<Lang>()
             .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?,
     };
-    let (catalog, _, facts) = super::toolchain::load(&host, &args.paths)?;
+    let scope = crate::toolchain::Scope {
+        platforms: Some(&platforms),
+        lang: Some(lang),
+    };
+    let (catalog, _, facts) = super::toolchain::load_scoped(&host, &args.paths, scope)?;
     let items = plan::plan(&facts, &catalog, &platforms, lang).map_err(Failure::usage)?;
     if json {
         super::print_json(&items)?;

@@ -36,9 +36,18 @@ pub(crate) fn load(
     host: &dyn Host,
     paths: &ToolchainPaths,
 ) -> exit::Result<(Catalog, binfmt::Catalog, Facts)> {
+    load_scoped(host, paths, toolchain::Scope::default())
+}
+
+/// [`load`], probing only what `scope` needs (see [`toolchain::Scope`]).
+pub(crate) fn load_scoped(
+    host: &dyn Host,
+    paths: &ToolchainPaths,
+    scope: toolchain::Scope,
+) -> exit::Result<(Catalog, binfmt::Catalog, Facts)> {
     let catalog = Catalog::load(&paths.toolchain_dir).map_err(Failure::usage)?;
     let handlers = binfmt::Catalog::load(&paths.host.binfmt_dir).map_err(Failure::usage)?;
-    let facts = toolchain::gather(host, &catalog, &handlers, &paths.host.binfmt_misc)
+    let facts = toolchain::gather_scoped(host, &catalog, &handlers, &paths.host.binfmt_misc, scope)
         .map_err(Failure::env)?;
     Ok((catalog, handlers, facts))
 }

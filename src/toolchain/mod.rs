@@ -263,13 +263,43 @@ fn resolve(
     }
 }
 
-/// Gather the facts through `host`. Runs the binfmt self-test programs to learn which platforms
+/// Which facts a command needs: every platform and every tool (`toolchain list`, `install`), or
+/// only some platforms and one language (`plan`, `env`, `build`). Each probe of a helper program
+/// (`python3` for zig and pip, `rustup`) costs up to a second on some hosts, so a scoped gather
+/// runs only the probes its answer depends on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope<'a> {
+    /// `None`: all platforms of the catalog.
+    pub platforms: Option<&'a [Platform]>,
+    /// `None`: every language. With a language other than Rust, only the first usable
+    /// toolchain of each platform is looked for (the one env and builds use).
+    pub lang: Option<plan::Lang>,
+}
+
+impl Scope<'_> {
+    fn full(&self) -> bool {
+        self.platforms.is_none() && self.lang.is_none()
+    }
+}
+
+/// Gather every fact through `host`. Runs the binfmt self-test programs to learn which platforms
 /// run natively and which through a registered handler.
 pub fn gather(
     host: &dyn Host,
     catalog: &Catalog,
     handlers: &binfmt::Catalog,
     binfmt_misc: &Path,
+) -> Result<Facts, FactsError> {
+    gather_scoped(host, catalog, handlers, binfmt_misc, Scope::default())
+}
+
+/// Gather what `scope` needs (see [`Scope`]).
+pub fn gather_scoped(
+    host: &dyn Host,
+    catalog: &Catalog,
+    handlers: &binfmt::Catalog,
+    binfmt_misc: &Path,
+    scope: Scope,
 ) -> Result<Facts, FactsError> {
     let host_platform = detect::host_platform(host)?;
     let state = detect::binfmt_state(host, binfmt_misc, handlers);
@@ -280,21 +310,46 @@ pub fn gather(
             native.push(r.platform);
         }
     }
-    let zig = find_zig(host);
-    let rust_targets = host
-        .run_capture(&CommandSpec::new("rustup").args(["target", "list", "--installed"]))
-        .ok()
-        .filter(|o| o.success())
-        .map(|o| o.stdout.lines().map(|l| l.trim().to_string()).collect());
-    let pip = host
-        .run_capture(&CommandSpec::new("python3").args(["-m", "pip", "--version"]))
-        .is_ok_and(|o| o.success());
+    // zig is looked for the first time a zig toolchain is considered.
+    let mut zig: Option<Option<PathBuf>> = if scope.full() {
+        Some(find_zig(host))
+    } else {
+        None
+    };
+    let rust_targets = if matches!(scope.lang, None | Some(plan::Lang::Rust)) {
+        host.run_capture(&CommandSpec::new("rustup").args(["target", "list", "--installed"]))
+            .ok()
+            .filter(|o| o.success())
+            .map(|o| o.stdout.lines().map(|l| l.trim().to_string()).collect())
+    } else {
+        None
+    };
+    // pip only matters for installing zig.
+    let pip = scope.full()
+        && host
+            .run_capture(&CommandSpec::new("python3").args(["-m", "pip", "--version"]))
+            .is_ok_and(|o| o.success());
+    let first_only = matches!(scope.lang, Some(l) if l != plan::Lang::Rust);
     let mut targets = Vec::new();
     for spec in &catalog.targets {
+        if scope
+            .platforms
+            .is_some_and(|ps| !ps.contains(&spec.platform))
+        {
+            continue;
+        }
         let mut toolchains = Vec::new();
         let mut incomplete = Vec::new();
         for c in &spec.compilers {
-            match resolve(host, c, zig.as_deref(), host_platform) {
+            if first_only && !toolchains.is_empty() {
+                break;
+            }
+            let zig_path = if c.kind == CompilerKind::Zig {
+                zig.get_or_insert_with(|| find_zig(host)).clone()
+            } else {
+                None
+            };
+            match resolve(host, c, zig_path.as_deref(), host_platform) {
                 Ok(Some(t)) => toolchains.push(t),
                 Ok(None) => {}
                 Err(why) => incomplete.push(why),
@@ -325,7 +380,7 @@ pub fn gather(
         package_manager: package_manager(host),
         go: host.find_program("go"),
         rust_targets,
-        zig,
+        zig: zig.flatten(),
         pip,
         targets,
     })

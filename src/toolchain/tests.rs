@@ -163,6 +163,41 @@ fn discovery_on_a_debian_amd64_host() {
     );
 }
 
+/// A scoped gather (plan/env/build for C) runs no helper program when the first toolchain is
+/// a gcc: `python3` and `rustup` probes cost up to a second each on some hosts.
+#[test]
+fn scoped_gather_for_c_runs_no_helper_programs() {
+    let t = Tools {
+        gcc: true,
+        emulator: true,
+        ..Default::default()
+    };
+    let h = fake(p("linux/amd64"), p("linux/arm64"), t);
+    let arm64 = [p("linux/arm64")];
+    let scope = Scope {
+        platforms: Some(&arm64),
+        lang: Some(Lang::C),
+    };
+    let f = gather_scoped(&h, &catalog(), &handlers(), std::path::Path::new(BM), scope).unwrap();
+    let captures: Vec<Call> = h
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Capture(..)))
+        .collect();
+    assert!(captures.is_empty(), "{captures:?}");
+    assert_eq!(f.targets.len(), 1);
+    assert_eq!(f.target(&arm64[0]).unwrap().toolchains.len(), 1);
+    assert!(f.rust_targets.is_none());
+
+    // For Rust, the installed targets are read.
+    let scope = Scope {
+        platforms: Some(&arm64),
+        lang: Some(Lang::Rust),
+    };
+    let f = gather_scoped(&h, &catalog(), &handlers(), std::path::Path::new(BM), scope).unwrap();
+    assert!(f.rust_targets.is_some());
+}
+
 #[test]
 fn a_gcc_without_its_c_library_is_reported_not_used() {
     let mut h = fake(p("linux/amd64"), p("linux/riscv64"), Tools::default());
