@@ -40,6 +40,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show an image index: platforms, digests, sizes and the verification verdict per platform.
     Inspect(InspectArgs),
+    /// Push an image from an OCI layout (as `rcross build` writes it) to one or more tags.
+    Push(PushArgs),
     /// INTERNAL, hidden, unstable: one layer per directory into an OCI layout, optionally
     /// pushed; prints timings as JSON. Drives bench/push.sh until `rcross build` exists.
     #[command(name = "oci-push-dir", hide = true)]
@@ -376,4 +378,19 @@ pub struct InspectArgs {
     /// Skip reading the layers (no verification verdicts).
     #[arg(long)]
     pub no_verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image: oci:DIR[:NAME] (NAME defaults to latest).
+    #[arg(value_name = "oci:DIR[:NAME]")]
+    pub source: String,
+
+    /// Where to push: REGISTRY/REPO:TAG, one or more.
+    #[arg(required = true, value_name = "REF")]
+    pub tags: Vec<String>,
+
+    /// Use plain HTTP for these registries (loopback registries always use it).
+    #[arg(long)]
+    pub insecure: bool,
 }

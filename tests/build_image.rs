@@ -271,6 +271,20 @@ fn pushes_under_two_tags_and_a_second_push_uploads_nothing() {
     let j2: Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(j2["index_digest"], digest.as_str());
     assert_eq!(j2["pushed"][0]["blobs_uploaded"], 0, "{j2}");
+    // rcross push re-pushes the layout without building: nothing uploaded, a third tag added.
+    let t3 = format!("{}/hello:2", registry.addr);
+    let p = rcross(&["--json", "push", &format!("{out}:1"), &t3], &[]);
+    assert!(p.status.success());
+    let pj: Value = serde_json::from_slice(&p.stdout).unwrap();
+    assert_eq!(pj[0]["blobs_uploaded"], 0, "{pj}");
+    assert_eq!(pj[0]["digest"], digest.as_str());
+    assert_eq!(
+        skopeo_raw(&format!("docker://{t3}")),
+        skopeo_raw(&format!("docker://{t1}"))
+    );
+    let bad = rcross(&["push", "/not/a/layout", &t3], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+
     // skopeo copies the whole index out again.
     let c = Command::new("skopeo")
         .args(["copy", "--all", "--src-tls-verify=false"])

@@ -8,6 +8,7 @@ pub mod info;
 pub mod inspect;
 pub mod oci_push_dir;
 pub mod plan;
+pub mod push;
 pub mod run;
 pub mod setup;
 pub mod toolchain;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::OciPushDir(a) => oci_push_dir::run(a),
         Command::Build(a) => build::run(a, cli.json),
         Command::Inspect(a) => inspect::run(a, cli.json),
+        Command::Push(a) => push::run(a, cli.json),
     }
 }
 

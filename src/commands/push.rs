@@ -1,0 +1,120 @@
+//! `rcross push oci:DIR[:NAME] REF…`: push an image already in an OCI layout (what `rcross
+//! build` wrote) without building it again: blobs the registry has are skipped, per-platform
+//! manifests go by digest, the index, then the tags.
+
+use crate::cli::PushArgs;
+use crate::exit::{self, Failure};
+use crate::oci::OciLayout;
+use crate::registry::{Client, ClientOptions, DockerConfig, PushOptions, Reference};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Serialize)]
+struct Pushed {
+    repository: String,
+    tags: Vec<String>,
+    digest: String,
+    blobs_uploaded: usize,
+    blobs_present: usize,
+    blobs_mounted: usize,
+    bytes_uploaded: u64,
+}
+
+/// A registry client with credentials from the Docker config file; `insecure` registries use
+/// plain HTTP (loopback registries always do).
+pub(crate) fn client(insecure: &[String]) -> exit::Result<Client> {
+    let env = |k: &str| std::env::var(k).ok();
+    let config =
+        match DockerConfig::default_path(env("DOCKER_CONFIG").as_deref(), env("HOME").as_deref()) {
+            Some(path) => DockerConfig::load(&path).map_err(Failure::usage)?,
+            None => DockerConfig::default(),
+        };
+    let options = ClientOptions {
+        insecure_registries: insecure.to_vec(),
+        ..ClientOptions::default()
+    };
+    Ok(Client::new(options, config))
+}
+
+/// Group tags by repository: each repository gets its blobs once and all its tags.
+pub(crate) fn by_repository(tags: &[Reference]) -> Vec<(Reference, Vec<String>)> {
+    let mut repos: Vec<(Reference, Vec<String>)> = Vec::new();
+    for t in tags {
+        let tag = t.tag.clone().unwrap_or_else(|| "latest".into());
+        match repos
+            .iter_mut()
+            .find(|(r, _)| r.registry == t.registry && r.repository == t.repository)
+        {
+            Some((_, ts)) => ts.push(tag),
+            None => {
+                let mut r = t.clone();
+                r.tag = None;
+                r.digest = None;
+                repos.push((r, vec![tag]));
+            }
+        }
+    }
+    repos
+}
+
+pub fn run(args: PushArgs, json: bool) -> exit::Result<u8> {
+    let spec = args.source.strip_prefix("oci:").ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "{}: the image to push must be an OCI layout, oci:DIR[:NAME]",
+            args.source
+        ))
+    })?;
+    // DIR may itself contain ':'; the name is whatever follows the last ':' when DIR exists
+    // without it.
+    let (dir, name) = match spec.rsplit_once(':') {
+        Some((d, n)) if PathBuf::from(d).is_dir() => (PathBuf::from(d), n.to_string()),
+        _ => (PathBuf::from(spec), "latest".to_string()),
+    };
+    let layout = OciLayout::open(&dir).map_err(Failure::usage)?;
+    let plan = layout.push_plan(&name).map_err(Failure::usage)?;
+    let tags: Vec<Reference> = args
+        .tags
+        .iter()
+        .map(|t| t.parse::<Reference>().map_err(Failure::usage))
+        .collect::<Result<_, _>>()?;
+    let insecure: Vec<String> = if args.insecure {
+        tags.iter().map(|t| t.registry.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    let client = client(&insecure)?;
+    let mut out = Vec::new();
+    for (repo, repo_tags) in by_repository(&tags) {
+        let report = client
+            .push_image(&repo, &plan, &repo_tags, &PushOptions::default())
+            .map_err(|e| Failure {
+                code: e.exit_code(),
+                error: e.into(),
+            })?;
+        if !json {
+            eprintln!(
+                "pushed {} to {repo} (tags: {}): {} blob(s) uploaded, {} already there, {} mounted",
+                report.digest,
+                repo_tags.join(", "),
+                report.blobs_uploaded,
+                report.blobs_present,
+                report.blobs_mounted
+            );
+        }
+        out.push(Pushed {
+            repository: repo.to_string(),
+            tags: report.tags.clone(),
+            digest: report.digest.clone(),
+            blobs_uploaded: report.blobs_uploaded,
+            blobs_present: report.blobs_present,
+            blobs_mounted: report.blobs_mounted,
+            bytes_uploaded: report.bytes_uploaded,
+        });
+    }
+    if json {
+        super::print_json(&out)?;
+    } else if let Some(p) = out.first() {
+        println!("{}", p.digest);
+    }
+    Ok(exit::OK)
+}
