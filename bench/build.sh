@@ -16,6 +16,9 @@
 #                      nothing is uploaded)
 #                  B = podman manifest push --all of the already pushed list to REG/pm-0 again
 #                  Target: rcross >= 3x faster.
+#   2b. no-op re-push of the built image, the like-for-like comparison:
+#                  A = rcross push oci:W/oci/rc-0:latest REG/rc-0:latest (no rebuild)
+#                  B = the same podman manifest push as in 2.
 #   3. diagnostic  A = rcross plan --lang c for the three platforms (host facts only, no build)
 #                  B = the helper programs rcross runs for its host facts, in a row:
 #                      python3 -c 'import ziglang', rustup target list --installed, python3 -m pip --version
@@ -71,6 +74,7 @@ op() {
       for a in "${ARCHES[@]}"; do pm manifest add "$IMG:list-$k" "containers-storage:$IMG:$a-$k" > /dev/null; done
       pm manifest push -q --all --tls-verify=false "$IMG:list-$k" "docker://$REG/pm-$k:latest" ;;
     rcross-repush) rcross_build rc-0 ;;
+    rcross-push) "$RCROSS" push "oci:$W/oci/rc-0:latest" "$REG/rc-0:latest" > /dev/null ;;
     podman-repush) pm manifest push -q --all --tls-verify=false "$IMG:list-0" "docker://$REG/pm-0:latest" ;;
     rcross-plan) "$RCROSS" plan --lang c --platform "$PLATS" ;;
     helpers)
@@ -138,6 +142,7 @@ echo
 m() { local name=$1; shift; echo "-- $name"; "$PAIR" "$RUNS" "$@" | tee "$W/$name.txt"; echo; }
 m new-image  "$SELF __op rcross-new"    "$SELF __op podman-new"
 m no-op-push "$SELF __op rcross-repush" "$SELF __op podman-repush"
+m no-op-push-layout "$SELF __op rcross-push" "$SELF __op podman-repush"
 m diag-host-facts "$SELF __op rcross-plan" "$SELF __op helpers"
 
 # ---- checks (not timed): what landed in the registry, what rcross uploaded ----------------------
@@ -164,5 +169,6 @@ row() { local name=$1 target=$2 a b r
 echo "== summary (wall seconds, medians of $RUNS runs; load now $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-16s %10s %10s %12s %12s   %s\n' "" "A median" "B median" "A/B pairs" "speedup B/A" "target"
 row new-image "rcross >= 5x faster (A=rcross, B=podman)"
-row no-op-push "rcross >= 3x faster (A=rcross, B=podman)"
+row no-op-push "rcross >= 3x faster (A=rcross build --push, B=podman)"
+row no-op-push-layout "rcross >= 3x faster (A=rcross push of the layout, B=podman)"
 row diag-host-facts "(A=rcross plan, B=its helper programs in a row)"

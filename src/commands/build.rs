@@ -113,13 +113,18 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     };
 
     // Plan: every platform must build natively or with a cross toolchain.
-    let (catalog, _handlers, facts) = super::toolchain::load(&host, &args.paths)?;
     let lang = match project.build.lang.as_str() {
         "auto" => super::plan::detect_lang(&project_dir.join(&project.build.workdir)),
         l => l
             .parse::<Lang>()
             .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?,
     };
+    // Only the facts this build needs: probing every tool costs up to seconds on some hosts.
+    let scope = crate::toolchain::Scope {
+        platforms: Some(&platforms),
+        lang: Some(lang),
+    };
+    let (catalog, _handlers, facts) = super::toolchain::load_scoped(&host, &args.paths, scope)?;
     let plan =
         crate::toolchain::plan::plan(&facts, &catalog, &platforms, lang).map_err(Failure::usage)?;
     let mut blocked = Vec::new();
