@@ -512,6 +512,92 @@ pub fn merge(base: &RunConfig, ours: &RunConfig) -> RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
+    /// Blobs by digest, the root given as bytes.
+    struct Mem {
+        root: Vec<u8>,
+        blobs: BTreeMap<String, Vec<u8>>,
+    }
+
+    impl Mem {
+        fn add(&mut self, bytes: &[u8]) -> String {
+            let d = crate::oci::sha256_digest(bytes);
+            self.blobs.insert(d.clone(), bytes.to_vec());
+            d
+        }
+    }
+
+    impl ImageSource for Mem {
+        fn describe(&self) -> String {
+            "mem".into()
+        }
+        fn root(&self) -> Result<(String, Vec<u8>), SourceError> {
+            Ok((OCI_INDEX.into(), self.root.clone()))
+        }
+        fn blob_bytes(&self, digest: &str, _max: u64) -> Result<Vec<u8>, SourceError> {
+            self.blobs
+                .get(digest)
+                .cloned()
+                .ok_or(SourceError::NotFound {
+                    what: digest.into(),
+                })
+        }
+        fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>, SourceError> {
+            Ok(Box::new(std::io::Cursor::new(self.blob_bytes(digest, 0)?)))
+        }
+    }
+
+    /// A Docker manifest list as registries serve them: arm64 without a variant, an attestation
+    /// manifest, docker layer media types, null Env/Labels.
+    #[test]
+    fn resolves_a_docker_manifest_list() {
+        let mut mem = Mem {
+            root: Vec::new(),
+            blobs: BTreeMap::new(),
+        };
+        let mut entries = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let config = format!(
+                r#"{{"architecture":"{arch}","os":"linux","config":{{"Env":["PATH=/bin"],"Cmd":["sh"],"Labels":null,"WorkingDir":""}},"rootfs":{{"type":"layers","diff_ids":["sha256:{arch}"]}},"history":[{{"created_by":"ADD {arch}","author":"x"}}]}}"#
+            );
+            let c = mem.add(config.as_bytes());
+            let manifest = format!(
+                r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{c}","size":{}}},"layers":[{{"mediaType":"{DOCKER_LAYER_GZIP}","digest":"sha256:l{arch}","size":7}}]}}"#,
+                config.len()
+            );
+            let m = mem.add(manifest.as_bytes());
+            entries.push(format!(
+                r#"{{"mediaType":"{DOCKER_MANIFEST}","digest":"{m}","size":{},"platform":{{"os":"linux","architecture":"{arch}"}}}}"#,
+                manifest.len()
+            ));
+        }
+        entries.push(format!(
+            r#"{{"mediaType":"{OCI_MANIFEST}","digest":"sha256:att","size":1,"platform":{{"os":"unknown","architecture":"unknown"}}}}"#
+        ));
+        mem.root = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_LIST}","manifests":[{}]}}"#,
+            entries.join(",")
+        )
+        .into_bytes();
+
+        let arm64: Platform = "linux/arm64".parse().unwrap();
+        let parts = resolve(&mem, &[arm64]).unwrap();
+        assert_eq!(parts.len(), 1);
+        let p = &parts[0];
+        assert_eq!(p.layers[0].digest, "sha256:larm64");
+        assert_eq!(p.layers[0].diff_id, "sha256:arm64");
+        assert_eq!(p.layers[0].media_type, MEDIA_TYPE_LAYER_GZIP);
+        assert_eq!(p.run.env, ["PATH=/bin"]);
+        assert_eq!(p.run.cmd, Some(vec!["sh".to_string()]));
+        assert_eq!(p.run.workdir, None);
+        assert_eq!(p.history[0].created_by.as_deref(), Some("ADD arm64"));
+
+        let e = resolve(&mem, &["linux/arm/v7".parse().unwrap()]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("has no linux/arm/v7 image"), "{text}");
+        assert!(text.contains("it has: linux/amd64, linux/arm64."), "{text}");
+    }
 
     #[test]
     fn merge_prefers_ours_and_keeps_the_rest() {

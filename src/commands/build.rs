@@ -39,6 +39,9 @@ struct PlatformResult {
     findings: Vec<Finding>,
     #[serde(skip_serializing_if = "Option::is_none")]
     manifest: Option<String>,
+    /// The base image's manifest this platform is built on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_manifest: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -267,6 +270,12 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                 files: placed.iter().map(|a| a.target.clone()).collect(),
                 findings,
                 manifest: None,
+                base_manifest: base.as_ref().and_then(|b| {
+                    b.parts
+                        .iter()
+                        .find(|part| part.platform == p)
+                        .map(|part| part.manifest.clone())
+                }),
             },
             placed,
         ));
