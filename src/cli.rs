@@ -341,8 +341,9 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
 
-    /// Where the image goes: oci:DIR (default oci:DIR/.rcross/oci) or oci-archive:FILE.
-    #[arg(long, value_name = "oci:DIR|oci-archive:FILE")]
+    /// Where the image goes: oci:DIR (default oci:DIR/.rcross/oci), oci-archive:FILE, or
+    /// docker-archive:FILE (one platform only; what `docker load` reads).
+    #[arg(long, value_name = "oci:DIR|oci-archive:FILE|docker-archive:FILE")]
     pub output: Option<String>,
 
     /// Write JSON (index digest, manifests per platform, tags, verification) to this file.

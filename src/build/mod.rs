@@ -1,4 +1,5 @@
 //! `rcross build`: project file, per-platform orchestration.
 
 pub mod artifacts;
+pub mod base;
 pub mod config;

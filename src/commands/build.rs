@@ -3,11 +3,13 @@
 //! index, write it to a layout and optionally push it.
 
 use crate::build::artifacts::{self, Placed};
+use crate::build::base::{self, BasePlatform, BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION};
 use crate::build::config::{self, Project};
 use crate::cli::BuildArgs;
 use crate::elf::Finding;
 use crate::exit::{self, Failure};
 use crate::host::linux::LinuxHost;
+use crate::image::ImageSource;
 use crate::oci::{
     self, Compression, FileSource, History, ImageSpec, LayerEntry, LayerOptions, OciLayout,
     RunConfig,
@@ -37,6 +39,9 @@ struct PlatformResult {
     findings: Vec<Finding>,
     #[serde(skip_serializing_if = "Option::is_none")]
     manifest: Option<String>,
+    /// The base image's manifest this platform is built on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_manifest: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,14 +91,13 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     } else {
         super::toolchain::parse_platforms(&args.platforms)?
     };
-    if project.base != "scratch" {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "{}: base = {:?}: only \"scratch\" bases are supported by this version of rcross build",
-            project.path.display(),
-            project.base
-        )));
-    }
     let tags = parse_tags(&args.tags)?;
+    let output = match &args.output {
+        Some(o) => o.clone(),
+        None => format!("oci:{}", project_dir.join(".rcross/oci").display()),
+    };
+    let target = parse_output(&output, &platforms)?;
+    let base = resolve_base(&project, &project_dir, &platforms, args.insecure)?;
     if args.push && tags.is_empty() {
         return Err(Failure::usage(anyhow::anyhow!(
             "--push needs at least one -t REGISTRY/REPO:TAG"
@@ -271,6 +275,12 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                 files: placed.iter().map(|a| a.target.clone()).collect(),
                 findings,
                 manifest: None,
+                base_manifest: base.as_ref().and_then(|b| {
+                    b.parts
+                        .iter()
+                        .find(|part| part.platform == p)
+                        .map(|part| part.manifest.clone())
+                }),
             },
             placed,
         ));
@@ -300,27 +310,21 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         )));
     }
 
-    // Assemble: one layer, config and manifest per platform, one index.
-    let output = match &args.output {
-        Some(o) => o.clone(),
-        None => format!("oci:{}", project_dir.join(".rcross/oci").display()),
-    };
-    let (layout_dir, archive) = if let Some(d) = output.strip_prefix("oci:") {
-        (PathBuf::from(d), None)
-    } else if let Some(f) = output.strip_prefix("oci-archive:") {
-        (work.path().join("layout"), Some(PathBuf::from(f)))
-    } else {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "--output {output:?}: use oci:DIR or oci-archive:FILE"
-        )));
+    // Assemble: the base's layers plus one layer, config and manifest per platform, one index.
+    let layout_dir = match &target {
+        Output::Layout(d) => d.clone(),
+        Output::OciArchive(_) | Output::DockerArchive(_) => work.path().join("layout"),
     };
     let layout = OciLayout::create(&layout_dir).map_err(Failure::env)?;
+    if let Some(b) = &base {
+        copy_base_blobs(b, &layout)?;
+    }
     let options = LayerOptions {
         compression,
         threads: 0,
         mtime: epoch,
     };
-    let run_config = RunConfig {
+    let our_config = RunConfig {
         entrypoint: (!project.image.entrypoint.is_empty())
             .then(|| project.image.entrypoint.clone()),
         cmd: (!project.image.cmd.is_empty()).then(|| project.image.cmd.clone()),
@@ -336,18 +340,43 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         let layer = layout
             .write_layer(&entries, &options)
             .map_err(Failure::env)?;
-        let spec = ImageSpec {
-            platform: result.platform,
-            layers: vec![layer],
-            history: vec![History {
-                created: Some(oci::rfc3339_utc(epoch)),
-                created_by: Some(format!("rcross build: {}", project.build.command)),
-                comment: Some(format!("{} build", result.strategy)),
-                empty_layer: false,
-            }],
-            run: run_config.clone(),
-            created: epoch,
-            annotations: BTreeMap::new(),
+        let ours = History {
+            created: Some(oci::rfc3339_utc(epoch)),
+            created_by: Some(format!("rcross build: {}", project.build.command)),
+            comment: Some(format!("{} build", result.strategy)),
+            empty_layer: false,
+        };
+        let part = base
+            .as_ref()
+            .and_then(|b| b.parts.iter().find(|p| p.platform == result.platform));
+        let mut annotations = BTreeMap::new();
+        let spec = match part {
+            None => ImageSpec {
+                platform: result.platform,
+                layers: vec![layer],
+                history: vec![ours],
+                run: our_config.clone(),
+                created: epoch,
+                annotations,
+            },
+            Some(part) => {
+                annotations.insert(BASE_DIGEST_ANNOTATION.to_string(), part.manifest.clone());
+                if let Some(name) = base.as_ref().and_then(|b| b.name.clone()) {
+                    annotations.insert(BASE_NAME_ANNOTATION.to_string(), name);
+                }
+                let mut layers = part.layers.clone();
+                layers.push(layer);
+                let mut history = part.history.clone();
+                history.push(ours);
+                ImageSpec {
+                    platform: result.platform,
+                    layers,
+                    history,
+                    run: base::merge(&part.run, &our_config),
+                    created: epoch,
+                    annotations,
+                }
+            }
         };
         let d = layout.write_image(&spec).map_err(Failure::env)?;
         result.manifest = Some(d.digest.clone());
@@ -366,12 +395,36 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     for n in &names {
         layout.tag(&index, n).map_err(Failure::env)?;
     }
-    if let Some(file) = &archive {
-        let f = std::fs::File::create(file)
-            .map_err(|e| Failure::env(anyhow::anyhow!("cannot create {}: {e}", file.display())))?;
-        let mut w = layout.write_archive(f).map_err(Failure::env)?;
-        w.flush()
-            .map_err(|e| Failure::env(anyhow::anyhow!("{}: {e}", file.display())))?;
+    match &target {
+        Output::Layout(_) => {}
+        Output::OciArchive(file) => {
+            let f = create_file(file)?;
+            let mut w = layout.write_archive(f).map_err(Failure::env)?;
+            w.flush()
+                .map_err(|e| Failure::env(anyhow::anyhow!("{}: {e}", file.display())))?;
+        }
+        Output::DockerArchive(file) => {
+            let repo_tags: Vec<String> = if tags.is_empty() {
+                vec![format!("{}:latest", project.name)]
+            } else {
+                tags.iter()
+                    .map(|t| {
+                        let mut t = t.clone();
+                        t.tag.get_or_insert_with(|| "latest".into());
+                        t.to_string()
+                    })
+                    .collect()
+            };
+            let f = create_file(file)?;
+            let mut w = layout
+                .write_docker_archive(&descriptors[0], &repo_tags, std::io::BufWriter::new(f))
+                .map_err(|e| Failure {
+                    code: e.exit_code(),
+                    error: anyhow::anyhow!("writing {}: {e}", file.display()),
+                })?;
+            w.flush()
+                .map_err(|e| Failure::env(anyhow::anyhow!("{}: {e}", file.display())))?;
+        }
     }
     log(format!("image index {} written to {output}", index.digest));
 
@@ -413,8 +466,15 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                 "pushing to {repo} (tags: {})",
                 repo_tags.join(", ")
             ));
+            // Base layers already in the same registry are mounted instead of uploaded.
+            let mut push_options = PushOptions::default();
+            if let Some(from) = base.as_ref().and_then(|b| b.reference.as_ref()) {
+                if from.registry == repo.registry && from.repository != repo.repository {
+                    push_options.mount_from = vec![from.repository.clone()];
+                }
+            }
             let report = client
-                .push_image(&repo, &plan, &repo_tags, &PushOptions::default())
+                .push_image(&repo, &plan, &repo_tags, &push_options)
                 .map_err(|e| Failure {
                     code: e.exit_code(),
                     error: e.into(),
@@ -450,6 +510,157 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     };
     finish(&meta, json, args.metadata_file.as_deref())?;
     Ok(exit::OK)
+}
+
+/// Where the image goes.
+enum Output {
+    Layout(PathBuf),
+    OciArchive(PathBuf),
+    DockerArchive(PathBuf),
+}
+
+fn parse_output(output: &str, platforms: &[Platform]) -> exit::Result<Output> {
+    if let Some(d) = output.strip_prefix("oci:") {
+        return Ok(Output::Layout(PathBuf::from(d)));
+    }
+    if let Some(f) = output.strip_prefix("oci-archive:") {
+        return Ok(Output::OciArchive(PathBuf::from(f)));
+    }
+    if let Some(f) = output.strip_prefix("docker-archive:") {
+        if platforms.len() != 1 {
+            let list: Vec<String> = platforms.iter().map(Platform::to_string).collect();
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--output docker-archive:{f} holds one platform (`docker load` cannot read a \
+                 multi-platform index), but {} are requested ({}); pick one with --platform \
+                 {}, or use oci-archive:FILE for all of them",
+                platforms.len(),
+                list.join(", "),
+                list.first().map_or("linux/amd64", String::as_str)
+            )));
+        }
+        return Ok(Output::DockerArchive(PathBuf::from(f)));
+    }
+    Err(Failure::usage(anyhow::anyhow!(
+        "--output {output:?}: use oci:DIR, oci-archive:FILE or docker-archive:FILE"
+    )))
+}
+
+fn create_file(file: &Path) -> exit::Result<std::fs::File> {
+    std::fs::File::create(file)
+        .map_err(|e| Failure::env(anyhow::anyhow!("cannot create {}: {e}", file.display())))
+}
+
+/// The base image, resolved for every platform.
+struct Base {
+    source: Box<dyn ImageSource>,
+    /// The registry reference, for a registry base.
+    reference: Option<Reference>,
+    /// `org.opencontainers.image.base.name`: the reference as written, for registry bases only
+    /// (a layout path is machine-specific and would make the image differ between machines).
+    name: Option<String>,
+    parts: Vec<BasePlatform>,
+}
+
+fn resolve_base(
+    project: &Project,
+    project_dir: &Path,
+    platforms: &[Platform],
+    insecure: bool,
+) -> exit::Result<Option<Base>> {
+    let spec = project.base.trim();
+    if spec == "scratch" {
+        return Ok(None);
+    }
+    let field = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("{}: image.base = {spec:?}: {e}", project.path.display())
+    };
+    let (source, reference): (Box<dyn ImageSource>, Option<Reference>) = if let Some(rest) =
+        spec.strip_prefix("oci:")
+    {
+        // Relative layout paths are relative to the project directory.
+        let full = format!("oci:{}", project_dir.join(rest).display());
+        let layout = walk::OciLayout::from_spec(&full).map_err(|e| Failure::usage(field(&e)))?;
+        (Box::new(layout), None)
+    } else {
+        let reference: Reference = spec.parse().map_err(|e| {
+            Failure::usage(field(&format!(
+                "{e}; use \"scratch\", REGISTRY/REPO:TAG or oci:DIR[:REF]"
+            )))
+        })?;
+        let env = |k: &str| std::env::var(k).ok();
+        let config = match DockerConfig::default_path(
+            env("DOCKER_CONFIG").as_deref(),
+            env("HOME").as_deref(),
+        ) {
+            Some(path) => DockerConfig::load(&path).map_err(Failure::usage)?,
+            None => DockerConfig::default(),
+        };
+        let mut options = ClientOptions::default();
+        if insecure {
+            options.insecure_registries = vec![reference.registry.clone()];
+        }
+        let client = Client::new(options, config);
+        (
+            Box::new(crate::registry::RegistryImage::new(
+                client,
+                reference.clone(),
+            )),
+            Some(reference),
+        )
+    };
+    log(format!("resolving base image {}", source.describe()));
+    let parts = base::resolve(source.as_ref(), platforms).map_err(|e| {
+        if e.is_transport() {
+            Failure::env(field(&e))
+        } else {
+            Failure::usage(field(&e))
+        }
+    })?;
+    for p in &parts {
+        log(format!(
+            "[{}] base {} ({} layer(s))",
+            p.platform,
+            p.manifest,
+            p.layers.len()
+        ));
+    }
+    Ok(Some(Base {
+        source,
+        name: reference.as_ref().map(|_| spec.to_string()),
+        reference,
+        parts,
+    }))
+}
+
+/// Copies the base's layers into the layout (streamed and digest-checked), so the layout is
+/// self-contained; layers already there are not fetched again.
+fn copy_base_blobs(base: &Base, layout: &OciLayout) -> exit::Result<()> {
+    let from = base.source.describe();
+    let mut copied = 0usize;
+    for part in &base.parts {
+        for layer in &part.layers {
+            if layout.has_blob(&layer.digest).map_err(Failure::env)? {
+                continue;
+            }
+            let mut reader = base.source.open_blob(&layer.digest).map_err(|e| {
+                Failure::env(anyhow::anyhow!(
+                    "base image {from}: layer {}: {e}",
+                    layer.digest
+                ))
+            })?;
+            layout
+                .copy_blob(&layer.digest, layer.size, &from, &mut reader)
+                .map_err(|e| Failure {
+                    code: e.exit_code(),
+                    error: e.into(),
+                })?;
+            copied += 1;
+        }
+    }
+    if copied > 0 {
+        log(format!("copied {copied} base layer(s) from {from}"));
+    }
+    Ok(())
 }
 
 fn finish(meta: &Metadata, json: bool, metadata_file: Option<&Path>) -> exit::Result<()> {

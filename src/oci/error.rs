@@ -37,6 +37,17 @@ pub enum OciError {
     #[error("compressing a layer: {message}")]
     Compression { message: String },
 
+    /// A blob copied in (from a base image) is not what its descriptor says.
+    #[error(
+        "blob {digest} from {from}: {message}; the source is damaged or changed while it \
+             was read, so nothing was stored"
+    )]
+    BlobMismatch {
+        digest: String,
+        from: String,
+        message: String,
+    },
+
     /// An OCI layout on disk is not what the spec says.
     #[error("OCI layout {}: {message}", .path.display())]
     Layout { path: PathBuf, message: String },
@@ -69,6 +80,7 @@ impl OciError {
             | OciError::UnsupportedFile { .. }
             | OciError::InvalidOption { .. }
             | OciError::Layout { .. } => exit::USAGE,
+            OciError::BlobMismatch { .. } => exit::CHECK_FAILED,
             OciError::FileChanged { .. } => exit::CHECK_FAILED,
             OciError::Io { .. } | OciError::Compression { .. } => exit::INTERNAL,
         }

@@ -384,7 +384,7 @@ impl OciLayout {
         Ok(())
     }
 
-    fn temp_blob(&self) -> Result<tempfile::NamedTempFile, OciError> {
+    pub(super) fn temp_blob(&self) -> Result<tempfile::NamedTempFile, OciError> {
         let dir = self.root.join("blobs").join("sha256");
         tempfile::Builder::new()
             .prefix(".tmp-")
@@ -392,7 +392,11 @@ impl OciLayout {
             .map_err(|e| OciError::io("creating a file in", &dir, e))
     }
 
-    fn persist(&self, temp: tempfile::NamedTempFile, path: &Path) -> Result<(), OciError> {
+    pub(super) fn persist(
+        &self,
+        temp: tempfile::NamedTempFile,
+        path: &Path,
+    ) -> Result<(), OciError> {
         temp.persist(path)
             .map_err(|e| OciError::io("writing", path, e.error))?;
         Ok(())

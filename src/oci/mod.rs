@@ -11,6 +11,7 @@
 //! must be ours and must not move when a dependency is upgraded; oci-spec's builders would also
 //! add derive_builder, getset and strum to a build that shares two cores.
 
+mod docker;
 mod error;
 mod gzip;
 mod image;

@@ -1,0 +1,302 @@
+//! Blobs copied into a layout from elsewhere (a base image's layers), and the `docker-archive`
+//! form of one image (what `docker save` writes and `docker load` reads: `manifest.json`, the
+//! config and one uncompressed tar per layer).
+
+use std::io::{self, BufWriter, Read, Write};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use super::error::OciError;
+use super::image::Descriptor;
+use super::layout::OciLayout;
+use super::{MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD};
+
+/// A writer that hashes and counts what passes through.
+struct Hashing<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[derive(Deserialize)]
+struct ManifestDoc {
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct ConfigDoc {
+    rootfs: RootFs,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    diff_ids: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct DockerManifest<'a> {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags")]
+    repo_tags: &'a [String],
+    #[serde(rename = "Layers")]
+    layers: Vec<String>,
+}
+
+impl OciLayout {
+    /// Whether the blob `digest` is in the layout.
+    pub fn has_blob(&self, digest: &str) -> Result<bool, OciError> {
+        Ok(self.blob_path(digest)?.exists())
+    }
+
+    /// Streams a blob from `from` (named `source` in messages) into the layout, checking its
+    /// size and sha256 before it is stored. A blob already there is not read again.
+    pub fn copy_blob(
+        &self,
+        digest: &str,
+        size: u64,
+        source: &str,
+        from: &mut dyn Read,
+    ) -> Result<(), OciError> {
+        let path = self.blob_path(digest)?;
+        if path.exists() {
+            return Ok(());
+        }
+        let temp = self.temp_blob()?;
+        let temp_path = temp.path().to_path_buf();
+        let mut writer = Hashing {
+            inner: BufWriter::with_capacity(1 << 20, temp),
+            hasher: sha2::Sha256::new(),
+            size: 0,
+        };
+        let mismatch = |message: String| OciError::BlobMismatch {
+            digest: digest.to_string(),
+            from: source.to_string(),
+            message,
+        };
+        io::copy(from, &mut writer).map_err(|e| mismatch(format!("reading failed: {e}")))?;
+        let got = format!("sha256:{:x}", writer.hasher.clone().finalize());
+        if writer.size != size {
+            return Err(mismatch(format!(
+                "{} bytes arrived, its descriptor says {size}",
+                writer.size
+            )));
+        }
+        if got != digest {
+            return Err(mismatch(format!("the content hashes to {got}")));
+        }
+        let temp = writer
+            .inner
+            .into_inner()
+            .map_err(|e| OciError::io("writing", &temp_path, e.into_error()))?;
+        self.persist(temp, &path)
+    }
+
+    /// Writes the image whose manifest is `manifest` as a `docker-archive` into `out`:
+    /// `<config hex>.json`, `<diff_id hex>/layer.tar` (uncompressed, checked against the
+    /// config's diff_ids) and `manifest.json` naming `repo_tags`. Entries are in a fixed order
+    /// with fixed ownership and times.
+    pub fn write_docker_archive<W: Write>(
+        &self,
+        manifest: &Descriptor,
+        repo_tags: &[String],
+        out: W,
+    ) -> Result<W, OciError> {
+        let fail = |e: io::Error| OciError::Compression {
+            message: format!("writing the docker archive: {e}"),
+        };
+        let bad = |message: String| OciError::layout(self.root(), message);
+        let manifest_bytes = self.read_blob(&manifest.digest)?;
+        let doc: ManifestDoc = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| bad(format!("{} is not an image manifest: {e}", manifest.digest)))?;
+        let config_bytes = self.read_blob(&doc.config.digest)?;
+        let config: ConfigDoc = serde_json::from_slice(&config_bytes)
+            .map_err(|e| bad(format!("config {} is not valid: {e}", doc.config.digest)))?;
+        if config.rootfs.diff_ids.len() != doc.layers.len() {
+            return Err(bad(format!(
+                "{} has {} layers but its config {} diff_ids",
+                manifest.digest,
+                doc.layers.len(),
+                config.rootfs.diff_ids.len()
+            )));
+        }
+        let hex = |d: &str| d.strip_prefix("sha256:").unwrap_or(d).to_string();
+        let mut builder = tar::Builder::new(out);
+        let config_name = format!("{}.json", hex(&doc.config.digest));
+        let mut header = super::layer::base_header(tar::EntryType::Regular, 0o644, 0);
+        header.set_size(config_bytes.len() as u64);
+        builder
+            .append_data(&mut header, &config_name, config_bytes.as_slice())
+            .map_err(fail)?;
+
+        let mut names = Vec::new();
+        for (layer, diff_id) in doc.layers.iter().zip(&config.rootfs.diff_ids) {
+            let dir = hex(diff_id);
+            let name = format!("{dir}/layer.tar");
+            if names.contains(&name) {
+                names.push(name);
+                continue;
+            }
+            // The uncompressed tar goes to a temporary file first: a tar entry needs its size
+            // up front, and the content must match the diff_id before it is archived.
+            let path = self.blob_path(&layer.digest)?;
+            let file = std::fs::File::open(&path).map_err(|e| OciError::io("reading", &path, e))?;
+            let mut reader: Box<dyn Read> = match layer.media_type.as_str() {
+                MEDIA_TYPE_LAYER_GZIP => {
+                    Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
+                }
+                MEDIA_TYPE_LAYER_ZSTD => Box::new(
+                    zstd::stream::read::Decoder::new(file)
+                        .map_err(|e| OciError::io("reading", &path, e))?,
+                ),
+                _ => Box::new(file),
+            };
+            let temp = self.temp_blob()?;
+            let temp_path = temp.path().to_path_buf();
+            let mut writer = Hashing {
+                inner: BufWriter::with_capacity(1 << 20, temp),
+                hasher: sha2::Sha256::new(),
+                size: 0,
+            };
+            io::copy(&mut reader, &mut writer).map_err(|e| {
+                bad(format!(
+                    "layer {} cannot be decompressed ({}): {e}",
+                    layer.digest, layer.media_type
+                ))
+            })?;
+            let got = format!("sha256:{:x}", writer.hasher.clone().finalize());
+            if &got != diff_id {
+                return Err(bad(format!(
+                    "layer {} decompresses to {got}, but the config's diff_id is {diff_id}",
+                    layer.digest
+                )));
+            }
+            let size = writer.size;
+            let mut temp = writer
+                .inner
+                .into_inner()
+                .map_err(|e| OciError::io("writing", &temp_path, e.into_error()))?;
+            temp.flush()
+                .map_err(|e| OciError::io("writing", &temp_path, e))?;
+            let mut file = temp
+                .reopen()
+                .map_err(|e| OciError::io("reading", &temp_path, e))?;
+            let mut dir_header = super::layer::base_header(tar::EntryType::Directory, 0o755, 0);
+            builder
+                .append_data(&mut dir_header, format!("{dir}/"), io::empty())
+                .map_err(fail)?;
+            let mut header = super::layer::base_header(tar::EntryType::Regular, 0o644, 0);
+            header.set_size(size);
+            builder
+                .append_data(&mut header, &name, (&mut file).take(size))
+                .map_err(fail)?;
+            names.push(name);
+        }
+        let manifest_json = serde_json::to_vec(&[DockerManifest {
+            config: config_name,
+            repo_tags,
+            layers: names,
+        }])
+        .map_err(|e| bad(format!("cannot serialise manifest.json: {e}")))?;
+        let mut header = super::layer::base_header(tar::EntryType::Regular, 0o644, 0);
+        header.set_size(manifest_json.len() as u64);
+        builder
+            .append_data(&mut header, "manifest.json", manifest_json.as_slice())
+            .map_err(fail)?;
+        builder.into_inner().map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::{FileSource, ImageSpec, LayerEntry, LayerOptions, RunConfig};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn copy_checks_digest_and_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let data = b"layer bytes".to_vec();
+        let digest = crate::oci::sha256_digest(&data);
+        let e = layout
+            .copy_blob(&digest, 3, "test", &mut data.as_slice())
+            .unwrap_err();
+        assert!(e.to_string().contains("descriptor says 3"), "{e}");
+        let other = crate::oci::sha256_digest(b"x");
+        let e = layout
+            .copy_blob(&other, data.len() as u64, "test", &mut data.as_slice())
+            .unwrap_err();
+        assert!(e.to_string().contains("hashes to"), "{e}");
+        assert!(!layout.has_blob(&other).unwrap());
+        layout
+            .copy_blob(&digest, data.len() as u64, "test", &mut data.as_slice())
+            .unwrap();
+        assert_eq!(layout.read_blob(&digest).unwrap(), data);
+    }
+
+    #[test]
+    fn docker_archive_has_uncompressed_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let layer = layout
+            .write_layer(
+                &[LayerEntry::file(
+                    "a",
+                    FileSource::Bytes(b"hi".to_vec()),
+                    0o644,
+                )],
+                &LayerOptions::default(),
+            )
+            .unwrap();
+        let spec = ImageSpec {
+            platform: "linux/arm64".parse().unwrap(),
+            layers: vec![layer.clone(), layer.clone()],
+            history: Vec::new(),
+            run: RunConfig::default(),
+            created: 0,
+            annotations: BTreeMap::new(),
+        };
+        let m = layout.write_image(&spec).unwrap();
+        let tags = vec!["x/y:1".to_string()];
+        let bytes = layout.write_docker_archive(&m, &tags, Vec::new()).unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut manifest = None;
+        let mut names = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            if name.ends_with("layer.tar") {
+                let mut content = Vec::new();
+                e.read_to_end(&mut content).unwrap();
+                assert_eq!(crate::oci::sha256_digest(&content), layer.diff_id);
+            }
+            if name == "manifest.json" {
+                let mut content = String::new();
+                e.read_to_string(&mut content).unwrap();
+                manifest = Some(content);
+            }
+            names.push(name);
+        }
+        let manifest: serde_json::Value = serde_json::from_str(&manifest.unwrap()).unwrap();
+        let hex = layer.diff_id.trim_start_matches("sha256:");
+        assert_eq!(manifest[0]["RepoTags"][0], "x/y:1");
+        assert_eq!(manifest[0]["Layers"][0], format!("{hex}/layer.tar"));
+        assert_eq!(manifest[0]["Layers"][1], format!("{hex}/layer.tar"));
+        assert_eq!(names.len(), 4, "{names:?}");
+    }
+}
