@@ -16,7 +16,7 @@ use crate::oci::{
 };
 use crate::platform::Platform;
 use crate::registry::PushOptions;
-use crate::registry::{Client, ClientOptions, DockerConfig, Reference};
+use crate::registry::Reference;
 use crate::toolchain::plan::{Lang, Strategy};
 use crate::toolchain::render::{self, EnvInput};
 use crate::walk::{self, Found};
@@ -431,37 +431,14 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     // Push: per repository, blobs, manifests by digest, the index, then the tags.
     let mut pushed = Vec::new();
     if args.push {
-        let env = |k: &str| std::env::var(k).ok();
-        let config = match DockerConfig::default_path(
-            env("DOCKER_CONFIG").as_deref(),
-            env("HOME").as_deref(),
-        ) {
-            Some(path) => DockerConfig::load(&path).map_err(Failure::usage)?,
-            None => DockerConfig::default(),
+        let insecure: Vec<String> = if args.insecure {
+            tags.iter().map(|t| t.registry.clone()).collect()
+        } else {
+            Vec::new()
         };
-        let mut client_options = ClientOptions::default();
-        if args.insecure {
-            client_options.insecure_registries = tags.iter().map(|t| t.registry.clone()).collect();
-        }
-        let client = Client::new(client_options, config);
+        let client = super::push::client(&insecure)?;
         let plan = layout.push_plan(&names[0]).map_err(Failure::env)?;
-        let mut repos: Vec<(Reference, Vec<String>)> = Vec::new();
-        for t in &tags {
-            let tag = t.tag.clone().unwrap_or_else(|| "latest".into());
-            match repos
-                .iter_mut()
-                .find(|(r, _)| r.registry == t.registry && r.repository == t.repository)
-            {
-                Some((_, ts)) => ts.push(tag),
-                None => {
-                    let mut r = t.clone();
-                    r.tag = None;
-                    r.digest = None;
-                    repos.push((r, vec![tag]));
-                }
-            }
-        }
-        for (repo, repo_tags) in repos {
+        for (repo, repo_tags) in super::push::by_repository(&tags) {
             log(format!(
                 "pushing to {repo} (tags: {})",
                 repo_tags.join(", ")
@@ -587,19 +564,12 @@ fn resolve_base(
                 "{e}; use \"scratch\", REGISTRY/REPO:TAG or oci:DIR[:REF]"
             )))
         })?;
-        let env = |k: &str| std::env::var(k).ok();
-        let config = match DockerConfig::default_path(
-            env("DOCKER_CONFIG").as_deref(),
-            env("HOME").as_deref(),
-        ) {
-            Some(path) => DockerConfig::load(&path).map_err(Failure::usage)?,
-            None => DockerConfig::default(),
+        let insecure = if insecure {
+            vec![reference.registry.clone()]
+        } else {
+            Vec::new()
         };
-        let mut options = ClientOptions::default();
-        if insecure {
-            options.insecure_registries = vec![reference.registry.clone()];
-        }
-        let client = Client::new(options, config);
+        let client = super::push::client(&insecure)?;
         (
             Box::new(crate::registry::RegistryImage::new(
                 client,

@@ -3,7 +3,7 @@ use crate::elf::{self, Finding};
 use crate::exit::{self, Failure};
 use crate::image::{ImageSource, SourceError};
 use crate::platform::Platform;
-use crate::registry::{Client, ClientOptions, DockerConfig, Reference, RegistryImage};
+use crate::registry::{Reference, RegistryImage};
 use crate::walk::{self, Found, ImageError, OciLayout};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -60,13 +60,7 @@ pub(crate) fn open_image(spec: &str) -> exit::Result<Box<dyn ImageSource>> {
         return Ok(Box::new(layout));
     }
     let reference: Reference = spec.parse().map_err(Failure::usage)?;
-    let env = |k: &str| std::env::var(k).ok();
-    let config =
-        match DockerConfig::default_path(env("DOCKER_CONFIG").as_deref(), env("HOME").as_deref()) {
-            Some(path) => DockerConfig::load(&path).map_err(Failure::usage)?,
-            None => DockerConfig::default(),
-        };
-    let client = Client::new(ClientOptions::default(), config);
+    let client = super::push::client(&[])?;
     Ok(Box::new(RegistryImage::new(client, reference)))
 }
 
