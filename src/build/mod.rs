@@ -3,3 +3,4 @@
 pub mod artifacts;
 pub mod base;
 pub mod config;
+pub mod progress;

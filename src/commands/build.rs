@@ -191,24 +191,28 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     let results: Mutex<Vec<(Platform, Result<f64, StepFailure>)>> = Mutex::new(Vec::new());
     let workdir = project_dir.join(&project.build.workdir);
     let started = Instant::now();
+    let progress = crate::build::progress::Progress::new(&platforms);
     std::thread::scope(|s| {
         for _ in 0..jobs.min(envs.len()) {
             s.spawn(|| loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop());
                 let Some((item, vars)) = next else { break };
                 let p = item.platform;
-                log(format!(
-                    "[{p}] building ({}{})",
-                    item.strategy,
-                    item.toolchain
-                        .as_ref()
-                        .map(|t| format!(", {t}"))
-                        .unwrap_or_default()
-                ));
+                progress.start(
+                    p,
+                    &format!(
+                        "building ({}{})",
+                        item.strategy,
+                        item.toolchain
+                            .as_ref()
+                            .map(|t| format!(", {t}"))
+                            .unwrap_or_default()
+                    ),
+                );
                 let r = build_one(&project, &workdir, work.path(), p, vars, epoch);
                 match &r {
-                    Ok(secs) => log(format!("[{p}] built in {secs:.1}s")),
-                    Err(f) => log(format!("[{p}] FAILED: {}", f.message)),
+                    Ok(secs) => progress.finish(p, &format!("built in {secs:.1}s")),
+                    Err(_) => progress.finish(p, "FAILED (details below)"),
                 }
                 if let Ok(mut res) = results.lock() {
                     res.push((p, r));
@@ -216,6 +220,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
             });
         }
     });
+    drop(progress);
     let results = results.into_inner().unwrap_or_default();
     let mut failed: Vec<String> = results
         .iter()
