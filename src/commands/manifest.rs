@@ -396,3 +396,24 @@ fn create(args: ManifestCreateArgs, json: bool) -> exit::Result<u8> {
     }
     Ok(exit::OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_are_normalised_and_unknown_ones_kept_as_written() {
+        let (name, oci) = platform_of(&serde_json::json!({"os": "linux", "architecture": "arm64"}));
+        assert_eq!(name, "linux/arm64/v8");
+        assert_eq!(oci.variant.as_deref(), Some("v8"));
+        let (with_variant, _) = platform_of(
+            &serde_json::json!({"os": "linux", "architecture": "arm64", "variant": "v8"}),
+        );
+        assert_eq!(with_variant, name);
+        let (odd, oci) = platform_of(
+            &serde_json::json!({"os": "plan9", "architecture": "mips", "variant": "x"}),
+        );
+        assert_eq!(odd, "plan9/mips/x");
+        assert_eq!(oci.os, "plan9");
+    }
+}
