@@ -41,7 +41,8 @@ struct Created {
 
 /// One platform manifest taken from a source.
 struct Part {
-    /// `os/arch[/variant]`, normalised (arm64 always `v8`) when rcross knows the platform.
+    /// `os/arch[/variant]` as rcross names it (`linux/arm64` with or without `v8`) when rcross
+    /// knows the platform, else as written.
     platform: String,
     oci: OciPlatform,
     manifest: PushManifest,
@@ -404,7 +405,7 @@ mod tests {
     #[test]
     fn platforms_are_normalised_and_unknown_ones_kept_as_written() {
         let (name, oci) = platform_of(&serde_json::json!({"os": "linux", "architecture": "arm64"}));
-        assert_eq!(name, "linux/arm64/v8");
+        assert_eq!(name, "linux/arm64");
         assert_eq!(oci.variant.as_deref(), Some("v8"));
         let (with_variant, _) = platform_of(
             &serde_json::json!({"os": "linux", "architecture": "arm64", "variant": "v8"}),
