@@ -42,6 +42,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Push an image from an OCI layout (as `rcross build` writes it) to one or more tags.
     Push(PushArgs),
+    /// Image indexes in a registry: `manifest create` merges images already pushed.
+    Manifest(ManifestArgs),
     /// INTERNAL, hidden, unstable: one layer per directory into an OCI layout, optionally
     /// pushed; prints timings as JSON. Drives bench/push.sh until `rcross build` exists.
     #[command(name = "oci-push-dir", hide = true)]
@@ -366,6 +368,11 @@ pub struct BuildArgs {
     #[arg(long)]
     pub insecure: bool,
 
+    /// With --push: write what was pushed to this file, one line each: the index digest first,
+    /// then REGISTRY/REPO@DIGEST per repository (sources for `rcross manifest create`).
+    #[arg(long, value_name = "FILE", requires = "push")]
+    pub digest_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub paths: ToolchainPaths,
 }
@@ -392,6 +399,39 @@ pub struct PushArgs {
     pub tags: Vec<String>,
 
     /// Use plain HTTP for these registries (loopback registries always use it).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    #[command(subcommand)]
+    pub command: ManifestCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Merge images already in a registry (tags or digests; single-platform images or indexes)
+    /// into one index, each platform taken from its image config, and tag it.
+    Create(ManifestCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestCreateArgs {
+    /// Tag to create, REGISTRY/REPO:TAG (repeatable; all in the sources' registry).
+    #[arg(long = "tag", short = 't', required = true, value_name = "REF")]
+    pub tags: Vec<String>,
+
+    /// Images to merge: REGISTRY/REPO:TAG or REGISTRY/REPO@DIGEST.
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<String>,
+
+    /// Check every ELF file of each source against its platform first; create nothing if any
+    /// finding.
+    #[arg(long)]
+    pub verify: bool,
+
+    /// Use plain HTTP for the registry (loopback registries always use it).
     #[arg(long)]
     pub insecure: bool,
 }

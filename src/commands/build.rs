@@ -481,6 +481,10 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         }
     }
 
+    if let Some(file) = &args.digest_file {
+        write_digest_file(file, &index.digest, &pushed)?;
+    }
+
     let meta = Metadata {
         name: project.name.clone(),
         index_digest: Some(index.digest.clone()),
@@ -636,6 +640,20 @@ fn copy_base_blobs(base: &Base, layout: &OciLayout) -> exit::Result<()> {
         log(format!("copied {copied} base layer(s) from {from}"));
     }
     Ok(())
+}
+
+/// `--digest-file`: the index digest, then `REGISTRY/REPO@DIGEST` per pushed repository.
+fn write_digest_file(file: &Path, digest: &str, pushed: &[Pushed]) -> exit::Result<()> {
+    let mut text = format!("{digest}\n");
+    for p in pushed {
+        text.push_str(&format!("{}@{}\n", p.repository, p.digest));
+    }
+    std::fs::write(file, text).map_err(|e| {
+        Failure::env(anyhow::anyhow!(
+            "cannot write digest file {}: {e}; the push itself succeeded",
+            file.display()
+        ))
+    })
 }
 
 fn finish(meta: &Metadata, json: bool, metadata_file: Option<&Path>) -> exit::Result<()> {

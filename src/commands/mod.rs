@@ -6,6 +6,7 @@ pub mod elf;
 pub mod env;
 pub mod info;
 pub mod inspect;
+pub mod manifest;
 pub mod oci_push_dir;
 pub mod plan;
 pub mod push;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::Build(a) => build::run(a, cli.json),
         Command::Inspect(a) => inspect::run(a, cli.json),
         Command::Push(a) => push::run(a, cli.json),
+        Command::Manifest(a) => manifest::run(a, cli.json),
     }
 }
 

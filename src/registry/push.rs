@@ -327,6 +327,28 @@ impl Client {
         })
     }
 
+    /// Asks the registry to mount blob `digest` from repository `from` (same registry) into
+    /// `repository`: `true` when it did. `false` when it opened an upload session instead (the
+    /// blob is not in `from`, or the registry does not mount); that session is left for the
+    /// registry to expire, and the caller uploads the blob with [`Client::push_blob`].
+    pub fn mount_blob(
+        &self,
+        repository: &Reference,
+        digest: &str,
+        from: &str,
+    ) -> Result<bool, RegistryError> {
+        validate_digest(digest).map_err(|reason| ReferenceError {
+            input: digest.to_string(),
+            reason,
+        })?;
+        let from = from.to_string();
+        let target = self.push_target(repository, Some(&from));
+        self.retrying(|| match self.start_upload(&target, digest, Some(&from))? {
+            Started::Mounted => Ok(true),
+            Started::Session(_) => Ok(false),
+        })
+    }
+
     /// PUTs `manifest` under `reference` (a tag or its digest) in `repository`.
     pub fn put_manifest(
         &self,
