@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::walk::image::OciPlatform;
 use serde::Deserialize;
 
 use crate::image::{ImageSource, SourceError};
@@ -111,31 +112,9 @@ struct Desc {
     #[serde(default)]
     size: u64,
     #[serde(default)]
-    platform: Option<DescPlatform>,
+    platform: Option<OciPlatform>,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize, Clone)]
-struct DescPlatform {
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    variant: Option<String>,
-}
-
-impl DescPlatform {
-    fn display(&self) -> String {
-        match self.variant.as_deref().filter(|v| !v.is_empty()) {
-            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
-            None => format!("{}/{}", self.os, self.architecture),
-        }
-    }
-    fn parse(&self) -> Option<Platform> {
-        Platform::from_oci(&self.os, &self.architecture, self.variant.as_deref()).ok()
-    }
 }
 
 #[derive(Deserialize)]
@@ -260,14 +239,14 @@ impl Resolver<'_> {
                 }
                 OCI_MANIFEST | DOCKER_MANIFEST => {
                     // Attestations and other artifacts carry "unknown/unknown".
-                    let shown = d.platform.as_ref().map(DescPlatform::display);
+                    let shown = d.platform.as_ref().map(OciPlatform::display);
                     if shown.as_deref() == Some("unknown/unknown")
                         || d.annotations.contains_key("vnd.docker.reference.type")
                     {
                         continue;
                     }
                     out.push(Candidate {
-                        platform: d.platform.as_ref().and_then(DescPlatform::parse),
+                        platform: d.platform.as_ref().and_then(OciPlatform::parse),
                         shown: shown.unwrap_or_default(),
                         digest: d.digest,
                         bytes: None,
@@ -316,7 +295,7 @@ pub fn resolve(
             continue;
         }
         let (manifest, config) = r.load(&c.digest, c.bytes.take())?;
-        let p = DescPlatform {
+        let p = OciPlatform {
             os: config.os.clone(),
             architecture: config.architecture.clone(),
             variant: config.variant.clone(),
@@ -381,7 +360,7 @@ fn platform_part(
     config: ConfigDoc,
 ) -> Result<BasePlatform, BaseError> {
     if !config.architecture.is_empty() {
-        let said = DescPlatform {
+        let said = OciPlatform {
             os: config.os.clone(),
             architecture: config.architecture.clone(),
             variant: config.variant.clone(),

@@ -2,6 +2,7 @@
 //! that platform's environment, verify every ELF artifact, assemble a reproducible OCI image
 //! index, write it to a layout and optionally push it.
 
+use super::push::Pushed;
 use crate::build::artifacts::{self, Placed};
 use crate::build::base::{self, BasePlatform, BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION};
 use crate::build::config::{self, Project};
@@ -42,17 +43,6 @@ struct PlatformResult {
     /// The base image's manifest this platform is built on.
     #[serde(skip_serializing_if = "Option::is_none")]
     base_manifest: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Pushed {
-    repository: String,
-    tags: Vec<String>,
-    digest: String,
-    blobs_uploaded: usize,
-    blobs_present: usize,
-    blobs_mounted: usize,
-    bytes_uploaded: u64,
 }
 
 /// The `--json` output and `--metadata-file` content.
@@ -469,15 +459,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                 report.blobs_present,
                 report.blobs_mounted
             ));
-            pushed.push(Pushed {
-                repository: repo.to_string(),
-                tags: report.tags.clone(),
-                digest: report.digest.clone(),
-                blobs_uploaded: report.blobs_uploaded,
-                blobs_present: report.blobs_present,
-                blobs_mounted: report.blobs_mounted,
-                bytes_uploaded: report.bytes_uploaded,
-            });
+            pushed.push(Pushed::new(&repo, &report));
         }
     }
 

@@ -9,15 +9,30 @@ use crate::registry::{Client, ClientOptions, DockerConfig, PushOptions, Referenc
 use serde::Serialize;
 use std::path::PathBuf;
 
+/// What one repository received, as `push` and `build --push` report it.
 #[derive(Debug, Serialize)]
-struct Pushed {
-    repository: String,
+pub(crate) struct Pushed {
+    pub(crate) repository: String,
     tags: Vec<String>,
-    digest: String,
+    pub(crate) digest: String,
     blobs_uploaded: usize,
     blobs_present: usize,
     blobs_mounted: usize,
     bytes_uploaded: u64,
+}
+
+impl Pushed {
+    pub(crate) fn new(repo: &Reference, report: &crate::registry::PushReport) -> Pushed {
+        Pushed {
+            repository: repo.to_string(),
+            tags: report.tags.clone(),
+            digest: report.digest.clone(),
+            blobs_uploaded: report.blobs_uploaded,
+            blobs_present: report.blobs_present,
+            blobs_mounted: report.blobs_mounted,
+            bytes_uploaded: report.bytes_uploaded,
+        }
+    }
 }
 
 /// A registry client with credentials from the Docker config file; `insecure` registries use
@@ -101,15 +116,7 @@ pub fn run(args: PushArgs, json: bool) -> exit::Result<u8> {
                 report.blobs_mounted
             );
         }
-        out.push(Pushed {
-            repository: repo.to_string(),
-            tags: report.tags.clone(),
-            digest: report.digest.clone(),
-            blobs_uploaded: report.blobs_uploaded,
-            blobs_present: report.blobs_present,
-            blobs_mounted: report.blobs_mounted,
-            bytes_uploaded: report.bytes_uploaded,
-        });
+        out.push(Pushed::new(&repo, &report));
     }
     if json {
         super::print_json(&out)?;

@@ -106,22 +106,29 @@ struct Descriptor {
     annotations: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
-struct OciPlatform {
+/// A platform as an index descriptor or an image config spells it, before normalisation.
+#[derive(Deserialize, Clone, Debug)]
+pub(crate) struct OciPlatform {
     #[serde(default)]
-    os: String,
+    pub(crate) os: String,
     #[serde(default)]
-    architecture: String,
+    pub(crate) architecture: String,
     #[serde(default)]
-    variant: Option<String>,
+    pub(crate) variant: Option<String>,
 }
 
 impl OciPlatform {
-    fn display(&self) -> String {
+    /// As written (`linux/arm64/v8`), for messages.
+    pub(crate) fn display(&self) -> String {
         match self.variant.as_deref().filter(|v| !v.is_empty()) {
             Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
             None => format!("{}/{}", self.os, self.architecture),
         }
+    }
+
+    /// The platform rcross knows it as, if any.
+    pub(crate) fn parse(&self) -> Option<Platform> {
+        Platform::from_oci(&self.os, &self.architecture, self.variant.as_deref()).ok()
     }
 }
 
