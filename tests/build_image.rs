@@ -5,30 +5,11 @@
 
 mod common_registry;
 
+use common_registry::{example_hello as example, rcross, skopeo_raw};
+
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const RCROSS: &str = env!("CARGO_BIN_EXE_rcross");
-
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello")
-}
-
-fn rcross(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(RCROSS)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    eprintln!(
-        "rcross {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use std::path::Path;
+use std::process::Command;
 
 fn have_compilers() -> bool {
     for cc in ["aarch64-linux-gnu-gcc", "arm-linux-gnueabihf-gcc", "make"] {
@@ -37,19 +18,6 @@ fn have_compilers() -> bool {
         }
     }
     true
-}
-
-fn skopeo_raw(image: &str) -> Value {
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", image])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo inspect {image}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn platforms_of(index: &Value) -> Vec<String> {

@@ -5,39 +5,14 @@
 
 mod common_registry;
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const RCROSS: &str = env!("CARGO_BIN_EXE_rcross");
-
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello")
-}
+use common_registry::{example_hello as example, skopeo_raw};
 
 fn rcross(args: &[&str]) -> Output {
-    let out = Command::new(RCROSS).args(args).output().unwrap();
-    eprintln!(
-        "rcross {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common_registry::rcross(args, &[])
 }
 
-fn skopeo_raw(image: &str) -> Value {
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", image])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo inspect {image}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use serde_json::Value;
+use std::process::{Command, Output};
 
 #[test]
 fn merges_two_separately_pushed_images_and_refuses_duplicates() {

@@ -519,3 +519,42 @@ fn tar_with_file(name: &str, content: &[u8]) -> Vec<u8> {
     out.resize(out.len() + 1024, 0);
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// Running rcross and skopeo
+// ---------------------------------------------------------------------------------------------
+
+/// The bundled example project.
+pub fn example_hello() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello")
+}
+
+/// Run the rcross binary with extra environment; its output is echoed for failing tests.
+pub fn rcross(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_rcross"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    eprintln!(
+        "rcross {}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `skopeo inspect --raw` of an image (plain HTTP allowed), as JSON.
+pub fn skopeo_raw(image: &str) -> serde_json::Value {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", image])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
