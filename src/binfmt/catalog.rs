@@ -6,7 +6,7 @@
 
 use crate::platform::Platform;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 include!(concat!(env!("OUT_DIR"), "/binfmt_builtin.rs"));
 
@@ -80,16 +80,8 @@ impl Handler {
 /// Why the handler catalog could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("cannot read binfmt handler directory {}: {source}; make it a readable directory of *.toml files or remove it", path.display())]
-    ReadDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot read binfmt handler file {}: {source}; make it readable or remove it", path.display())]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    UserDir(#[from] crate::userdir::UserDirError),
     #[error("binfmt handler file {origin} is not valid: {source}\nfix the file (see binfmt/aarch64.toml in rcross for the format) or remove it")]
     Syntax {
         origin: String,
@@ -161,14 +153,7 @@ impl Catalog {
     /// no user handlers.
     pub fn load(user_dir: &Path) -> Result<Catalog, CatalogError> {
         let mut catalog = Catalog::builtin()?;
-        let files = crate::userdir::toml_files(user_dir).map_err(|e| match e {
-            crate::userdir::UserDirError::ReadDir { path, source } => {
-                CatalogError::ReadDir { path, source }
-            }
-            crate::userdir::UserDirError::ReadFile { path, source } => {
-                CatalogError::ReadFile { path, source }
-            }
-        })?;
+        let files = crate::userdir::toml_files(user_dir, "binfmt handler")?;
 
         let builtin_count = catalog.handlers.len();
         let mut user_names: Vec<(String, String)> = Vec::new();
@@ -404,7 +389,7 @@ mask = "ffffffffffffff00fffffffffffffffffeffffff"
 emulators = ["/opt/qemu/bin/qemu-aarch64"]
 "#;
 
-    fn write(dir: &Path, file: &str, text: &str) -> PathBuf {
+    fn write(dir: &Path, file: &str, text: &str) -> std::path::PathBuf {
         let path = dir.join(file);
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         path

@@ -115,16 +115,8 @@ struct TargetFile {
 /// Why the toolchain catalog could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("cannot read toolchain directory {}: {source}; make it a readable directory of *.toml files or remove it", path.display())]
-    ReadDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot read toolchain file {}: {source}; make it readable or remove it", path.display())]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    UserDir(#[from] crate::userdir::UserDirError),
     #[error("toolchain file {origin} is not valid: {source}\nfix the file (see toolchains/arm64.toml in rcross for the format) or remove it")]
     Syntax {
         origin: String,
@@ -181,14 +173,7 @@ impl Catalog {
     /// platform that has a built-in entry replaces it. A missing directory adds nothing.
     pub fn load(user_dir: &Path) -> Result<Catalog, CatalogError> {
         let mut c = Catalog::builtin()?;
-        let files = crate::userdir::toml_files(user_dir).map_err(|e| match e {
-            crate::userdir::UserDirError::ReadDir { path, source } => {
-                CatalogError::ReadDir { path, source }
-            }
-            crate::userdir::UserDirError::ReadFile { path, source } => {
-                CatalogError::ReadFile { path, source }
-            }
-        })?;
+        let files = crate::userdir::toml_files(user_dir, "toolchain")?;
         let mut seen: Vec<(Platform, String)> = Vec::new();
         for file in files {
             let origin = file.path.display().to_string();
