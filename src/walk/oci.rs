@@ -79,6 +79,17 @@ impl OciLayout {
         Ok(self.dir.join("blobs").join(alg).join(hex))
     }
 
+    /// The blob's file, and how to name it in messages.
+    fn open_blob_file(&self, digest: &str) -> Result<(File, String), SourceError> {
+        let path = self.blob_path(digest)?;
+        let what = self.what(digest);
+        match File::open(&path) {
+            Ok(f) => Ok((f, what)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SourceError::NotFound { what }),
+            Err(e) => Err(SourceError::Io { what, source: e }),
+        }
+    }
+
     fn what(&self, digest: &str) -> String {
         format!("blob {digest} in {}", self.describe())
     }
@@ -145,15 +156,7 @@ impl ImageSource for OciLayout {
     }
 
     fn blob_bytes(&self, digest: &str, max: u64) -> Result<Vec<u8>, SourceError> {
-        let path = self.blob_path(digest)?;
-        let what = self.what(digest);
-        let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => SourceError::NotFound { what: what.clone() },
-            _ => SourceError::Io {
-                what: what.clone(),
-                source: e,
-            },
-        })?;
+        let (file, what) = self.open_blob_file(digest)?;
         let size = file
             .metadata()
             .map_err(|e| SourceError::Io {
@@ -184,15 +187,7 @@ impl ImageSource for OciLayout {
     }
 
     fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>, SourceError> {
-        let path = self.blob_path(digest)?;
-        let what = self.what(digest);
-        let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => SourceError::NotFound { what: what.clone() },
-            _ => SourceError::Io {
-                what: what.clone(),
-                source: e,
-            },
-        })?;
+        let (file, what) = self.open_blob_file(digest)?;
         match digest.strip_prefix("sha256:") {
             Some(want) => Ok(Box::new(Verified {
                 inner: file,
