@@ -5,7 +5,7 @@
 
 mod common_registry;
 
-use common_registry::{example_hello as example, rcross, skopeo_raw};
+use common_registry::{example_hello as example, platforms_of, rcross, skopeo_raw};
 
 use serde_json::Value;
 use std::path::Path;
@@ -18,27 +18,6 @@ fn have_compilers() -> bool {
         }
     }
     true
-}
-
-fn platforms_of(index: &Value) -> Vec<String> {
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let p = &m["platform"];
-            let mut s = format!(
-                "{}/{}",
-                p["os"].as_str().unwrap(),
-                p["architecture"].as_str().unwrap()
-            );
-            if let Some(v) = p["variant"].as_str() {
-                s.push('/');
-                s.push_str(v);
-            }
-            s
-        })
-        .collect()
 }
 
 const PLATFORMS: &str = "linux/amd64,linux/arm64,linux/arm/v7";

@@ -5,7 +5,7 @@
 
 mod common_registry;
 
-use common_registry::{example_hello as example, skopeo_raw};
+use common_registry::{example_hello as example, platforms_of, skopeo_raw};
 
 fn rcross(args: &[&str]) -> Output {
     common_registry::rcross(args, &[])
@@ -81,23 +81,7 @@ fn merges_two_separately_pushed_images_and_refuses_duplicates() {
     assert!(m.status.success());
     let j: Value = serde_json::from_slice(&m.stdout).unwrap();
     let index = skopeo_raw(&format!("docker://{multi}"));
-    let mut platforms: Vec<String> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            let p = &d["platform"];
-            let mut s = format!(
-                "{}/{}",
-                p["os"].as_str().unwrap(),
-                p["architecture"].as_str().unwrap()
-            );
-            if let Some(v) = p["variant"].as_str() {
-                s = format!("{s}/{v}");
-            }
-            s
-        })
-        .collect();
+    let mut platforms = platforms_of(&index);
     platforms.sort();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64/v8"]);
     assert_eq!(j["platforms"].as_array().unwrap().len(), 2, "{j}");
