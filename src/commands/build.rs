@@ -72,10 +72,7 @@ fn log(msg: impl AsRef<str>) {
 pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     let host = LinuxHost;
     let project_dir = args.dir.clone();
-    let project = config::load(&project_dir).map_err(|e| match e {
-        config::ConfigError::Read { .. } => Failure::usage(e),
-        _ => Failure::usage(e),
-    })?;
+    let project = config::load(&project_dir).map_err(Failure::usage)?;
     let platforms = if args.platforms.is_empty() {
         project.platforms.clone()
     } else {

@@ -2,7 +2,7 @@ use crate::binfmt::Catalog;
 use crate::cli::SetupArgs;
 use crate::exit::{self, Failure};
 use crate::host::linux::LinuxHost;
-use crate::platform::{self, Platform};
+use crate::platform::Platform;
 use crate::setup::{self, Action, Options, Outcome, Plan, SelfTest, SetupError};
 use serde::Serialize;
 
@@ -18,14 +18,7 @@ struct Report<'a> {
 
 pub fn run(args: SetupArgs, json: bool) -> exit::Result<u8> {
     let host = LinuxHost;
-    let mut platforms: Vec<Platform> = Vec::new();
-    for a in &args.platforms {
-        for p in platform::parse_list(a).map_err(Failure::usage)? {
-            if !platforms.contains(&p) {
-                platforms.push(p);
-            }
-        }
-    }
+    let platforms = super::toolchain::parse_platforms(&args.platforms)?;
     let opts = Options {
         platforms: (!platforms.is_empty()).then_some(platforms),
         force: args.force,
