@@ -4,3 +4,4 @@ pub mod artifacts;
 pub mod base;
 pub mod config;
 pub mod progress;
+pub mod runner;
