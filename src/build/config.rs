@@ -43,6 +43,9 @@ pub struct Project {
     pub build: BuildStep,
     pub artifacts: Vec<Artifact>,
     pub image: ImageConfig,
+    /// `[builders]`: platforms built natively on another Docker engine, by endpoint as written
+    /// (`unix://…`, `tcp://HOST:PORT`, `ssh://USER@HOST`).
+    pub builders: BTreeMap<Platform, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +57,56 @@ pub struct BuildStep {
     pub workdir: PathBuf,
     /// c, go, rust or auto: what the planner looks for.
     pub lang: String,
+    /// The image containerised builds run in (`[build] image`): a registry reference or
+    /// `oci:DIR[:REF]` (relative to the project), resolved per platform.
+    pub image: Option<String>,
+    /// When the command runs in a container of `image` instead of on the host.
+    pub container: ContainerPolicy,
+}
+
+/// `[build] container`: when a platform's build runs in a target-platform container of
+/// `[build] image` (on the local Docker engine, or in a chroot without one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerPolicy {
+    /// Only platforms the host cannot build (no native or cross toolchain): emulated there.
+    #[default]
+    Auto,
+    /// Every platform: natively for the host's platforms, emulated for the others.
+    Always,
+    /// Never: a platform without a native or cross toolchain cannot be built.
+    Never,
+}
+
+impl std::str::FromStr for ContainerPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(ContainerPolicy::Auto),
+            "always" => Ok(ContainerPolicy::Always),
+            "never" => Ok(ContainerPolicy::Never),
+            other => Err(format!("{other:?} is not one of auto, always, never")),
+        }
+    }
+}
+
+/// The endpoint schemes a builder may use.
+pub const BUILDER_SCHEMES: &[&str] = &["unix://", "tcp://", "ssh://"];
+
+/// Check a builder endpoint's form (the engine module parses it fully when connecting).
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest = BUILDER_SCHEMES
+        .iter()
+        .find_map(|s| endpoint.strip_prefix(s))
+        .ok_or_else(|| {
+            format!(
+                "{endpoint:?} is not a Docker endpoint: use unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST"
+            )
+        })?;
+    if rest.is_empty() || rest.contains(char::is_whitespace) {
+        return Err(format!("{endpoint:?} has no address after the scheme"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +143,8 @@ struct RawFile {
     artifacts: Vec<toml::Spanned<RawArtifact>>,
     #[serde(default)]
     config: RawConfig,
+    #[serde(default)]
+    builders: Option<toml::Spanned<BTreeMap<String, toml::Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +164,10 @@ struct RawBuild {
     workdir: Option<toml::Spanned<String>>,
     #[serde(default)]
     lang: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    image: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    container: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +315,61 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
         None => "auto".into(),
     };
 
+    let image = match &raw.build.image {
+        Some(i) if i.get_ref().trim().is_empty() => {
+            return Err(err(
+                i.span(),
+                "build.image",
+                "empty: name a build image for every platform, e.g. \"debian:12\" or \"oci:build-image\"".into(),
+            ))
+        }
+        Some(i) => Some(i.get_ref().trim().to_string()),
+        None => None,
+    };
+    let container = match &raw.build.container {
+        Some(c) => c
+            .get_ref()
+            .parse::<ContainerPolicy>()
+            .map_err(|e| err(c.span(), "build.container", e))?,
+        None => ContainerPolicy::Auto,
+    };
+    if let (Some(c), None) = (&raw.build.container, &image) {
+        if container == ContainerPolicy::Always {
+            return Err(err(
+                c.span(),
+                "build.container",
+                "\"always\" needs [build] image: the image the build runs in".into(),
+            ));
+        }
+    }
+    let mut builders = BTreeMap::new();
+    if let Some(b) = &raw.builders {
+        for (platform, endpoint) in b.get_ref() {
+            let parsed: Platform = platform
+                .parse()
+                .map_err(|e| err(endpoint.span(), "builders", format!("{e}")))?;
+            check_endpoint(endpoint.get_ref())
+                .map_err(|e| err(endpoint.span(), &format!("builders.\"{platform}\""), e))?;
+            if builders
+                .insert(parsed, endpoint.get_ref().clone())
+                .is_some()
+            {
+                return Err(err(
+                    endpoint.span(),
+                    "builders",
+                    format!("{parsed} has two builders"),
+                ));
+            }
+        }
+        if !builders.is_empty() && image.is_none() {
+            return Err(err(
+                b.span(),
+                "builders",
+                "a builder runs the build in a container of [build] image: set it".into(),
+            ));
+        }
+    }
+
     let mut artifacts = Vec::new();
     for a in &raw.artifacts {
         let a = a.get_ref();
@@ -357,6 +471,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
             command,
             workdir,
             lang,
+            image,
+            container,
         },
         artifacts,
         image: ImageConfig {
@@ -369,6 +485,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
             labels: c.labels,
             annotations: c.annotations,
         },
+        builders,
     })
 }
 
@@ -455,6 +572,89 @@ labels = { "org.opencontainers.image.source" = "https://example.invalid/hello" }
             .unwrap_err()
             .to_string();
         assert!(e.contains("nothing"), "{e}");
+    }
+
+    #[test]
+    fn build_image_container_policy_and_builders() {
+        let text = GOOD.replace(
+            "lang = \"c\"",
+            "lang = \"c\"\nimage = \"oci:build-image\"\ncontainer = \"always\"",
+        ) + "\n[builders]\n\"linux/arm64\" = \"tcp://10.0.0.5:2375\"\n\"linux/arm64/v8\" = \"ssh://me@pi\"\n";
+        // arm64 and arm64/v8 are the same platform.
+        let e = parse_str(&text).unwrap_err().to_string();
+        assert!(e.contains("linux/arm64 has two builders"), "{e}");
+        let text = text.replace(
+            "\"linux/arm64/v8\" = \"ssh://me@pi\"",
+            "\"riscv64\" = \"ssh://me@pi\"",
+        );
+        let p = parse_str(&text).unwrap();
+        assert_eq!(p.build.image.as_deref(), Some("oci:build-image"));
+        assert_eq!(p.build.container, ContainerPolicy::Always);
+        let got: Vec<(String, String)> = p
+            .builders
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("linux/arm64".to_string(), "tcp://10.0.0.5:2375".to_string()),
+                ("linux/riscv64".to_string(), "ssh://me@pi".to_string())
+            ]
+        );
+        // Defaults.
+        let p = parse_str(GOOD).unwrap();
+        assert_eq!(p.build.image, None);
+        assert_eq!(p.build.container, ContainerPolicy::Auto);
+        assert!(p.builders.is_empty());
+    }
+
+    #[test]
+    fn bad_build_images_and_builders_name_the_field() {
+        let with = |build: &str, tail: &str| {
+            GOOD.replace("lang = \"c\"", &format!("lang = \"c\"\n{build}")) + tail
+        };
+        let cases = [
+            (
+                with("container = \"sometimes\"", ""),
+                "build.container: \"sometimes\" is not one of auto, always, never",
+            ),
+            (
+                with("container = \"always\"", ""),
+                "build.container: \"always\" needs [build] image",
+            ),
+            (with("image = \" \"", ""), "build.image: empty"),
+            (
+                with("", "\n[builders]\n\"linux/arm64\" = \"tcp://h:2375\"\n"),
+                "builders: a builder runs the build in a container of [build] image",
+            ),
+            (
+                with(
+                    "image = \"x\"",
+                    "\n[builders]\n\"linux/arm64\" = \"http://h:2375\"\n",
+                ),
+                "builders.\"linux/arm64\": \"http://h:2375\" is not a Docker endpoint",
+            ),
+            (
+                with(
+                    "image = \"x\"",
+                    "\n[builders]\n\"linux/arm46\" = \"tcp://h:2375\"\n",
+                ),
+                "builders: unknown platform",
+            ),
+            (
+                with(
+                    "image = \"x\"",
+                    "\n[builders]\n\"linux/arm64\" = \"tcp://\"\n",
+                ),
+                "has no address",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse_str(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "got  {e}\nwant {want}");
+            assert!(e.starts_with("proj/rcross.toml:"), "{e}");
+        }
     }
 
     #[test]
