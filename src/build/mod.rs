@@ -3,5 +3,6 @@
 pub mod artifacts;
 pub mod base;
 pub mod config;
+pub mod place;
 pub mod progress;
 pub mod runner;

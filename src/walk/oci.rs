@@ -62,6 +62,16 @@ impl OciLayout {
         Self::open(Path::new(rest), None)
     }
 
+    /// The layout's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The reference name it is narrowed to, if any.
+    pub fn reference(&self) -> Option<&str> {
+        self.reference.as_deref()
+    }
+
     fn blob_path(&self, digest: &str) -> Result<PathBuf, SourceError> {
         let bad = || SourceError::Invalid {
             what: format!("digest {digest:?}"),
