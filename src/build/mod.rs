@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod base;
+pub mod chroot;
 pub mod config;
 pub mod progress;
 pub mod rootfs;
