@@ -2,7 +2,9 @@
 
 pub mod artifacts;
 pub mod base;
+pub mod chroot;
 pub mod config;
 pub mod place;
 pub mod progress;
+pub mod rootfs;
 pub mod runner;

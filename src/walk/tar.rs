@@ -45,6 +45,15 @@ pub struct Entry {
     pub size: u64,
     /// Target of a symlink or hard link.
     pub link: Option<String>,
+    /// Permission bits (including setuid, setgid and sticky), `0o7777` at most.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Modification time in seconds since the epoch (PAX fractions dropped, negatives as 0).
+    pub mtime: u64,
+    /// The header's type flag as written (`b'0'`, `b'3'` for a character device, …), for
+    /// messages about entries of kind [`EntryKind::Other`].
+    pub typeflag: u8,
 }
 
 /// Normalise an archive path: drop `.`, empty components and leading slashes.
@@ -195,13 +204,24 @@ fn checksum_ok(h: &[u8; 512]) -> bool {
     stored == sum || i64::try_from(stored).is_ok_and(|s| s == signed)
 }
 
-/// PAX records "LEN key=value\n": the path, linkpath and size overrides.
-fn parse_pax(
-    data: &[u8],
-    path: &mut Option<String>,
-    link: &mut Option<String>,
-    size: &mut Option<u64>,
-) {
+/// What PAX records override in the next entry's header.
+#[derive(Default)]
+struct Pax {
+    path: Option<String>,
+    link: Option<String>,
+    size: Option<u64>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+    mtime: Option<u64>,
+}
+
+/// PAX records "LEN key=value\n": the path, linkpath, size, uid, gid and mtime overrides.
+fn parse_pax(data: &[u8], pax: &mut Pax) {
+    let number = |v: &[u8]| {
+        std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+    };
     let mut rest = data;
     while !rest.is_empty() {
         let Some(sp) = rest.iter().position(|&b| b == b' ') else {
@@ -221,9 +241,20 @@ fn parse_pax(
         if let Some(eq) = rec.iter().position(|&b| b == b'=') {
             let (k, v) = (&rec[..eq], &rec[eq + 1..]);
             match k {
-                b"path" => *path = Some(text(v)),
-                b"linkpath" => *link = Some(text(v)),
-                b"size" => *size = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()),
+                b"path" => pax.path = Some(text(v)),
+                b"linkpath" => pax.link = Some(text(v)),
+                b"size" => pax.size = number(v),
+                b"uid" => pax.uid = number(v),
+                b"gid" => pax.gid = number(v),
+                // "1700000000.123456789"; before the epoch ("-1.5") counts as 0.
+                b"mtime" => {
+                    let whole = v.split(|&b| b == b'.').next().unwrap_or(v);
+                    pax.mtime = if whole.starts_with(b"-") {
+                        Some(0)
+                    } else {
+                        number(whole)
+                    };
+                }
                 _ => {}
             }
         }
@@ -250,9 +281,7 @@ pub fn read_tar<R: Read>(
     let mut header = [0u8; 512];
     let mut long_name: Option<String> = None;
     let mut long_link: Option<String> = None;
-    let mut pax_path: Option<String> = None;
-    let mut pax_link: Option<String> = None;
-    let mut pax_size: Option<u64> = None;
+    let mut pax = Pax::default();
     let mut count = 0u64;
     loop {
         let offset = src.pos;
@@ -299,13 +328,13 @@ pub fn read_tar<R: Read>(
             match typeflag {
                 b'L' => long_name = Some(text(cstr(&data))),
                 b'K' => long_link = Some(text(cstr(&data))),
-                b'x' => parse_pax(&data, &mut pax_path, &mut pax_link, &mut pax_size),
+                b'x' => parse_pax(&data, &mut pax),
                 _ => {}
             }
             continue;
         }
         let ustar = &header[257..263] == b"ustar\0";
-        let name = match (pax_path.take(), long_name.take()) {
+        let name = match (pax.path.take(), long_name.take()) {
             (Some(p), _) | (None, Some(p)) => p,
             _ => {
                 let base = text(cstr(&header[0..100]));
@@ -321,14 +350,30 @@ pub fn read_tar<R: Read>(
                 }
             }
         };
-        let link = match (pax_link.take(), long_link.take()) {
+        let link = match (pax.link.take(), long_link.take()) {
             (Some(l), _) | (None, Some(l)) => Some(l),
             _ => {
                 let l = cstr(&header[157..257]);
                 (!l.is_empty()).then(|| text(l))
             }
         };
-        let size = pax_size.take().unwrap_or(size);
+        let size = pax.size.take().unwrap_or(size);
+        let mode = octal(&header[100..108]).unwrap_or(0o644) as u32 & 0o7777;
+        let uid = pax
+            .uid
+            .take()
+            .or_else(|| octal(&header[108..116]))
+            .unwrap_or(0);
+        let gid = pax
+            .gid
+            .take()
+            .or_else(|| octal(&header[116..124]))
+            .unwrap_or(0);
+        let mtime = pax
+            .mtime
+            .take()
+            .or_else(|| octal(&header[136..148]))
+            .unwrap_or(0);
         let kind = match typeflag {
             b'0' | 0 | b'7' => {
                 if name.ends_with('/') {
@@ -349,6 +394,11 @@ pub fn read_tar<R: Read>(
             kind,
             size,
             link: link.filter(|_| matches!(kind, EntryKind::Symlink | EntryKind::Hardlink)),
+            mode,
+            uid,
+            gid,
+            mtime,
+            typeflag,
         };
         count += 1;
         let mut content = Content {
@@ -430,9 +480,14 @@ mod tests {
     #[test]
     fn pax_overrides_path() {
         let mut pax = Vec::new();
-        let rec = "path=very/long/pax/name\n";
-        let len = rec.len() + 3; // "NN " prefix
-        pax.extend_from_slice(format!("{len} {rec}").as_bytes());
+        for rec in [
+            "path=very/long/pax/name\n",
+            "mtime=1700000000.25\n",
+            "uid=70000\n",
+        ] {
+            let len = rec.len() + 3; // "NN " prefix
+            pax.extend_from_slice(format!("{len} {rec}").as_bytes());
+        }
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(tar::EntryType::XHeader);
@@ -440,9 +495,24 @@ mod tests {
         b.append_data(&mut h, "PaxHeader", &pax[..]).unwrap();
         let mut h = tar::Header::new_ustar();
         h.set_size(1);
+        h.set_mode(0o4755);
+        h.set_gid(7);
         b.append_data(&mut h, "short", &b"z"[..]).unwrap();
-        let got = collect(&b.into_inner().unwrap()).unwrap();
+        let data = b.into_inner().unwrap();
+        let got = collect(&data).unwrap();
         assert_eq!(got[0].0, "very/long/pax/name");
+        let mut entries = Vec::new();
+        read_tar(&data[..], &mut |e, _| {
+            entries.push(e.clone());
+            Ok(())
+        })
+        .unwrap();
+        let e = &entries[0];
+        assert_eq!(
+            (e.mode, e.uid, e.gid, e.mtime),
+            (0o4755, 70000, 7, 1700000000)
+        );
+        assert_eq!((e.kind, e.typeflag), (EntryKind::File, 0));
     }
 
     #[test]

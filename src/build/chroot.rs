@@ -1,0 +1,1177 @@
+//! The daemonless fallback for containerised builds: the build command runs chrooted in the build
+//! image's unpacked root filesystem, a foreign platform's programs running through binfmt_misc
+//! handlers registered with the F flag (the kernel opened the emulator at registration, so the
+//! chroot does not need to contain it).
+//!
+//! One job: resolve the image for the job's platform, unpack it once into the cache
+//! ([`rootfs::unpack_cached`]), copy that pristine root into a per-job directory (a plain copy
+//! rather than an overlay mount: it needs no overlayfs support in the user namespace or on the
+//! cache's filesystem, and `copy_file_range` makes it cheap where the filesystem shares blocks;
+//! the cached root is never written to, so parallel platforms and later jobs all start from the
+//! same state), copy the project into `/rcross/src`, run `sh -c COMMAND` in a private mount
+//! namespace with `/proc` and a small `/dev` mounted, copy `/rcross/out` back, delete the job
+//! directory. The mounts live only in the child's mount namespace: nothing reaches the host's
+//! mount table, and they vanish with the last process of the job.
+//!
+//! As root the child only unshares a mount namespace (the command then runs as real root, as in
+//! a rootful container: this isolates nothing, it gives the build its filesystem). Otherwise it
+//! also unshares a user namespace that maps the user to root, so the build sees itself as root
+//! and owns every file of its root.
+//!
+//! Kernel-facing work is behind [`ChrootSystem`]; [`LinuxChroot`] is the real one.
+
+use super::rootfs::{self, CopyOptions, RootfsError};
+use super::runner::{
+    self, BuildImage, ContainerJob, ContainerRunner, JobExit, RunnerError, OUT_DIR, SRC_DIR,
+};
+use crate::binfmt::selftest;
+use crate::detect::BinfmtState;
+use crate::image::{ImageSource, SourceError};
+use crate::platform::Platform;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Where binfmt_misc is normally mounted.
+pub const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
+/// PATH for the command when neither the image nor the job sets one (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Largest manifest read from a build image layout.
+const MAX_MANIFEST: u64 = 4 * 1024 * 1024;
+/// `/dev` entries bound from the host into the job's `/dev`.
+const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom"];
+/// `/dev` symlinks, as a container runtime makes them.
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+/// Where a [`ChrootRunner`] looks and keeps things.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChrootOptions {
+    /// The binfmt_misc mount whose handlers foreign jobs need.
+    pub binfmt_misc: PathBuf,
+    /// Unpacked roots, one per manifest digest (see [`rootfs::default_cache_dir`]).
+    pub cache: PathBuf,
+    /// Per-job roots, deleted after each job; on the cache's filesystem so copies are cheap.
+    pub work: PathBuf,
+    /// Registries reached over plain HTTP besides loopback ones.
+    pub insecure: Vec<String>,
+}
+
+impl ChrootOptions {
+    /// The defaults: binfmt_misc at [`BINFMT_MISC`], roots under `$XDG_CACHE_HOME/rcross/rootfs`
+    /// (or `~/.cache/rcross/rootfs`), job roots beside them in `rcross/jobs`.
+    pub fn from_env() -> Result<ChrootOptions, RunnerError> {
+        let env = |k: &str| std::env::var(k).ok();
+        let cache =
+            rootfs::default_cache_dir(env("XDG_CACHE_HOME").as_deref(), env("HOME").as_deref())
+                .ok_or_else(|| RunnerError::Other {
+                    what: "chroot build cache".into(),
+                    message: "neither XDG_CACHE_HOME nor HOME is set to an absolute path; set one \
+                          (unpacked build images are kept under $XDG_CACHE_HOME/rcross/rootfs)"
+                        .into(),
+                })?;
+        Ok(ChrootOptions::in_cache(&cache))
+    }
+
+    /// Roots in `cache`, job roots in its sibling `jobs`, binfmt_misc at [`BINFMT_MISC`].
+    pub fn in_cache(cache: &Path) -> ChrootOptions {
+        let work = cache
+            .parent()
+            .map(|p| p.join("jobs"))
+            .unwrap_or_else(|| cache.join("jobs"));
+        ChrootOptions {
+            binfmt_misc: PathBuf::from(BINFMT_MISC),
+            cache: cache.to_path_buf(),
+            work,
+            insecure: Vec::new(),
+        }
+    }
+}
+
+/// One command to run chrooted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChrootCommand {
+    /// The job's root (a copy of the image's), prepared with `proc`, `dev` and `tmp`.
+    pub root: PathBuf,
+    /// Absolute, inside the root.
+    pub workdir: String,
+    /// Run as `/bin/sh -c COMMAND`.
+    pub command: String,
+    /// The whole environment of the command.
+    pub env: Vec<(String, String)>,
+    /// Whether to enter a user namespace mapping this user to root (when not root).
+    pub map_user: bool,
+}
+
+/// What a chroot job needs from the kernel.
+pub trait ChrootSystem: Send + Sync {
+    fn effective_uid(&self) -> u32;
+    /// The host's platform (`uname -m`).
+    fn host_platform(&self) -> Result<Platform, String>;
+    /// The binfmt_misc handlers at `dir`.
+    fn binfmt(&self, dir: &Path) -> BinfmtState;
+    /// Run the command in its root, in a private mount namespace with `/proc` and `/dev`
+    /// mounted; stdout and stderr go to `log`.
+    fn run(
+        &self,
+        command: &ChrootCommand,
+        log: &mut (dyn Write + Send),
+    ) -> Result<JobExit, RunnerError>;
+}
+
+/// Runs [`ContainerJob`]s in chroots of their build image's root filesystem.
+pub struct ChrootRunner {
+    options: ChrootOptions,
+    system: Box<dyn ChrootSystem>,
+}
+
+impl ChrootRunner {
+    /// A runner on the real kernel.
+    pub fn new(options: ChrootOptions) -> ChrootRunner {
+        ChrootRunner::with_system(options, Box::new(LinuxChroot))
+    }
+
+    pub fn with_system(options: ChrootOptions, system: Box<dyn ChrootSystem>) -> ChrootRunner {
+        ChrootRunner { options, system }
+    }
+
+    pub fn options(&self) -> &ChrootOptions {
+        &self.options
+    }
+}
+
+impl ContainerRunner for ChrootRunner {
+    fn describe(&self) -> String {
+        "chroot".into()
+    }
+
+    fn run(
+        &self,
+        job: &ContainerJob,
+        log: &mut (dyn Write + Send),
+    ) -> Result<JobExit, RunnerError> {
+        let host = self
+            .system
+            .host_platform()
+            .map_err(|message| RunnerError::Other {
+                what: "the host platform".into(),
+                message,
+            })?;
+        let state = self.system.binfmt(&self.options.binfmt_misc);
+        check_handler(job.platform, host, &state)?;
+
+        let image_err = |message: String| RunnerError::Image {
+            image: job.image.to_string(),
+            platform: job.platform,
+            message,
+        };
+        let cached = match &job.image {
+            BuildImage::Layout {
+                dir,
+                reference,
+                manifest,
+            } => {
+                let layout = crate::walk::OciLayout::open(dir, reference.as_deref())
+                    .map_err(|e| image_err(e.to_string()))?;
+                let pinned = Pinned {
+                    inner: &layout,
+                    manifest,
+                };
+                self.unpack(&pinned, job, log)?
+            }
+            BuildImage::Registry(name) => {
+                let reference: crate::registry::Reference = name
+                    .parse()
+                    .map_err(|e: crate::registry::ReferenceError| image_err(e.to_string()))?;
+                let client = crate::commands::push::client(&self.options.insecure)
+                    .map_err(|f| image_err(f.to_string()))?;
+                let image = crate::registry::RegistryImage::new(client, reference);
+                self.unpack(&image, job, log)?
+            }
+        };
+
+        let other = |what: &str| {
+            let what = what.to_string();
+            move |e: RootfsError| RunnerError::Other {
+                what,
+                message: e.to_string(),
+            }
+        };
+        std::fs::create_dir_all(&self.options.work).map_err(|e| RunnerError::Other {
+            what: format!("creating {}", self.options.work.display()),
+            message: e.to_string(),
+        })?;
+        let job_dir = tempfile::Builder::new()
+            .prefix(&format!("job-{}-", job.platform.slug()))
+            .tempdir_in(&self.options.work)
+            .map_err(|e| RunnerError::Other {
+                what: format!(
+                    "creating a job directory in {}",
+                    self.options.work.display()
+                ),
+                message: e.to_string(),
+            })?;
+        // Removed on every path out of here (the tree may hold read-only directories, which
+        // TempDir's own cleanup cannot remove as non-root).
+        let guard = JobDir(job_dir.keep());
+        let root = guard.0.join("root");
+        let uid = self.system.effective_uid();
+        rootfs::copy_tree(
+            &cached.root,
+            &root,
+            &CopyOptions {
+                owners: uid == 0,
+                exclude: &|_| false,
+            },
+        )
+        .map_err(other("copying the unpacked build image for the job"))?;
+        prepare_root(&root, job).map_err(other("preparing the job's root"))?;
+
+        let command = ChrootCommand {
+            root: root.clone(),
+            workdir: job.container_workdir(),
+            command: job.command.clone(),
+            env: environment(&cached.image_env, &job.env),
+            map_user: uid != 0,
+        };
+        let exit = self.system.run(&command, log)?;
+
+        if exit.success() {
+            let out =
+                rootfs::real_dir_inside(&root, OUT_DIR).map_err(|message| RunnerError::Other {
+                    what: format!("reading {OUT_DIR} after the build"),
+                    message: format!("{message}; the build must leave {OUT_DIR} a directory"),
+                })?;
+            rootfs::copy_tree(
+                &out,
+                &job.out_dir,
+                &CopyOptions {
+                    owners: false,
+                    exclude: &|_| false,
+                },
+            )
+            .map_err(other("copying the build's output out of the chroot"))?;
+        }
+        if let Err(e) = rootfs::remove_tree(&guard.0) {
+            let _ = writeln!(log, "rcross: could not remove the job directory: {e}");
+        }
+        Ok(exit)
+    }
+}
+
+/// A cached root and the image config's environment.
+struct Unpacked {
+    root: PathBuf,
+    image_env: Vec<String>,
+}
+
+impl ChrootRunner {
+    fn unpack(
+        &self,
+        source: &dyn ImageSource,
+        job: &ContainerJob,
+        log: &mut (dyn Write + Send),
+    ) -> Result<Unpacked, RunnerError> {
+        let image_err = |message: String| RunnerError::Image {
+            image: job.image.to_string(),
+            platform: job.platform,
+            message,
+        };
+        let parts = super::base::resolve(source, &[job.platform])
+            .map_err(|e| image_err(base_message(e)))?;
+        let Some(part) = parts.into_iter().next() else {
+            return Err(image_err(
+                "the image has no manifest for the platform".into(),
+            ));
+        };
+        let cached =
+            rootfs::unpack_cached(source, &part.manifest, &part.layers, &self.options.cache)
+                .map_err(|e| image_err(e.to_string()))?;
+        let _ = writeln!(
+            log,
+            "rcross: {} root filesystem of {} ({}) in {}",
+            if cached.reused {
+                "reusing the"
+            } else {
+                "unpacked the"
+            },
+            job.image,
+            part.manifest,
+            cached.root.display()
+        );
+        if cached.stats.special_skipped > 0 {
+            let _ = writeln!(
+                log,
+                "rcross: {} device node(s)/FIFO(s) of the image were not created (e.g. {}); \
+                 the chroot gets its own /dev",
+                cached.stats.special_skipped,
+                cached.stats.special_examples.join(", ")
+            );
+        }
+        Ok(Unpacked {
+            root: cached.root,
+            image_env: part.run.env,
+        })
+    }
+}
+
+/// A base-resolution failure in the words of a build image ([`RunnerError::Image`] already
+/// names the image and platform).
+fn base_message(e: super::base::BaseError) -> String {
+    use super::base::BaseError;
+    match e {
+        BaseError::Source { source, .. } => source.to_string(),
+        BaseError::Invalid { what, message, .. } => format!("{what}: {message}"),
+        BaseError::NoPlatform {
+            platform,
+            available,
+            ..
+        } => format!(
+            "the image has no {platform} image; it has: {available}. Use a build image that \
+             has {platform}"
+        ),
+        BaseError::Ambiguous {
+            platform, digests, ..
+        } => format!(
+            "the image holds several different {platform} images ({digests}); name one by \
+             digest"
+        ),
+    }
+}
+
+/// Removes the job directory when dropped.
+struct JobDir(PathBuf);
+
+impl Drop for JobDir {
+    fn drop(&mut self) {
+        let _ = rootfs::remove_tree(&self.0);
+    }
+}
+
+/// A layout narrowed to one manifest: its root is that manifest, so resolution takes exactly
+/// the image the plan chose.
+struct Pinned<'a> {
+    inner: &'a dyn ImageSource,
+    manifest: &'a str,
+}
+
+impl ImageSource for Pinned<'_> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn root(&self) -> Result<(String, Vec<u8>), SourceError> {
+        let bytes = self.inner.blob_bytes(self.manifest, MAX_MANIFEST)?;
+        Ok((crate::oci::MEDIA_TYPE_MANIFEST.to_string(), bytes))
+    }
+    fn blob_bytes(&self, digest: &str, max: u64) -> Result<Vec<u8>, SourceError> {
+        self.inner.blob_bytes(digest, max)
+    }
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>, SourceError> {
+        self.inner.open_blob(digest)
+    }
+}
+
+/// Whether programs of `platform` can run in a chroot on this host: natively, or through an
+/// enabled binfmt_misc handler with the F flag (without it the kernel looks the emulator up
+/// inside the chroot, where it is not).
+pub fn check_handler(
+    platform: Platform,
+    host: Platform,
+    state: &BinfmtState,
+) -> Result<(), RunnerError> {
+    if platform.may_run_natively_on(&host) {
+        return Ok(());
+    }
+    let fail = |message: String| RunnerError::Other {
+        what: format!("chroot build for {platform}"),
+        message,
+    };
+    let setup = format!("sudo rcross setup --platform {platform}");
+    let dir = state.path.display();
+    if !state.mounted {
+        return Err(fail(format!(
+            "{platform} programs need an emulator, and binfmt_misc is not mounted at {dir}; \
+             run `{setup}` to mount it and register one"
+        )));
+    }
+    if state.enabled == Some(false) {
+        return Err(fail(format!(
+            "binfmt_misc at {dir} is disabled, so {platform} programs cannot run; run `{setup}`"
+        )));
+    }
+    let Some(program) = selftest::program(&platform) else {
+        // No ELF header to match against: the command will tell.
+        return Ok(());
+    };
+    // The kernel tries the newest matching entry first.
+    let Some(entry) = state.matching(&program).into_iter().last() else {
+        return Err(fail(format!(
+            "no binfmt_misc handler for {platform} is registered at {dir}; run `{setup}`"
+        )));
+    };
+    if !entry.flags.fix_binary {
+        return Err(fail(format!(
+            "the binfmt_misc handler {} ({}) for {platform} is registered without the F flag, \
+             so its emulator cannot be found inside the chroot; run `{setup}` (add --force \
+             when another tool registered it)",
+            entry.name, entry.interpreter
+        )));
+    }
+    Ok(())
+}
+
+/// The command's environment: the image config's `Env`, a default PATH and HOME when it sets
+/// none, then the job's variables (which win).
+pub fn environment(image_env: &[String], job_env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match env.iter_mut().find(|(n, _)| n == k) {
+        Some(slot) => slot.1 = v.to_string(),
+        None => env.push((k.to_string(), v.to_string())),
+    };
+    for e in image_env {
+        let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+        if !k.is_empty() {
+            set(k, v);
+        }
+    }
+    for (k, v) in [("PATH", DEFAULT_PATH), ("HOME", "/root")] {
+        if !image_env.iter().any(|e| e.split('=').next() == Some(k)) {
+            set(k, v);
+        }
+    }
+    for (k, v) in job_env {
+        set(k, v);
+    }
+    env
+}
+
+/// Make the job's copy of the root ready: a fresh `/rcross` holding the project (minus
+/// [`runner::CONTEXT_EXCLUDES`]) and an empty output directory, real directories for the
+/// mounts (`proc`, `dev`) and `tmp`, and the host's DNS configuration.
+fn prepare_root(root: &Path, job: &ContainerJob) -> Result<(), RootfsError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let io_err = |what: &str, path: &Path| {
+        let (what, path) = (what.to_string(), path.to_path_buf());
+        move |source| RootfsError::Io { what, path, source }
+    };
+    for (dir, mode) in [("proc", 0o555), ("dev", 0o755), ("tmp", 0o1777)] {
+        let path = root.join(dir);
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            rootfs::remove_tree(&path)?;
+            std::fs::create_dir(&path).map_err(io_err("creating", &path))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err("setting the mode of", &path))?;
+        }
+    }
+    let top = root.join(
+        SRC_DIR
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("rcross"),
+    );
+    rootfs::remove_tree(&top)?;
+    let src = root.join(SRC_DIR.trim_start_matches('/'));
+    let out = root.join(OUT_DIR.trim_start_matches('/'));
+    std::fs::create_dir_all(&src).map_err(io_err("creating", &src))?;
+    std::fs::create_dir_all(&out).map_err(io_err("creating", &out))?;
+    rootfs::copy_tree(
+        &job.context,
+        &src,
+        &CopyOptions {
+            owners: false,
+            exclude: &runner::excluded,
+        },
+    )?;
+    // Docker gives every container the host's resolver; so does this.
+    if let Ok(resolv) = std::fs::read("/etc/resolv.conf") {
+        let etc = root.join("etc");
+        if std::fs::symlink_metadata(&etc).is_ok_and(|m| m.is_dir()) {
+            let path = etc.join("resolv.conf");
+            rootfs::remove_tree(&path)?;
+            std::fs::write(&path, resolv).map_err(io_err("writing", &path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The real kernel.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinuxChroot;
+
+impl ChrootSystem for LinuxChroot {
+    fn effective_uid(&self) -> u32 {
+        nix::unistd::geteuid().as_raw()
+    }
+
+    fn host_platform(&self) -> Result<Platform, String> {
+        crate::detect::host_platform(&crate::host::linux::LinuxHost).map_err(|e| e.to_string())
+    }
+
+    fn binfmt(&self, dir: &Path) -> BinfmtState {
+        let catalog = crate::binfmt::Catalog::builtin().unwrap_or(crate::binfmt::Catalog {
+            handlers: Vec::new(),
+        });
+        crate::detect::binfmt_state(&crate::host::linux::LinuxHost, dir, &catalog)
+    }
+
+    fn run(
+        &self,
+        command: &ChrootCommand,
+        log: &mut (dyn Write + Send),
+    ) -> Result<JobExit, RunnerError> {
+        enter::run(command, log)
+    }
+}
+
+/// Spawning the command in its namespaces and root.
+mod enter {
+    use super::{ChrootCommand, JobExit, RunnerError, DEV_LINKS, DEV_NODES};
+    use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+    use nix::mount::MsFlags;
+    use nix::sched::CloneFlags;
+    use nix::sys::stat::Mode;
+    use std::ffi::{CStr, CString};
+    use std::io::{self, Read, Write};
+    use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    /// Everything the child needs, prepared before fork: between fork and exec only system
+    /// calls run, no allocation.
+    struct Plan {
+        /// `uid_map` and `gid_map` lines when entering a user namespace.
+        maps: Option<(Vec<u8>, Vec<u8>)>,
+        root: CString,
+        proc_dir: CString,
+        dev_dir: CString,
+        nodes: Vec<(CString, CString)>,
+        links: Vec<(CString, CString)>,
+        shm: CString,
+        workdir: CString,
+        /// What each step does, for the error message of the one that fails.
+        steps: Vec<String>,
+    }
+
+    // Step numbers, written to the error pipe by the child.
+    const PDEATHSIG: u8 = 0;
+    const UNSHARE: u8 = 1;
+    const SETGROUPS: u8 = 2;
+    const UID_MAP: u8 = 3;
+    const GID_MAP: u8 = 4;
+    const PRIVATE: u8 = 5;
+    const PROC: u8 = 6;
+    const DEV: u8 = 7;
+    const SHM: u8 = 8;
+    const CHROOT: u8 = 9;
+    const CHDIR: u8 = 10;
+    const NODES: u8 = 11;
+
+    fn cstring(what: &str, bytes: &[u8]) -> Result<CString, RunnerError> {
+        CString::new(bytes).map_err(|_| RunnerError::Other {
+            what: what.to_string(),
+            message: "contains a NUL byte".into(),
+        })
+    }
+
+    fn cpath(path: &Path) -> Result<CString, RunnerError> {
+        cstring(&path.display().to_string(), path.as_os_str().as_bytes())
+    }
+
+    impl Plan {
+        fn new(cmd: &ChrootCommand) -> Result<Plan, RunnerError> {
+            let root = &cmd.root;
+            let maps = cmd.map_user.then(|| {
+                let uid = nix::unistd::geteuid().as_raw();
+                let gid = nix::unistd::getegid().as_raw();
+                (
+                    format!("0 {uid} 1\n").into_bytes(),
+                    format!("0 {gid} 1\n").into_bytes(),
+                )
+            });
+            let mut steps: Vec<String> = [
+                "setting the parent-death signal",
+                if cmd.map_user {
+                    "creating a user and mount namespace (unshare CLONE_NEWUSER|CLONE_NEWNS); \
+                     unprivileged user namespaces may be disabled (sysctl \
+                     kernel.unprivileged_userns_clone=1, or \
+                     kernel.apparmor_restrict_unprivileged_userns=0), or run as root"
+                } else {
+                    "creating a mount namespace (unshare CLONE_NEWNS)"
+                },
+                "writing /proc/self/setgroups",
+                "writing /proc/self/uid_map",
+                "writing /proc/self/gid_map",
+                "making the mount namespace private",
+                "mounting /proc in the chroot",
+                "mounting a tmpfs on /dev in the chroot",
+                "creating /dev/shm in the chroot",
+                "entering the chroot",
+                "",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            if let Some(step) = steps.get_mut(usize::from(CHDIR)) {
+                *step = format!(
+                    "changing to the working directory {} in the chroot (does it exist in the \
+                     project?)",
+                    cmd.workdir
+                );
+            }
+            let mut nodes = Vec::new();
+            for n in DEV_NODES {
+                let host = Path::new("/dev").join(n);
+                let inside = root.join("dev").join(n);
+                steps.push(format!("creating /dev/{n} in the chroot"));
+                steps.push(format!("binding {} into the chroot", host.display()));
+                nodes.push((cpath(&host)?, cpath(&inside)?));
+            }
+            let mut links = Vec::new();
+            for (name, target) in DEV_LINKS {
+                steps.push(format!("creating the symlink /dev/{name} in the chroot"));
+                links.push((
+                    cstring(target, target.as_bytes())?,
+                    cpath(&root.join("dev").join(name))?,
+                ));
+            }
+            Ok(Plan {
+                maps,
+                root: cpath(root)?,
+                proc_dir: cpath(&root.join("proc"))?,
+                dev_dir: cpath(&root.join("dev"))?,
+                nodes,
+                links,
+                shm: cpath(&root.join("dev/shm"))?,
+                workdir: cstring(&cmd.workdir, cmd.workdir.as_bytes())?,
+                steps,
+            })
+        }
+
+        /// In the child, between fork and exec.
+        fn enter(&self, report: RawFd) -> io::Result<()> {
+            let fail = |step: u8, e: Errno| -> io::Error {
+                // SAFETY: write(2) of one byte from a live stack value is async-signal-safe.
+                unsafe {
+                    nix::libc::write(report, (&step as *const u8).cast(), 1);
+                }
+                io::Error::from_raw_os_error(e as i32)
+            };
+            let none: Option<&CStr> = None;
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(|e| fail(PDEATHSIG, e))?;
+            match &self.maps {
+                Some((uid_map, gid_map)) => {
+                    nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+                        .map_err(|e| fail(UNSHARE, e))?;
+                    write_file(c"/proc/self/setgroups", b"deny").map_err(|e| fail(SETGROUPS, e))?;
+                    write_file(c"/proc/self/uid_map", uid_map).map_err(|e| fail(UID_MAP, e))?;
+                    write_file(c"/proc/self/gid_map", gid_map).map_err(|e| fail(GID_MAP, e))?;
+                }
+                None => {
+                    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| fail(UNSHARE, e))?
+                }
+            }
+            nix::mount::mount(
+                none,
+                c"/",
+                none,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                none,
+            )
+            .map_err(|e| fail(PRIVATE, e))?;
+            // A fresh procfs needs a PID namespace of our own in a user namespace; the host's,
+            // bound recursively, serves the same purpose for a build.
+            let fresh = nix::mount::mount(
+                Some(c"proc"),
+                self.proc_dir.as_c_str(),
+                Some(c"proc"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                none,
+            );
+            if fresh.is_err() {
+                nix::mount::mount(
+                    Some(c"/proc"),
+                    self.proc_dir.as_c_str(),
+                    none,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    none,
+                )
+                .map_err(|e| fail(PROC, e))?;
+            }
+            nix::mount::mount(
+                Some(c"tmpfs"),
+                self.dev_dir.as_c_str(),
+                Some(c"tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+                Some(c"mode=755,size=65536k"),
+            )
+            .map_err(|e| fail(DEV, e))?;
+            for (i, (host, inside)) in self.nodes.iter().enumerate() {
+                let step = NODES + 2 * i as u8;
+                let fd = nix::fcntl::open(
+                    inside.as_c_str(),
+                    OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o666),
+                )
+                .map_err(|e| fail(step, e))?;
+                drop(fd);
+                nix::mount::mount(
+                    Some(host.as_c_str()),
+                    inside.as_c_str(),
+                    none,
+                    MsFlags::MS_BIND,
+                    none,
+                )
+                .map_err(|e| fail(step + 1, e))?;
+            }
+            let links_at = NODES + 2 * self.nodes.len() as u8;
+            for (i, (target, link)) in self.links.iter().enumerate() {
+                nix::unistd::symlinkat(target.as_c_str(), nix::fcntl::AT_FDCWD, link.as_c_str())
+                    .map_err(|e| fail(links_at + i as u8, e))?;
+            }
+            nix::unistd::mkdir(self.shm.as_c_str(), Mode::from_bits_truncate(0o777))
+                .and_then(|()| {
+                    nix::sys::stat::fchmodat(
+                        nix::fcntl::AT_FDCWD,
+                        self.shm.as_c_str(),
+                        Mode::from_bits_truncate(0o1777),
+                        nix::sys::stat::FchmodatFlags::FollowSymlink,
+                    )
+                })
+                .map_err(|e| fail(SHM, e))?;
+            nix::unistd::chroot(self.root.as_c_str()).map_err(|e| fail(CHROOT, e))?;
+            nix::unistd::chdir(self.workdir.as_c_str()).map_err(|e| fail(CHDIR, e))?;
+            Ok(())
+        }
+    }
+
+    fn write_file(path: &CStr, data: &[u8]) -> Result<(), Errno> {
+        let fd = nix::fcntl::open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let n = nix::unistd::write(&fd, data)?;
+        if n == data.len() {
+            Ok(())
+        } else {
+            Err(Errno::EIO)
+        }
+    }
+
+    fn other(what: &str) -> impl FnOnce(io::Error) -> RunnerError + '_ {
+        move |e| RunnerError::Other {
+            what: what.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    pub(super) fn run(
+        cmd: &ChrootCommand,
+        log: &mut (dyn Write + Send),
+    ) -> Result<JobExit, RunnerError> {
+        let plan = Plan::new(cmd)?;
+        let pipe = |what| nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| other(what)(e.into()));
+        let (out_r, out_w): (OwnedFd, OwnedFd) = pipe("creating the output pipe")?;
+        let (step_r, step_w): (OwnedFd, OwnedFd) = pipe("creating the error pipe")?;
+        let out_w2 = out_w
+            .try_clone()
+            .map_err(other("creating the output pipe"))?;
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(&cmd.command)
+            .env_clear()
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out_w))
+            .stderr(Stdio::from(out_w2));
+        let report = step_w.as_raw_fd();
+        let steps = plan.steps.clone();
+        // SAFETY: `enter` makes only system calls (no allocation, no locks) on data prepared
+        // before the fork, as is required between fork and exec in a threaded process.
+        unsafe {
+            command.pre_exec(move || plan.enter(report));
+        }
+        let spawned = command.spawn();
+        // Our copies of the write ends: the child's are its only ones now.
+        drop(command);
+        drop(step_w);
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let mut step = [0u8; 1];
+                let n = std::fs::File::from(step_r).read(&mut step).unwrap_or(0);
+                let what = match (n, e.raw_os_error()) {
+                    (1, _) => steps
+                        .get(usize::from(step[0]))
+                        .cloned()
+                        .unwrap_or_else(|| "preparing the chroot".into()),
+                    (_, Some(nix::libc::ENOENT)) => {
+                        "running /bin/sh in the chroot: the build image has no /bin/sh; use \
+                         an image with a shell"
+                            .into()
+                    }
+                    (_, Some(nix::libc::ENOEXEC)) => {
+                        "running /bin/sh in the chroot: exec format error (no binfmt_misc \
+                         handler catches the image's programs; run `sudo rcross setup`)"
+                            .into()
+                    }
+                    _ => "running /bin/sh in the chroot".into(),
+                };
+                return Err(RunnerError::Other {
+                    what,
+                    message: e.to_string(),
+                });
+            }
+        };
+        let mut output = std::fs::File::from(out_r);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut log_ok = true;
+        loop {
+            match output.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    // Keep draining even when the log fails, or the command would block.
+                    if log_ok {
+                        log_ok = log.write_all(buf.get(..n).unwrap_or_default()).is_ok();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let status = child
+            .wait()
+            .map_err(other("waiting for the chrooted command"))?;
+        let _ = log.flush();
+        let code = match (status.code(), status.signal()) {
+            (Some(c), _) => i64::from(c),
+            (None, Some(s)) => 128 + i64::from(s),
+            (None, None) => 128,
+        };
+        Ok(JobExit { code })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binfmt::{Catalog, EntryKind, Flags, KernelEntry};
+    use crate::oci::{FileSource, ImageSpec, LayerEntry, LayerOptions, RunConfig};
+    use std::sync::{Arc, Mutex};
+
+    fn arm64() -> Platform {
+        "linux/arm64".parse().unwrap()
+    }
+
+    fn amd64() -> Platform {
+        "linux/amd64".parse().unwrap()
+    }
+
+    fn binfmt(fix_binary: bool) -> BinfmtState {
+        let c = Catalog::builtin().unwrap();
+        let h = c.for_platform(&arm64()).unwrap();
+        BinfmtState {
+            path: PathBuf::from("/bm"),
+            mounted: true,
+            enabled: Some(true),
+            entries: vec![KernelEntry {
+                name: "qemu-aarch64".into(),
+                enabled: true,
+                interpreter: "/usr/bin/qemu-aarch64-static".into(),
+                flags: Flags {
+                    fix_binary,
+                    ..Flags::default()
+                },
+                kind: EntryKind::Magic {
+                    offset: h.offset,
+                    magic: h.magic.clone(),
+                    mask: Some(h.mask.clone()),
+                },
+            }],
+            reports: Vec::new(),
+            unreadable: Vec::new(),
+        }
+    }
+
+    /// Records what it was asked to run and plays a build: lists /rcross/src, writes to /etc
+    /// and /rcross/out, optionally swaps /rcross/out for a symlink, exits with `exit`.
+    struct Fake {
+        state: BinfmtState,
+        exit: i64,
+        swap_out_for: Option<PathBuf>,
+        seen: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    /// A command the fake ran, with the files it found in /rcross/src.
+    type Seen = (ChrootCommand, Vec<String>);
+
+    impl ChrootSystem for Fake {
+        fn effective_uid(&self) -> u32 {
+            1000
+        }
+        fn host_platform(&self) -> Result<Platform, String> {
+            Ok(amd64())
+        }
+        fn binfmt(&self, _dir: &Path) -> BinfmtState {
+            self.state.clone()
+        }
+        fn run(
+            &self,
+            command: &ChrootCommand,
+            log: &mut (dyn Write + Send),
+        ) -> Result<JobExit, RunnerError> {
+            let root = &command.root;
+            let mut files = Vec::new();
+            let src = root.join("rcross/src");
+            let mut stack = vec![src.clone()];
+            while let Some(dir) = stack.pop() {
+                for e in std::fs::read_dir(&dir).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.is_dir() {
+                        stack.push(p.clone());
+                    }
+                    files.push(p.strip_prefix(&src).unwrap().display().to_string());
+                }
+            }
+            files.sort();
+            assert!(root.join("proc").is_dir() && root.join("dev").is_dir());
+            std::fs::write(root.join("etc/touched"), "by the job").unwrap();
+            std::fs::write(root.join("rcross/out/prog"), "built").unwrap();
+            if let Some(target) = &self.swap_out_for {
+                std::fs::remove_dir_all(root.join("rcross/out")).unwrap();
+                std::os::unix::fs::symlink(target, root.join("rcross/out")).unwrap();
+            }
+            writeln!(log, "compiling").unwrap();
+            self.seen.lock().unwrap().push((command.clone(), files));
+            Ok(JobExit { code: self.exit })
+        }
+    }
+
+    /// An arm64 image layout with a (pretend) shell and an Env.
+    fn layout(dir: &Path) -> BuildImage {
+        let layout = crate::oci::OciLayout::create(dir).unwrap();
+        let layer = layout
+            .write_layer(
+                &[
+                    LayerEntry::file("bin/sh", FileSource::Bytes(b"\x7fELF".to_vec()), 0o755),
+                    LayerEntry::file(
+                        "etc/os-release",
+                        FileSource::Bytes(b"ID=test\n".to_vec()),
+                        0o644,
+                    ),
+                ],
+                &LayerOptions::default(),
+            )
+            .unwrap();
+        let spec = ImageSpec {
+            platform: arm64(),
+            layers: vec![layer],
+            history: Vec::new(),
+            run: RunConfig {
+                env: vec!["PATH=/usr/bin:/bin".into(), "LANG=C.UTF-8".into()],
+                ..RunConfig::default()
+            },
+            created: 0,
+            annotations: Default::default(),
+        };
+        let manifest = layout.write_image(&spec).unwrap();
+        BuildImage::Layout {
+            dir: dir.to_path_buf(),
+            reference: None,
+            manifest: manifest.digest,
+        }
+    }
+
+    struct Setup {
+        _tmp: tempfile::TempDir,
+        job: ContainerJob,
+        options: ChrootOptions,
+    }
+
+    fn setup() -> Setup {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let context = t.join("project");
+        std::fs::create_dir_all(context.join(".git")).unwrap();
+        std::fs::create_dir_all(context.join("sub")).unwrap();
+        std::fs::write(context.join(".git/config"), "secret").unwrap();
+        std::fs::write(context.join("sub/hello.c"), "int main(){}").unwrap();
+        std::fs::create_dir_all(t.join("out")).unwrap();
+        let job = ContainerJob {
+            platform: arm64(),
+            image: layout(&t.join("image")),
+            context,
+            workdir: PathBuf::from("sub"),
+            command: "make".into(),
+            env: vec![
+                ("PATH".into(), "/opt/bin:/usr/bin".into()),
+                ("RCROSS_OUT".into(), OUT_DIR.into()),
+            ],
+            out_dir: t.join("out"),
+        };
+        let options = ChrootOptions::in_cache(&t.join("cache/rcross/rootfs"));
+        Setup {
+            _tmp: tmp,
+            job,
+            options,
+        }
+    }
+
+    fn fake(state: BinfmtState, exit: i64) -> Box<Fake> {
+        Box::new(Fake {
+            state,
+            exit,
+            swap_out_for: None,
+            seen: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    fn job_dirs(options: &ChrootOptions) -> usize {
+        std::fs::read_dir(&options.work).map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn a_job_gets_the_project_and_gives_back_its_output() {
+        let s = setup();
+        let system = fake(binfmt(true), 0);
+        let seen = Arc::clone(&system.seen);
+        let runner = ChrootRunner::with_system(s.options.clone(), system);
+        let mut log = Vec::new();
+        let exit = runner.run(&s.job, &mut log).unwrap();
+        assert!(exit.success());
+        assert_eq!(
+            std::fs::read_to_string(s.job.out_dir.join("prog")).unwrap(),
+            "built"
+        );
+        let seen = seen.lock().unwrap().clone();
+        let (cmd, files) = &seen[0];
+        assert_eq!(files, &["sub", "sub/hello.c"], ".git stays out");
+        assert_eq!(cmd.workdir, "/rcross/src/sub");
+        assert_eq!(cmd.command, "make");
+        assert!(cmd.map_user, "not root: a user namespace maps the user");
+        let get = |k: &str| cmd.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("PATH").as_deref(),
+            Some("/opt/bin:/usr/bin"),
+            "the job wins"
+        );
+        assert_eq!(get("LANG").as_deref(), Some("C.UTF-8"), "the image's Env");
+        assert_eq!(get("HOME").as_deref(), Some("/root"));
+        assert_eq!(get("RCROSS_OUT").as_deref(), Some(OUT_DIR));
+        let text = String::from_utf8(log).unwrap();
+        assert!(text.contains("unpacked the root filesystem"), "{text}");
+        assert!(text.contains("compiling"), "{text}");
+        // The job root is gone, the cached root is pristine.
+        assert_eq!(job_dirs(&s.options), 0);
+        let hex = std::fs::read_dir(&s.options.cache)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert!(!hex.join("root/etc/touched").exists());
+        assert!(!hex.join("root/rcross").exists());
+        // The second job reuses it.
+        std::fs::remove_file(s.job.out_dir.join("prog")).unwrap();
+        let mut log = Vec::new();
+        runner.run(&s.job, &mut log).unwrap();
+        assert!(String::from_utf8(log).unwrap().contains("reusing the root"));
+    }
+
+    #[test]
+    fn a_failing_command_is_an_exit_code_and_leaves_no_output() {
+        let s = setup();
+        let runner = ChrootRunner::with_system(s.options.clone(), fake(binfmt(true), 2));
+        let exit = runner.run(&s.job, &mut Vec::new()).unwrap();
+        assert_eq!(exit, JobExit { code: 2 });
+        assert_eq!(std::fs::read_dir(&s.job.out_dir).unwrap().count(), 0);
+        assert_eq!(job_dirs(&s.options), 0);
+    }
+
+    #[test]
+    fn an_output_directory_swapped_for_a_symlink_is_not_followed() {
+        let s = setup();
+        let host_dir = tempfile::tempdir().unwrap();
+        std::fs::write(host_dir.path().join("host-file"), "host").unwrap();
+        let mut system = fake(binfmt(true), 0);
+        system.swap_out_for = Some(host_dir.path().to_path_buf());
+        let runner = ChrootRunner::with_system(s.options.clone(), system);
+        let e = runner.run(&s.job, &mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("is a symlink"), "{e}");
+        assert_eq!(std::fs::read_dir(&s.job.out_dir).unwrap().count(), 0);
+        assert_eq!(job_dirs(&s.options), 0);
+    }
+
+    #[test]
+    fn a_foreign_job_without_a_usable_handler_names_rcross_setup() {
+        let s = setup();
+        let mut unmounted = binfmt(true);
+        unmounted.mounted = false;
+        let mut empty = binfmt(true);
+        empty.entries.clear();
+        for (state, want) in [
+            (unmounted, "not mounted at /bm"),
+            (empty, "no binfmt_misc handler for linux/arm64"),
+            (binfmt(false), "without the F flag"),
+        ] {
+            let runner = ChrootRunner::with_system(s.options.clone(), fake(state, 0));
+            let e = runner.run(&s.job, &mut Vec::new()).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(want), "{text}");
+            assert!(
+                text.contains("`sudo rcross setup --platform linux/arm64`"),
+                "{text}"
+            );
+            assert!(text.starts_with("chroot build for linux/arm64"), "{text}");
+            assert_eq!(e.exit_code(), crate::exit::ENVIRONMENT);
+        }
+        assert!(
+            !s.options.cache.exists(),
+            "nothing unpacked before the check"
+        );
+        // Native platforms need no handler.
+        let mut empty = binfmt(true);
+        empty.entries.clear();
+        for p in ["linux/amd64", "linux/386"] {
+            check_handler(p.parse().unwrap(), amd64(), &empty).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_platform_the_image_lacks_is_an_image_error() {
+        let mut s = setup();
+        // Native, so no handler is needed; the arm64 image lacks it.
+        s.job.platform = amd64();
+        let runner = ChrootRunner::with_system(s.options.clone(), fake(binfmt(true), 0));
+        let e = runner.run(&s.job, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, RunnerError::Image { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("has no linux/amd64 image; it has: linux/arm64. Use a build image"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn environment_layers_image_defaults_and_job() {
+        let env = environment(
+            &["A=1".into(), "EMPTY=".into(), "B".into()],
+            &[("A".into(), "2".into())],
+        );
+        assert_eq!(
+            env,
+            [
+                ("A".to_string(), "2".to_string()),
+                ("EMPTY".into(), "".into()),
+                ("B".into(), "".into()),
+                ("PATH".into(), DEFAULT_PATH.into()),
+                ("HOME".into(), "/root".into()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! The chroot runner against the real kernel and real QEMU: a C program compiled with tcc inside
+//! an arm64 Debian root filesystem, run through a binfmt_misc handler with the F flag.
+//!
+//! Every job runs in a fresh user+mount namespace (`unshare --user --map-root-user --mount`) with
+//! its own binfmt_misc instance (Linux >= 6.7), where `rcross setup` registers the arm64 handler,
+//! so the machine's handler table is never touched. The job itself runs in this test binary,
+//! re-executed inside the namespace ([`job_in_namespace`], the `job_helper` test), because a
+//! threaded test process cannot enter namespaces itself.
+
+mod common_rootfs;
+
+use rcross::build::chroot::{ChrootOptions, ChrootRunner};
+use rcross::build::runner::{BuildImage, ContainerJob, ContainerRunner};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const RCROSS: &str = env!("CARGO_BIN_EXE_rcross");
+/// Set (to a job file) when this binary runs as the job inside a namespace.
+const HELPER_ENV: &str = "RCROSS_CHROOT_TEST_JOB";
+
+const HELLO_C: &str = r#"#include <stdio.h>
+int main(int argc, char **argv) { printf("hello from tcc on %s\n", sizeof(void *) == 8 ? "64-bit" : "32-bit"); return 0; }
+"#;
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether a prerequisite holds; in CI a missing one fails the test, elsewhere it skips it.
+fn require(ok: bool, what: &str) -> bool {
+    if !ok {
+        assert!(!in_ci(), "prerequisite missing in CI: {what}");
+        eprintln!("SKIPPED: prerequisite missing: {what}");
+    }
+    ok
+}
+
+fn prerequisites() -> Option<PathBuf> {
+    let ns = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--", "sh", "-c"])
+        .arg("d=$(mktemp -d) && mount -t binfmt_misc binfmt_misc $d && test -e $d/register && umount $d && rmdir $d")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !require(
+        ns,
+        "user+mount namespaces with a private binfmt_misc (Linux >= 6.7, unprivileged userns enabled)",
+    ) || !require(
+        Path::new("/usr/bin/qemu-aarch64-static").exists(),
+        "qemu-user-static (apt-get install qemu-user-static)",
+    ) {
+        return None;
+    }
+    common_rootfs::try_arm64_tcc_layout()
+}
+
+/// A job for the arm64 fixture, with its own project, output and cache directories.
+struct Job {
+    tmp: tempfile::TempDir,
+    layout: PathBuf,
+    command: String,
+}
+
+impl Job {
+    fn new(layout: &Path, command: &str) -> Job {
+        let tmp = tempfile::tempdir().unwrap();
+        let project = tmp.path().join("project");
+        std::fs::create_dir_all(project.join(".git")).unwrap();
+        std::fs::write(project.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(project.join("hello.c"), HELLO_C).unwrap();
+        std::fs::create_dir_all(tmp.path().join("out")).unwrap();
+        Job {
+            tmp,
+            layout: layout.to_path_buf(),
+            command: command.into(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.path("cache/rcross/rootfs")
+    }
+
+    /// The only cached root.
+    fn cached_root(&self) -> PathBuf {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(self.cache())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries.pop().unwrap().join("root")
+    }
+
+    /// Run the job in a fresh namespace; `register` registers the arm64 handler (with F) in its
+    /// private binfmt_misc first. Returns the helper's result and the job's log.
+    fn run(&self, register: bool) -> (Value, String) {
+        self.run_as(register, false)
+    }
+
+    /// [`Job::run`]; with `unprivileged` the runner runs as uid 1000 of a nested user namespace
+    /// (no capabilities), so it must make its own user namespace.
+    fn run_as(&self, register: bool, unprivileged: bool) -> (Value, String) {
+        let bm = self.path("binfmt_misc");
+        std::fs::create_dir_all(&bm).unwrap();
+        let spec = json!({
+            "platform": "linux/arm64",
+            "layout": self.layout,
+            "manifest": common_rootfs::platform_manifest(&self.layout, "linux/arm64"),
+            "context": self.path("project"),
+            "command": self.command,
+            "out_dir": self.path("out"),
+            "binfmt_misc": bm,
+            "cache": self.cache(),
+            "log": self.path("job.log"),
+            "result": self.path("result.json"),
+        });
+        let spec_path = self.path("job.json");
+        std::fs::write(&spec_path, spec.to_string()).unwrap();
+        let _ = std::fs::remove_file(self.path("result.json"));
+        let script = format!(
+            r#"set -eu
+mount -t binfmt_misc binfmt_misc "$BM"
+if [ {register} = true ]; then
+  "$RCROSS" setup --platform linux/arm64 --binfmt-misc "$BM" --binfmt-dir "$T/no-defs" >"$T/setup.log" 2>&1 || {{ cat "$T/setup.log"; exit 1; }}
+fi
+exec {user} "$TEST_EXE" --exact job_helper --nocapture --test-threads=1
+"#,
+            user = if unprivileged {
+                "unshare --user --map-user=1000 --map-group=1000 --"
+            } else {
+                ""
+            }
+        );
+        let out = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "--", "sh", "-c"])
+            .arg(script)
+            .env("RCROSS", RCROSS)
+            .env("BM", &bm)
+            .env("T", self.tmp.path())
+            .env("TEST_EXE", std::env::current_exe().unwrap())
+            .env(HELPER_ENV, &spec_path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "namespace script failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        let result = std::fs::read_to_string(self.path("result.json"))
+            .unwrap_or_else(|e| panic!("no result ({e}):\n{stdout}\n{stderr}"));
+        let log = std::fs::read_to_string(self.path("job.log")).unwrap_or_default();
+        eprintln!("--- job log:\n{log}--- result: {result}");
+        (serde_json::from_str(&result).unwrap(), log)
+    }
+}
+
+/// Not a test of its own: the job, when this binary is re-executed inside a namespace by
+/// [`Job::run`]. Without the variable it does nothing.
+#[test]
+fn job_helper() {
+    let Some(spec_path) = std::env::var_os(HELPER_ENV) else {
+        return;
+    };
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(spec_path).unwrap()).unwrap();
+    let s = |k: &str| spec[k].as_str().unwrap().to_string();
+    let job = ContainerJob {
+        platform: s("platform").parse().unwrap(),
+        image: BuildImage::Layout {
+            dir: PathBuf::from(s("layout")),
+            reference: None,
+            manifest: s("manifest"),
+        },
+        context: PathBuf::from(s("context")),
+        workdir: PathBuf::from("."),
+        command: s("command"),
+        env: vec![
+            ("RCROSS_OUT".into(), "/rcross/out".into()),
+            ("RCROSS_PLATFORM".into(), s("platform")),
+        ],
+        out_dir: PathBuf::from(s("out_dir")),
+    };
+    let mut options = ChrootOptions::in_cache(Path::new(&s("cache")));
+    options.binfmt_misc = PathBuf::from(s("binfmt_misc"));
+    let runner = ChrootRunner::new(options);
+    let mut log = std::fs::File::create(s("log")).unwrap();
+    let result = match runner.run(&job, &mut log) {
+        Ok(exit) => json!({ "exit": exit.code }),
+        Err(e) => json!({ "error": e.to_string(), "exit_code": e.exit_code() }),
+    };
+    std::fs::write(s("result"), result.to_string()).unwrap();
+}
+
+/// (a) tcc compiles a C file inside the arm64 chroot; the program is arm64 code and runs under
+/// QEMU.
+#[test]
+fn tcc_compiles_an_arm64_program_in_the_chroot() {
+    let Some(layout) = prerequisites() else {
+        return;
+    };
+    let job = Job::new(
+        &layout,
+        r#"set -e
+test "$(cat /proc/self/comm)" != "" && echo proc-ok
+echo discard > /dev/null && head -c 4 /dev/urandom | wc -c
+tcc -o "$RCROSS_OUT/hello" hello.c
+echo "built in $(pwd) for $RCROSS_PLATFORM"
+"#,
+    );
+    let (result, log) = job.run(true);
+    assert_eq!(result["exit"], 0, "{result} {log}");
+    assert!(log.contains("proc-ok"), "{log}");
+    assert!(
+        log.contains("built in /rcross/src for linux/arm64"),
+        "{log}"
+    );
+    let hello = job.path("out/hello");
+    match rcross::walk::classify_file(&hello) {
+        rcross::walk::Found::Elf(info) => {
+            assert_eq!(info.platform, Some("linux/arm64".parse().unwrap()))
+        }
+        other => panic!("{}: {other:?}", hello.display()),
+    }
+    // tcc links dynamically: run it with the image's loader and libc.
+    let out = Command::new(RCROSS)
+        .args(["run", "--platform", "linux/arm64", "--sysroot"])
+        .arg(job.cached_root())
+        .arg("--")
+        .arg(&hello)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from tcc on 64-bit\n"
+    );
+}
+
+/// (a) again without privileges: the runner maps the user to root in a user namespace of its
+/// own, and the build sees itself as root.
+#[test]
+fn an_unprivileged_user_builds_in_its_own_user_namespace() {
+    let Some(layout) = prerequisites() else {
+        return;
+    };
+    let job = Job::new(
+        &layout,
+        r#"set -e
+echo "uid=$(id -u)"
+touch /etc/owned-by-root
+tcc -o "$RCROSS_OUT/hello" hello.c
+"#,
+    );
+    let (result, log) = job.run_as(true, true);
+    assert_eq!(result["exit"], 0, "{result} {log}");
+    assert!(log.contains("uid=0"), "{log}");
+    assert!(job.path("out/hello").is_file());
+}
+
+/// A listing of a tree that any change to a path, type, size, mode or time alters.
+fn snapshot(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            out.push(format!(
+                "{} {:o} {} {}",
+                p.strip_prefix(root).unwrap().display(),
+                m.mode(),
+                m.len(),
+                m.mtime()
+            ));
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// (b) A failing command is a JobExit with its code, its stdout and stderr are in the log,
+/// `.git` is not copied, nothing comes out, and the cached root is unchanged by a job that
+/// writes to /etc.
+#[test]
+fn a_failing_job_reports_its_exit_and_leaves_the_cache_pristine() {
+    let Some(layout) = prerequisites() else {
+        return;
+    };
+    let mut job = Job::new(&layout, "true");
+    let (result, _) = job.run(true);
+    assert_eq!(result["exit"], 0, "{result}");
+    let before = snapshot(&job.cached_root());
+    job.command = r#"echo to-stdout
+echo to-stderr >&2
+echo changed > /etc/written-by-job
+echo more >> /usr/include/stdio.h
+rm -f /usr/bin/tcc
+test -e /rcross/src/.git || echo no-git-here
+test -e /rcross/src/hello.c && echo project-here
+echo partial > "$RCROSS_OUT/partial"
+exit 7"#
+        .into();
+    let (result, log) = job.run(true);
+    assert_eq!(result["exit"], 7, "{result}");
+    for line in ["to-stdout", "to-stderr", "no-git-here", "project-here"] {
+        assert!(log.contains(line), "{line} not in the log:\n{log}");
+    }
+    assert!(log.contains("reusing the root filesystem"), "{log}");
+    assert_eq!(std::fs::read_dir(job.path("out")).unwrap().count(), 0);
+    assert_eq!(snapshot(&job.cached_root()), before);
+    // No job directories left.
+    let jobs = job.path("cache/rcross/jobs");
+    assert_eq!(std::fs::read_dir(jobs).unwrap().count(), 0);
+}
+
+/// (c) Without a handler in the namespace's binfmt_misc the job is refused before anything is
+/// unpacked, naming `rcross setup`.
+#[test]
+fn no_handler_is_a_runner_error_naming_rcross_setup() {
+    let Some(layout) = prerequisites() else {
+        return;
+    };
+    let job = Job::new(&layout, "true");
+    let (result, _) = job.run(false);
+    let error = result["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{result}"));
+    assert!(
+        error.contains("no binfmt_misc handler for linux/arm64")
+            && error.contains("sudo rcross setup --platform linux/arm64"),
+        "{error}"
+    );
+    assert_eq!(result["exit_code"], 3);
+    assert!(!job.cache().exists());
+}
