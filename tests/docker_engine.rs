@@ -124,6 +124,47 @@ fn load_of_several_platforms_without_the_host_one_is_a_usage_error() {
     );
 }
 
+#[test]
+fn load_works_together_with_push_and_output() {
+    let Some(engine) = system_engine() else {
+        return;
+    };
+    if !common_registry::require_tool("make", "make") {
+        return;
+    }
+    let Some(registry) = common_registry::RealRegistry::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let image = format!("{}/rcross-test/hello:both", registry.addr);
+    let archive = tmp.path().join("hello.tar");
+    let out = rcross(
+        &[
+            "build",
+            example_hello().to_str().unwrap(),
+            "--platform",
+            "linux/amd64",
+            "-t",
+            &image,
+            "--push",
+            "--load",
+            "--output",
+            &format!("docker-archive:{}", archive.display()),
+        ],
+        &[],
+    );
+    assert!(out.status.success());
+    assert!(archive.exists());
+    let run = docker_ok(&engine, &["run", "--rm", &image]);
+    assert_eq!(run.trim(), "hello from x86_64");
+    let pushed = common_registry::skopeo_raw(&format!("docker://{image}"));
+    assert_eq!(
+        pushed["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{pushed}"
+    );
+    let _ = docker(&engine, &["rmi", "-f", &image]);
+}
+
 /// A project with a file to read, a .git directory that must stay out, and a sub-directory
 /// to work in.
 fn project(dir: &Path) {
