@@ -343,6 +343,12 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
 
+    /// Also load the image into the local Docker engine (DOCKER_HOST, else
+    /// /var/run/docker.sock), tagged with each -t (or NAME:latest): the only platform built,
+    /// else the host's platform if built.
+    #[arg(long)]
+    pub load: bool,
+
     /// Where the image goes: oci:DIR (default oci:DIR/.rcross/oci), oci-archive:FILE, or
     /// docker-archive:FILE (one platform only; what `docker load` reads).
     #[arg(long, value_name = "oci:DIR|oci-archive:FILE|docker-archive:FILE")]

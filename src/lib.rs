@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod detect;
 pub mod elf;
+pub mod engine;
 pub mod exit;
 pub mod host;
 pub mod image;

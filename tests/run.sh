@@ -10,6 +10,20 @@ bash tests/install-deps.sh
 command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# The Docker engine tests need the local engine (unix:///var/run/docker.sock); start one when
+# nothing answers there (no systemd in containers and CI VMs: run dockerd directly).
+if ! docker version >/dev/null 2>&1; then
+  echo "== starting dockerd (log: /tmp/rcross-dockerd.log)"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO sh -c 'nohup dockerd >/tmp/rcross-dockerd.log 2>&1 &'
+  for _ in $(seq 1 30); do
+    docker version >/dev/null 2>&1 && break
+    sleep 1
+  done
+  docker version >/dev/null 2>&1 || { echo "dockerd did not answer within 30 s; see /tmp/rcross-dockerd.log" >&2; tail -20 /tmp/rcross-dockerd.log >&2; exit 1; }
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -54,6 +54,8 @@ struct Metadata {
     tags: Vec<String>,
     platforms: Vec<PlatformResult>,
     pushed: Vec<Pushed>,
+    /// What `--load` put into the local engine.
+    loaded: Option<super::load::Loaded>,
     ok: bool,
 }
 
@@ -90,6 +92,11 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
             "--push needs at least one -t REGISTRY/REPO:TAG"
         )));
     }
+    // --load: the platform to load is decided, and the engine reached, before anything builds.
+    let loader = args
+        .load
+        .then(|| super::load::prepare(&platforms))
+        .transpose()?;
     let build_args = parse_build_args(&args.build_args)?;
     let epoch = oci::source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
         .map_err(Failure::usage)?;
@@ -293,6 +300,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             platforms: per_platform.into_iter().map(|(r, _)| r).collect(),
             pushed: Vec::new(),
+            loaded: None,
             ok: false,
         };
         finish(&meta, json, args.metadata_file.as_deref())?;
@@ -419,6 +427,15 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         }
     }
     log(format!("image index {} written to {output}", index.digest));
+    let built: Vec<Platform> = per_platform.iter().map(|(r, _)| r.platform).collect();
+    let loaded = super::load::after_build(
+        loader.as_ref(),
+        &layout,
+        &built,
+        &descriptors,
+        &tags,
+        &project.name,
+    )?;
 
     // Push: per repository, blobs, manifests by digest, the index, then the tags.
     let mut pushed = Vec::new();
@@ -471,6 +488,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         tags: tags.iter().map(|t| t.to_string()).collect(),
         platforms: per_platform.into_iter().map(|(r, _)| r).collect(),
         pushed,
+        loaded,
         ok: true,
     };
     finish(&meta, json, args.metadata_file.as_deref())?;

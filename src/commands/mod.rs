@@ -6,6 +6,7 @@ pub mod elf;
 pub mod env;
 pub mod info;
 pub mod inspect;
+pub mod load;
 pub mod manifest;
 pub mod oci_push_dir;
 pub mod plan;
