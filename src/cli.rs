@@ -34,7 +34,7 @@ pub enum Command {
     Env(EnvArgs),
     /// Build a multi-platform image from rcross.toml: per-platform builds, verification, an OCI
     /// image index in a layout, optionally pushed.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Run a program for another platform through its emulator (usable as cargo runner, CMake
     /// emulator and ctest wrapper).
     Run(RunArgs),
@@ -378,6 +378,27 @@ pub struct BuildArgs {
     /// then REGISTRY/REPO@DIGEST per repository (sources for `rcross manifest create`).
     #[arg(long, value_name = "FILE", requires = "push")]
     pub digest_file: Option<PathBuf>,
+
+    /// Build PLATFORM natively on another Docker engine (unix://PATH, tcp://HOST:PORT,
+    /// ssh://[USER@]HOST), in a container of [build] image; repeatable; overrides [builders].
+    #[arg(long = "builder", value_name = "PLATFORM=ENDPOINT")]
+    pub builders: Vec<String>,
+
+    /// When builds run in a target-platform container of [build] image: auto (only platforms
+    /// without a native or cross toolchain), always, or never; overrides [build] container.
+    #[arg(long, value_name = "auto|always|never")]
+    pub container: Option<String>,
+
+    /// The image container builds run in (a registry reference or oci:DIR[:REF]); overrides
+    /// [build] image.
+    #[arg(long, value_name = "REF")]
+    pub build_image: Option<String>,
+
+    /// The engine for container builds on this machine: a Docker endpoint (default: DOCKER_HOST
+    /// or unix:///var/run/docker.sock, falling back to a chroot when it does not answer), or
+    /// `chroot` for the daemonless chroot of the build image.
+    #[arg(long, value_name = "ENDPOINT|chroot")]
+    pub engine: Option<String>,
 
     #[command(flatten)]
     pub paths: ToolchainPaths,

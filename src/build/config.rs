@@ -333,15 +333,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
             .map_err(|e| err(c.span(), "build.container", e))?,
         None => ContainerPolicy::Auto,
     };
-    if let (Some(c), None) = (&raw.build.container, &image) {
-        if container == ContainerPolicy::Always {
-            return Err(err(
-                c.span(),
-                "build.container",
-                "\"always\" needs [build] image: the image the build runs in".into(),
-            ));
-        }
-    }
     let mut builders = BTreeMap::new();
     if let Some(b) = &raw.builders {
         for (platform, endpoint) in b.get_ref() {
@@ -360,13 +351,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
                     format!("{parsed} has two builders"),
                 ));
             }
-        }
-        if !builders.is_empty() && image.is_none() {
-            return Err(err(
-                b.span(),
-                "builders",
-                "a builder runs the build in a container of [build] image: set it".into(),
-            ));
         }
     }
 
@@ -619,15 +603,7 @@ labels = { "org.opencontainers.image.source" = "https://example.invalid/hello" }
                 with("container = \"sometimes\"", ""),
                 "build.container: \"sometimes\" is not one of auto, always, never",
             ),
-            (
-                with("container = \"always\"", ""),
-                "build.container: \"always\" needs [build] image",
-            ),
             (with("image = \" \"", ""), "build.image: empty"),
-            (
-                with("", "\n[builders]\n\"linux/arm64\" = \"tcp://h:2375\"\n"),
-                "builders: a builder runs the build in a container of [build] image",
-            ),
             (
                 with(
                     "image = \"x\"",

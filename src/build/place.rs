@@ -195,7 +195,13 @@ mod tests {
     fn emulation_without_an_image_or_handler_is_refused_with_the_fix() {
         let none = BTreeMap::new();
         let emu = item("linux/riscv64", Strategy::Emulate, None, 1);
-        let e = place(&emu, amd64(), true, &settings(ContainerPolicy::Auto, None, &none)).unwrap_err();
+        let e = place(
+            &emu,
+            amd64(),
+            true,
+            &settings(ContainerPolicy::Auto, None, &none),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("set [build] image"), "{e}");
         assert!(e.to_string().contains("`fix0`"), "{e}");
         let unavailable = item("linux/riscv64", Strategy::Unavailable, None, 2);
@@ -211,8 +217,13 @@ mod tests {
                 .contains("`sudo rcross setup --platform linux/riscv64`"),
             "{e}"
         );
-        let e = place(&emu, amd64(), true, &settings(ContainerPolicy::Never, Some("img"), &none))
-            .unwrap_err();
+        let e = place(
+            &emu,
+            amd64(),
+            true,
+            &settings(ContainerPolicy::Never, Some("img"), &none),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("container = \"never\""), "{e}");
     }
 

@@ -2,10 +2,12 @@
 //! that platform's environment, verify every ELF artifact, assemble a reproducible OCI image
 //! index, write it to a layout and optionally push it.
 
+use super::containers::{build_images, build_in_container, container_env, parse_builder, Runners};
 use super::push::Pushed;
 use crate::build::artifacts::{self, Placed};
 use crate::build::base::{self, BasePlatform, BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION};
-use crate::build::config::{self, Project};
+use crate::build::config::{self, ContainerPolicy, Project};
+use crate::build::place::{self, Placement};
 use crate::cli::BuildArgs;
 use crate::elf::Finding;
 use crate::exit::{self, Failure};
@@ -35,6 +37,11 @@ struct PlatformResult {
     platform: Platform,
     strategy: Strategy,
     toolchain: Option<String>,
+    /// Where it was built: "host", "docker ENDPOINT", "chroot", "builder ENDPOINT".
+    runner: String,
+    /// The image it was built in, for container builds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    build_image: Option<String>,
     seconds: f64,
     files: Vec<String>,
     findings: Vec<Finding>,
@@ -61,20 +68,32 @@ struct Metadata {
 
 /// A build step that failed for one platform.
 #[derive(Debug)]
-struct StepFailure {
-    platform: Platform,
-    message: String,
+pub(super) struct StepFailure {
+    pub(super) platform: Platform,
+    pub(super) message: String,
 }
 
 /// Progress goes to stderr, one line per event; stdout is reserved for the result.
-fn log(msg: impl AsRef<str>) {
+pub(super) fn log(msg: impl AsRef<str>) {
     eprintln!("{}", msg.as_ref());
 }
 
 pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     let host = LinuxHost;
     let project_dir = args.dir.clone();
-    let project = config::load(&project_dir).map_err(Failure::usage)?;
+    let mut project = config::load(&project_dir).map_err(Failure::usage)?;
+    if let Some(image) = &args.build_image {
+        // A layout named on the command line is relative to the working directory.
+        project.build.image = Some(match image.strip_prefix("oci:") {
+            Some(rest) if Path::new(rest).is_relative() => {
+                let cwd = std::env::current_dir().map_err(|e| {
+                    Failure::env(anyhow::anyhow!("cannot read the working directory: {e}"))
+                })?;
+                format!("oci:{}", cwd.join(rest).display())
+            }
+            _ => image.clone(),
+        });
+    }
     let platforms = if args.platforms.is_empty() {
         project.platforms.clone()
     } else {
@@ -125,34 +144,59 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     let (catalog, _handlers, facts) = super::toolchain::load_scoped(&host, &args.paths, scope)?;
     let plan =
         crate::toolchain::plan::plan(&facts, &catalog, &platforms, lang).map_err(Failure::usage)?;
+    // Place every platform: host toolchain, build container (here, emulated when foreign) or
+    // a remote builder.
+    let mut builders = project.builders.clone();
+    for b in &args.builders {
+        let (p, endpoint) = parse_builder(b)?;
+        builders.insert(p, endpoint);
+    }
+    let policy = match &args.container {
+        Some(c) => c
+            .parse::<ContainerPolicy>()
+            .map_err(|e| Failure::usage(anyhow::anyhow!("--container: {e}")))?,
+        None => project.build.container,
+    };
+    let settings = place::Settings {
+        policy,
+        image: project.build.image.as_deref(),
+        builders: &builders,
+    };
+    if policy == ContainerPolicy::Always && settings.image.is_none() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "containers for every platform (--container or [build] container = \"always\") need [build] image in {} (or --build-image): the image the build runs in",
+            project.path.display()
+        )));
+    }
+    if !builders.is_empty() && settings.image.is_none() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "a builder ([builders] or --builder) runs the build in a container of [build] image; set it in {} (or pass --build-image)",
+            project.path.display()
+        )));
+    }
+    let mut placements = Vec::new();
     let mut blocked = Vec::new();
     for item in &plan {
-        if !matches!(item.strategy, Strategy::Native | Strategy::Cross) {
-            let fix = item
-                .fixes
-                .iter()
-                .map(|f| format!("`{}`", f.command))
-                .collect::<Vec<_>>()
-                .join(" or ");
-            blocked.push(format!(
-                "{}: {} ({}){}",
-                item.platform,
-                item.strategy,
-                item.reason,
-                if fix.is_empty() {
-                    String::new()
-                } else {
-                    format!("; fix: {fix}")
-                }
-            ));
+        let handler = facts
+            .target(&item.platform)
+            .is_some_and(|t| t.handler.is_some());
+        match place::place(item, facts.host, handler, &settings) {
+            Ok(pl) => placements.push(pl),
+            Err(b) => blocked.push(b.to_string()),
         }
     }
     if !blocked.is_empty() {
         return Err(Failure::env(anyhow::anyhow!(
-            "cannot build every platform without emulation (emulated builds need a target root filesystem, which scratch images lack):\n  {}",
+            "cannot build every platform:\n  {}",
             blocked.join("\n  ")
         )));
     }
+    let images = build_images(&project, &project_dir, &plan, &placements)?;
+    let runners = Runners::connect(
+        &platforms_of_plan(&plan),
+        &placements,
+        args.engine.as_deref(),
+    )?;
 
     // Build every platform, in parallel, each into its own empty output directory.
     let work = tempfile::Builder::new()
@@ -164,24 +208,29 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let mut envs = Vec::new();
-    for item in &plan {
+    for (item, placement) in plan.iter().zip(&placements) {
         let p = item.platform;
         let spec = catalog.get(&p).ok_or_else(|| {
             Failure::usage(anyhow::anyhow!("rcross has no toolchain data for {p}"))
         })?;
-        let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
-        let input = EnvInput {
-            spec,
-            toolchain,
-            runner: super::toolchain::runner(&p),
-            sysroot: None,
-            linker_wrapper: super::toolchain::linker_wrapper(&host, toolchain),
+        let vars = if *placement == Placement::Host {
+            let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
+            let input = EnvInput {
+                spec,
+                toolchain,
+                runner: super::toolchain::runner(&p),
+                sysroot: None,
+                linker_wrapper: super::toolchain::linker_wrapper(&host, toolchain),
+            };
+            render::env_vars(&input)
+        } else {
+            container_env(spec)
         };
-        let mut vars = render::env_vars(&input);
+        let mut vars = vars;
         vars.extend(build_args.iter().cloned());
-        envs.push((item, vars));
+        envs.push((item, placement, vars));
     }
-    let queue = Mutex::new(envs.iter().collect::<Vec<_>>());
+    let queue = Mutex::new(envs.iter().rev().collect::<Vec<_>>());
     let results: Mutex<Vec<(Platform, Result<f64, StepFailure>)>> = Mutex::new(Vec::new());
     let workdir = project_dir.join(&project.build.workdir);
     let started = Instant::now();
@@ -190,20 +239,49 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         for _ in 0..jobs.min(envs.len()) {
             s.spawn(|| loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop());
-                let Some((item, vars)) = next else { break };
+                let Some((item, placement, vars)) = next else {
+                    break;
+                };
                 let p = item.platform;
-                progress.start(
-                    p,
-                    &format!(
-                        "building ({}{})",
-                        item.strategy,
-                        item.toolchain
-                            .as_ref()
-                            .map(|t| format!(", {t}"))
-                            .unwrap_or_default()
-                    ),
-                );
-                let r = build_one(&project, &workdir, work.path(), p, vars, epoch);
+                let r = match placement {
+                    Placement::Host => {
+                        progress.start(
+                            p,
+                            &format!(
+                                "building ({}{})",
+                                item.strategy,
+                                item.toolchain
+                                    .as_ref()
+                                    .map(|t| format!(", {t}"))
+                                    .unwrap_or_default()
+                            ),
+                        );
+                        build_one(&project, &workdir, work.path(), p, vars, epoch)
+                    }
+                    _ => {
+                        let runner = runners.get(placement);
+                        progress.start(
+                            p,
+                            &format!(
+                                "building ({} in {} on {})",
+                                runners.strategy(placement, p, item.strategy),
+                                images.get(&p).map_or_else(String::new, |i| i.to_string()),
+                                runners.describe(placement)
+                            ),
+                        );
+                        build_in_container(
+                            &project,
+                            &project_dir,
+                            out_dir(work.path(), p),
+                            work.path().join(p.slug()).join("build.log"),
+                            p,
+                            vars,
+                            epoch,
+                            images.get(&p),
+                            runner,
+                        )
+                    }
+                };
                 match &r {
                     Ok(secs) => progress.finish(p, &format!("built in {secs:.1}s")),
                     Err(_) => progress.finish(p, "FAILED (details below)"),
@@ -237,7 +315,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
 
     // Verify every artifact against its platform before anything is assembled.
     let mut per_platform: Vec<(PlatformResult, Vec<Placed>)> = Vec::new();
-    for item in &plan {
+    for (item, placement) in plan.iter().zip(&placements) {
         let p = item.platform;
         let out = out_dir(work.path(), p);
         let placed =
@@ -268,8 +346,12 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         per_platform.push((
             PlatformResult {
                 platform: p,
-                strategy: item.strategy,
-                toolchain: item.toolchain.clone(),
+                strategy: runners.strategy(placement, p, item.strategy),
+                toolchain: (*placement == Placement::Host)
+                    .then(|| item.toolchain.clone())
+                    .flatten(),
+                runner: runners.describe(placement),
+                build_image: images.get(&p).map(|i| i.to_string()),
                 seconds,
                 files: placed.iter().map(|a| a.target.clone()).collect(),
                 findings,
@@ -495,6 +577,10 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     Ok(exit::OK)
 }
 
+fn platforms_of_plan(plan: &[crate::toolchain::plan::PlanItem]) -> Vec<Platform> {
+    plan.iter().map(|i| i.platform).collect()
+}
+
 /// Where the image goes.
 enum Output {
     Layout(PathBuf),
@@ -711,15 +797,20 @@ fn build_one(
     if status.success() {
         return Ok(secs);
     }
-    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(20).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
     Err(fail(format!(
         "`{}` exited with {status} in {}:\n    {}",
         project.build.command,
         workdir.display(),
-        tail.join("\n    ")
+        tail_of(&log_path)
     )))
+}
+
+/// The last lines of a build log, indented for an error message.
+pub(super) fn tail_of(log_path: &Path) -> String {
+    let text = std::fs::read_to_string(log_path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(20).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    tail.join("\n    ")
 }
 
 /// Layer entries for the placed files, with their parent directories.

@@ -2,6 +2,7 @@
 //! only place that prints.
 
 pub mod build;
+mod containers;
 pub mod elf;
 pub mod env;
 pub mod info;
@@ -31,7 +32,7 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::Env(a) => env::run(a, cli.json),
         Command::Run(a) => run::run(a),
         Command::OciPushDir(a) => oci_push_dir::run(a),
-        Command::Build(a) => build::run(a, cli.json),
+        Command::Build(a) => build::run(*a, cli.json),
         Command::Inspect(a) => inspect::run(a, cli.json),
         Command::Push(a) => push::run(a, cli.json),
         Command::Manifest(a) => manifest::run(a, cli.json),

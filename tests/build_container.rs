@@ -1,0 +1,447 @@
+//! `rcross build` with builds outside the host toolchain, against real parts: an emulated arm64
+//! build compiles a C file with tcc inside an arm64 build image (a Debian arm64 root filesystem
+//! assembled from downloaded packages) on the machine's Docker engine, through the registered
+//! binfmt handler; the same without an engine, in a chroot; a private dockerd on a loopback TCP
+//! port as a remote builder beside a host build; an unreachable builder; refusals.
+//!
+//! Missing prerequisites (engine, root for the machine's handlers, the Debian packages) fail
+//! under CI=true and skip with a notice otherwise.
+
+mod common_docker;
+mod common_registry;
+mod common_rootfs;
+
+use common_docker::{build_containers, system_engine, Dockerd};
+use common_registry::{platforms_of, rcross};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+const HELLO_C: &str = r#"#include <stdio.h>
+int main(void) { printf("hello from %s\n", PLATFORM); return 0; }
+"#;
+
+/// A project whose build uses the image's own tcc, or the host's $CC when it builds on the host.
+fn project(dir: &Path, platforms: &[&str], extra_build: &str) {
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    std::fs::write(dir.join(".git/secret"), "not for containers").unwrap();
+    std::fs::write(dir.join("hello.c"), HELLO_C).unwrap();
+    let list: Vec<String> = platforms.iter().map(|p| format!("{p:?}")).collect();
+    std::fs::write(
+        dir.join("rcross.toml"),
+        format!(
+            r#"[image]
+name = "hello-emulated"
+platforms = [{}]
+
+[build]
+command = '''case "$PWD" in /rcross/src*) test ! -e .git ;; esac && ${{CC:-tcc}} -DPLATFORM="\"$RCROSS_PLATFORM\"" -o "$RCROSS_OUT/hello" hello.c && echo "built for $RCROSS_PLATFORM in $(pwd)"'''
+lang = "c"
+{extra_build}
+
+[[artifact]]
+from = "hello"
+to = "/usr/bin/hello"
+"#,
+            list.join(", ")
+        ),
+    )
+    .unwrap();
+}
+
+/// The machine's arm64 handler (F flag): the engine's containers and the chroot need it.
+fn arm64_handler() -> bool {
+    let out = rcross(&["setup", "--platform", "linux/arm64"], &[]);
+    if out.status.success() {
+        return true;
+    }
+    common_docker::missing::<()>(
+        "a binfmt handler for linux/arm64",
+        "rcross setup needs root and qemu-user-static",
+    );
+    false
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn index_platforms(layout: &Path) -> Vec<String> {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    // index.json names the image index; its manifests are the platforms.
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let inner: Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut p = platforms_of(&inner);
+    p.sort();
+    p
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn platform_entry<'a>(meta: &'a Value, p: &str) -> &'a Value {
+    meta["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["platform"] == p)
+        .unwrap_or_else(|| panic!("{p} not in {meta}"))
+}
+
+/// The file at `path` inside the single-layer image of `platform` in layout `dir`.
+fn hello_in(dir: &Path, platform: &str) -> PathBuf {
+    let out = tempfile::tempdir().unwrap().keep();
+    let r = rcross(
+        &[
+            "verify",
+            &format!("oci:{}", dir.display()),
+            "--platform",
+            platform,
+            "--json",
+        ],
+        &[],
+    );
+    assert!(r.status.success(), "verify: {}", stderr(&r));
+    // rcross verify checks every ELF of the image for the platform; the build's own JSON
+    // says which files there are. Extract the layer with tar to run the program.
+    let manifest = common_rootfs::platform_manifest(dir, platform);
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.join("blobs/sha256")
+                .join(manifest.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer = m["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let st = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(dir.join("blobs/sha256").join(layer))
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out.join("usr/bin/hello")
+}
+
+/// Runs an arm64 program from the build (dynamically linked by tcc) with the build image's
+/// root as its sysroot.
+fn run_arm64(program: &Path, sysroot: &Path) -> String {
+    let out = rcross(
+        &[
+            "run",
+            "--platform",
+            "linux/arm64",
+            "--sysroot",
+            &sysroot.display().to_string(),
+            "--",
+            &program.display().to_string(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The arm64 fixture's root filesystem, unpacked by tar from its single layer.
+fn fixture_root(layout: &Path) -> PathBuf {
+    let root = tempfile::tempdir().unwrap().keep();
+    let manifest = common_rootfs::platform_manifest(layout, "linux/arm64");
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(manifest.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for l in m["layers"].as_array().unwrap() {
+        let st = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(
+                layout
+                    .join("blobs/sha256")
+                    .join(l["digest"].as_str().unwrap().trim_start_matches("sha256:")),
+            )
+            .arg("-C")
+            .arg(&root)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    root
+}
+
+#[test]
+fn an_emulated_build_compiles_in_an_arm64_container_on_the_engine() {
+    let Some(engine) = system_engine() else {
+        return;
+    };
+    let Some(image) = common_rootfs::try_arm64_tcc_layout() else {
+        return;
+    };
+    if !arm64_handler() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    project(&dir, &["linux/arm64"], "container = \"always\"");
+    let out_dir = tmp.path().join("out");
+    let out = rcross(
+        &[
+            "build",
+            &dir.display().to_string(),
+            "--build-image",
+            &format!("oci:{}", image.display()),
+            "--output",
+            &format!("oci:{}", out_dir.display()),
+            "--json",
+        ],
+        &[("DOCKER_HOST", &engine.to_string())],
+    );
+    assert!(out.status.success(), "build failed: {}", stderr(&out));
+    let meta = json(&out);
+    let arm = platform_entry(&meta, "linux/arm64");
+    assert_eq!(arm["strategy"], "emulate", "{meta}");
+    assert_eq!(arm["runner"], format!("docker {engine}"), "{meta}");
+    assert!(arm["findings"].as_array().unwrap().is_empty(), "{meta}");
+    assert!(
+        stderr(&out).contains("emulate in oci:"),
+        "the progress names the strategy and image: {}",
+        stderr(&out)
+    );
+    // The index holds arm64; the program is an arm64 ELF that prints what it was built for.
+    assert_eq!(index_platforms(&out_dir), ["linux/arm64/v8"]);
+    let program = hello_in(&out_dir, "linux/arm64");
+    let root = fixture_root(&image);
+    assert_eq!(run_arm64(&program, &root), "hello from linux/arm64\n");
+    assert!(
+        build_containers(&engine).is_empty(),
+        "no build container is left behind"
+    );
+}
+
+#[test]
+fn without_an_engine_the_emulated_build_runs_in_a_chroot() {
+    let Some(image) = common_rootfs::try_arm64_tcc_layout() else {
+        return;
+    };
+    if !arm64_handler() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    project(&dir, &["linux/arm64"], "container = \"always\"");
+    let out_dir = tmp.path().join("out");
+    let cache = tmp.path().join("cache");
+    let out = rcross(
+        &[
+            "build",
+            &dir.display().to_string(),
+            "--build-image",
+            &format!("oci:{}", image.display()),
+            "--output",
+            &format!("oci:{}", out_dir.display()),
+            "--json",
+        ],
+        &[
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+            ("XDG_CACHE_HOME", &cache.display().to_string()),
+        ],
+    );
+    assert!(out.status.success(), "build failed: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no Docker engine"),
+        "the fallback is announced: {}",
+        stderr(&out)
+    );
+    let meta = json(&out);
+    let arm = platform_entry(&meta, "linux/arm64");
+    assert_eq!(arm["strategy"], "emulate");
+    assert_eq!(arm["runner"], "chroot");
+    let program = hello_in(&out_dir, "linux/arm64");
+    assert_eq!(
+        run_arm64(&program, &fixture_root(&image)),
+        "hello from linux/arm64\n"
+    );
+
+    // An engine named explicitly that does not answer is an environment error, not a fallback.
+    let out = rcross(
+        &[
+            "build",
+            &dir.display().to_string(),
+            "--build-image",
+            &format!("oci:{}", image.display()),
+            "--engine",
+            "unix:///nonexistent/docker.sock",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unix:///nonexistent/docker.sock"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_remote_builder_builds_its_platform_beside_a_host_build() {
+    let Some(image) = common_rootfs::try_arm64_tcc_layout() else {
+        return;
+    };
+    if !arm64_handler() {
+        return;
+    }
+    let Some(remote) = Dockerd::start_tcp() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    project(&dir, &["linux/amd64", "linux/arm64"], "");
+    let out_dir = tmp.path().join("out");
+    let builder = format!("linux/arm64={}", remote.endpoint);
+    let out = rcross(
+        &[
+            "build",
+            &dir.display().to_string(),
+            "--build-image",
+            &format!("oci:{}", image.display()),
+            "--builder",
+            &builder,
+            "--output",
+            &format!("oci:{}", out_dir.display()),
+            "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "build failed: {}", stderr(&out));
+    let meta = json(&out);
+    assert_eq!(
+        platform_entry(&meta, "linux/arm64")["runner"],
+        format!("builder {}", remote.endpoint)
+    );
+    assert_eq!(platform_entry(&meta, "linux/amd64")["runner"], "host");
+    // The stand-in builder is this x86 machine, so it runs arm64 through the handler, and says so.
+    assert_eq!(platform_entry(&meta, "linux/arm64")["strategy"], "emulate");
+    assert!(
+        stderr(&out).contains("is linux/amd64, not linux/arm64"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(index_platforms(&out_dir), ["linux/amd64", "linux/arm64/v8"]);
+    // The builder said what it is.
+    assert!(
+        stderr(&out).contains(&format!("builder {}: Docker", remote.endpoint)),
+        "{}",
+        stderr(&out)
+    );
+    let program = hello_in(&out_dir, "linux/arm64");
+    assert_eq!(
+        run_arm64(&program, &fixture_root(&image)),
+        "hello from linux/arm64\n"
+    );
+    let host_program = hello_in(&out_dir, "linux/amd64");
+    let run = std::process::Command::new(&host_program).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "hello from linux/amd64\n"
+    );
+}
+
+#[test]
+fn an_unreachable_builder_fails_its_platform_naming_the_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    project(
+        &dir,
+        &["linux/amd64", "linux/arm64"],
+        "image = \"127.0.0.1:9/none:1\"",
+    );
+    // A loopback port nothing listens on.
+    let port = common_docker::free_port();
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let out_dir = tmp.path().join("out");
+    let started = Instant::now();
+    let out = rcross(
+        &[
+            "build",
+            &dir.display().to_string(),
+            "--builder",
+            &format!("linux/arm64={endpoint}"),
+            "--output",
+            &format!("oci:{}", out_dir.display()),
+        ],
+        &[],
+    );
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains(&format!("linux/arm64: builder {endpoint}")),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "fails fast");
+    assert!(!out_dir.exists(), "nothing is assembled");
+}
+
+#[test]
+fn refusals_name_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    project(&dir, &["linux/arm64"], "");
+    // Containers asked for without an image to build in.
+    let out = rcross(
+        &["build", &dir.display().to_string(), "--container", "always"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("[build] image"), "{}", stderr(&out));
+    let out = rcross(
+        &["build", &dir.display().to_string(), "--container", "often"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not one of auto, always, never"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rcross(
+        &[
+            "build",
+            &dir.display().to_string(),
+            "--builder",
+            "linux/arm64=http://x",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a Docker endpoint"),
+        "{}",
+        stderr(&out)
+    );
+}
