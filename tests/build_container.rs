@@ -229,6 +229,11 @@ fn an_emulated_build_compiles_in_an_arm64_container_on_the_engine() {
     assert_eq!(arm["runner"], format!("docker {engine}"), "{meta}");
     assert!(arm["findings"].as_array().unwrap().is_empty(), "{meta}");
     assert!(
+        stderr(&out).contains("[linux/arm64] | built for linux/arm64 in /rcross/src"),
+        "the container's output streams into the progress lines: {}",
+        stderr(&out)
+    );
+    assert!(
         stderr(&out).contains("emulate in oci:"),
         "the progress names the strategy and image: {}",
         stderr(&out)

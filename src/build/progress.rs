@@ -57,6 +57,22 @@ impl Progress {
         }
     }
 
+    /// One line of a platform's build output: the live line shows the latest one after what
+    /// is being done; without a terminal every line is logged with the platform in front.
+    pub fn output(&self, p: Platform, what: &str, line: &str) {
+        let line = line.trim_end();
+        if line.is_empty() {
+            return;
+        }
+        match self.bar(p) {
+            Some(b) => {
+                let short: String = line.chars().take(60).collect();
+                b.set_message(format!("{what} | {short}"));
+            }
+            None => eprintln!("[{p}] | {line}"),
+        }
+    }
+
     /// A line that is not about one platform, printed above the live lines.
     pub fn line(&self, msg: &str) {
         match &self.live {

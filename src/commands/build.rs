@@ -260,15 +260,13 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                     }
                     _ => {
                         let runner = runners.get(placement);
-                        progress.start(
-                            p,
-                            &format!(
-                                "building ({} in {} on {})",
-                                runners.strategy(placement, p, item.strategy),
-                                images.get(&p).map_or_else(String::new, |i| i.to_string()),
-                                runners.describe(placement)
-                            ),
+                        let what = format!(
+                            "building ({} in {} on {})",
+                            runners.strategy(placement, p, item.strategy),
+                            images.get(&p).map_or_else(String::new, |i| i.to_string()),
+                            runners.describe(placement)
                         );
+                        progress.start(p, &what);
                         build_in_container(
                             &project,
                             &project_dir,
@@ -279,6 +277,8 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                             epoch,
                             images.get(&p),
                             runner,
+                            &progress,
+                            &what,
                         )
                     }
                 };

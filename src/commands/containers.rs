@@ -6,6 +6,7 @@ use super::build::{log, tail_of, StepFailure};
 use crate::build::base;
 use crate::build::config::Project;
 use crate::build::place::Placement;
+use crate::build::progress::Progress;
 use crate::build::runner::{BuildImage, ContainerJob, ContainerRunner, RunnerError, OUT_DIR};
 use crate::exit::{self, Failure};
 use crate::platform::Platform;
@@ -13,6 +14,7 @@ use crate::toolchain::catalog::TargetSpec;
 use crate::toolchain::plan::{PlanItem, Strategy};
 use crate::walk;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -280,6 +282,8 @@ pub(super) fn build_in_container(
     epoch: u64,
     image: Option<&BuildImage>,
     runner: Result<&dyn ContainerRunner, String>,
+    progress: &Progress,
+    what: &str,
 ) -> Result<f64, StepFailure> {
     let fail = |message: String| StepFailure {
         platform: p,
@@ -291,8 +295,15 @@ pub(super) fn build_in_container(
         .ok_or_else(|| fail("no build image was resolved for this platform".into()))?;
     std::fs::create_dir_all(&out)
         .map_err(|e| fail(format!("cannot create {}: {e}", out.display())))?;
-    let mut log_file = std::fs::File::create(&log_path)
+    let log_file = std::fs::File::create(&log_path)
         .map_err(|e| fail(format!("cannot create {}: {e}", log_path.display())))?;
+    let mut log_file = Tee {
+        file: log_file,
+        progress,
+        platform: p,
+        what,
+        pending: Vec::new(),
+    };
     let mut env = vars.to_vec();
     env.push(("RCROSS_OUT".into(), OUT_DIR.into()));
     env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string()));
@@ -325,6 +336,43 @@ pub(super) fn build_in_container(
         runner.describe(),
         tail_of(&log_path)
     )))
+}
+
+/// The build log file, and each complete output line to the progress display as it comes.
+struct Tee<'a> {
+    file: std::fs::File,
+    progress: &'a Progress,
+    platform: Platform,
+    what: &'a str,
+    pending: Vec<u8>,
+}
+
+impl Tee<'_> {
+    fn flush_line(&mut self) {
+        if !self.pending.is_empty() {
+            let line = String::from_utf8_lossy(&self.pending).into_owned();
+            self.progress.output(self.platform, self.what, &line);
+            self.pending.clear();
+        }
+    }
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                self.flush_line();
+            } else if self.pending.len() < 4096 {
+                self.pending.push(b);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 #[cfg(test)]
