@@ -25,8 +25,8 @@ pub use image::{
     OciPlatform, RunConfig,
 };
 pub use layer::{
-    entries_from_dir, source_date_epoch, write_layer, Compression, EntryKind, FileSource, Layer,
-    LayerEntry, LayerOptions,
+    diff_id, entries_from_dir, source_date_epoch, write_layer, Compression, EntryKind, FileSource,
+    Layer, LayerEntry, LayerOptions,
 };
 pub use layout::{OciLayout, REF_NAME_ANNOTATION};
 
