@@ -129,7 +129,8 @@ pub trait ContainerRunner: Send + Sync {
 
     /// Run the job: the command's output (stdout and stderr, interleaved) goes to `log`; the
     /// output directory is filled from [`OUT_DIR`] only when the command exited 0.
-    fn run(&self, job: &ContainerJob, log: &mut (dyn Write + Send)) -> Result<JobExit, RunnerError>;
+    fn run(&self, job: &ContainerJob, log: &mut (dyn Write + Send))
+        -> Result<JobExit, RunnerError>;
 }
 
 /// Whether `path` (relative to the project directory) is left out of the build context.
