@@ -4,4 +4,5 @@ pub mod artifacts;
 pub mod base;
 pub mod config;
 pub mod progress;
+pub mod reuse;
 pub mod runner;
