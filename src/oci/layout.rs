@@ -576,6 +576,51 @@ mod tests {
     }
 
     #[test]
+    fn blobs_kept_in_a_registry_are_pushed_from_there_and_named_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let layer = Layer {
+            media_type: crate::oci::MEDIA_TYPE_LAYER_GZIP.to_string(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            size: 1234,
+            diff_id: format!("sha256:{}", "cd".repeat(32)),
+            uncompressed_size: 0,
+        };
+        let spec = ImageSpec {
+            platform: "linux/arm64".parse().unwrap(),
+            layers: vec![layer.clone()],
+            history: Vec::new(),
+            run: RunConfig::default(),
+            created: 0,
+            annotations: BTreeMap::new(),
+        };
+        let e = layout.write_image(&spec).unwrap_err();
+        assert!(e.to_string().contains("write it first"), "{e}");
+        layout
+            .note_remote_blob(&layer.digest, "127.0.0.1:5000/app")
+            .unwrap();
+        let manifest = layout.write_image(&spec).unwrap();
+        layout.tag(&manifest, "1").unwrap();
+        let plan = layout.push_plan("1").unwrap();
+        let remote = plan
+            .blobs
+            .iter()
+            .find(|b| b.digest == layer.digest)
+            .unwrap();
+        assert_eq!(remote.size, 1234);
+        assert!(
+            matches!(&remote.source, BlobSource::Registry(r) if r.to_string() == "127.0.0.1:5000/app")
+        );
+        let said = missing_blob_message(dir.path(), &layer.digest);
+        assert!(said.contains("127.0.0.1:5000/app") && said.contains("--output oci:DIR"));
+
+        // Without the note, the missing blob is an error that names it.
+        std::fs::remove_file(dir.path().join(REMOTE_BLOBS_FILE)).unwrap();
+        let e = layout.push_plan("1").unwrap_err().to_string();
+        assert!(e.contains(&layer.digest) && e.contains("incomplete"), "{e}");
+    }
+
+    #[test]
     fn image_plan_and_archive() {
         let dir = tempfile::tempdir().unwrap();
         let layout = OciLayout::create(dir.path()).unwrap();
