@@ -420,6 +420,10 @@ pub enum Outcome {
 /// hashed in one pass as always, at no extra cost. With one, the diff_ids of all layers are
 /// computed first, in parallel, by streaming their tars through SHA-256 only; layers the map
 /// knows (and whose blob the registry confirms it still has) are not compressed; the others are.
+///
+/// Layers are compressed side by side: the gzip writer spreads a layer over the cores only in
+/// 1 MiB blocks, so small layers (a static binary each) would otherwise leave cores idle. The
+/// bytes written do not depend on it.
 pub fn write_layers(
     layout: &OciLayout,
     layers: &[Vec<LayerEntry>],
@@ -427,51 +431,108 @@ pub fn write_layers(
     reuser: Option<&Reuser>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(Layer, Outcome)>, OciError> {
-    let Some(reuser) = reuser.filter(|r| !r.map.is_empty()) else {
-        return layers
-            .iter()
-            .map(|entries| Ok((layout.write_layer(entries, options)?, Outcome::Compressed)))
-            .collect();
-    };
-    let found = lookup_all(layout, layers, options.mtime, reuser)?;
-    let mut out = Vec::with_capacity(layers.len());
-    for (entries, found) in layers.iter().zip(found) {
-        let reused = match found {
-            Lookup::Miss => None,
-            Lookup::Gone { known } => {
-                warnings.push(format!(
-                    "layer {} is no longer in {}; compressing it again",
-                    known.digest, known.from
-                ));
-                None
-            }
-            Lookup::Hit {
-                diff_id,
-                size,
-                known,
-                local,
-            } => use_blob(layout, reuser, &known, local, warnings).map(|stored| {
-                (
-                    Layer {
-                        media_type: known.media_type.clone(),
-                        digest: known.digest.clone(),
-                        size: known.size,
-                        diff_id,
-                        uncompressed_size: size,
-                    },
-                    Outcome::Reused {
-                        from: known.from.clone(),
-                        stored,
-                    },
-                )
-            }),
-        };
-        match reused {
-            Some(pair) => out.push(pair),
-            None => out.push((layout.write_layer(entries, options)?, Outcome::Compressed)),
+    let mut slots: Vec<Option<(Layer, Outcome)>> = layers.iter().map(|_| None).collect();
+    if let Some(reuser) = reuser.filter(|r| !r.map.is_empty()) {
+        let found = lookup_all(layout, layers, options.mtime, reuser)?;
+        for (slot, found) in slots.iter_mut().zip(found) {
+            *slot = match found {
+                Lookup::Miss => None,
+                Lookup::Gone { known } => {
+                    warnings.push(format!(
+                        "layer {} is no longer in {}; compressing it again",
+                        known.digest, known.from
+                    ));
+                    None
+                }
+                Lookup::Hit {
+                    diff_id,
+                    size,
+                    known,
+                    local,
+                } => use_blob(layout, reuser, &known, local, warnings).map(|stored| {
+                    (
+                        Layer {
+                            media_type: known.media_type.clone(),
+                            digest: known.digest.clone(),
+                            size: known.size,
+                            diff_id,
+                            uncompressed_size: size,
+                        },
+                        Outcome::Reused {
+                            from: known.from.clone(),
+                            stored,
+                        },
+                    )
+                }),
+            };
         }
     }
-    Ok(out)
+    let todo: Vec<usize> = (0..layers.len())
+        .filter(|&i| slots.get(i).is_some_and(Option::is_none))
+        .collect();
+    let compressed = in_parallel(todo.len(), |k| {
+        let entries =
+            todo.get(k)
+                .and_then(|&i| layers.get(i))
+                .ok_or_else(|| OciError::Compression {
+                    message: "layer index out of range".to_string(),
+                })?;
+        layout.write_layer(entries, options)
+    })?;
+    for (&i, layer) in todo.iter().zip(compressed) {
+        if let Some(slot) = slots.get_mut(i) {
+            *slot = Some((layer, Outcome::Compressed));
+        }
+    }
+    slots
+        .into_iter()
+        .map(|s| {
+            s.ok_or_else(|| OciError::Compression {
+                message: "a layer was neither reused nor written".to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `f(0)`, …, `f(n - 1)` on up to 8 threads at once, results in order; the first error wins.
+fn in_parallel<R: Send>(
+    n: usize,
+    f: impl Fn(usize) -> Result<R, OciError> + Sync,
+) -> Result<Vec<R>, OciError> {
+    if n <= 1 {
+        return (0..n).map(&f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<R, OciError>>>> =
+        std::sync::Mutex::new((0..n).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..n.min(8) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= n {
+                    return;
+                }
+                let r = f(i);
+                if let Some(slot) = results
+                    .lock()
+                    .ok()
+                    .as_deref_mut()
+                    .and_then(|v| v.get_mut(i))
+                {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
+    let lost = || OciError::Compression {
+        message: "a layer thread stopped without a result".to_string(),
+    };
+    results
+        .into_inner()
+        .map_err(|_| lost())?
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(lost())))
+        .collect()
 }
 
 /// The result of looking one layer up.
@@ -490,8 +551,7 @@ enum Lookup {
     },
 }
 
-/// diff_id of every layer (in parallel: one thread per layer, SHA-256 is one core's work per
-/// stream), each looked up in the map and, on a hit, confirmed with a HEAD in its repository
+/// diff_id of every layer (in parallel: SHA-256 is one core's work per stream), each looked up in the map and, on a hit, confirmed with a HEAD in its repository
 /// unless the layout has the blob.
 fn lookup_all(
     layout: &OciLayout,
@@ -522,20 +582,10 @@ fn lookup_all(
             local,
         })
     };
-    let results: Vec<Result<Lookup, OciError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = layers.iter().map(|e| s.spawn(move || one(e))).collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(OciError::Compression {
-                        message: "hashing a layer failed unexpectedly".to_string(),
-                    })
-                })
-            })
-            .collect()
-    });
-    results.into_iter().collect()
+    in_parallel(layers.len(), |i| match layers.get(i) {
+        Some(entries) => one(entries),
+        None => Ok(Lookup::Miss),
+    })
 }
 
 /// Makes a reused blob part of the layout: nothing to do when it is there; downloaded when
