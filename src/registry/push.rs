@@ -236,13 +236,19 @@ impl Client {
         let results: Mutex<Vec<Option<Result<BlobOutcome, RegistryError>>>> =
             Mutex::new(blobs.iter().map(|_| None).collect());
         let threads = options.parallel.clamp(1, 64).min(blobs.len().max(1));
+        // Largest first: small configs then fill the gaps instead of a big layer starting last
+        // and finishing alone.
+        let mut order: Vec<usize> = (0..blobs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(blobs.get(i).map_or(0, |b| b.size)));
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(|| loop {
                     if failed.load(Ordering::SeqCst) {
                         return;
                     }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                        return;
+                    };
                     let Some(blob) = blobs.get(i) else { return };
                     let result = self.push_blob(repository, blob, options);
                     if result.is_err() {
