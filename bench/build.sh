@@ -19,6 +19,20 @@
 #   2b. no-op re-push of the built image, the like-for-like comparison:
 #                  A = rcross push oci:W/oci/rc-0:latest REG/rc-0:latest (no rebuild)
 #                  B = the same podman manifest push as in 2.
+#   2c. fresh runner, unchanged 3 x 200 MiB image (issue 5 §6: "podman recompresses and
+#                  re-uploads everything"). Each platform's image is one layer of a static hello,
+#                  the peers' 200 MiB pseudo-random pad200.bin (AES-CTR keystream, as
+#                  ../shared/bench-peers/workload.sh makes it) and a salt file, pushed once
+#                  (not timed) by each side; then per run:
+#                  A = rcross build --push in a new copy of the project without .rcross (a fresh
+#                      clone; its build command hard-links the files into $RCROSS_OUT, as the
+#                      podman contexts hard-link them) to the same tag: layers the registry has
+#                      are reused (diff_id by SHA-256 only), nothing is compressed or uploaded
+#                  B = podman with new, empty storage (its own --root: no layers) and an empty
+#                      blob-info cache (a tmpfs on /var/lib/containers/cache in a private mount
+#                      namespace): build --platform P x3 of FROM scratch / COPY rootfs/ /,
+#                      manifest create + add x3, manifest push --all to the same tag
+#                  Target: rcross >= 5x faster.
 #   3. diagnostic  A = rcross plan --lang c for the three platforms (host facts only, no build)
 #                  B = the helper programs rcross runs for its host facts, in a row:
 #                      python3 -c 'import ziglang', rustup target list --installed, python3 -m pip --version
@@ -76,6 +90,32 @@ op() {
     rcross-repush) rcross_build rc-0 ;;
     rcross-push) "$RCROSS" push "oci:$W/oci/rc-0:latest" "$REG/rc-0:latest" > /dev/null ;;
     podman-repush) pm manifest push -q --all --tls-verify=false "$IMG:list-0" "docker://$REG/pm-0:latest" ;;
+    rcross-fresh) # a new copy of the project, as a fresh clone has it (made untimed by fresh_setup)
+      local k; k=$(next rcf)
+      [ -d "$W/fresh/rc/$k" ] || { echo "fresh copy $k not prepared" >&2; exit 3; }
+      mkdir -p "$W/json"
+      "$RCROSS" build "$W/fresh/rc/$k" --platform "$PLATS" -t "$REG/rc-fresh:latest" --push \
+        --json > "$W/json/fresh-$k.json" ;;
+    podman-fresh) # new, empty podman storage every run, and an empty blob-info cache: podman
+      # keeps that cache in /var/lib/containers/cache whatever --root says, so it gets a tmpfs
+      # there in a private mount namespace (the machine's own cache is never touched)
+      unshare --mount --propagation private "$SELF" __op podman-fresh-ns "$(next pmf)" ;;
+    podman-fresh-ns)
+      local k=$2 a o
+      mkdir -p /var/lib/containers/cache && mount -t tmpfs rcross-bench /var/lib/containers/cache
+      o="--root $W/fresh/pm/$k/root --runroot $W/fresh/pm/$k/run --storage-driver $DRIVER"
+      for a in "${ARCHES[@]}"; do
+        # shellcheck disable=SC2086
+        podman $o build -q --platform "${PLAT[$a]}" -t "$IMG:fresh-$a" "$W/fresh/ctx/$a" > /dev/null
+      done
+      # shellcheck disable=SC2086
+      podman $o manifest create "$IMG:fresh-list" > /dev/null
+      for a in "${ARCHES[@]}"; do
+        # shellcheck disable=SC2086
+        podman $o manifest add "$IMG:fresh-list" "containers-storage:$IMG:fresh-$a" > /dev/null
+      done
+      # shellcheck disable=SC2086
+      podman $o manifest push -q --all --tls-verify=false "$IMG:fresh-list" "docker://$REG/pm-fresh:latest" ;;
     rcross-plan) "$RCROSS" plan --lang c --platform "$PLATS" ;;
     helpers)
       python3 -c 'import os, ziglang; print(os.path.dirname(ziglang.__file__))' || true
@@ -86,12 +126,59 @@ op() {
 }
 if [ "${1:-}" = __op ]; then shift; op "$@"; exit; fi
 
+# The fresh-runner workload (untimed): per arch a static hello (the Makefile's compilers and
+# flags), the peers' pad200.bin and a salt; podman contexts under $W/fresh/ctx/ARCH, the rcross
+# project under $W/fresh/src and COUNT hard-linked copies of it (fresh clones) under
+# $W/fresh/rc/K. Both sides push once so the registry has the image.
+fresh_setup() { # COUNT
+  local a f=$W/fresh k
+  mkdir -p "$f/src" "$f/rc" "$f/pm"
+  { openssl enc -aes-128-ctr -nosalt -K 000102030405060708090a0b0c0d0e0f \
+      -iv 00000000000000000000000000000200 -in /dev/zero 2> /dev/null || true; } |
+    head -c $((200 * 1024 * 1024)) > "$f/src/pad.bin"
+  [ "$(stat -c %s "$f/src/pad.bin")" = 209715200 ] || { echo "could not make pad.bin (openssl)" >&2; exit 1; }
+  for a in "${ARCHES[@]}"; do
+    make -s -C "$ROOT/examples/hello" CC="${CCOF[$a]}" OUT="$f/src/hello-$a"
+    echo "pad200 fresh $a" > "$f/src/salt-$a"
+    mkdir -p "$f/ctx/$a/rootfs"
+    ln "$f/src/hello-$a" "$f/ctx/$a/rootfs/hello"; ln "$f/src/pad.bin" "$f/ctx/$a/rootfs/pad.bin"
+    ln "$f/src/salt-$a" "$f/ctx/$a/rootfs/salt"
+    printf 'FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ["/hello"]\n' > "$f/ctx/$a/Containerfile"
+  done
+  cat > "$f/src/rcross.toml" << 'TOML'
+[image]
+name = "fresh"
+platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+[build]
+# The "build" puts the prepared files into the output (hard links, as the podman contexts).
+command = 'case $RCROSS_PLATFORM in linux/amd64) a=amd64 ;; linux/arm64) a=arm64 ;; *) a=armv7 ;; esac; for n in hello-$a:hello pad.bin:pad.bin salt-$a:salt; do ln -f "${n%%:*}" "$RCROSS_OUT/${n#*:}" 2> /dev/null || cp "${n%%:*}" "$RCROSS_OUT/${n#*:}"; done'
+lang = "c"
+[[artifact]]
+from = "hello"
+to = "/hello"
+mode = "0755"
+[[artifact]]
+from = "pad.bin"
+to = "/pad.bin"
+mode = "0644"
+[[artifact]]
+from = "salt"
+to = "/salt"
+mode = "0644"
+[config]
+entrypoint = ["/hello"]
+TOML
+  for k in $(seq 0 "$1"); do cp -al "$f/src" "$f/rc/$k"; done
+  "$SELF" __op rcross-fresh > /dev/null 2>&1 || { echo "rcross first push of the fresh-runner image failed" >&2; exit 1; }
+  "$SELF" __op podman-fresh > /dev/null || { echo "podman first push of the fresh-runner image failed" >&2; exit 1; }
+}
+
 # ---- driver ---------------------------------------------------------------------------------
 RUNS=${1:-5}
 export W=${W:-/tmp/rcross-bench-build}
 [ "$(id -u)" = 0 ] || { echo "run as root (podman with its own storage root)" >&2; exit 1; }
-for t in podman docker-registry skopeo curl make gcc aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc python3; do
-  command -v "$t" > /dev/null || { echo "missing $t; on Debian: apt-get install -y podman docker-registry skopeo time curl make gcc gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf python3" >&2; exit 1; }
+for t in podman docker-registry skopeo curl make gcc aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc python3 openssl unshare; do
+  command -v "$t" > /dev/null || { echo "missing $t; on Debian: apt-get install -y podman docker-registry skopeo time curl make gcc gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf python3 openssl util-linux" >&2; exit 1; }
 done
 [ -x /usr/bin/time ] || { echo "missing GNU time (apt-get install -y time)" >&2; exit 1; }
 PAIR=
@@ -127,6 +214,7 @@ curl -fs "http://$REG/v2/" > /dev/null || { echo "registry did not start:" >&2; 
 
 # podman: own storage root; overlay if a FROM scratch build works with it, else vfs
 probe_driver() {
+  export DRIVER=$1
   export PODMAN_OPTS="--root $W/podman-$1/root --runroot $W/podman-$1/run --storage-driver $1"
   mkdir -p "$W/probe" && echo x > "$W/probe/f" && printf 'FROM scratch\nCOPY f /f\n' > "$W/probe/Containerfile"
   pm info > /dev/null 2>&1 && pm build -q --no-cache -t "$IMG:probe" "$W/probe" > /dev/null 2>&1 &&
@@ -139,10 +227,16 @@ echo "== rcross build vs podman, examples/hello for $PLATS"
 echo "   $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $RUNS runs each + 1 warm-up each, registry $REG"
 echo "   rcross $("$RCROSS" --version 2>/dev/null | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo ?)), $(podman --version), storage $(pm info --format '{{.Store.GraphDriverName}}'), timing: $PAIR"
 echo
-m() { local name=$1; shift; echo "-- $name"; "$PAIR" "$RUNS" "$@" | tee "$W/$name.txt"; echo; }
+# ONLY="fresh-runner new-image" runs just those measurements (default: all; the no-op ones
+# re-push what new-image pushed, so they need it).
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+m() { local name=$1; shift; want "$name" || return 0
+      echo "-- $name"; "$PAIR" "$RUNS" "$@" | tee "$W/$name.txt"; echo; }
 m new-image  "$SELF __op rcross-new"    "$SELF __op podman-new"
 m no-op-push "$SELF __op rcross-repush" "$SELF __op podman-repush"
 m no-op-push-layout "$SELF __op rcross-push" "$SELF __op podman-repush"
+if want fresh-runner; then fresh_setup $((RUNS + 2)); fi
+m fresh-runner "$SELF __op rcross-fresh" "$SELF __op podman-fresh"
 m diag-host-facts "$SELF __op rcross-plan" "$SELF __op helpers"
 
 # ---- checks (not timed): what landed in the registry, what rcross uploaded ----------------------
@@ -152,12 +246,23 @@ jf() { python3 -c 'import json,sys
 d=json.load(open(sys.argv[1])); p=d["pushed"][0]
 print(d["index_digest"], "uploaded", p["blobs_uploaded"], "present", p["blobs_present"], "bytes", p["bytes_uploaded"])' "$1"; }
 echo "-- checks"
-last=$(( $(cat "$W/ctr/rc") - 1 ))
-echo "registry rc-$last: $(plats "rc-$last")"
-echo "registry pm-$last: $(plats "pm-$last")"
-echo "rcross new-image runs (index digest, blobs):"
-for f in "$W"/json/rc-[1-9]*-0.json; do echo "   $(basename "$f" -0.json): $(jf "$f")"; done
-echo "rcross no-op runs:"; for f in "$W"/json/rc-0-[1-9]*.json; do echo "   $(basename "$f" .json): $(jf "$f")"; done
+if want new-image; then
+  last=$(( $(cat "$W/ctr/rc") - 1 ))
+  echo "registry rc-$last: $(plats "rc-$last")"
+  echo "registry pm-$last: $(plats "pm-$last")"
+  echo "rcross new-image runs (index digest, blobs):"
+  for f in "$W"/json/rc-[1-9]*-0.json; do echo "   $(basename "$f" -0.json): $(jf "$f")"; done
+fi
+if want no-op-push; then
+  echo "rcross no-op runs:"; for f in "$W"/json/rc-0-[1-9]*.json; do echo "   $(basename "$f" .json): $(jf "$f")"; done
+fi
+if want fresh-runner; then
+  echo "registry rc-fresh: $(plats rc-fresh); pm-fresh: $(plats pm-fresh)"
+  echo "rcross fresh-runner runs (index digest, blobs; run 0 is the first push, untimed):"
+  for f in $(ls "$W"/json/fresh-*.json | sort -t- -k2 -n); do
+    echo "   $(basename "$f" .json): $(jf "$f"), reused $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1])).get("reused_layers", [])))' "$f")"
+  done
+fi
 echo
 
 # ---- summary --------------------------------------------------------------------------------
@@ -168,7 +273,9 @@ row() { local name=$1 target=$2 a b r
     "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2fx", (a>0)?b/a:0}')" "$target"; }
 echo "== summary (wall seconds, medians of $RUNS runs; load now $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-16s %10s %10s %12s %12s   %s\n' "" "A median" "B median" "A/B pairs" "speedup B/A" "target"
-row new-image "rcross >= 5x faster (A=rcross, B=podman)"
-row no-op-push "rcross >= 3x faster (A=rcross build --push, B=podman)"
-row no-op-push-layout "rcross >= 3x faster (A=rcross push of the layout, B=podman)"
-row diag-host-facts "(A=rcross plan, B=its helper programs in a row)"
+want new-image && row new-image "rcross >= 5x faster (A=rcross, B=podman)"
+want no-op-push && row no-op-push "rcross >= 3x faster (A=rcross build --push, B=podman)"
+want no-op-push-layout && row no-op-push-layout "rcross >= 3x faster (A=rcross push of the layout, B=podman)"
+want fresh-runner && row fresh-runner "rcross >= 5x faster (A=rcross fresh clone, B=podman fresh storage; 3 x 200 MiB)"
+want diag-host-facts && row diag-host-facts "(A=rcross plan, B=its helper programs in a row)"
+true

@@ -366,6 +366,12 @@ pub struct BuildArgs {
     #[arg(long, default_value = "gzip")]
     pub compression: String,
 
+    /// With --push: an image whose layers may be reused (repeatable), as buildx's registry
+    /// cache source. The tags being pushed are always consulted: a layer whose content the
+    /// registry already has (same diff_id, same compression) is neither compressed nor uploaded.
+    #[arg(long = "cache-from", value_name = "REF", requires = "push")]
+    pub cache_from: Vec<String>,
+
     /// Builds at once (default: the number of cores).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,

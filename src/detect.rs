@@ -327,9 +327,20 @@ pub fn probe_platforms(
     host_platform: Platform,
     state: &BinfmtState,
 ) -> Vec<PlatformRun> {
+    probe_some(host, host_platform, state, Platform::all())
+}
+
+/// [`probe_platforms`] for `platforms` only: commands that need a few platforms (`plan`, `env`,
+/// `build`) run a few test programs, not one per known architecture.
+pub fn probe_some(
+    host: &dyn Host,
+    host_platform: Platform,
+    state: &BinfmtState,
+    platforms: impl IntoIterator<Item = Platform>,
+) -> Vec<PlatformRun> {
     let mut done: Vec<(Vec<u8>, RunMode)> = Vec::new();
     let mut out = Vec::new();
-    for p in Platform::all() {
+    for p in platforms {
         let Some(prog) = binfmt::selftest::program(&p) else {
             continue;
         };

@@ -6,5 +6,6 @@ pub mod chroot;
 pub mod config;
 pub mod place;
 pub mod progress;
+pub mod reuse;
 pub mod rootfs;
 pub mod runner;

@@ -8,6 +8,7 @@ use crate::build::artifacts::{self, Placed};
 use crate::build::base::{self, BasePlatform, BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION};
 use crate::build::config::{self, ContainerPolicy, Project};
 use crate::build::place::{self, Placement};
+use crate::build::reuse;
 use crate::cli::BuildArgs;
 use crate::elf::Finding;
 use crate::exit::{self, Failure};
@@ -63,7 +64,20 @@ struct Metadata {
     pushed: Vec<Pushed>,
     /// What `--load` put into the local engine.
     loaded: Option<super::load::Loaded>,
+    /// Layers taken from a registry instead of compressed (see `crate::build::reuse`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reused_layers: Vec<ReusedLayer>,
     ok: bool,
+}
+
+/// A layer of this build that a registry already had: not compressed, not uploaded.
+#[derive(Debug, Serialize)]
+struct ReusedLayer {
+    platform: Platform,
+    digest: String,
+    from: String,
+    /// Whether the blob is in the output (else only the registry has it).
+    stored: bool,
 }
 
 /// A build step that failed for one platform.
@@ -128,6 +142,8 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
             )))
         }
     };
+    // Read what the registry already has while the platforms build.
+    let reuse = start_reuse(&args, &tags, compression)?;
 
     // Plan: every platform must build natively or with a cross toolchain.
     let lang = match project.build.lang.as_str() {
@@ -383,6 +399,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
             platforms: per_platform.into_iter().map(|(r, _)| r).collect(),
             pushed: Vec::new(),
             loaded: None,
+            reused_layers: Vec::new(),
             ok: false,
         };
         finish(&meta, json, args.metadata_file.as_deref())?;
@@ -416,12 +433,15 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         exposed_ports: project.image.ports.clone(),
         labels: project.image.labels.clone(),
     };
+    let entries: Vec<Vec<LayerEntry>> = per_platform
+        .iter()
+        .map(|(_, placed)| layer_entries(placed))
+        .collect();
+    let platforms_built: Vec<Platform> = per_platform.iter().map(|(r, _)| r.platform).collect();
+    let (layers, reused_layers) =
+        write_layers(&layout, &entries, &options, &platforms_built, reuse, &args)?;
     let mut descriptors = Vec::new();
-    for (result, placed) in per_platform.iter_mut() {
-        let entries = layer_entries(placed);
-        let layer = layout
-            .write_layer(&entries, &options)
-            .map_err(Failure::env)?;
+    for ((result, _), layer) in per_platform.iter_mut().zip(layers) {
         let ours = History {
             created: Some(oci::rfc3339_utc(epoch)),
             created_by: Some(format!("rcross build: {}", project.build.command)),
@@ -571,6 +591,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         platforms: per_platform.into_iter().map(|(r, _)| r).collect(),
         pushed,
         loaded,
+        reused_layers,
         ok: true,
     };
     finish(&meta, json, args.metadata_file.as_deref())?;
@@ -579,6 +600,97 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
 
 fn platforms_of_plan(plan: &[crate::toolchain::plan::PlanItem]) -> Vec<Platform> {
     plan.iter().map(|i| i.platform).collect()
+}
+
+/// With --push: starts reading the tags being pushed and the --cache-from images for layers
+/// the registry already has (see `crate::build::reuse`), in the background.
+fn start_reuse(
+    args: &BuildArgs,
+    tags: &[Reference],
+    compression: Compression,
+) -> exit::Result<Option<reuse::Pending>> {
+    if !args.push {
+        return Ok(None);
+    }
+    let mut sources: Vec<reuse::ReuseSource> = tags
+        .iter()
+        .map(|t| reuse::ReuseSource {
+            reference: t.clone(),
+            cache_from: false,
+        })
+        .collect();
+    for r in &args.cache_from {
+        let reference: Reference = r
+            .parse()
+            .map_err(|e| Failure::usage(anyhow::anyhow!("--cache-from {r}: {e}")))?;
+        sources.push(reuse::ReuseSource {
+            reference,
+            cache_from: true,
+        });
+    }
+    let insecure: Vec<String> = if args.insecure {
+        sources
+            .iter()
+            .map(|s| s.reference.registry.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let client = super::push::client(&insecure)?;
+    Ok(Some(reuse::start(client, sources, compression)))
+}
+
+/// One layer per platform (in `per_platform` order), reusing what the registry has when a reuse
+/// map is being read; logs what was reused and where it is.
+fn write_layers(
+    layout: &OciLayout,
+    entries: &[Vec<LayerEntry>],
+    options: &LayerOptions,
+    platforms: &[Platform],
+    reuse: Option<reuse::Pending>,
+    args: &BuildArgs,
+) -> exit::Result<(Vec<oci::Layer>, Vec<ReusedLayer>)> {
+    let reuser = match reuse {
+        None => None,
+        Some(pending) => {
+            let (reuser, warnings) = pending.finish(args.output.is_some());
+            for w in &warnings {
+                log(format!("warning: {w}"));
+            }
+            if !reuser.map.is_empty() {
+                log(format!(
+                    "{} reusable layer(s) known from {}",
+                    reuser.map.len(),
+                    reuser.map.sources.join(", ")
+                ));
+            }
+            Some(reuser)
+        }
+    };
+    let mut warnings = Vec::new();
+    let written = reuse::write_layers(layout, entries, options, reuser.as_ref(), &mut warnings)
+        .map_err(Failure::env)?;
+    for w in &warnings {
+        log(format!("warning: {w}"));
+    }
+    let outcomes: Vec<&reuse::Outcome> = written.iter().map(|(_, o)| o).collect();
+    for line in reuse::summary(&outcomes) {
+        log(line);
+    }
+    let mut reused = Vec::new();
+    let mut layers = Vec::new();
+    for ((layer, outcome), platform) in written.into_iter().zip(platforms) {
+        if let reuse::Outcome::Reused { from, stored } = outcome {
+            reused.push(ReusedLayer {
+                platform: *platform,
+                digest: layer.digest.clone(),
+                from: from.to_string(),
+                stored,
+            });
+        }
+        layers.push(layer);
+    }
+    Ok((layers, reused))
 }
 
 /// Where the image goes.

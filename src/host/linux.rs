@@ -171,8 +171,8 @@ impl Host for LinuxHost {
         {
             let mut f = std::fs::File::create(&path)?;
             f.write_all(image)?;
+            // No fsync: exec reads the page cache, and a probe file need not survive a crash.
             f.set_permissions(std::fs::Permissions::from_mode(0o700))?;
-            f.sync_all()?;
         }
         let mut child = match spawn_retrying_busy(&path) {
             Ok(c) => c,
@@ -182,6 +182,9 @@ impl Host for LinuxHost {
             Err(e) => return Err(e),
         };
         let start = Instant::now();
+        // Most probes end within a millisecond or two (an emulator start takes longer): poll
+        // often at first, then back off to 5 ms.
+        let mut pause = Duration::from_micros(100);
         let status = loop {
             if let Some(st) = child.try_wait()? {
                 break st;
@@ -194,7 +197,8 @@ impl Host for LinuxHost {
                     format!("probe did not exit within {}s", PROBE_TIMEOUT.as_secs()),
                 ));
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
         };
         Ok(match (status.code(), status.signal()) {
             (Some(c), _) => ProbeOutcome::Exited(c),

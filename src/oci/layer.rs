@@ -280,6 +280,33 @@ pub fn write_layer<W: Write + Send>(
     Ok((layer, hashing.into_inner()))
 }
 
+/// The `diff_id` (sha256 of the uncompressed tar) and size of the layer `write_layer` would
+/// write for `entries` with this `mtime`, without compressing anything: the tar stream goes
+/// through SHA-256 only. The tar is reproducible, so this is exactly the `diff_id` that
+/// [`write_layer`] reports for the same inputs, whatever the compression. Used to look a layer up
+/// among blobs a registry already has before spending time on compression.
+pub fn diff_id(entries: &[LayerEntry], mtime: u64) -> Result<(String, u64), OciError> {
+    let entries = prepare(entries)?;
+    let mut sink = HashSink::default();
+    write_tar(&entries, mtime, &mut sink)?;
+    Ok((sink.0.digest(), sink.0.count))
+}
+
+/// A writer that only hashes.
+#[derive(Default)]
+struct HashSink(Sha256Count);
+
+impl Write for HashSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn zstd_compress<W: Write>(
     level: i32,
     threads: usize,
@@ -639,6 +666,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again.0, layer);
+    }
+
+    #[test]
+    fn diff_id_alone_matches_the_written_layer() {
+        let big: Vec<u8> = (0..1_500_000u32).map(|i| (i % 253) as u8).collect();
+        let entries = vec![
+            LayerEntry::file("usr/bin/app", FileSource::Bytes(big), 0o755),
+            LayerEntry::symlink("usr/bin/b", "app"),
+        ];
+        for compression in [
+            Compression::Gzip { level: 6 },
+            Compression::Zstd { level: 3 },
+        ] {
+            let options = LayerOptions {
+                compression,
+                threads: 2,
+                mtime: 42,
+            };
+            let (written, _) = layer(&entries, &options);
+            let (id, size) = diff_id(&entries, 42).unwrap();
+            assert_eq!((id, size), (written.diff_id, written.uncompressed_size));
+        }
+        assert_ne!(
+            diff_id(&entries, 43).unwrap().0,
+            diff_id(&entries, 42).unwrap().0
+        );
+        assert!(diff_id(&[LayerEntry::directory("../x")], 0).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{BlobSource, ImagePush, PushBlob, PushManifest};
+use crate::registry::{BlobSource, ImagePush, PushBlob, PushManifest, Reference};
 
 use super::error::OciError;
 use super::image::{build_image, image_index, Descriptor, ImageSpec};
@@ -21,6 +21,12 @@ const LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const INDEX_FILE: &str = "index.json";
 /// Largest manifest, index or config read back from a layout.
 const MAX_DOCUMENT_BYTES: u64 = 4 * 1024 * 1024;
+/// Lists the layer blobs `rcross build --push` reused from a registry without storing them in
+/// the layout (see [`OciLayout::note_remote_blob`]). Not part of the OCI layout spec; other
+/// tools ignore it, and `oci-archive` output never includes it.
+pub const REMOTE_BLOBS_FILE: &str = "rcross-remote-blobs.json";
+/// Largest remote-blob list read back.
+const MAX_REMOTE_NOTE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// An OCI image layout directory.
 #[derive(Debug, Clone)]
@@ -36,6 +42,45 @@ struct TopIndex {
     media_type: Option<String>,
     #[serde(default)]
     manifests: Vec<Descriptor>,
+}
+
+/// The content of [`REMOTE_BLOBS_FILE`]: digest → the repository (`REGISTRY/REPO`) that has it.
+#[derive(Serialize, Deserialize, Default)]
+struct RemoteBlobs {
+    #[serde(default)]
+    blobs: BTreeMap<String, String>,
+}
+
+/// The repository (`REGISTRY/REPO`) that the layout at `dir` says holds blob `digest`, when the
+/// blob was deliberately not stored there (reused from a registry by `rcross build --push`).
+pub fn remote_blob_source(dir: &Path, digest: &str) -> Option<String> {
+    let file = std::fs::File::open(dir.join(REMOTE_BLOBS_FILE)).ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX_REMOTE_NOTE_BYTES)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let note: RemoteBlobs = serde_json::from_slice(&bytes).ok()?;
+    note.blobs.get(digest).cloned()
+}
+
+/// What to say (after "blob DIGEST: ") about blob `digest`, which is not in the layout at
+/// `dir`: where it is and how to get a complete layout, when `rcross build --push` left it out
+/// on purpose; else that the layout is incomplete.
+pub fn missing_blob_message(dir: &Path, digest: &str) -> String {
+    match remote_blob_source(dir, digest) {
+        Some(repository) => format!(
+            "not stored in this layout: `rcross build --push` reused it from \
+             {repository}, which has it, instead of compressing it again (listed in \
+             {REMOTE_BLOBS_FILE}). `rcross push` of this layout fetches it from there; to get a \
+             complete layout, build with --output oci:DIR (reused blobs are then downloaded), or \
+             copy the pushed image: skopeo copy --all docker://{repository}:TAG oci:DIR"
+        ),
+        None => format!(
+            "missing from the layout (no blobs/sha256/{}); the layout is incomplete: write it \
+             again (rcross build --output oci:DIR) or copy the image into it again",
+            digest.strip_prefix("sha256:").unwrap_or(digest)
+        ),
+    }
 }
 
 #[derive(Deserialize)]
@@ -146,15 +191,55 @@ impl OciLayout {
         Ok(layer)
     }
 
+    /// Records that layer blob `digest` is deliberately not stored in this layout because
+    /// `repository` (`REGISTRY/REPO`) has it: [`OciLayout::write_image`] accepts it,
+    /// [`OciLayout::push_plan`] fetches it from there when the target lacks it, and readers
+    /// that need its bytes say where it is (see [`missing_blob_message`]).
+    pub fn note_remote_blob(&self, digest: &str, repository: &str) -> Result<(), OciError> {
+        self.blob_path(digest)?;
+        let mut note = self.read_remote_note();
+        if note.blobs.get(digest).map(String::as_str) == Some(repository) {
+            return Ok(());
+        }
+        note.blobs
+            .insert(digest.to_string(), repository.to_string());
+        let bytes = serde_json::to_vec_pretty(&note).map_err(|e| {
+            OciError::layout(
+                &self.root,
+                format!("cannot serialise {REMOTE_BLOBS_FILE}: {e}"),
+            )
+        })?;
+        self.write_atomic(REMOTE_BLOBS_FILE, &bytes)
+    }
+
+    /// The repository that holds blob `digest`, when it was deliberately not stored here.
+    pub fn remote_blob(&self, digest: &str) -> Option<String> {
+        remote_blob_source(&self.root, digest)
+    }
+
+    fn read_remote_note(&self) -> RemoteBlobs {
+        let path = self.root.join(REMOTE_BLOBS_FILE);
+        std::fs::File::open(&path)
+            .ok()
+            .and_then(|f| {
+                let mut bytes = Vec::new();
+                f.take(MAX_REMOTE_NOTE_BYTES).read_to_end(&mut bytes).ok()?;
+                serde_json::from_slice(&bytes).ok()
+            })
+            .unwrap_or_default()
+    }
+
     /// Writes one platform's config and manifest; returns the manifest's descriptor (with its
     /// platform) for an index. The layers must already be in the layout.
     pub fn write_image(&self, spec: &ImageSpec) -> Result<Descriptor, OciError> {
         for layer in &spec.layers {
-            if !self.blob_path(&layer.digest)?.exists() {
+            if !self.blob_path(&layer.digest)?.exists() && self.remote_blob(&layer.digest).is_none()
+            {
                 return Err(OciError::layout(
                     &self.root,
                     format!(
-                        "layer {} of the {} image is not in the layout; write it first",
+                        "layer {} of the {} image is not in the layout (nor noted as kept in a \
+                         registry); write it first",
                         layer.digest, spec.platform
                     ),
                 ));
@@ -286,9 +371,33 @@ impl OciLayout {
                 continue;
             }
             let path = self.blob_path(&descriptor.digest)?;
-            let size = std::fs::metadata(&path)
-                .map_err(|e| OciError::io("reading", &path, e))?
-                .len();
+            let size = match std::fs::metadata(&path) {
+                Ok(meta) => meta.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Reused from a registry by `rcross build --push` and not stored here: the
+                    // push takes it from there (HEAD-skipped when the target has it already).
+                    let Some(from) = self
+                        .remote_blob(&descriptor.digest)
+                        .and_then(|r| r.parse::<Reference>().ok())
+                    else {
+                        return Err(OciError::layout(
+                            &self.root,
+                            format!(
+                                "blob {} (named by {digest}): {}",
+                                descriptor.digest,
+                                missing_blob_message(&self.root, &descriptor.digest)
+                            ),
+                        ));
+                    };
+                    plan.blobs.push(PushBlob {
+                        digest: descriptor.digest,
+                        size: descriptor.size,
+                        source: BlobSource::Registry(from),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(OciError::io("reading", &path, e)),
+            };
             if size != descriptor.size {
                 return Err(OciError::layout(
                     &self.root,
@@ -464,6 +573,51 @@ mod tests {
             root: dir.path().into(),
         };
         assert!(layout.blob_path("sha256:../../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn blobs_kept_in_a_registry_are_pushed_from_there_and_named_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let layer = Layer {
+            media_type: crate::oci::MEDIA_TYPE_LAYER_GZIP.to_string(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            size: 1234,
+            diff_id: format!("sha256:{}", "cd".repeat(32)),
+            uncompressed_size: 0,
+        };
+        let spec = ImageSpec {
+            platform: "linux/arm64".parse().unwrap(),
+            layers: vec![layer.clone()],
+            history: Vec::new(),
+            run: RunConfig::default(),
+            created: 0,
+            annotations: BTreeMap::new(),
+        };
+        let e = layout.write_image(&spec).unwrap_err();
+        assert!(e.to_string().contains("write it first"), "{e}");
+        layout
+            .note_remote_blob(&layer.digest, "127.0.0.1:5000/app")
+            .unwrap();
+        let manifest = layout.write_image(&spec).unwrap();
+        layout.tag(&manifest, "1").unwrap();
+        let plan = layout.push_plan("1").unwrap();
+        let remote = plan
+            .blobs
+            .iter()
+            .find(|b| b.digest == layer.digest)
+            .unwrap();
+        assert_eq!(remote.size, 1234);
+        assert!(
+            matches!(&remote.source, BlobSource::Registry(r) if r.to_string() == "127.0.0.1:5000/app")
+        );
+        let said = missing_blob_message(dir.path(), &layer.digest);
+        assert!(said.contains("127.0.0.1:5000/app") && said.contains("--output oci:DIR"));
+
+        // Without the note, the missing blob is an error that names it.
+        std::fs::remove_file(dir.path().join(REMOTE_BLOBS_FILE)).unwrap();
+        let e = layout.push_plan("1").unwrap_err().to_string();
+        assert!(e.contains(&layer.digest) && e.contains("incomplete"), "{e}");
     }
 
     #[test]

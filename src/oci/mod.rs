@@ -25,10 +25,12 @@ pub use image::{
     OciPlatform, RunConfig,
 };
 pub use layer::{
-    entries_from_dir, source_date_epoch, write_layer, Compression, EntryKind, FileSource, Layer,
-    LayerEntry, LayerOptions,
+    diff_id, entries_from_dir, source_date_epoch, write_layer, Compression, EntryKind, FileSource,
+    Layer, LayerEntry, LayerOptions,
 };
-pub use layout::{OciLayout, REF_NAME_ANNOTATION};
+pub use layout::{
+    missing_blob_message, remote_blob_source, OciLayout, REF_NAME_ANNOTATION, REMOTE_BLOBS_FILE,
+};
 
 /// `application/vnd.oci.image.index.v1+json`
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";

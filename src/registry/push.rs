@@ -32,6 +32,11 @@ pub const MAX_CHUNK_SIZE: usize = 4 * 1024 * 1024;
 pub enum BlobSource {
     Bytes(Arc<Vec<u8>>),
     File(PathBuf),
+    /// In this repository (its tag or digest is not used), e.g. a layer `rcross build --push`
+    /// reused from a registry instead of compressing it again. Mounted from there when it is in
+    /// the target's registry; streamed from there (digest-checked) only when the target has it
+    /// neither already nor by mount.
+    Registry(Reference),
 }
 
 /// A blob (config or layer) to push.
@@ -231,13 +236,19 @@ impl Client {
         let results: Mutex<Vec<Option<Result<BlobOutcome, RegistryError>>>> =
             Mutex::new(blobs.iter().map(|_| None).collect());
         let threads = options.parallel.clamp(1, 64).min(blobs.len().max(1));
+        // Largest first: small configs then fill the gaps instead of a big layer starting last
+        // and finishing alone.
+        let mut order: Vec<usize> = (0..blobs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(blobs.get(i).map_or(0, |b| b.size)));
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(|| loop {
                     if failed.load(Ordering::SeqCst) {
                         return;
                     }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                        return;
+                    };
                     let Some(blob) = blobs.get(i) else { return };
                     let result = self.push_blob(repository, blob, options);
                     if result.is_err() {
@@ -304,10 +315,22 @@ impl Client {
             input: blob.digest.clone(),
             reason,
         })?;
-        let mount_from = options
-            .mount_from
-            .iter()
-            .find(|from| **from != repository.repository);
+        // A blob that lives in another repository of the same registry is mounted from there.
+        let own_repository = match &blob.source {
+            BlobSource::Registry(from)
+                if from.registry == repository.registry
+                    && from.repository != repository.repository =>
+            {
+                Some(&from.repository)
+            }
+            _ => None,
+        };
+        let mount_from = own_repository.or_else(|| {
+            options
+                .mount_from
+                .iter()
+                .find(|from| **from != repository.repository)
+        });
         let target = self.push_target(repository, mount_from.map(String::as_str));
         self.retrying(|| {
             if self.head_blob(&target, &blob.digest, Some(blob.size))? {
@@ -448,7 +471,7 @@ impl Client {
         blob: &PushBlob,
         location: &str,
     ) -> Result<(), Attempt> {
-        let bytes = read_source(blob, blob.size)?;
+        let bytes = self.read_source(blob, blob.size)?;
         self.finish_upload(target, blob, location, &bytes)
     }
 
@@ -459,7 +482,7 @@ impl Client {
         mut location: String,
         chunk_size: usize,
     ) -> Result<(), Attempt> {
-        let mut reader = open_source(blob)?;
+        let mut reader = self.open_source(blob)?;
         let mut buffer = vec![0u8; chunk_size];
         let mut offset = 0u64;
         while offset < blob.size {
@@ -858,6 +881,7 @@ fn local_error(blob: &PushBlob, message: &str) -> RegistryError {
     let what = match &blob.source {
         BlobSource::File(path) => format!("blob {} ({})", blob.digest, path.display()),
         BlobSource::Bytes(_) => format!("blob {}", blob.digest),
+        BlobSource::Registry(from) => format!("blob {} (from {from})", blob.digest),
     };
     RegistryError::Local {
         what,
@@ -865,39 +889,53 @@ fn local_error(blob: &PushBlob, message: &str) -> RegistryError {
     }
 }
 
-fn open_source(blob: &PushBlob) -> Result<Box<dyn Read + '_>, Attempt> {
-    match &blob.source {
-        BlobSource::Bytes(bytes) => {
-            if bytes.len() as u64 != blob.size {
-                return Err(Attempt::Fatal(local_error(
-                    blob,
-                    &format!("holds {} bytes, not {}", bytes.len(), blob.size),
-                )));
+impl Client {
+    fn open_source<'b>(&self, blob: &'b PushBlob) -> Result<Box<dyn Read + 'b>, Attempt> {
+        match &blob.source {
+            BlobSource::Bytes(bytes) => {
+                if bytes.len() as u64 != blob.size {
+                    return Err(Attempt::Fatal(local_error(
+                        blob,
+                        &format!("holds {} bytes, not {}", bytes.len(), blob.size),
+                    )));
+                }
+                Ok(Box::new(bytes.as_slice()))
             }
-            Ok(Box::new(bytes.as_slice()))
-        }
-        BlobSource::File(path) => {
-            let file = std::fs::File::open(path)
-                .map_err(|e| Attempt::Fatal(local_error(blob, &format!("cannot open: {e}"))))?;
-            Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+            BlobSource::File(path) => {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| Attempt::Fatal(local_error(blob, &format!("cannot open: {e}"))))?;
+                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+            }
+            BlobSource::Registry(from) => {
+                let reader = self.open_blob(from, &blob.digest).map_err(|e| {
+                    Attempt::Fatal(local_error(
+                        blob,
+                        &format!(
+                            "the target registry lacks it and fetching it failed: {e}; build \
+                             again with --output oci:DIR so the layout holds every blob"
+                        ),
+                    ))
+                })?;
+                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, reader)))
+            }
         }
     }
-}
 
-fn read_source(blob: &PushBlob, len: u64) -> Result<Vec<u8>, Attempt> {
-    let reader = open_source(blob)?;
-    let mut bytes = Vec::new();
-    reader
-        .take(len + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Attempt::Fatal(local_error(blob, &format!("cannot read: {e}"))))?;
-    if bytes.len() as u64 != len {
-        return Err(Attempt::Fatal(local_error(
-            blob,
-            &format!("is {} bytes, not the {len} announced", bytes.len()),
-        )));
+    fn read_source(&self, blob: &PushBlob, len: u64) -> Result<Vec<u8>, Attempt> {
+        let reader = self.open_source(blob)?;
+        let mut bytes = Vec::new();
+        reader
+            .take(len + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Attempt::Fatal(local_error(blob, &format!("cannot read: {e}"))))?;
+        if bytes.len() as u64 != len {
+            return Err(Attempt::Fatal(local_error(
+                blob,
+                &format!("is {} bytes, not the {len} announced", bytes.len()),
+            )));
+        }
+        Ok(bytes)
     }
-    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -303,7 +303,11 @@ pub fn gather_scoped(
 ) -> Result<Facts, FactsError> {
     let host_platform = detect::host_platform(host)?;
     let state = detect::binfmt_state(host, binfmt_misc, handlers);
-    let runs = detect::probe_platforms(host, host_platform, &state);
+    // Only the platforms asked about: each test program costs an exec (and an emulator start).
+    let runs = match scope.platforms {
+        Some(ps) => detect::probe_some(host, host_platform, &state, ps.iter().copied()),
+        None => detect::probe_platforms(host, host_platform, &state),
+    };
     let mut native = vec![host_platform];
     for r in &runs {
         if r.mode == RunMode::Native && !native.contains(&r.platform) {

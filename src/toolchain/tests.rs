@@ -185,6 +185,13 @@ fn scoped_gather_for_c_runs_no_helper_programs() {
         .filter(|c| matches!(c, Call::Capture(..)))
         .collect();
     assert!(captures.is_empty(), "{captures:?}");
+    // One test program: arm64's (aarch64 is e_machine 183), not one per known architecture.
+    let runs: Vec<Call> = h
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Run(..)))
+        .collect();
+    assert_eq!(runs, [Call::Run(2, 183)]);
     assert_eq!(f.targets.len(), 1);
     assert_eq!(f.target(&arm64[0]).unwrap().toolchains.len(), 1);
     assert!(f.rust_targets.is_none());

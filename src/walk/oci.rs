@@ -95,7 +95,17 @@ impl OciLayout {
         let what = self.what(digest);
         match File::open(&path) {
             Ok(f) => Ok((f, what)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SourceError::NotFound { what }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A layer `rcross build --push` reused from a registry is not stored here on
+                // purpose: say where it is and how to get a complete layout.
+                if crate::oci::remote_blob_source(&self.dir, digest).is_some() {
+                    return Err(SourceError::Invalid {
+                        what,
+                        message: crate::oci::missing_blob_message(&self.dir, digest),
+                    });
+                }
+                Err(SourceError::NotFound { what })
+            }
             Err(e) => Err(SourceError::Io { what, source: e }),
         }
     }

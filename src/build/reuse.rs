@@ -1,0 +1,725 @@
+//! Layer reuse for `rcross build --push` on a runner without a local cache (issue 5 §6).
+//!
+//! Before anything is assembled, the tags being pushed (and `--cache-from` references, buildx's
+//! registry cache source) are read: index → per-platform manifests → configs give, for each
+//! layer the registry already has, its uncompressed digest (the config's `rootfs.diff_ids`) and
+//! its compressed descriptor. That is the [`ReuseMap`]. Then each layer of the new image is
+//! first streamed through SHA-256 only ([`crate::oci::diff_id`], no compression); when the map
+//! knows that diff_id, the registry's blob is used as it is: nothing is compressed and nothing
+//! is uploaded (the push's HEAD finds it). Otherwise the layer is compressed as always.
+//!
+//! Because layers are reproducible, the same sources give the same diff_id, so a reused layer
+//! is the very blob an earlier `rcross build` compressed with the same settings, and the image
+//! gets the same manifest and index digests as a build that compressed it locally. Only blobs
+//! of the requested compression are reused (gzip for `--compression gzip`, including Docker's
+//! gzip media type, written under its OCI name; zstd for `--compression zstd`).
+//!
+//! Where reused blobs go locally: with the default layout (`--push` without `--output`) they
+//! are not stored; the layout notes which registry repository has them
+//! ([`OciLayout::note_remote_blob`]), `rcross push` of it takes them from there, and readers
+//! that need their bytes (`verify`, `inspect`) name the blob and how to get it. With an
+//! explicit `--output` they are downloaded (streamed, size- and digest-checked), so that output
+//! is complete.
+//!
+//! Trust: the pairing diff_id → blob comes from the registry's image configs, as with buildx's
+//! and containerd's caches; only the repositories being pushed to and those named with
+//! `--cache-from` are consulted. Every document is digest-checked and size-capped; a reference
+//! whose documents are inconsistent (layer and diff_id counts differ, malformed digests) is
+//! ignored as a whole, with a warning. Failing to read a reference never fails the build: it is
+//! built without reuse.
+
+use std::collections::BTreeMap;
+use std::thread::JoinHandle;
+
+use serde::Deserialize;
+
+use crate::oci::{
+    self, Compression, Layer, LayerEntry, LayerOptions, OciError, OciLayout, MEDIA_TYPE_LAYER_GZIP,
+};
+use crate::registry::{
+    Client, Reference, RegistryError, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+};
+
+/// Largest manifest, index or config read while building the map.
+const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
+/// Image manifests read per reference (an index's platforms, nested indexes included).
+const MAX_MANIFESTS: usize = 64;
+/// Layers taken per reference, all manifests together.
+const MAX_LAYERS: usize = 4096;
+/// Nesting of indexes followed.
+const MAX_DEPTH: usize = 2;
+/// Largest layer size believed (1 TiB): anything larger is a broken descriptor.
+const MAX_LAYER_SIZE: u64 = 1 << 40;
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// An image whose layers may be reused.
+#[derive(Debug, Clone)]
+pub struct ReuseSource {
+    pub reference: Reference,
+    /// Named with `--cache-from` (a missing one is worth a warning), rather than a tag being
+    /// pushed (which is missing on a first push).
+    pub cache_from: bool,
+}
+
+/// A compressed blob a registry has, and what it decompresses to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    /// The repository that has it (no tag).
+    pub from: Reference,
+}
+
+/// diff_id → a compressed blob of the requested compression that a registry has.
+#[derive(Debug, Default, Clone)]
+pub struct ReuseMap {
+    by_diff_id: BTreeMap<String, Known>,
+    /// The references that contributed, as written.
+    pub sources: Vec<String>,
+}
+
+impl ReuseMap {
+    pub fn get(&self, diff_id: &str) -> Option<&Known> {
+        self.by_diff_id.get(diff_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_diff_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_diff_id.is_empty()
+    }
+}
+
+/// The map, and what went wrong reading some references (one line each, for the log).
+#[derive(Debug, Default)]
+pub struct Gathered {
+    pub map: ReuseMap,
+    pub warnings: Vec<String>,
+}
+
+/// The map being gathered in the background while the platforms build.
+pub struct Pending {
+    handle: JoinHandle<Gathered>,
+    client: Client,
+}
+
+/// Starts reading `sources` on another thread; [`Pending::finish`] waits for the result.
+pub fn start(client: Client, sources: Vec<ReuseSource>, compression: Compression) -> Pending {
+    let reader = client.clone();
+    Pending {
+        handle: std::thread::spawn(move || gather(&reader, &sources, compression)),
+        client,
+    }
+}
+
+impl Pending {
+    /// Waits for the map; `store` says whether reused blobs are downloaded into the layout.
+    /// Also returns the warnings of reading it.
+    pub fn finish(self, store: bool) -> (Reuser, Vec<String>) {
+        let gathered = self.handle.join().unwrap_or_else(|_| Gathered {
+            map: ReuseMap::default(),
+            warnings: vec![
+                "reading the registry for reusable layers failed unexpectedly; \
+                            building without reuse"
+                    .to_string(),
+            ],
+        });
+        (
+            Reuser {
+                map: gathered.map,
+                client: self.client,
+                store,
+            },
+            gathered.warnings,
+        )
+    }
+}
+
+/// Reads every source (in order; the first source that names a diff_id wins) into a map of the
+/// blobs of `compression`. Never fails: a source that cannot be read adds a warning.
+pub fn gather(client: &Client, sources: &[ReuseSource], compression: Compression) -> Gathered {
+    let mut out = Gathered::default();
+    let mut seen: Vec<&Reference> = Vec::new();
+    for source in sources {
+        if seen.contains(&&source.reference) {
+            continue;
+        }
+        seen.push(&source.reference);
+        match read_source(client, &source.reference, compression) {
+            Ok(found) => {
+                if !found.is_empty() {
+                    out.map.sources.push(source.reference.to_string());
+                }
+                for (diff_id, known) in found {
+                    out.map.by_diff_id.entry(diff_id).or_insert(known);
+                }
+            }
+            Err(Unusable::Missing) if !source.cache_from => {}
+            Err(Unusable::Missing) => out.warnings.push(format!(
+                "--cache-from {}: no such image in the registry; nothing to reuse from it",
+                source.reference
+            )),
+            Err(Unusable::Registry(e)) => out.warnings.push(format!(
+                "cannot read {} to reuse its layers: {e}; building without reusing them",
+                source.reference
+            )),
+            Err(Unusable::Invalid(what)) => out.warnings.push(format!(
+                "{}: {what}; its layers are not reused",
+                source.reference
+            )),
+        }
+    }
+    out
+}
+
+/// Why a source gives nothing.
+enum Unusable {
+    /// The tag (or repository) does not exist.
+    Missing,
+    Registry(RegistryError),
+    /// Its documents are malformed or inconsistent.
+    Invalid(String),
+}
+
+#[derive(Deserialize)]
+struct Doc {
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<Desc>>,
+    #[serde(default)]
+    config: Option<Desc>,
+    #[serde(default)]
+    layers: Option<Vec<Desc>>,
+}
+
+#[derive(Deserialize)]
+struct Desc {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    size: u64,
+}
+
+#[derive(Deserialize)]
+struct ConfigDoc {
+    rootfs: RootFs,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    diff_ids: Vec<String>,
+}
+
+fn is_sha256(digest: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, Unusable> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Unusable::Invalid(format!("{what} is not valid: {e}")))
+}
+
+/// The (diff_id, blob) pairs of one reference's image(s) whose layers have `compression`.
+fn read_source(
+    client: &Client,
+    reference: &Reference,
+    compression: Compression,
+) -> Result<Vec<(String, Known)>, Unusable> {
+    let root = client
+        .get_manifest(reference)
+        .map_err(|e| match e.status() {
+            Some(404) => Unusable::Missing,
+            _ => Unusable::Registry(e),
+        })?;
+    let mut repository = reference.clone();
+    repository.tag = None;
+    repository.digest = None;
+    let mut manifests = Vec::new();
+    collect(
+        client,
+        reference,
+        "its manifest",
+        &root.bytes,
+        0,
+        &mut manifests,
+    )?;
+    let wanted = compression.media_type();
+    let mut out = Vec::new();
+    for (digest, bytes) in manifests {
+        let doc: Doc = parse(&format!("manifest {digest}"), &bytes)?;
+        let (Some(config), Some(layers)) = (doc.config, doc.layers) else {
+            return Err(Unusable::Invalid(format!(
+                "manifest {digest} has no config or no layers"
+            )));
+        };
+        if !is_sha256(&config.digest) || config.size > MAX_DOCUMENT {
+            return Err(Unusable::Invalid(format!(
+                "manifest {digest}: config descriptor {:?} ({} bytes) is not a sha256 digest of \
+                 at most {MAX_DOCUMENT} bytes",
+                config.digest, config.size
+            )));
+        }
+        let config_bytes = client
+            .blob_bytes(reference, &config.digest, MAX_DOCUMENT)
+            .map_err(Unusable::Registry)?;
+        if config_bytes.len() as u64 != config.size {
+            return Err(Unusable::Invalid(format!(
+                "config {} is {} bytes, manifest {digest} says {}",
+                config.digest,
+                config_bytes.len(),
+                config.size
+            )));
+        }
+        let config_doc: ConfigDoc = parse(&format!("config {}", config.digest), &config_bytes)?;
+        let diff_ids = config_doc.rootfs.diff_ids;
+        if diff_ids.len() != layers.len() {
+            return Err(Unusable::Invalid(format!(
+                "manifest {digest} has {} layers but its config {} lists {} diff_ids",
+                layers.len(),
+                config.digest,
+                diff_ids.len()
+            )));
+        }
+        if out.len() + layers.len() > MAX_LAYERS {
+            return Err(Unusable::Invalid(format!(
+                "more than {MAX_LAYERS} layers in all"
+            )));
+        }
+        for (layer, diff_id) in layers.into_iter().zip(diff_ids) {
+            if !is_sha256(&layer.digest) || !is_sha256(&diff_id) {
+                return Err(Unusable::Invalid(format!(
+                    "manifest {digest}: layer {:?} or its diff_id {diff_id:?} is not a sha256 \
+                     digest",
+                    layer.digest
+                )));
+            }
+            if layer.size == 0 || layer.size > MAX_LAYER_SIZE {
+                return Err(Unusable::Invalid(format!(
+                    "manifest {digest}: layer {} has an implausible size {}",
+                    layer.digest, layer.size
+                )));
+            }
+            let media_type = match layer.media_type.as_str() {
+                DOCKER_LAYER_GZIP => MEDIA_TYPE_LAYER_GZIP,
+                other => other,
+            };
+            if media_type != wanted {
+                continue;
+            }
+            out.push((
+                diff_id,
+                Known {
+                    media_type: media_type.to_string(),
+                    digest: layer.digest,
+                    size: layer.size,
+                    from: repository.clone(),
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Every image manifest (digest, bytes) reachable from `bytes` (an index or a manifest).
+fn collect(
+    client: &Client,
+    reference: &Reference,
+    what: &str,
+    bytes: &[u8],
+    depth: usize,
+    out: &mut Vec<(String, Vec<u8>)>,
+) -> Result<(), Unusable> {
+    let doc: Doc = parse(what, bytes)?;
+    let Some(manifests) = doc.manifests else {
+        if doc.config.is_none() {
+            return Err(Unusable::Invalid(format!(
+                "{what} is neither an image index nor an image manifest ({})",
+                doc.media_type.as_deref().unwrap_or("no mediaType")
+            )));
+        }
+        out.push((oci::sha256_digest(bytes), bytes.to_vec()));
+        return Ok(());
+    };
+    for d in manifests {
+        let nested = matches!(
+            d.media_type.as_str(),
+            MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_MANIFEST_LIST
+        );
+        if !nested
+            && !matches!(
+                d.media_type.as_str(),
+                MEDIA_TYPE_OCI_MANIFEST | MEDIA_TYPE_DOCKER_MANIFEST
+            )
+        {
+            continue; // artifacts, signatures: no layers to reuse
+        }
+        if !is_sha256(&d.digest) || d.size > MAX_DOCUMENT {
+            return Err(Unusable::Invalid(format!(
+                "{what} lists {:?} ({} bytes), not a sha256 digest of at most {MAX_DOCUMENT} bytes",
+                d.digest, d.size
+            )));
+        }
+        if out.len() >= MAX_MANIFESTS {
+            return Err(Unusable::Invalid(format!(
+                "more than {MAX_MANIFESTS} image manifests"
+            )));
+        }
+        let manifest = client
+            .get_manifest(&reference.with_digest(&d.digest))
+            .map_err(Unusable::Registry)?;
+        if nested {
+            if depth >= MAX_DEPTH {
+                return Err(Unusable::Invalid(format!(
+                    "{what}: indexes nested too deeply"
+                )));
+            }
+            collect(
+                client,
+                reference,
+                &format!("index {}", d.digest),
+                &manifest.bytes,
+                depth + 1,
+                out,
+            )?;
+        } else {
+            out.push((d.digest, manifest.bytes));
+        }
+    }
+    Ok(())
+}
+
+/// How reused layers are handled while the image is assembled.
+pub struct Reuser {
+    pub map: ReuseMap,
+    pub client: Client,
+    /// Download reused blobs into the layout (an explicit `--output`), rather than only noting
+    /// which repository has them (the default layout of `--push`).
+    pub store: bool,
+}
+
+/// What happened to one layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Compressed here (new content, or no map).
+    Compressed,
+    /// A blob the registry has, used without compressing: `stored` when it is in the layout
+    /// (downloaded, or there already), else only noted as kept in `from`.
+    Reused { from: Reference, stored: bool },
+}
+
+/// Writes one layer per element of `layers` into `layout`, reusing registry blobs through
+/// `reuser` where it can. Without a reuser (or with an empty map) each layer is compressed and
+/// hashed in one pass as always, at no extra cost. With one, the diff_ids of all layers are
+/// computed first, in parallel, by streaming their tars through SHA-256 only; layers the map
+/// knows (and whose blob the registry confirms it still has) are not compressed; the others are.
+///
+/// Layers are compressed side by side: the gzip writer spreads a layer over the cores only in
+/// 1 MiB blocks, so small layers (a static binary each) would otherwise leave cores idle. The
+/// bytes written do not depend on it.
+pub fn write_layers(
+    layout: &OciLayout,
+    layers: &[Vec<LayerEntry>],
+    options: &LayerOptions,
+    reuser: Option<&Reuser>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(Layer, Outcome)>, OciError> {
+    let mut slots: Vec<Option<(Layer, Outcome)>> = layers.iter().map(|_| None).collect();
+    if let Some(reuser) = reuser.filter(|r| !r.map.is_empty()) {
+        let found = lookup_all(layout, layers, options.mtime, reuser)?;
+        for (slot, found) in slots.iter_mut().zip(found) {
+            *slot = match found {
+                Lookup::Miss => None,
+                Lookup::Gone { known } => {
+                    warnings.push(format!(
+                        "layer {} is no longer in {}; compressing it again",
+                        known.digest, known.from
+                    ));
+                    None
+                }
+                Lookup::Hit {
+                    diff_id,
+                    size,
+                    known,
+                    local,
+                } => use_blob(layout, reuser, &known, local, warnings).map(|stored| {
+                    (
+                        Layer {
+                            media_type: known.media_type.clone(),
+                            digest: known.digest.clone(),
+                            size: known.size,
+                            diff_id,
+                            uncompressed_size: size,
+                        },
+                        Outcome::Reused {
+                            from: known.from.clone(),
+                            stored,
+                        },
+                    )
+                }),
+            };
+        }
+    }
+    let todo: Vec<usize> = (0..layers.len())
+        .filter(|&i| slots.get(i).is_some_and(Option::is_none))
+        .collect();
+    let compressed = in_parallel(todo.len(), |k| {
+        let entries =
+            todo.get(k)
+                .and_then(|&i| layers.get(i))
+                .ok_or_else(|| OciError::Compression {
+                    message: "layer index out of range".to_string(),
+                })?;
+        layout.write_layer(entries, options)
+    })?;
+    for (&i, layer) in todo.iter().zip(compressed) {
+        if let Some(slot) = slots.get_mut(i) {
+            *slot = Some((layer, Outcome::Compressed));
+        }
+    }
+    slots
+        .into_iter()
+        .map(|s| {
+            s.ok_or_else(|| OciError::Compression {
+                message: "a layer was neither reused nor written".to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `f(0)`, …, `f(n - 1)` on up to 8 threads at once, results in order; the first error wins.
+fn in_parallel<R: Send>(
+    n: usize,
+    f: impl Fn(usize) -> Result<R, OciError> + Sync,
+) -> Result<Vec<R>, OciError> {
+    if n <= 1 {
+        return (0..n).map(&f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<R, OciError>>>> =
+        std::sync::Mutex::new((0..n).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..n.min(8) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= n {
+                    return;
+                }
+                let r = f(i);
+                if let Some(slot) = results
+                    .lock()
+                    .ok()
+                    .as_deref_mut()
+                    .and_then(|v| v.get_mut(i))
+                {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
+    let lost = || OciError::Compression {
+        message: "a layer thread stopped without a result".to_string(),
+    };
+    results
+        .into_inner()
+        .map_err(|_| lost())?
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(lost())))
+        .collect()
+}
+
+/// The result of looking one layer up.
+enum Lookup {
+    Miss,
+    /// The map knows it but its repository no longer has the blob.
+    Gone {
+        known: Known,
+    },
+    Hit {
+        diff_id: String,
+        size: u64,
+        known: Known,
+        /// The layout has the blob already.
+        local: bool,
+    },
+}
+
+/// diff_id of every layer (in parallel: SHA-256 is one core's work per stream), each looked up in the map and, on a hit, confirmed with a HEAD in its repository
+/// unless the layout has the blob.
+fn lookup_all(
+    layout: &OciLayout,
+    layers: &[Vec<LayerEntry>],
+    mtime: u64,
+    reuser: &Reuser,
+) -> Result<Vec<Lookup>, OciError> {
+    let one = |entries: &Vec<LayerEntry>| -> Result<Lookup, OciError> {
+        let (diff_id, size) = oci::diff_id(entries, mtime)?;
+        let Some(known) = reuser.map.get(&diff_id) else {
+            return Ok(Lookup::Miss);
+        };
+        let local = layout.has_blob(&known.digest)?;
+        if !local
+            && !reuser
+                .client
+                .blob_exists(&known.from, &known.digest)
+                .unwrap_or(false)
+        {
+            return Ok(Lookup::Gone {
+                known: known.clone(),
+            });
+        }
+        Ok(Lookup::Hit {
+            diff_id,
+            size,
+            known: known.clone(),
+            local,
+        })
+    };
+    in_parallel(layers.len(), |i| match layers.get(i) {
+        Some(entries) => one(entries),
+        None => Ok(Lookup::Miss),
+    })
+}
+
+/// Makes a reused blob part of the layout: nothing to do when it is there; downloaded when
+/// `reuser.store`; else noted as kept in its repository. `Some(stored)` on success; `None` (with
+/// a warning) when the download failed, so the caller compresses the layer instead.
+fn use_blob(
+    layout: &OciLayout,
+    reuser: &Reuser,
+    known: &Known,
+    local: bool,
+    warnings: &mut Vec<String>,
+) -> Option<bool> {
+    if local {
+        return Some(true);
+    }
+    if !reuser.store {
+        return match layout.note_remote_blob(&known.digest, &known.from.to_string()) {
+            Ok(()) => Some(false),
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot note reused layer {} in the layout ({e}); compressing it instead",
+                    known.digest
+                ));
+                None
+            }
+        };
+    }
+    let from = known.from.to_string();
+    let copied = reuser
+        .client
+        .open_blob(&known.from, &known.digest)
+        .map_err(|e| e.to_string())
+        .and_then(|mut reader| {
+            layout
+                .copy_blob(&known.digest, known.size, &from, &mut reader)
+                .map_err(|e| e.to_string())
+        });
+    match copied {
+        Ok(()) => Some(true),
+        Err(e) => {
+            warnings.push(format!(
+                "cannot download reused layer {} from {from} ({e}); compressing it instead",
+                known.digest
+            ));
+            None
+        }
+    }
+}
+
+/// One log line per source repository for the reused layers, saying where they are.
+pub fn summary(outcomes: &[&Outcome]) -> Vec<String> {
+    let mut by_repo: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for outcome in outcomes {
+        if let Outcome::Reused { from, stored } = outcome {
+            let counts = by_repo.entry(from.to_string()).or_default();
+            if *stored {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    for (repo, (stored, remote)) in by_repo {
+        if stored > 0 {
+            lines.push(format!(
+                "{stored} layer(s) reused from {repo} (not compressed again; stored in the output)"
+            ));
+        }
+        if remote > 0 {
+            lines.push(format!(
+                "{remote} layer(s) reused from {repo}, not stored locally (not compressed again; \
+                 the registry has them; use --output oci:DIR for a complete layout)"
+            ));
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_must_be_lowercase_sha256() {
+        let hex = "a".repeat(64);
+        assert!(is_sha256(&format!("sha256:{hex}")));
+        assert!(!is_sha256(&format!("sha256:{}", "A".repeat(64))));
+        assert!(!is_sha256(&format!("sha512:{hex}")));
+        assert!(!is_sha256("sha256:abc"));
+        assert!(!is_sha256(""));
+    }
+
+    #[test]
+    fn summary_groups_by_repository() {
+        let from: Reference = "127.0.0.1:5000/app".parse().unwrap();
+        let reused = Outcome::Reused {
+            from: from.clone(),
+            stored: false,
+        };
+        let lines = summary(&[&reused, &Outcome::Compressed, &reused]);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with("2 layer(s) reused from 127.0.0.1:5000/app, not stored locally"),
+            "{lines:?}"
+        );
+        assert!(summary(&[&Outcome::Compressed]).is_empty());
+    }
+
+    #[test]
+    fn without_a_map_layers_are_compressed_as_always() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let entries = vec![vec![LayerEntry::file(
+            "a",
+            crate::oci::FileSource::Bytes(b"a".to_vec()),
+            0o644,
+        )]];
+        let reuser = Reuser {
+            map: ReuseMap::default(),
+            client: Client::anonymous(),
+            store: false,
+        };
+        let mut warnings = Vec::new();
+        let written = write_layers(
+            &layout,
+            &entries,
+            &LayerOptions::default(),
+            Some(&reuser),
+            &mut warnings,
+        )
+        .unwrap();
+        assert_eq!(written[0].1, Outcome::Compressed);
+        assert!(layout.has_blob(&written[0].0.digest).unwrap());
+        assert!(warnings.is_empty());
+    }
+}
