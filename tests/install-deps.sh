@@ -13,7 +13,7 @@ PKGS=(
   g++-aarch64-linux-gnu g++-arm-linux-gnueabihf g++-arm-linux-gnueabi g++-riscv64-linux-gnu
   libc6-dev-armhf-cross libc6-dev-armel-cross libc6-dev-riscv64-cross
   cmake ninja-build golang-go
-  docker.io busybox-static iproute2
+  docker.io busybox-static iproute2 openssh-client
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -24,6 +24,33 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   # No recommends: binfmt-support would register handlers in the machine's own table.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# openssh-server: only its sshd program is used (tests/builder_ssh.rs runs a private one on a
+# loopback port). The package's own service must not run, so when this script installs it,
+# service starts are refused during the install (policy-rc.d) and the units are disabled after;
+# an sshd the machine already has is left alone.
+if ! dpkg-query -W -f='${Status}' openssh-server 2>/dev/null | grep -q "install ok installed"; then
+  echo "== installing: openssh-server (its service stays stopped and disabled)"
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    own_policy=1
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends openssh-server >/dev/null
+  if [ -n "$own_policy" ]; then
+    $SUDO rm -f "$policy"
+    trap - EXIT
+  fi
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now --quiet ssh.service ssh.socket 2>/dev/null || true
+  elif command -v update-rc.d >/dev/null; then
+    $SUDO update-rc.d ssh disable >/dev/null 2>&1 || true
+  fi
 fi
 
 # zig (from PyPI's ziglang) builds true ARMv6 hard-float code for the Raspberry Pi Zero/1 tests.

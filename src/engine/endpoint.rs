@@ -22,9 +22,8 @@ pub enum Endpoint {
     /// `host` is a name, an IPv4 address or a bracketed IPv6 address (`[::1]`).
     Tcp { host: String, port: u16 },
     /// An engine reached through `ssh` (the `ssh` client must be installed and log in without
-    /// a prompt; the remote user runs `docker system dial-stdio`). A port parses, but
-    /// connecting refuses it: the engine client cannot hand it to `ssh`, so it belongs in
-    /// `~/.ssh/config`.
+    /// a prompt; the remote user runs `docker system dial-stdio`). Without a port or user,
+    /// `~/.ssh/config` decides.
     Ssh {
         user: Option<String>,
         host: String,

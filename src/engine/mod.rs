@@ -14,6 +14,7 @@
 pub mod context;
 pub mod endpoint;
 mod runner;
+mod ssh;
 pub mod stream;
 pub mod unpack;
 
@@ -34,6 +35,9 @@ use std::time::Duration;
 pub const MIN_API_VERSION: (u32, u32) = (1, 41);
 /// How long the first request may take before the engine counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same for an `ssh://` engine, whose first answer needs a login and a `docker` process
+/// there; reaching the host itself still has [`CONNECT_TIMEOUT`] (ssh's `ConnectTimeout`).
+pub const SSH_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The limit for any later request to start answering (an image load or a large context
 /// upload answers only when the engine has read everything).
 const REQUEST_TIMEOUT_SECS: u64 = 3600;
@@ -165,27 +169,33 @@ fn versioned(
     req
 }
 
-fn unreachable_fix(endpoint: &Endpoint) -> &'static str {
+fn unreachable_fix(endpoint: &Endpoint, message: &str) -> String {
     match endpoint {
         Endpoint::Unix(_) => {
             "start the engine (`sudo systemctl start docker`, or `sudo dockerd &`) or point \
              DOCKER_HOST at a running one"
+                .to_string()
         }
         Endpoint::Tcp { .. } => {
             "check the builder's address and port and that its engine listens there (dockerd -H \
              tcp://0.0.0.0:PORT, with --tlsverify for anything but a trusted network), or fix \
              DOCKER_HOST"
+                .to_string()
         }
-        Endpoint::Ssh { .. } => {
-            "check that `ssh` logs in to the builder without a prompt and that `docker system \
-             dial-stdio` works there, or fix DOCKER_HOST"
+        // What to fix depends on what ssh said.
+        Endpoint::Ssh { user, host, port } => ssh::Target {
+            user: user.clone(),
+            host: host.clone(),
+            port: *port,
         }
+        .fix(message),
     }
 }
 
 impl DockerEngine {
     /// Connects to the engine at `endpoint` and negotiates the API version. An engine that
-    /// does not answer within [`CONNECT_TIMEOUT`] is [`RunnerError::Unreachable`].
+    /// does not answer within [`CONNECT_TIMEOUT`] ([`SSH_CONNECT_TIMEOUT`] for `ssh://`) is
+    /// [`RunnerError::Unreachable`].
     pub fn connect(endpoint: &Endpoint) -> Result<DockerEngine, RunnerError> {
         let name = endpoint.to_string();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -199,7 +209,11 @@ impl DockerEngine {
             })?;
         let unreachable = |message: String| RunnerError::Unreachable {
             endpoint: format!("docker {name}"),
-            message: format!("{message}; {}", unreachable_fix(endpoint)),
+            message: format!("{message}; {}", unreachable_fix(endpoint, &message)),
+        };
+        let connect_timeout = match endpoint {
+            Endpoint::Ssh { .. } => SSH_CONNECT_TIMEOUT,
+            _ => CONNECT_TIMEOUT,
         };
         let version = Arc::new(OnceLock::new());
         let docker = {
@@ -229,26 +243,16 @@ impl DockerEngine {
                         None => Docker::connect_with_http(&addr, REQUEST_TIMEOUT_SECS, api),
                     }
                 }
-                Endpoint::Ssh {
-                    user,
-                    host,
-                    port: Some(port),
-                } => {
-                    // The client hands `ssh` the destination as USER@HOST:PORT, which ssh reads
-                    // as a host named "HOST:PORT"; a port has to come from the ssh config.
-                    return Err(RunnerError::Other {
-                        what: format!("docker {name}"),
-                        message: format!(
-                            "a port in an ssh:// endpoint is not supported; put \
-                             \"Port {port}\" under \"Host {host}\" in ~/.ssh/config and use \
-                             ssh://{}{host}",
-                            user.as_ref().map(|u| format!("{u}@")).unwrap_or_default()
-                        ),
-                    });
-                }
-                Endpoint::Ssh { .. } => {
-                    Docker::connect_with_ssh(&name, REQUEST_TIMEOUT_SECS, api, None)
-                }
+                Endpoint::Ssh { user, host, port } => ssh::docker(
+                    &ssh::Target {
+                        user: user.clone(),
+                        host: host.clone(),
+                        port: *port,
+                    },
+                    CONNECT_TIMEOUT,
+                    REQUEST_TIMEOUT_SECS,
+                    api,
+                ),
             };
             match connected {
                 Ok(d) => d,
@@ -267,14 +271,14 @@ impl DockerEngine {
         let v = Arc::clone(&version);
         let docker = docker.with_request_modifier(move |req| versioned(req, &v));
 
-        let probe = docker.clone().with_timeout(CONNECT_TIMEOUT);
+        let probe = docker.clone().with_timeout(connect_timeout);
         let answer = runtime
-            .block_on(async { tokio::time::timeout(CONNECT_TIMEOUT, probe.version()).await });
+            .block_on(async { tokio::time::timeout(connect_timeout, probe.version()).await });
         let server = match answer {
             Err(_) => {
                 return Err(unreachable(format!(
                     "no answer within {} s",
-                    CONNECT_TIMEOUT.as_secs()
+                    connect_timeout.as_secs()
                 )))
             }
             Ok(Err(e)) if is_transport(&e) => {
