@@ -450,3 +450,86 @@ fn refusals_name_the_fix() {
         stderr(&out)
     );
 }
+
+/// Ctrl-C during a container build: the engine's container outlives rcross unless rcross
+/// removes it, so rcross stops, removes it and fails, naming the signal.
+#[test]
+fn an_interrupted_container_build_removes_its_container() {
+    let Some(engine) = system_engine() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let image = tmp.path().join("busybox");
+    if common_docker::busybox_layout(&image).is_none() {
+        return;
+    }
+    let dir = tmp.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rcross.toml"),
+        r#"[image]
+name = "spin"
+platforms = ["linux/amd64"]
+
+[build]
+command = 'echo started; while :; do :; done'
+container = "always"
+
+[[artifact]]
+from = "never"
+to = "/never"
+"#,
+    )
+    .unwrap();
+    let err_path = tmp.path().join("stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rcross"))
+        .args([
+            "build",
+            &dir.display().to_string(),
+            "--build-image",
+            &format!("oci:{}", image.display()),
+            "--output",
+            &format!("oci:{}", tmp.path().join("out").display()),
+        ])
+        .env("DOCKER_HOST", engine.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&err_path).unwrap_or_default();
+    let started = Instant::now();
+    while !read().contains("[linux/amd64] | started") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the build never started: {}",
+            read()
+        );
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("rcross ended early ({st}): {}", read());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let label = "label=org.rcross.build-platform=linux/amd64";
+    let running = common_docker::docker_ok(&engine, &["ps", "-q", "--filter", label]);
+    assert!(!running.trim().is_empty(), "the build container runs");
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if stopped.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("rcross did not stop after SIGINT: {}", read());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(1), "{}", read());
+    assert!(read().contains("interrupted by SIGINT"), "{}", read());
+    let left = common_docker::docker_ok(&engine, &["ps", "-aq", "--filter", label]);
+    assert_eq!(left.trim(), "", "the build container was removed");
+}

@@ -21,6 +21,22 @@ use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+/// Set once SIGINT or SIGTERM arrived during a containerised build: jobs still to start refuse,
+/// running ones stop and remove their containers (an engine's containers outlive rcross).
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a containerised build was interrupted by a signal.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn interrupted_error(job: &ContainerJob, signal: &str) -> RunnerError {
+    RunnerError::Other {
+        what: format!("the {} build", job.platform),
+        message: format!("interrupted by {signal}; its build container was removed"),
+    }
+}
+
 /// Label on every build container, so leftovers can be found (`docker ps -a --filter label=…`).
 pub const JOB_LABEL: &str = "org.rcross.build-platform";
 
@@ -287,7 +303,23 @@ impl DockerEngine {
                 condition: "not-running".into(),
             }),
         );
-        let (log_error, waited) = self.runtime.block_on(async {
+        let outcome = self.runtime.block_on(async {
+            // The engine's container outlives rcross: on SIGINT/SIGTERM stop waiting, so the
+            // caller removes it. Listening replaces the signal's default action for the process.
+            let signalled = async {
+                use tokio::signal::unix::{signal, SignalKind};
+                match (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) {
+                    (Ok(mut int), Ok(mut term)) => tokio::select! {
+                        _ = int.recv() => "SIGINT",
+                        _ = term.recv() => "SIGTERM",
+                    },
+                    // Without handlers, wait forever: the default actions still apply.
+                    _ => std::future::pending().await,
+                }
+            };
             let copy_logs = async {
                 let mut logs = Box::pin(logs);
                 while let Some(item) = logs.next().await {
@@ -301,8 +333,19 @@ impl DockerEngine {
                 None
             };
             let wait_exit = async { Box::pin(wait).next().await };
-            tokio::join!(copy_logs, wait_exit)
+            tokio::select! {
+                done = async { tokio::join!(copy_logs, wait_exit) } => Ok(done),
+                sig = signalled => Err(sig),
+            }
         });
+        let (log_error, waited) = match outcome {
+            Ok(done) => done,
+            Err(sig) => {
+                INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = writeln!(log, "rcross: {sig}: stopping the build");
+                return Err(interrupted_error(job, sig));
+            }
+        };
         if let Some(e) = log_error {
             let _ = writeln!(log, "rcross: the container's output could not be read: {e}");
         }
@@ -431,6 +474,9 @@ impl ContainerRunner for DockerEngine {
         job: &ContainerJob,
         log: &mut (dyn Write + Send),
     ) -> Result<JobExit, RunnerError> {
+        if interrupted() {
+            return Err(interrupted_error(job, "a signal"));
+        }
         let image = self.ensure_image(job, log)?;
         let id = self.create_container(job, &image)?;
         let mut guard = Removal {
