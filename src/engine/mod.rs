@@ -172,14 +172,14 @@ fn versioned(
 fn unreachable_fix(endpoint: &Endpoint, message: &str) -> String {
     match endpoint {
         Endpoint::Unix(_) => {
-            "start the engine (`sudo systemctl start docker`, or `sudo dockerd &`) or point \
-             DOCKER_HOST at a running one"
+            "start the engine (`sudo systemctl start docker`, or `sudo dockerd &`), or name a \
+             running one (DOCKER_HOST, --engine, --builder or [builders])"
                 .to_string()
         }
         Endpoint::Tcp { .. } => {
             "check the builder's address and port and that its engine listens there (dockerd -H \
              tcp://0.0.0.0:PORT, with --tlsverify for anything but a trusted network), or fix \
-             DOCKER_HOST"
+             the endpoint (DOCKER_HOST, --engine, --builder or [builders])"
                 .to_string()
         }
         // What to fix depends on what ssh said.
