@@ -452,6 +452,12 @@ pub fn apply(host: &dyn Host, plan: &Plan, test: bool) -> Result<Vec<Outcome>, A
     if plan.mount {
         if let Err(e) = host.mount_binfmt_misc(dir) {
             use nix::errno::Errno;
+            // Another setup (a second CI job, systemd-binfmt) mounted it at the same moment.
+            let raced = e.raw_os_error().map(Errno::from_raw) == Some(Errno::EBUSY)
+                && host.exists(&dir.join("status"));
+            if raced {
+                return apply_items(host, plan, test);
+            }
             return Err(match e.raw_os_error().map(Errno::from_raw) {
                 Some(Errno::EROFS) | Some(Errno::EPERM) | Some(Errno::EACCES) => {
                     ApplyError::ReadOnly { path: dir.clone() }
@@ -463,6 +469,11 @@ pub fn apply(host: &dyn Host, plan: &Plan, test: bool) -> Result<Vec<Outcome>, A
             });
         }
     }
+    apply_items(host, plan, test)
+}
+
+fn apply_items(host: &dyn Host, plan: &Plan, test: bool) -> Result<Vec<Outcome>, ApplyError> {
+    let dir = &plan.binfmt_misc;
     let mut out = Vec::new();
     for item in &plan.items {
         let error = apply_item(host, dir, item).err();
@@ -506,8 +517,17 @@ fn apply_item(host: &dyn Host, dir: &Path, item: &Item) -> Result<(), String> {
                 remove(name)?;
             }
             let reg = dir.join("register");
-            host.write_control(&reg, line.as_bytes())
-                .map_err(|e| format!("cannot register {}", io_hint(&e, &reg)))?;
+            if let Err(e) = host.write_control(&reg, line.as_bytes()) {
+                // A setup running at the same moment registered the same name first: its
+                // entry is ours (the self-test that follows checks that it works).
+                let name = line.split(':').nth(1).unwrap_or_default();
+                let raced = e.raw_os_error() == Some(nix::errno::Errno::EEXIST as i32)
+                    && !name.is_empty()
+                    && host.exists(&dir.join(name));
+                if !raced {
+                    return Err(format!("cannot register {}", io_hint(&e, &reg)));
+                }
+            }
         }
         Action::Remove { entries } => {
             for name in entries {

@@ -441,6 +441,29 @@ echo "files=$(ls "$T/root" 2>/dev/null | wc -l)"
     assert!(out.contains("rcross-aarch64.conf"), "{out}");
 }
 
+/// Several setups at the same moment (CI jobs sharing a machine, systemd-binfmt): whichever
+/// mounts binfmt_misc or registers an entry first, every one succeeds and one entry results.
+#[test]
+fn concurrent_setups_all_succeed() {
+    let Some(ns) = Ns::new() else { return };
+    if !qemu_installed() {
+        return;
+    }
+    let o = ns.run(
+        r#"
+for i in 1 2 3 4 5 6; do
+  ( rcs setup --platform linux/arm64,linux/arm/v7 >"$T/out$i" 2>&1; echo "$?" >"$T/rc$i" ) &
+done
+wait
+echo "rcs=$(cat "$T"/rc* | sort -u | tr '\n' ' ')"
+echo "e=$(entries)"
+cat "$T"/out* >&2
+"#,
+    );
+    assert_eq!(value(&o, "rcs"), "0");
+    assert_eq!(value(&o, "e"), "rcross-aarch64 rcross-arm");
+}
+
 /// A dynamically linked emulator is refused for F (exit non-zero, reason named); with --force
 /// it is registered, and a self-test that fails makes the exit status non-zero.
 #[test]
