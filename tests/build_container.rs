@@ -350,6 +350,12 @@ fn a_remote_builder_builds_its_platform_beside_a_host_build() {
         format!("builder {}", remote.endpoint)
     );
     assert_eq!(platform_entry(&meta, "linux/amd64")["runner"], "host");
+    // Host builds stream their output into the progress lines too.
+    assert!(
+        stderr(&out).contains("[linux/amd64] | built for linux/amd64 in "),
+        "{}",
+        stderr(&out)
+    );
     // The stand-in builder is this x86 machine, so it runs arm64 through the handler, and says so.
     assert_eq!(platform_entry(&meta, "linux/arm64")["strategy"], "emulate");
     assert!(
@@ -532,4 +538,38 @@ to = "/never"
     assert!(read().contains("interrupted by SIGINT"), "{}", read());
     let left = common_docker::docker_ok(&engine, &["ps", "-aq", "--filter", label]);
     assert_eq!(left.trim(), "", "the build container was removed");
+}
+
+/// A failing host build: its output streams as it comes, and the error repeats the tail.
+#[test]
+fn a_failing_host_build_shows_its_output_and_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rcross.toml"),
+        r#"[image]
+name = "fails"
+platforms = ["linux/amd64"]
+
+[build]
+command = 'echo compiling; echo "error: no such file" >&2; exit 7'
+lang = "c"
+
+[[artifact]]
+from = "app"
+to = "/app"
+"#,
+    )
+    .unwrap();
+    let out = rcross(&["build", &dir.display().to_string()], &[]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("[linux/amd64] | compiling"), "{e}");
+    assert!(e.contains("[linux/amd64] | error: no such file"), "{e}");
+    assert!(e.contains("exited with exit status: 7"), "{e}");
+    assert!(
+        e.contains("    error: no such file"),
+        "the tail is repeated: {e}"
+    );
 }

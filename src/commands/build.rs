@@ -2,12 +2,15 @@
 //! that platform's environment, verify every ELF artifact, assemble a reproducible OCI image
 //! index, write it to a layout and optionally push it.
 
-use super::containers::{build_images, build_in_container, container_env, parse_builder, Runners};
+use super::containers::{
+    build_images, build_in_container, container_env, parse_builder, Runners, Tee,
+};
 use super::push::Pushed;
 use crate::build::artifacts::{self, Placed};
 use crate::build::base::{self, BasePlatform, BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION};
 use crate::build::config::{self, ContainerPolicy, Project};
 use crate::build::place::{self, Placement};
+use crate::build::progress::Progress;
 use crate::build::reuse;
 use crate::cli::BuildArgs;
 use crate::elf::Finding;
@@ -261,18 +264,25 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                 let p = item.platform;
                 let r = match placement {
                     Placement::Host => {
-                        progress.start(
-                            p,
-                            &format!(
-                                "building ({}{})",
-                                item.strategy,
-                                item.toolchain
-                                    .as_ref()
-                                    .map(|t| format!(", {t}"))
-                                    .unwrap_or_default()
-                            ),
+                        let what = format!(
+                            "building ({}{})",
+                            item.strategy,
+                            item.toolchain
+                                .as_ref()
+                                .map(|t| format!(", {t}"))
+                                .unwrap_or_default()
                         );
-                        build_one(&project, &workdir, work.path(), p, vars, epoch)
+                        progress.start(p, &what);
+                        build_one(
+                            &project,
+                            &workdir,
+                            work.path(),
+                            p,
+                            vars,
+                            epoch,
+                            &progress,
+                            &what,
+                        )
                     }
                     _ => {
                         let runner = runners.get(placement);
@@ -869,7 +879,9 @@ fn out_dir(work: &Path, p: Platform) -> PathBuf {
     work.join(p.slug()).join("out")
 }
 
-/// Run the build command for one platform; returns the seconds it took.
+/// Run the build command for one platform; returns the seconds it took. Its output goes to
+/// the build log and, line by line, to the progress display.
+#[allow(clippy::too_many_arguments)]
 fn build_one(
     project: &Project,
     workdir: &Path,
@@ -877,6 +889,8 @@ fn build_one(
     p: Platform,
     vars: &[(String, String)],
     epoch: u64,
+    progress: &Progress,
+    what: &str,
 ) -> Result<f64, StepFailure> {
     let fail = |message: String| StepFailure {
         platform: p,
@@ -888,11 +902,15 @@ fn build_one(
     let log_path = work.join(p.slug()).join("build.log");
     let log = std::fs::File::create(&log_path)
         .map_err(|e| fail(format!("cannot create {}: {e}", log_path.display())))?;
-    let log_err = log
+    // One pipe for stdout and stderr, so the lines keep their order.
+    let (reader, writer) =
+        nix::unistd::pipe().map_err(|e| fail(format!("cannot create a pipe: {e}")))?;
+    let writer_err = writer
         .try_clone()
-        .map_err(|e| fail(format!("{}: {e}", log_path.display())))?;
+        .map_err(|e| fail(format!("cannot create a pipe: {e}")))?;
     let start = Instant::now();
-    let status = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(&project.build.command)
         .current_dir(workdir)
@@ -901,10 +919,24 @@ fn build_one(
         .env("RCROSS_PLATFORM", p.to_string())
         .env("SOURCE_DATE_EPOCH", epoch.to_string())
         .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .status()
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(writer_err));
+    let mut child = command
+        .spawn()
         .map_err(|e| fail(format!("cannot run sh: {e}")))?;
+    // The Command holds the pipe's write ends until it is dropped: without that the read
+    // below would never see the end of the output.
+    drop(command);
+    let mut tee = Tee::new(log, progress, p, what);
+    let copied = std::io::copy(&mut std::fs::File::from(reader), &mut tee);
+    tee.flush_line();
+    drop(tee);
+    let status = child
+        .wait()
+        .map_err(|e| fail(format!("waiting for sh: {e}")))?;
+    if let Err(e) = copied {
+        return Err(fail(format!("reading the build output: {e}")));
+    }
     let secs = start.elapsed().as_secs_f64();
     if status.success() {
         return Ok(secs);

@@ -297,13 +297,7 @@ pub(super) fn build_in_container(
         .map_err(|e| fail(format!("cannot create {}: {e}", out.display())))?;
     let log_file = std::fs::File::create(&log_path)
         .map_err(|e| fail(format!("cannot create {}: {e}", log_path.display())))?;
-    let mut log_file = Tee {
-        file: log_file,
-        progress,
-        platform: p,
-        what,
-        pending: Vec::new(),
-    };
+    let mut log_file = Tee::new(log_file, progress, p, what);
     let mut env = vars.to_vec();
     env.push(("RCROSS_OUT".into(), OUT_DIR.into()));
     env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string()));
@@ -339,7 +333,7 @@ pub(super) fn build_in_container(
 }
 
 /// The build log file, and each complete output line to the progress display as it comes.
-struct Tee<'a> {
+pub(super) struct Tee<'a> {
     file: std::fs::File,
     progress: &'a Progress,
     platform: Platform,
@@ -347,8 +341,23 @@ struct Tee<'a> {
     pending: Vec<u8>,
 }
 
-impl Tee<'_> {
-    fn flush_line(&mut self) {
+impl<'a> Tee<'a> {
+    pub(super) fn new(
+        file: std::fs::File,
+        progress: &'a Progress,
+        platform: Platform,
+        what: &'a str,
+    ) -> Tee<'a> {
+        Tee {
+            file,
+            progress,
+            platform,
+            what,
+            pending: Vec::new(),
+        }
+    }
+
+    pub(super) fn flush_line(&mut self) {
         if !self.pending.is_empty() {
             let line = String::from_utf8_lossy(&self.pending).into_owned();
             self.progress.output(self.platform, self.what, &line);
