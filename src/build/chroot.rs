@@ -186,8 +186,8 @@ impl ContainerRunner for ChrootRunner {
                 let reference: crate::registry::Reference = name
                     .parse()
                     .map_err(|e: crate::registry::ReferenceError| image_err(e.to_string()))?;
-                let client = crate::commands::push::client(&self.options.insecure)
-                    .map_err(|f| image_err(f.to_string()))?;
+                let client = crate::registry::Client::from_environment(&self.options.insecure)
+                    .map_err(|e| image_err(e.to_string()))?;
                 let image = crate::registry::RegistryImage::new(client, reference);
                 self.unpack(&image, job, log)?
             }

@@ -5,7 +5,7 @@
 use crate::cli::PushArgs;
 use crate::exit::{self, Failure};
 use crate::oci::OciLayout;
-use crate::registry::{Client, ClientOptions, DockerConfig, PushOptions, Reference};
+use crate::registry::{Client, PushOptions, Reference};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -38,17 +38,7 @@ impl Pushed {
 /// A registry client with credentials from the Docker config file; `insecure` registries use
 /// plain HTTP (loopback registries always do).
 pub(crate) fn client(insecure: &[String]) -> exit::Result<Client> {
-    let env = |k: &str| std::env::var(k).ok();
-    let config =
-        match DockerConfig::default_path(env("DOCKER_CONFIG").as_deref(), env("HOME").as_deref()) {
-            Some(path) => DockerConfig::load(&path).map_err(Failure::usage)?,
-            None => DockerConfig::default(),
-        };
-    let options = ClientOptions {
-        insecure_registries: insecure.to_vec(),
-        ..ClientOptions::default()
-    };
-    Ok(Client::new(options, config))
+    Client::from_environment(insecure).map_err(Failure::usage)
 }
 
 /// Group tags by repository: each repository gets its blobs once and all its tags.

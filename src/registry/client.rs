@@ -129,6 +129,24 @@ struct Request<'a> {
 }
 
 impl Client {
+    /// A client with credentials from the Docker config file (`$DOCKER_CONFIG/config.json`, else
+    /// `~/.docker/config.json`); `insecure` registries use plain HTTP (loopback ones always do).
+    pub fn from_environment(insecure: &[String]) -> Result<Client, RegistryError> {
+        let env = |k: &str| std::env::var(k).ok();
+        let config = match DockerConfig::default_path(
+            env("DOCKER_CONFIG").as_deref(),
+            env("HOME").as_deref(),
+        ) {
+            Some(path) => DockerConfig::load(&path)?,
+            None => DockerConfig::default(),
+        };
+        let options = ClientOptions {
+            insecure_registries: insecure.to_vec(),
+            ..ClientOptions::default()
+        };
+        Ok(Client::new(options, config))
+    }
+
     pub fn new(options: ClientOptions, credentials: DockerConfig) -> Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
