@@ -208,21 +208,14 @@ impl Host for LinuxHost {
     }
 
     fn docker_version(&self) -> Option<String> {
-        let sock = std::env::var("DOCKER_HOST")
-            .ok()
-            .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
-            .unwrap_or_else(|| "/var/run/docker.sock".to_string());
-        let mut s = std::os::unix::net::UnixStream::connect(sock).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        s.set_write_timeout(Some(Duration::from_secs(3))).ok()?;
-        s.write_all(b"GET /version HTTP/1.0\r\nHost: docker\r\n\r\n")
-            .ok()?;
-        let mut buf = Vec::new();
-        s.take(256 * 1024).read_to_end(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf);
-        let body = text.split("\r\n\r\n").nth(1)?;
-        let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
-        Some(v.get("Version")?.as_str()?.to_string())
+        // DOCKER_HOST (unix, tcp or ssh) or the default socket, with the API version in use.
+        let endpoint = crate::engine::Endpoint::from_env().ok()?;
+        let engine = crate::engine::DockerEngine::connect(&endpoint).ok()?;
+        let info = engine.info().ok()?;
+        Some(format!(
+            "{} (API {}, {endpoint})",
+            info.server_version, info.negotiated_api_version
+        ))
     }
 
     fn run_capture(&self, cmd: &CommandSpec) -> io::Result<CommandOutput> {
