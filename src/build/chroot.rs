@@ -204,8 +204,14 @@ impl ContainerRunner for ChrootRunner {
             what: format!("creating {}", self.options.work.display()),
             message: e.to_string(),
         })?;
+        // Jobs of an rcross that was killed (Ctrl-C) before it could remove them.
+        rootfs::sweep_stale(&self.options.work, "job");
         let job_dir = tempfile::Builder::new()
-            .prefix(&format!("job-{}-", job.platform.slug()))
+            .prefix(&format!(
+                "{}{}-",
+                rootfs::owned_prefix("job"),
+                job.platform.slug()
+            ))
             .tempdir_in(&self.options.work)
             .map_err(|e| RunnerError::Other {
                 what: format!(

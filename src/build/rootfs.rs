@@ -697,6 +697,39 @@ fn remove_any(path: &Path) -> Result<(), RootfsError> {
 
 /// Remove a directory tree that may hold read-only directories (an image's, or one a build
 /// left), never following symlinks. A missing tree is fine.
+/// The name prefix of a working directory this process owns: `KIND-PID-`, so a later run can
+/// tell the leftovers of a killed rcross (see [`sweep_stale`]).
+pub fn owned_prefix(kind: &str) -> String {
+    format!("{kind}-{}-", std::process::id())
+}
+
+/// Removes the `KIND-PID-*` entries of `dir` whose process is gone (an rcross killed before it
+/// could clean up); returns how many. Entries of live processes and other names are left.
+pub fn sweep_stale(dir: &Path, kind: &str) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(kind))
+            .and_then(|n| n.strip_prefix('-'))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() && remove_tree(&entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 pub fn remove_tree(path: &Path) -> Result<(), RootfsError> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -817,8 +850,9 @@ pub fn unpack_cached(
         return Ok(found);
     }
     fs::create_dir_all(cache).map_err(io_err("creating the cache directory", cache))?;
+    sweep_stale(cache, ".tmp");
     let temp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{hex}-"))
+        .prefix(&format!("{}{hex}-", owned_prefix(".tmp")))
         .tempdir_in(cache)
         .map_err(io_err("creating a temporary directory in", cache))?;
     let stats = match unpack(source, layers, &temp.path().join(ROOT_DIR)) {
@@ -1068,6 +1102,30 @@ pub fn real_dir_inside(root: &Path, path: &str) -> Result<PathBuf, String> {
         }
     }
     Ok(cur)
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn stale_working_directories_of_dead_processes_are_swept() {
+        let t = tempfile::tempdir().unwrap();
+        // No process has a pid this large (the kernel's limit is 2^22).
+        let dead = t.path().join("job-999999999-linux-arm64-abc");
+        let ours = t
+            .path()
+            .join(format!("{}linux-arm64-def", owned_prefix("job")));
+        let other = t.path().join("job-notapid-x");
+        let unrelated = t.path().join("keep-999999999-x");
+        for d in [&dead, &ours, &other, &unrelated] {
+            fs::create_dir_all(d.join("root/etc")).unwrap();
+        }
+        assert_eq!(sweep_stale(t.path(), "job"), 1);
+        assert!(!dead.exists());
+        assert!(ours.exists() && other.exists() && unrelated.exists());
+        assert_eq!(sweep_stale(&t.path().join("missing"), "job"), 0);
+    }
 }
 
 #[cfg(test)]
