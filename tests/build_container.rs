@@ -573,3 +573,58 @@ to = "/app"
         "the tail is repeated: {e}"
     );
 }
+
+/// Without a handler for the platform, an emulated build is refused before anything runs,
+/// with the command that registers one. Run against the real kernel in a private user+mount
+/// namespace whose own binfmt_misc is empty (Linux >= 6.7), so the machine's table is untouched.
+#[test]
+fn an_emulated_build_without_a_handler_is_refused_with_the_setup_command() {
+    let works = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        common_docker::missing::<()>(
+            "user+mount namespaces (unshare)",
+            "util-linux and unprivileged user namespaces",
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    project(&dir, &["linux/arm64"], "image = \"oci:unused\"");
+    let bm = tmp.path().join("binfmt_misc");
+    std::fs::create_dir_all(&bm).unwrap();
+    let script = r#"mount -t binfmt_misc binfmt_misc "$BM" || exit 90
+"$RCROSS" build "$PROJ" --container always --engine chroot --binfmt-misc "$BM""#;
+    let out = std::process::Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env("RCROSS", env!("CARGO_BIN_EXE_rcross"))
+        .env("BM", &bm)
+        .env("PROJ", &dir)
+        .output()
+        .unwrap();
+    let e = stderr(&out);
+    assert_ne!(
+        out.status.code(),
+        Some(90),
+        "cannot mount a private binfmt_misc: {e}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{e}");
+    assert!(
+        e.contains("no binfmt_misc handler for linux/arm64 is registered"),
+        "{e}"
+    );
+    assert!(
+        e.contains("`sudo rcross setup --platform linux/arm64`"),
+        "{e}"
+    );
+}

@@ -215,6 +215,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         &platforms_of_plan(&plan),
         &placements,
         args.engine.as_deref(),
+        &args.paths.host.binfmt_misc,
     )?;
 
     // Build every platform, in parallel, each into its own empty output directory.

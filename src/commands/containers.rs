@@ -119,12 +119,13 @@ impl Runners {
         platforms: &[Platform],
         placements: &[Placement],
         engine: Option<&str>,
+        binfmt_misc: &Path,
     ) -> exit::Result<Runners> {
         let local = if placements
             .iter()
             .any(|p| matches!(p, Placement::Container { .. }))
         {
-            Some(connect_local(engine)?)
+            Some(connect_local(engine, binfmt_misc)?)
         } else {
             None
         };
@@ -202,9 +203,9 @@ impl Runners {
 }
 
 /// The local runner: the Docker engine, or the chroot when there is none (or when asked).
-fn connect_local(engine: Option<&str>) -> exit::Result<Shared> {
+fn connect_local(engine: Option<&str>, binfmt_misc: &Path) -> exit::Result<Shared> {
     if engine == Some("chroot") {
-        return chroot_runner();
+        return chroot_runner(binfmt_misc);
     }
     let endpoint = match engine {
         Some(e) => e
@@ -219,7 +220,7 @@ fn connect_local(engine: Option<&str>) -> exit::Result<Shared> {
             log(format!(
                 "no Docker engine: {e}; building in a chroot of the build image instead (daemonless)"
             ));
-            chroot_runner()
+            chroot_runner(binfmt_misc)
         }
         Err(e) => Err(Failure {
             code: e.exit_code(),
@@ -228,11 +229,13 @@ fn connect_local(engine: Option<&str>) -> exit::Result<Shared> {
     }
 }
 
-fn chroot_runner() -> exit::Result<Shared> {
-    let options = crate::build::chroot::ChrootOptions::from_env().map_err(|e| Failure {
+fn chroot_runner(binfmt_misc: &Path) -> exit::Result<Shared> {
+    let mut options = crate::build::chroot::ChrootOptions::from_env().map_err(|e| Failure {
         code: e.exit_code(),
         error: e.into(),
     })?;
+    // The handlers the chroot needs are those of the binfmt_misc rcross was pointed at.
+    options.binfmt_misc = binfmt_misc.to_path_buf();
     Ok(Arc::new(crate::build::chroot::ChrootRunner::new(options)))
 }
 
