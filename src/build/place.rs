@@ -116,7 +116,9 @@ pub fn place(
         ))
     };
     match s.policy {
-        ContainerPolicy::Always => in_container("[build] container = \"always\""),
+        ContainerPolicy::Always => {
+            in_container("containers are asked for every platform (container = \"always\")")
+        }
         ContainerPolicy::Auto if host_builds => Ok(Placement::Host),
         ContainerPolicy::Auto => in_container(&item.reason),
         ContainerPolicy::Never if host_builds => Ok(Placement::Host),
