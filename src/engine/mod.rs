@@ -16,6 +16,7 @@ pub mod endpoint;
 mod runner;
 mod ssh;
 pub mod stream;
+mod tls;
 pub mod unpack;
 
 pub use endpoint::{Endpoint, EndpointError, TlsEnv, TlsFiles};
@@ -225,21 +226,18 @@ impl DockerEngine {
                 }
                 Endpoint::Tcp { host, port } => {
                     let addr = format!("tcp://{host}:{port}");
-                    let tls = endpoint
+                    let files = endpoint
                         .tls_files(&TlsEnv::from_process(), &|p: &Path| p.exists())
                         .map_err(|e| RunnerError::Other {
                             what: format!("docker {name}"),
                             message: e.to_string(),
                         })?;
-                    match tls {
-                        Some(f) => Docker::connect_with_ssl(
-                            &addr,
-                            &f.key,
-                            &f.cert,
-                            &f.ca,
-                            REQUEST_TIMEOUT_SECS,
-                            api,
-                        ),
+                    match &files {
+                        Some(f) => Ok(tls::docker(host, *port, f, REQUEST_TIMEOUT_SECS, api)
+                            .map_err(|message| RunnerError::Other {
+                                what: format!("docker {name}"),
+                                message,
+                            })?),
                         None => Docker::connect_with_http(&addr, REQUEST_TIMEOUT_SECS, api),
                     }
                 }
@@ -280,6 +278,13 @@ impl DockerEngine {
                     "no answer within {} s",
                     connect_timeout.as_secs()
                 )))
+            }
+            // TLS failures say what to fix themselves.
+            Ok(Err(e)) if tls::failure(&e).is_some() => {
+                return Err(RunnerError::Unreachable {
+                    endpoint: format!("docker {name}"),
+                    message: tls::failure(&e).map(|f| f.0).unwrap_or_default(),
+                })
             }
             Ok(Err(e)) if is_transport(&e) => {
                 return Err(unreachable(format!("cannot connect: {}", message(&e))))
