@@ -243,8 +243,11 @@ fn connect_builder(endpoint: &str, platforms: &[Platform]) -> Result<Builder, St
     let parsed: crate::engine::Endpoint = endpoint
         .parse()
         .map_err(|e| format!("builder {endpoint}: {e}"))?;
-    let engine = crate::engine::DockerEngine::connect(&parsed)
-        .map_err(|e| format!("builder {endpoint} is unreachable: {e}"))?;
+    let engine = crate::engine::DockerEngine::connect(&parsed).map_err(|e| match e {
+        RunnerError::Unreachable { .. } => format!("builder {endpoint} is unreachable: {e}"),
+        // E.g. an unusable certificate file: the builder itself may well be up.
+        e => format!("builder {endpoint}: {e}"),
+    })?;
     let info = engine
         .info()
         .map_err(|e| format!("builder {endpoint}: {e}"))?;

@@ -37,15 +37,22 @@ pub enum EndpointError {
     #[error("docker endpoint {input:?}: {reason}; use {FORMS}")]
     Invalid { input: String, reason: String },
     #[error(
-        "docker endpoint {endpoint}: {why}, but {} missing; put ca.pem, cert.pem and key.pem \
-         there (or unset DOCKER_TLS_VERIFY for a plain TCP engine)",
-        missing.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        "docker endpoint {endpoint}: {why}, but {}; put ca.pem, cert.pem and key.pem there \
+         (or unset DOCKER_TLS_VERIFY for a plain TCP engine)",
+        are_missing(missing)
     )]
     TlsFilesMissing {
         endpoint: String,
         why: String,
         missing: Vec<PathBuf>,
     },
+}
+
+/// "A is missing" or "A, B are missing".
+fn are_missing(paths: &[PathBuf]) -> String {
+    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let verb = if list.len() == 1 { "is" } else { "are" };
+    format!("{} {verb} missing", list.join(", "))
 }
 
 /// The client certificate, its key and the CA that signed the engine's certificate.

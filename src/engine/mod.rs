@@ -16,6 +16,7 @@ pub mod endpoint;
 mod runner;
 mod ssh;
 pub mod stream;
+mod tls;
 pub mod unpack;
 
 pub use endpoint::{Endpoint, EndpointError, TlsEnv, TlsFiles};
@@ -169,6 +170,22 @@ fn versioned(
     req
 }
 
+/// What a TLS-only listener answered a plain-HTTP request to a `tcp://` endpoint with, if
+/// that is what happened (Go's TLS server answers 400 "Client sent an HTTP request to an
+/// HTTPS server.").
+fn wants_tls<'a>(endpoint: &Endpoint, e: &'a BollardError) -> Option<&'a str> {
+    match (endpoint, e) {
+        (
+            Endpoint::Tcp { .. },
+            BollardError::DockerResponseServerError {
+                status_code: 400,
+                message,
+            },
+        ) if message.contains("HTTPS server") => Some(message.trim()),
+        _ => None,
+    }
+}
+
 fn unreachable_fix(endpoint: &Endpoint, message: &str) -> String {
     match endpoint {
         Endpoint::Unix(_) => {
@@ -225,21 +242,18 @@ impl DockerEngine {
                 }
                 Endpoint::Tcp { host, port } => {
                     let addr = format!("tcp://{host}:{port}");
-                    let tls = endpoint
+                    let files = endpoint
                         .tls_files(&TlsEnv::from_process(), &|p: &Path| p.exists())
                         .map_err(|e| RunnerError::Other {
                             what: format!("docker {name}"),
                             message: e.to_string(),
                         })?;
-                    match tls {
-                        Some(f) => Docker::connect_with_ssl(
-                            &addr,
-                            &f.key,
-                            &f.cert,
-                            &f.ca,
-                            REQUEST_TIMEOUT_SECS,
-                            api,
-                        ),
+                    match &files {
+                        Some(f) => Ok(tls::docker(host, *port, f, REQUEST_TIMEOUT_SECS, api)
+                            .map_err(|message| RunnerError::Other {
+                                what: format!("docker {name}"),
+                                message,
+                            })?),
                         None => Docker::connect_with_http(&addr, REQUEST_TIMEOUT_SECS, api),
                     }
                 }
@@ -281,8 +295,29 @@ impl DockerEngine {
                     connect_timeout.as_secs()
                 )))
             }
+            // TLS failures say what to fix themselves.
+            Ok(Err(e)) if tls::failure(&e).is_some() => {
+                return Err(RunnerError::Unreachable {
+                    endpoint: format!("docker {name}"),
+                    message: tls::failure(&e).map(|f| f.0).unwrap_or_default(),
+                })
+            }
             Ok(Err(e)) if is_transport(&e) => {
                 return Err(unreachable(format!("cannot connect: {}", message(&e))))
+            }
+            Ok(Err(e)) if wants_tls(endpoint, &e).is_some() => {
+                return Err(RunnerError::Unreachable {
+                    endpoint: format!("docker {name}"),
+                    message: format!(
+                        "the engine speaks only TLS (it answered \"{}\"), but no certificates \
+                         are set up for it; set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to a \
+                         directory with the engine's CA as ca.pem and your client certificate \
+                         and key as cert.pem and key.pem, or put those three in \
+                         ~/.docker/certs.d/{}/",
+                        wants_tls(endpoint, &e).unwrap_or_default(),
+                        endpoint.to_string().trim_start_matches("tcp://")
+                    ),
+                })
             }
             Ok(Err(e)) => {
                 return Err(unreachable(format!(
@@ -498,6 +533,23 @@ mod tests {
         assert_eq!(r.uri().to_string(), "unix://2f746d70/v1.41/version");
         let r = versioned(req("http://h:2375/v1.40/version"), &v);
         assert_eq!(r.uri().to_string(), "http://h:2375/v1.40/version");
+    }
+
+    #[test]
+    fn a_tls_only_engine_is_told_from_other_bad_requests() {
+        let tcp: Endpoint = "tcp://h:2376".parse().unwrap();
+        let answer = |message: &str| BollardError::DockerResponseServerError {
+            status_code: 400,
+            message: message.to_string(),
+        };
+        let https = answer("Client sent an HTTP request to an HTTPS server.\n");
+        assert_eq!(
+            wants_tls(&tcp, &https),
+            Some("Client sent an HTTP request to an HTTPS server.")
+        );
+        assert_eq!(wants_tls(&tcp, &answer("bad request")), None);
+        let unix: Endpoint = "unix:///s".parse().unwrap();
+        assert_eq!(wants_tls(&unix, &https), None);
     }
 
     #[test]

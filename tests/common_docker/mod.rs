@@ -1,6 +1,7 @@
 //! Shared helpers for the Docker engine tests: the machine's engine (tests/run.sh starts one
-//! when none answers), a second private dockerd on a loopback TCP port (a stand-in for a remote
-//! builder), and a small amd64 busybox image written with rcross's own OCI writer.
+//! when none answers), a second private dockerd on a loopback TCP port, plain or TLS with
+//! certificates made by the openssl CLI (a stand-in for a remote builder), and a small amd64
+//! busybox image written with rcross's own OCI writer.
 //!
 //! A missing engine or dockerd fails the test when CI=true and skips it with a notice otherwise.
 #![allow(dead_code)]
@@ -80,15 +81,34 @@ pub fn docker_ok(endpoint: &Endpoint, args: &[&str]) -> String {
 /// the network away from the machine's engine. The private bridge `rdkPORT` gets its own
 /// subnet in 10.200.0.0/13 instead.
 pub struct Dockerd {
+    /// `tcp://127.0.0.1:PORT`.
     pub endpoint: Endpoint,
+    /// The daemon's own unix socket (no TLS there): for the `docker` CLI and clean-ups.
+    pub socket: Endpoint,
+    /// For [`Dockerd::start_tls`]: the client's `ca.pem`, `cert.pem` and `key.pem` (a
+    /// `DOCKER_CERT_PATH`).
+    pub client_certs: Option<PathBuf>,
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
     bridge: Option<String>,
 }
 
 impl Dockerd {
-    /// `None` (outside CI) when dockerd is not installed or cannot start here.
+    /// A plain-TCP engine. `None` (outside CI) when dockerd is not installed or cannot start
+    /// here.
     pub fn start_tcp() -> Option<Dockerd> {
+        Dockerd::start(false)
+    }
+
+    /// An engine that speaks only TLS and wants a client certificate (`--tlsverify`): a CA, a
+    /// server certificate for 127.0.0.1 and a client certificate are made with the `openssl`
+    /// CLI in the daemon's directory; the client's files are in [`Dockerd::client_certs`].
+    /// `None` (outside CI) when dockerd or openssl is missing or dockerd cannot start here.
+    pub fn start_tls() -> Option<Dockerd> {
+        Dockerd::start(true)
+    }
+
+    fn start(tls: bool) -> Option<Dockerd> {
         let Ok(dockerd) = which::which("dockerd").or_else(|_| {
             let p = PathBuf::from("/usr/sbin/dockerd");
             if p.exists() {
@@ -99,11 +119,32 @@ impl Dockerd {
         }) else {
             return missing("dockerd", "apt-get install -y docker.io");
         };
+        if tls && which::which("openssl").is_err() {
+            return missing("the openssl CLI", "apt-get install -y openssl");
+        }
         // Short paths: the engine's and containerd's unix sockets live under these.
         let dir = tempfile::Builder::new()
             .prefix("rdk")
             .tempdir_in("/tmp")
             .expect("temp dir");
+        let d = dir.path().to_path_buf();
+        let mut tls_args = Vec::new();
+        let mut client_certs = None;
+        if tls {
+            let ca = d.join("ca");
+            let server = d.join("server");
+            let client = d.join("client");
+            make_ca(&ca, "rcross test CA");
+            make_cert(&server, &ca, "127.0.0.1", CertUse::Server);
+            make_cert(&client, &ca, "rcross test client", CertUse::Client);
+            tls_args = vec![
+                "--tlsverify".to_string(),
+                format!("--tlscacert={}", server.join("ca.pem").display()),
+                format!("--tlscert={}", server.join("cert.pem").display()),
+                format!("--tlskey={}", server.join("key.pem").display()),
+            ];
+            client_certs = Some(client);
+        }
         let port = free_port();
         let bridge = format!("rdk{port}");
         let subnet = format!("10.{}.{}.1/24", 200 + (port >> 8) % 8, port & 0xff);
@@ -123,7 +164,6 @@ impl Dockerd {
                 );
             }
         }
-        let d = dir.path();
         let log = std::fs::File::create(d.join("log")).expect("log file");
         let child = Command::new(dockerd)
             .arg(format!("--data-root={}", d.join("root").display()))
@@ -131,6 +171,7 @@ impl Dockerd {
             .arg(format!("--pidfile={}", d.join("pid").display()))
             .arg(format!("--host=unix://{}", d.join("sock").display()))
             .arg(format!("--host=tcp://127.0.0.1:{port}"))
+            .args(&tls_args)
             .arg(format!("--bridge={bridge}"))
             .args(["--iptables=false", "--ip-masq=false"])
             .stdin(Stdio::null())
@@ -138,8 +179,11 @@ impl Dockerd {
             .stderr(log)
             .spawn();
         let endpoint: Endpoint = format!("tcp://127.0.0.1:{port}").parse().expect("endpoint");
+        let socket = Endpoint::Unix(d.join("sock"));
         let mut me = Dockerd {
             endpoint: endpoint.clone(),
+            socket: socket.clone(),
+            client_certs,
             child: None,
             dir: Some(dir),
             bridge: Some(bridge),
@@ -148,9 +192,19 @@ impl Dockerd {
             Ok(c) => me.child = Some(c),
             Err(e) => return missing(&format!("dockerd cannot start: {e}"), "run as root"),
         }
+        // Ready: the TCP engine answers. With TLS the engine client would need this process's
+        // DOCKER_TLS_VERIFY, so the daemon's socket answering and the port listening instead.
+        let ready = || {
+            if tls {
+                DockerEngine::connect(&socket).is_ok()
+                    && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            } else {
+                DockerEngine::connect(&endpoint).is_ok()
+            }
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if DockerEngine::connect(&endpoint).is_ok() {
+            if ready() {
                 return Some(me);
             }
             let exited = me.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
@@ -208,6 +262,161 @@ impl Drop for Dockerd {
             }
         }
     }
+}
+
+/// What a certificate from [`make_cert`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertUse {
+    /// An engine's: `subjectAltName IP:127.0.0.1`, `extendedKeyUsage serverAuth`.
+    Server,
+    /// A client's: `extendedKeyUsage clientAuth`.
+    Client,
+}
+
+/// The extensions the test certificates get (an `openssl` config file).
+const OPENSSL_CONFIG: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = rcross test
+[ca_ext]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid,issuer
+[client_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid,issuer
+";
+
+/// `openssl ARGS` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn openssl_config(dir: &Path) -> String {
+    let config = dir.join("openssl.cnf");
+    std::fs::write(&config, OPENSSL_CONFIG).expect("openssl config");
+    config.display().to_string()
+}
+
+/// A self-signed CA in `dir` (created): `ca.pem` and its key `ca-key.pem` (RSA 2048, valid
+/// for two days).
+pub fn make_ca(dir: &Path, name: &str) {
+    std::fs::create_dir_all(dir).expect("CA dir");
+    let config = openssl_config(dir);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-config",
+            &config,
+            "-extensions",
+            "ca_ext",
+        ],
+    );
+}
+
+/// A certificate for `name` signed by the CA in `ca_dir` (see [`make_ca`]), in `dir`
+/// (created) as a `DOCKER_CERT_PATH` holds it: `cert.pem`, `key.pem` and the CA's `ca.pem`.
+pub fn make_cert(dir: &Path, ca_dir: &Path, name: &str, usage: CertUse) {
+    std::fs::create_dir_all(dir).expect("cert dir");
+    let config = openssl_config(dir);
+    let ext = match usage {
+        CertUse::Server => "server_ext",
+        CertUse::Client => "client_ext",
+    };
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "req.csr",
+            "-subj",
+            &format!("/CN={name}"),
+            "-config",
+            &config,
+        ],
+    );
+    let serial = format!("0x{:x}{:08x}", std::process::id(), rand_u32());
+    let ca = ca_dir.join("ca.pem").display().to_string();
+    let ca_key = ca_dir.join("ca-key.pem").display().to_string();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "req.csr",
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-set_serial",
+            &serial,
+            "-days",
+            "2",
+            "-extfile",
+            &config,
+            "-extensions",
+            ext,
+            "-out",
+            "cert.pem",
+        ],
+    );
+    std::fs::copy(ca_dir.join("ca.pem"), dir.join("ca.pem")).expect("copy ca.pem");
+}
+
+/// Distinct enough serial numbers for certificates made in one test run.
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u32
 }
 
 /// A loopback port nothing listens on (right now).
