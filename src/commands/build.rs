@@ -517,17 +517,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                 .map_err(|e| Failure::env(anyhow::anyhow!("{}: {e}", file.display())))?;
         }
         Output::DockerArchive(file) => {
-            let repo_tags: Vec<String> = if tags.is_empty() {
-                vec![format!("{}:latest", project.name)]
-            } else {
-                tags.iter()
-                    .map(|t| {
-                        let mut t = t.clone();
-                        t.tag.get_or_insert_with(|| "latest".into());
-                        t.to_string()
-                    })
-                    .collect()
-            };
+            let repo_tags = super::load::repo_tags(&tags, &project.name);
             let f = create_file(file)?;
             let mut w = layout
                 .write_docker_archive(&descriptors[0], &repo_tags, std::io::BufWriter::new(f))
