@@ -90,23 +90,13 @@ impl std::str::FromStr for ContainerPolicy {
     }
 }
 
-/// The endpoint schemes a builder may use.
-pub const BUILDER_SCHEMES: &[&str] = &["unix://", "tcp://", "ssh://"];
-
-/// Check a builder endpoint's form (the engine module parses it fully when connecting).
+/// Check a builder endpoint with the engine's own parser, so the file is refused for exactly
+/// what connecting would refuse.
 pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    let rest = BUILDER_SCHEMES
-        .iter()
-        .find_map(|s| endpoint.strip_prefix(s))
-        .ok_or_else(|| {
-            format!(
-                "{endpoint:?} is not a Docker endpoint: use unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST"
-            )
-        })?;
-    if rest.is_empty() || rest.contains(char::is_whitespace) {
-        return Err(format!("{endpoint:?} has no address after the scheme"));
-    }
-    Ok(())
+    endpoint
+        .parse::<crate::engine::Endpoint>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,7 +34,7 @@ pub enum Endpoint {
 /// Why an endpoint was not understood or its TLS files are incomplete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
-    #[error("docker endpoint {input:?}: {reason}; use {FORMS}")]
+    #[error("{input:?} is not a Docker endpoint: {reason}; use {FORMS}")]
     Invalid { input: String, reason: String },
     #[error(
         "docker endpoint {endpoint}: {why}, but {}; put ca.pem, cert.pem and key.pem there \
@@ -279,7 +279,7 @@ fn host_port(s: &str) -> Result<(String, Option<u16>), String> {
         }
     };
     if host.is_empty() {
-        return Err("no host".into());
+        return Err("no host: the endpoint has no address after the scheme".into());
     }
     if !host.starts_with('[')
         && !host
