@@ -260,6 +260,14 @@ impl ContainerRunner for ChrootRunner {
                 },
             )
             .map_err(other("copying the build's output out of the chroot"))?;
+            // The same rule as for an engine's output: a link must not point out of it (an
+            // artifact that is a link to /etc/shadow would be read on the host).
+            crate::engine::unpack::check_links_inside(&job.out_dir).map_err(|e| {
+                RunnerError::Other {
+                    what: format!("the {} build's output", job.platform),
+                    message: e.to_string(),
+                }
+            })?;
         }
         if let Err(e) = rootfs::remove_tree(&guard.0) {
             let _ = writeln!(log, "rcross: could not remove the job directory: {e}");
@@ -910,6 +918,7 @@ mod tests {
         state: BinfmtState,
         exit: i64,
         swap_out_for: Option<PathBuf>,
+        link_out_to: Option<PathBuf>,
         seen: Arc<Mutex<Vec<Seen>>>,
     }
 
@@ -948,6 +957,9 @@ mod tests {
             assert!(root.join("proc").is_dir() && root.join("dev").is_dir());
             std::fs::write(root.join("etc/touched"), "by the job").unwrap();
             std::fs::write(root.join("rcross/out/prog"), "built").unwrap();
+            if let Some(target) = &self.link_out_to {
+                std::os::unix::fs::symlink(target, root.join("rcross/out/app")).unwrap();
+            }
             if let Some(target) = &self.swap_out_for {
                 std::fs::remove_dir_all(root.join("rcross/out")).unwrap();
                 std::os::unix::fs::symlink(target, root.join("rcross/out")).unwrap();
@@ -1033,6 +1045,7 @@ mod tests {
             state,
             exit,
             swap_out_for: None,
+            link_out_to: None,
             seen: Arc::new(Mutex::new(Vec::new())),
         })
     }
@@ -1096,6 +1109,18 @@ mod tests {
         let exit = runner.run(&s.job, &mut Vec::new()).unwrap();
         assert_eq!(exit, JobExit { code: 2 });
         assert_eq!(std::fs::read_dir(&s.job.out_dir).unwrap().count(), 0);
+        assert_eq!(job_dirs(&s.options), 0);
+    }
+
+    #[test]
+    fn an_output_link_pointing_out_of_it_is_refused() {
+        let s = setup();
+        let mut system = fake(binfmt(true), 0);
+        system.link_out_to = Some(PathBuf::from("/etc/passwd"));
+        let runner = ChrootRunner::with_system(s.options.clone(), system);
+        let e = runner.run(&s.job, &mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("app: symlink to /etc/passwd"), "{e}");
+        assert!(!s.job.out_dir.join("app").exists());
         assert_eq!(job_dirs(&s.options), 0);
     }
 

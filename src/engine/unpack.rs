@@ -155,6 +155,38 @@ pub fn unpack_output<R: Read>(archive: R, top: &str, dest: &Path) -> Result<Unpa
     }
 }
 
+/// The same symlink rule for an output directory that arrived some other way (the chroot runner
+/// copies its output out of the job's root): every symlink under `dest` must resolve inside it.
+/// The first one that does not is removed and returned as the error.
+pub fn check_links_inside(dest: &Path) -> Result<(), UnpackError> {
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel_dir) = stack.pop() {
+        let dir = dest.join(&rel_dir);
+        let entries = fs::read_dir(&dir).map_err(|e| refuse(&dir.display().to_string(), e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| refuse(&dir.display().to_string(), e))?;
+            let rel = rel_dir.join(entry.file_name());
+            let kind = entry
+                .file_type()
+                .map_err(|e| refuse(&rel.display().to_string(), e))?;
+            if kind.is_dir() {
+                stack.push(rel);
+            } else if kind.is_symlink() {
+                let target = fs::read_link(entry.path())
+                    .map_err(|e| refuse(&rel.display().to_string(), e))?;
+                if let Err(m) = check_link(dest, &rel_dir, &target, true) {
+                    let _ = fs::remove_file(entry.path());
+                    return Err(refuse(
+                        &rel.display().to_string(),
+                        format!("symlink to {}: {m}", target.display()),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 trait Mode0600 {
     fn mode_0600(&mut self) -> &mut Self;
 }
@@ -322,6 +354,24 @@ fn check_link(dest: &Path, parent: &Path, target: &Path, follow: bool) -> Result
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn links_of_a_copied_output_must_stay_inside_it() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        fs::create_dir_all(d.join("bin")).unwrap();
+        fs::write(d.join("bin/app"), "x").unwrap();
+        symlink("bin/app", d.join("app")).unwrap();
+        symlink("../bin/app", d.join("bin/again")).unwrap();
+        check_links_inside(d).unwrap();
+        symlink("/etc/passwd", d.join("bin/passwd")).unwrap();
+        let e = check_links_inside(d).unwrap_err().to_string();
+        assert!(e.contains("bin/passwd: symlink to /etc/passwd"), "{e}");
+        assert!(!d.join("bin/passwd").exists(), "the bad link is removed");
+        symlink("../..", d.join("bin/up")).unwrap();
+        assert!(check_links_inside(d).is_err());
+        check_links_inside(d).unwrap();
+    }
 
     /// One raw tar entry: the name and link name go into the header as they are, unchecked
     /// (the tar crate's own setters refuse the hostile names these tests need).
