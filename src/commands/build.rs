@@ -212,7 +212,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     }
     let images = build_images(&project, &project_dir, &plan, &placements)?;
     let runners = Runners::connect(
-        &platforms_of_plan(&plan),
+        &plan,
         &placements,
         args.engine.as_deref(),
         &args.paths.host.binfmt_misc,
@@ -597,10 +597,6 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     };
     finish(&meta, json, args.metadata_file.as_deref())?;
     Ok(exit::OK)
-}
-
-fn platforms_of_plan(plan: &[crate::toolchain::plan::PlanItem]) -> Vec<Platform> {
-    plan.iter().map(|i| i.platform).collect()
 }
 
 /// With --push: starts reading the tags being pushed and the --cache-from images for layers

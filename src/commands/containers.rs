@@ -116,7 +116,7 @@ struct Builder {
 
 impl Runners {
     pub(super) fn connect(
-        platforms: &[Platform],
+        plan: &[PlanItem],
         placements: &[Placement],
         engine: Option<&str>,
         binfmt_misc: &Path,
@@ -130,9 +130,9 @@ impl Runners {
             None
         };
         let mut endpoints: BTreeMap<&str, Vec<Platform>> = BTreeMap::new();
-        for (p, placement) in platforms.iter().zip(placements) {
+        for (item, placement) in plan.iter().zip(placements) {
             if let Placement::Builder { endpoint } = placement {
-                endpoints.entry(endpoint.as_str()).or_default().push(*p);
+                endpoints.entry(endpoint.as_str()).or_default().push(item.platform);
             }
         }
         // Connect to every builder at once: an unreachable one costs its timeout only once.
