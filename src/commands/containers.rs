@@ -132,7 +132,10 @@ impl Runners {
         let mut endpoints: BTreeMap<&str, Vec<Platform>> = BTreeMap::new();
         for (item, placement) in plan.iter().zip(placements) {
             if let Placement::Builder { endpoint } = placement {
-                endpoints.entry(endpoint.as_str()).or_default().push(item.platform);
+                endpoints
+                    .entry(endpoint.as_str())
+                    .or_default()
+                    .push(item.platform);
             }
         }
         // Connect to every builder at once: an unreachable one costs its timeout only once.
