@@ -4,6 +4,10 @@
 //! repository of the same registry have their blobs mounted (or, where the registry does not
 //! mount, copied) into the target repository first; then each platform manifest goes by
 //! digest, then the index, then the tags.
+//!
+//! Each source is resolved once, to a digest, and everything after that (reading its platforms,
+//! `--verify`, publishing) uses that digest: a tag that moves while the command runs cannot make
+//! it verify one image and publish another.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -100,11 +104,30 @@ fn is_index(doc: &Value) -> bool {
     doc["manifests"].is_array()
 }
 
-/// The platform manifests of one source.
-fn read_source(client: &Client, text: &str, source: &Reference) -> exit::Result<Vec<Part>> {
+/// A source resolved once: its root manifest or index, and the reference pinned to that
+/// manifest's digest, which every later read uses.
+struct Resolved {
+    text: String,
+    pinned: Reference,
+    root: crate::registry::Manifest,
+}
+
+fn resolve(client: &Client, text: &str, source: &Reference) -> exit::Result<Resolved> {
     let root = client
         .get_manifest(source)
         .map_err(|e| registry_failure(format!("source {text}"), e))?;
+    Ok(Resolved {
+        text: text.to_string(),
+        pinned: source.with_digest(&root.digest),
+        root,
+    })
+}
+
+/// The platform manifests of one resolved source.
+fn read_source(client: &Client, resolved: &Resolved) -> exit::Result<Vec<Part>> {
+    let text = resolved.text.as_str();
+    let source = &resolved.pinned;
+    let root = resolved.root.clone();
     let doc = parse_json(&format!("source {text}"), &root.bytes)?;
     let mut entries: Vec<(Option<Value>, crate::registry::Manifest)> = Vec::new();
     if is_index(&doc) {
@@ -278,10 +301,14 @@ fn create(args: ManifestCreateArgs, json: bool) -> exit::Result<u8> {
     };
     let client = super::push::client(&insecure)?;
 
-    // Read every source, refusing duplicate platforms.
+    // Resolve every source once, then read it by that digest, refusing duplicate platforms.
+    let resolved: Vec<Resolved> = sources
+        .iter()
+        .map(|(text, s)| resolve(&client, text, s))
+        .collect::<Result<_, _>>()?;
     let mut parts: Vec<Part> = Vec::new();
-    for (text, s) in &sources {
-        for part in read_source(&client, text, s)? {
+    for r in &resolved {
+        for part in read_source(&client, r)? {
             if let Some(other) = parts.iter().find(|p| p.platform == part.platform) {
                 return Err(Failure::usage(anyhow::anyhow!(
                     "platform {} is in both {} and {}; name only one image per platform",
@@ -296,8 +323,9 @@ fn create(args: ManifestCreateArgs, json: bool) -> exit::Result<u8> {
 
     if args.verify {
         let mut problems = Vec::new();
-        for (text, s) in &sources {
-            let image = RegistryImage::new(client.clone(), s.clone());
+        // The pinned digests, never the tags: what is verified is what gets published.
+        for Resolved { text, pinned, .. } in &resolved {
+            let image = RegistryImage::new(client.clone(), pinned.clone());
             let report = walk::verify_image(&image as &dyn ImageSource, None)
                 .map_err(super::verify::image_failure)?;
             for p in &report.platforms {
@@ -306,7 +334,8 @@ fn create(args: ManifestCreateArgs, json: bool) -> exit::Result<u8> {
                 }
                 if !json {
                     eprintln!(
-                        "verified {text} [{}]: {} ELF file(s), {} finding(s)",
+                        "verified {text} ({}) [{}]: {} ELF file(s), {} finding(s)",
+                        pinned.digest.as_deref().unwrap_or_default(),
                         p.platform,
                         p.elf_files,
                         p.findings.len()
