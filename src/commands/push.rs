@@ -82,6 +82,15 @@ pub fn run(args: PushArgs, json: bool) -> exit::Result<u8> {
         .iter()
         .map(|t| t.parse::<Reference>().map_err(Failure::usage))
         .collect::<Result<_, _>>()?;
+    // Checked for every reference before the first push, so a refusal pushes nothing.
+    if let Some(t) = tags.iter().find(|t| t.digest.is_some()) {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "{t}: cannot push to a digest: a registry names a manifest by its content, so the \
+             digest is the result of a push, not its destination; push by tag \
+             (REGISTRY/REPO:TAG) and take the digest rcross prints (or write it with \
+             `rcross build --push --digest-file FILE`)"
+        )));
+    }
     let insecure: Vec<String> = if args.insecure {
         tags.iter().map(|t| t.registry.clone()).collect()
     } else {
