@@ -456,7 +456,10 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         let ours = History {
             created: Some(oci::rfc3339_utc(epoch)),
             created_by: Some(format!("rcross build: {}", project.build.command)),
-            comment: Some(format!("{} build", result.strategy)),
+            // How this machine built it (native, cross, emulate) is not part of the image: the
+            // same inputs must give the same digest on any machine. The log and
+            // --metadata-file report it.
+            comment: None,
             empty_layer: false,
         };
         let part = base
