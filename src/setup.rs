@@ -217,6 +217,13 @@ fn plan_install(facts: &Facts, selection: &[(&Handler, bool)], opts: &Options) -
             items.push(item);
             continue;
         }
+        if let Some(reason) = matches_host_programs(h, facts.host_platform) {
+            // A bad definition is an error whether or not its emulator is installed.
+            item.selected = true;
+            item.action = Action::Refuse { reason };
+            items.push(item);
+            continue;
+        }
         let Some(emu) = facts.emulators.iter().find(|e| e.handler == h.name) else {
             item.action = if explicit {
                 Action::Refuse {
@@ -267,7 +274,7 @@ fn plan_install(facts: &Facts, selection: &[(&Handler, bool)], opts: &Options) -
             .binfmt
             .entries
             .iter()
-            .filter(|e| e.name != h.kernel_name() && e.same_format(h))
+            .filter(|e| e.name != h.kernel_name() && e.overlaps(h))
             .collect();
         let ours_identical = ours.is_some_and(|e| e.enabled && e.identical(h, &interp, &flags));
         item.action = if let (Some(other), false) = (others.first(), opts.force) {
@@ -303,6 +310,38 @@ fn plan_install(facts: &Facts, selection: &[(&Handler, bool)], opts: &Options) -
         items.push(item);
     }
     items
+}
+
+/// How many bytes of a file the kernel gives binfmt_misc (`BINPRM_BUF_SIZE`); a shorter file is
+/// zero-filled to this length.
+const BINPRM_BUF_SIZE: usize = 256;
+
+/// Why `h` must never be registered on a `host` machine: its magic matches the host's own
+/// programs (checked on the host's self-test program as the kernel would see it), so every
+/// program on the machine, the emulator and rcross included, would go to the emulator. `None`
+/// when it does not, or when rcross has no self-test program for the host.
+fn matches_host_programs(h: &Handler, host: Platform) -> Option<String> {
+    let mut program = binfmt::selftest::program(&host)?;
+    if program.len() < BINPRM_BUF_SIZE {
+        program.resize(BINPRM_BUF_SIZE, 0);
+    }
+    if !h.matches(&program) {
+        return None;
+    }
+    let origin = if h.source == binfmt::catalog::BUILTIN_SOURCE {
+        "built into rcross".to_string()
+    } else {
+        h.source.clone()
+    };
+    let platforms: Vec<String> = h.platforms.iter().map(|p| p.to_string()).collect();
+    Some(format!(
+        "handler {} ({origin}) matches {host} programs, this host's own: registering it would \
+         hand every program on the machine, the emulator and rcross included, to {}. Fix its \
+         offset/magic/mask in {origin} so that it matches only {} programs",
+        h.name,
+        h.emulators.join(" or "),
+        platforms.join(", ")
+    ))
 }
 
 fn plan_uninstall(facts: &Facts, selection: &[(&Handler, bool)], opts: &Options) -> Vec<Item> {

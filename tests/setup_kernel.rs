@@ -609,3 +609,82 @@ fn info_reports_the_host() {
     assert!(text.status.success());
     assert!(String::from_utf8_lossy(&text.stdout).contains("host        linux/amd64"));
 }
+
+/// A handler file whose magic matches the host's own (x86_64) programs is refused before it is
+/// registered, naming the file, even with --force; registered, it would send every program in
+/// the namespace, the shell's included, to the emulator. Only shell builtins run after setup,
+/// so the test reads the result even if the old code registered it.
+#[test]
+fn a_definition_matching_host_programs_is_refused_naming_the_file() {
+    let Some(ns) = Ns::new() else { return };
+    if !qemu_installed() {
+        return;
+    }
+    let defs = ns.path().join("defs");
+    std::fs::create_dir_all(&defs).unwrap();
+    let file = defs.join("evil.toml");
+    std::fs::write(
+        &file,
+        r#"name = "evil"
+platforms = ["linux/riscv64"]
+offset = 0
+magic = "7f454c4602000000000000000000000002003e00"
+mask = "fffffffffffefe00fffffffffffffffffeffffff"
+emulators = ["qemu-riscv64-static"]
+"#,
+    )
+    .unwrap();
+    let o = ns.run(&format!(
+        r#"
+mount -t binfmt_misc binfmt_misc "$BM"
+d() {{ "$RCROSS" "$@" --binfmt-misc "$BM" --binfmt-dir "{defs}"; }}
+d setup --platform linux/riscv64 --json > "$T/evil.json" 2> "$T/evil.err"; echo "rc1=$?"
+if [ -e "$BM/rcross-evil" ]; then echo "registered1=yes"; else echo "registered1=no"; fi
+if [ -e "$BM/rcross-evil" ]; then echo -1 > "$BM/rcross-evil"; fi
+d setup --platform linux/riscv64 --force 2> "$T/forced.err"; echo "rc2=$?"
+if [ -e "$BM/rcross-evil" ]; then echo "registered2=yes"; else echo "registered2=no"; fi
+if [ -e "$BM/rcross-evil" ]; then echo -1 > "$BM/rcross-evil"; fi
+"#,
+        defs = defs.display()
+    ));
+    assert_eq!(value(&o, "registered1"), "no", "the handler was registered");
+    assert_eq!(value(&o, "rc1"), "1");
+    let v = json_file(&ns.path().join("evil.json"));
+    let r = results_by_handler(&v);
+    assert_eq!(r["evil"]["action"], "refuse", "{}", r["evil"]);
+    let reason = r["evil"]["reason"].as_str().unwrap();
+    assert!(reason.contains(&file.display().to_string()), "{reason}");
+    assert!(reason.contains("linux/amd64"), "{reason}");
+    assert_eq!(value(&o, "registered2"), "no", "--force registered it");
+    assert_eq!(value(&o, "rc2"), "1");
+    let text = std::fs::read_to_string(ns.path().join("forced.err")).unwrap() + &stdout(&o);
+    assert!(text.contains(&file.display().to_string()), "{text}");
+}
+
+/// Another tool's entry written with another offset and mask that still catches aarch64
+/// programs (e_type and e_machine at offset 16) is a conflict, left in place without --force.
+#[test]
+fn a_differently_masked_entry_for_the_same_programs_is_a_conflict() {
+    let Some(ns) = Ns::new() else { return };
+    if !qemu_installed() {
+        return;
+    }
+    let o = ns.run(
+        r#"
+mount -t binfmt_misc binfmt_misc "$BM"
+printf '%s' ':other-arm64:M:16:\x02\x00\xb7\x00:\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' > "$BM/register"
+rcs setup --platform linux/arm64 --json > "$T/c.json"; echo "rc=$?"
+echo "e=$(entries)"
+"#,
+    );
+    assert_eq!(
+        value(&o, "rc"),
+        "0",
+        "the other tool's handler runs arm64 programs"
+    );
+    assert_eq!(value(&o, "e"), "other-arm64");
+    let v = json_file(&ns.path().join("c.json"));
+    let r = results_by_handler(&v);
+    assert_eq!(r["aarch64"]["action"], "conflict", "{}", r["aarch64"]);
+    assert_eq!(r["aarch64"]["entry"], "other-arm64");
+}

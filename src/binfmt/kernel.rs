@@ -391,6 +391,31 @@ impl KernelEntry {
         ours == theirs
     }
 
+    /// Whether some file would match both this entry and `h`, so that registering one takes
+    /// programs from the other (the kernel hands a file to the newest matching entry). Entries
+    /// with other offsets, lengths or masks overlap when they agree on every bit both compare;
+    /// bytes only one of them looks at can be chosen to satisfy it. Extension entries match by
+    /// file name and never overlap a magic. Whether the entry is enabled does not matter here.
+    pub fn overlaps(&self, h: &Handler) -> bool {
+        let EntryKind::Magic {
+            offset,
+            magic,
+            mask,
+        } = &self.kind
+        else {
+            return false;
+        };
+        let all_bits;
+        let mask = match mask {
+            Some(m) => m.as_slice(),
+            None => {
+                all_bits = vec![0xff; magic.len()];
+                &all_bits
+            }
+        };
+        magics_overlap((*offset, magic, mask), (h.offset, &h.magic, &h.mask))
+    }
+
     /// Whether this entry is exactly what registering `h` with `interpreter` and `flags` would
     /// produce: same format, same mask, same interpreter, same effective flags (`C` implies
     /// `O`). The enabled state is not compared; a disabled but otherwise identical entry only
@@ -408,6 +433,24 @@ impl KernelEntry {
             && self.interpreter == interpreter
             && self.flags.effective() == flags.effective()
     }
+}
+
+/// Whether one file can match two (offset, magic, mask) formats: on every byte position both
+/// cover, the bits both masks compare are equal. A mask byte missing (an inconsistent
+/// hand-built handler) counts as comparing all bits.
+pub fn magics_overlap(a: (u32, &[u8], &[u8]), b: (u32, &[u8], &[u8])) -> bool {
+    let (a_offset, a_magic, a_mask) = a;
+    let (b_offset, b_magic, b_mask) = b;
+    let (a_offset, b_offset) = (a_offset as usize, b_offset as usize);
+    let start = a_offset.max(b_offset);
+    let end = a_offset
+        .saturating_add(a_magic.len())
+        .min(b_offset.saturating_add(b_magic.len()));
+    (start..end).all(|position| {
+        let (i, j) = (position - a_offset, position - b_offset);
+        let both = a_mask.get(i).copied().unwrap_or(0xff) & b_mask.get(j).copied().unwrap_or(0xff);
+        a_magic[i] & both == b_magic[j] & both
+    })
 }
 
 /// `magic & mask`, with no mask meaning all bits count.
@@ -717,6 +760,74 @@ mask ffffffffffffff00fffffffffffffffffeffffff
         };
         assert!(e.identical(&exact, "/q", &Flags::default()));
         assert!(!e.same_format(&h));
+    }
+
+    #[test]
+    fn magics_overlap_on_the_bits_both_compare() {
+        let ff = |n| vec![0xffu8; n];
+        // Same bytes, one mask ignores a bit the other compares: overlap.
+        assert!(magics_overlap((0, &[0x02], &[0xfe]), (0, &[0x03], &[0xff])));
+        // The compared bits differ: no overlap.
+        assert!(!magics_overlap(
+            (0, &[0x02], &[0xff]),
+            (0, &[0x03], &[0xff])
+        ));
+        assert!(!magics_overlap(
+            (0, &[0x04], &[0xfe]),
+            (0, &[0x03], &[0xff])
+        ));
+        // Nothing compared in common: every byte can be chosen for each.
+        assert!(magics_overlap((0, &[0xaa], &[0xf0]), (0, &[0x55], &[0x0f])));
+        // Disjoint ranges always overlap; offsets line the bytes up.
+        assert!(magics_overlap(
+            (0, b"\x7fELF", &ff(4)),
+            (16, &[0x02, 0x00], &ff(2))
+        ));
+        assert!(magics_overlap(
+            (0, b"\x7fELF", &ff(4)),
+            (2, b"LF\x02", &ff(3))
+        ));
+        assert!(!magics_overlap((0, b"\x7fELF", &ff(4)), (2, b"EL", &ff(2))));
+        // A prefix of a longer magic.
+        assert!(magics_overlap(
+            (0, b"\x7fEL", &ff(3)),
+            (0, b"\x7fELF\x02", &ff(5))
+        ));
+        assert!(!magics_overlap(
+            (0, b"\x7fEX", &ff(3)),
+            (0, b"\x7fELF\x02", &ff(5))
+        ));
+        // Symmetric, and a missing mask byte compares all bits.
+        assert!(
+            magics_overlap((16, &[0x03], &[0xff]), (0, &ff(17), &[]))
+                == magics_overlap((0, &ff(17), &[]), (16, &[0x03], &[0xff]))
+        );
+        assert!(!magics_overlap(
+            (0, &[0x01, 0x02], &[0xff]),
+            (0, &[0x01, 0x03], &ff(2))
+        ));
+        // Offsets near u32::MAX do not overflow.
+        assert!(magics_overlap(
+            (u32::MAX, &[1], &[0xff]),
+            (0, &[2], &[0xff])
+        ));
+    }
+
+    #[test]
+    fn overlaps_takes_an_entry_without_mask_as_all_bits() {
+        let h = handler("aarch64");
+        let text =
+            |magic: &str| format!("enabled\ninterpreter /q\nflags: \noffset 0\nmagic {magic}\n");
+        let e = parse_kernel_entry("x", &text("7f454c4602010100")).unwrap();
+        assert!(e.overlaps(&h), "every ELF64 LE file, aarch64 ones included");
+        assert!(!e.same_format(&h));
+        let e = parse_kernel_entry("x", &text("7f454c4601")).unwrap();
+        assert!(!e.overlaps(&h), "ELF32 files are never aarch64 programs");
+        let e = parse_kernel_entry("wine", WINE).unwrap();
+        assert!(!e.overlaps(&h));
+        let e = parse_kernel_entry("qemu-aarch64", QEMU_AARCH64).unwrap();
+        assert!(e.overlaps(&h));
+        assert!(!e.overlaps(&handler("riscv64")));
     }
 
     #[test]

@@ -10,8 +10,8 @@ pub mod selftest;
 
 pub use catalog::{Catalog, CatalogError, Handler};
 pub use kernel::{
-    binfmt_d_file, parse_kernel_entry, register_line, EncodeError, EntryKind, Flags, KernelEntry,
-    ParseError,
+    binfmt_d_file, magics_overlap, parse_kernel_entry, register_line, EncodeError, EntryKind,
+    Flags, KernelEntry, ParseError,
 };
 
 #[cfg(test)]

@@ -319,3 +319,20 @@ fn run(program: &std::path::Path, args: &[PathBuf]) -> std::io::Result<Option<i3
         }
     }
 }
+
+/// No two built-in handlers match the same program: setup would otherwise report rcross's own
+/// entries as conflicts of each other, and the kernel would pick between them by age.
+#[test]
+fn builtin_handlers_never_overlap() {
+    let c = Catalog::builtin().unwrap();
+    for (i, a) in c.handlers.iter().enumerate() {
+        for b in &c.handlers[i + 1..] {
+            assert!(
+                !magics_overlap((a.offset, &a.magic, &a.mask), (b.offset, &b.magic, &b.mask)),
+                "built-in handlers {} and {} match the same programs",
+                a.name,
+                b.name
+            );
+        }
+    }
+}

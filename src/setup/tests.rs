@@ -432,3 +432,149 @@ fn rejected_registration_and_failed_self_test_fail_the_item() {
     assert!(matches!(&out[0].self_test, SelfTest::Failed(w) if w.contains("exited with 0")));
     assert!(out[0].failed());
 }
+
+/// An entry of another tool written as (offset, magic, mask).
+fn raw_entry(name: &str, offset: u32, magic: &[u8], mask: &[u8]) -> KernelEntry {
+    KernelEntry {
+        name: name.into(),
+        enabled: true,
+        interpreter: "/usr/bin/other-emulator".into(),
+        flags: PF,
+        kind: EntryKind::Magic {
+            offset,
+            magic: magic.to_vec(),
+            mask: Some(mask.to_vec()),
+        },
+    }
+}
+
+/// Entries that match the same aarch64 programs as rcross's handler through another mask, a
+/// shorter magic or another offset are conflicts (the old comparison wanted the same offset,
+/// length and `magic & mask`, and let all of these through); entries that cannot match an
+/// aarch64 program are not.
+#[test]
+fn conflicts_are_found_on_the_overlap_of_the_masks() {
+    let c = catalog();
+    let h = handler(&c, "aarch64");
+    let overlapping: Vec<KernelEntry> = vec![
+        // Only position-independent aarch64 executables (e_type 3, mask ff where ours is fe).
+        {
+            let mut magic = h.magic.clone();
+            let mut mask = h.mask.clone();
+            magic[16] = 0x03;
+            mask[16] = 0xff;
+            raw_entry("pie-aarch64", 0, &magic, &mask)
+        },
+        // e_type and e_machine only, at offset 16.
+        raw_entry(
+            "machine-only",
+            16,
+            &[0x02, 0x00, 0xb7, 0x00],
+            &[0xfe, 0xff, 0xff, 0xff],
+        ),
+        // Every little-endian ELF64 file.
+        raw_entry(
+            "all-elf64le",
+            0,
+            b"\x7fELF\x02\x01",
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ),
+        // No mask at all (all bits compared): exactly one spelling of an aarch64 header.
+        KernelEntry {
+            kind: EntryKind::Magic {
+                offset: 0,
+                magic: {
+                    let mut m = h.magic.clone();
+                    m[16] = 0x02;
+                    m
+                },
+                mask: None,
+            },
+            ..raw_entry("exact", 0, &[0], &[0])
+        },
+    ];
+    for theirs in overlapping {
+        let mut f = facts();
+        let name = theirs.name.clone();
+        f.binfmt.entries = vec![theirs];
+        let plan1 = plan(&f, &c, &opts()).unwrap();
+        assert!(
+            matches!(action(&plan1, "aarch64"), Action::Conflict { entry, .. } if *entry == name),
+            "{name}: {:?}",
+            action(&plan1, "aarch64")
+        );
+        let mut o = opts();
+        o.force = true;
+        let plan2 = plan(&f, &c, &o).unwrap();
+        let Action::Register { remove, .. } = action(&plan2, "aarch64") else {
+            panic!("{name}: {:?}", action(&plan2, "aarch64"))
+        };
+        assert_eq!(remove, &[name.clone()], "--force replaces {name}");
+    }
+
+    let disjoint: Vec<KernelEntry> = vec![
+        // riscv64 (e_machine 0xf3).
+        entry("qemu-riscv64", handler(&c, "riscv64"), "/q", PF),
+        // e_machine at offset 18 is arm (0x28), not aarch64.
+        raw_entry("machine-arm", 18, &[0x28, 0x00], &[0xff, 0xff]),
+        // Big-endian ELF64.
+        raw_entry("elf64be", 4, &[0x02, 0x02], &[0xff, 0xff]),
+        // A Java class file.
+        raw_entry("java", 0, &[0xca, 0xfe, 0xba, 0xbe], &[0xff; 4]),
+        KernelEntry {
+            kind: EntryKind::Extension("exe".into()),
+            ..raw_entry("wine", 0, &[0], &[0])
+        },
+    ];
+    for theirs in disjoint {
+        let mut f = facts();
+        let name = theirs.name.clone();
+        f.binfmt.entries = vec![theirs];
+        let plan1 = plan(&f, &c, &opts()).unwrap();
+        let Action::Register { remove, .. } = action(&plan1, "aarch64") else {
+            panic!("{name}: {:?}", action(&plan1, "aarch64"))
+        };
+        assert!(remove.is_empty(), "{name} is left alone");
+    }
+}
+
+/// A handler (here a user file) whose magic matches the host's own programs would hand every
+/// program on the machine to an emulator: refused before registration, naming the file, even
+/// with --force, and never persisted.
+#[test]
+fn a_handler_that_matches_host_programs_is_refused() {
+    let mut c = catalog();
+    let mut evil = handler(&c, "x86_64").clone();
+    evil.name = "evil".into();
+    evil.platforms = vec![p("linux/riscv64")];
+    evil.source = "/etc/rcross/binfmt.d/evil.toml".into();
+    c.handlers.push(evil);
+    let mut f = facts();
+    f.emulators.push(emulator(
+        "evil",
+        "/usr/bin/qemu-riscv64-static",
+        Linkage::Static,
+    ));
+    for force in [false, true] {
+        let mut o = opts();
+        o.force = force;
+        o.persist = true;
+        o.platforms = Some(vec![p("linux/riscv64")]);
+        let plan = plan(&f, &c, &o).unwrap();
+        for (name, host) in [("evil", "linux/amd64")] {
+            let Action::Refuse { reason } = action(&plan, name) else {
+                panic!("{name} (force {force}): {:?}", action(&plan, name))
+            };
+            assert!(
+                reason.contains(&format!("/etc/rcross/binfmt.d/{name}.toml")),
+                "{reason}"
+            );
+            assert!(reason.contains(host), "{reason}");
+            let item = plan.items.iter().find(|i| i.handler == name).unwrap();
+            assert!(item.selected && item.persist_write.is_none());
+        }
+    }
+    // The built-in handlers for foreign platforms pass the same check.
+    let plan = plan(&facts(), &catalog(), &opts()).unwrap();
+    assert!(matches!(action(&plan, "aarch64"), Action::Register { .. }));
+}
