@@ -74,6 +74,7 @@ entries() { ls "$BM" | grep -v -e '^register$' -e '^status$' | sort | tr '\n' ' 
             .env("RCROSS", RCROSS)
             .env("T", self.path())
             .env("BM", &bm)
+            .env("TEST_EXE", std::env::current_exe().unwrap())
             .output()
             .unwrap();
         eprintln!(
@@ -687,4 +688,131 @@ echo "e=$(entries)"
     let r = results_by_handler(&v);
     assert_eq!(r["aarch64"]["action"], "conflict", "{}", r["aarch64"]);
     assert_eq!(r["aarch64"]["entry"], "other-arm64");
+}
+
+/// Set (to `BINFMT_MISC_DIR:RESULT_FILE`) when this binary runs as [`check_handler_helper`]
+/// inside a namespace.
+const CHECK_ENV: &str = "RCROSS_TEST_CHECK_HANDLER";
+
+/// Not a test of its own: re-executed inside a namespace by
+/// [`the_f_flag_check_looks_at_the_entry_the_kernel_uses`], it runs the chroot runner's handler
+/// check for linux/arm64 on that namespace's binfmt_misc, read the way the runner reads it, and
+/// writes `ok` or the error. Without the variable it does nothing.
+#[test]
+fn check_handler_helper() {
+    let Ok(spec) = std::env::var(CHECK_ENV) else {
+        return;
+    };
+    let (dir, result) = spec.split_once(':').unwrap();
+    let catalog = rcross::binfmt::Catalog::builtin().unwrap();
+    let state =
+        rcross::detect::binfmt_state(&rcross::host::linux::LinuxHost, Path::new(dir), &catalog);
+    let verdict = match rcross::build::chroot::check_handler(
+        "linux/arm64".parse().unwrap(),
+        "linux/amd64".parse().unwrap(),
+        &state,
+    ) {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("refused: {e}"),
+    };
+    std::fs::write(result, verdict).unwrap();
+}
+
+/// The kernel hands a program to the newest enabled entry that matches it (fs/binfmt_misc.c:
+/// registration adds at the head of the list, the search walks it from the head). The F-flag
+/// check before a chroot build judges that entry, not the alphabetically last one.
+#[test]
+fn the_f_flag_check_looks_at_the_entry_the_kernel_uses() {
+    let Some(ns) = Ns::new() else { return };
+    if !qemu_installed() {
+        return;
+    }
+    let o = ns.run(&format!(
+        r#"
+mount -t binfmt_misc binfmt_misc "$BM"
+reg() {{ printf '%s' ":$1:M::{AARCH64_MAGIC}:{AARCH64_MASK}:/usr/bin/qemu-aarch64-static:$2" > "$BM/register"; }}
+check() {{ {CHECK_ENV}="$BM:$T/$1" "$TEST_EXE" --exact check_handler_helper --nocapture --test-threads=1 >/dev/null 2>&1; echo "$1=$(cat "$T/$1")"; }}
+clear() {{ for e in "$BM"/*; do case "${{e##*/}}" in register|status) ;; *) echo -1 > "$e";; esac; done; }}
+# Older with F, newer (alphabetically first) without: the kernel uses the newer one.
+reg b-old F; reg a-new ''; check newer_without_f; clear
+# Older without F, newer (alphabetically first) with F: the kernel uses the newer one.
+reg z-old ''; reg a-new F; check newer_with_f; clear
+# The newer one without F is disabled: the kernel skips it.
+reg b-old F; reg a-new ''; echo 0 > "$BM/a-new"; check newer_disabled; clear
+# One entry each way for reference.
+reg only-f F; check only_f; clear
+reg only-plain ''; check only_plain; clear
+"#
+    ));
+    let newer_without_f = value(&o, "newer_without_f");
+    assert!(
+        newer_without_f.starts_with("refused:") && newer_without_f.contains("a-new"),
+        "{newer_without_f}"
+    );
+    assert!(
+        newer_without_f.contains("without the F flag"),
+        "{newer_without_f}"
+    );
+    assert_eq!(value(&o, "newer_with_f"), "ok");
+    assert_eq!(value(&o, "newer_disabled"), "ok");
+    assert_eq!(value(&o, "only_f"), "ok");
+    let only_plain = value(&o, "only_plain");
+    assert!(only_plain.contains("only-plain"), "{only_plain}");
+}
+
+/// Without the kernel's order (a state whose directory cannot be listed), any matching entry may
+/// be the one used, so one without F among them is refused, whatever the names' order.
+#[test]
+fn f_flag_check_without_the_kernel_order_requires_f_on_every_matching_entry() {
+    use rcross::binfmt::{Catalog, EntryKind, Flags, KernelEntry};
+    let catalog = Catalog::builtin().unwrap();
+    let h = catalog
+        .for_platform(&"linux/arm64".parse().unwrap())
+        .unwrap();
+    let entry = |name: &str, fix_binary: bool| KernelEntry {
+        name: name.into(),
+        enabled: true,
+        interpreter: "/usr/bin/qemu-aarch64-static".into(),
+        flags: Flags {
+            fix_binary,
+            ..Flags::default()
+        },
+        kind: EntryKind::Magic {
+            offset: h.offset,
+            magic: h.magic.clone(),
+            mask: Some(h.mask.clone()),
+        },
+    };
+    let state = |entries| rcross::detect::BinfmtState {
+        path: PathBuf::from("/nonexistent/binfmt_misc"),
+        mounted: true,
+        enabled: Some(true),
+        entries,
+        reports: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    let check = |s: &rcross::detect::BinfmtState| {
+        rcross::build::chroot::check_handler(
+            "linux/arm64".parse().unwrap(),
+            "linux/amd64".parse().unwrap(),
+            s,
+        )
+    };
+    for entries in [
+        vec![entry("a-new", false), entry("b-old", true)],
+        vec![entry("a-old", true), entry("b-new", false)],
+    ] {
+        let plain = entries
+            .iter()
+            .find(|e| !e.flags.fix_binary)
+            .unwrap()
+            .name
+            .clone();
+        let e = check(&state(entries)).unwrap_err().to_string();
+        assert!(
+            e.contains(&plain) && e.contains("without the F flag"),
+            "{e}"
+        );
+    }
+    check(&state(vec![entry("a", true), entry("b", true)])).unwrap();
 }

@@ -416,19 +416,44 @@ pub fn check_handler(
             "binfmt_misc at {dir} is disabled, so {platform} programs cannot run; run `{setup}`"
         )));
     }
-    let Some(program) = selftest::program(&platform) else {
+    let Some(mut program) = selftest::program(&platform) else {
         // No ELF header to match against: the command will tell.
         return Ok(());
     };
-    // The kernel tries the newest matching entry first.
-    let Some(entry) = state.matching(&program).into_iter().last() else {
+    // The kernel matches on the first BINPRM_BUF_SIZE (256) bytes, zero-filled past the end.
+    if program.len() < 256 {
+        program.resize(256, 0);
+    }
+    let matching = state.matching(&program);
+    if matching.is_empty() {
         return Err(fail(format!(
             "no binfmt_misc handler for {platform} is registered at {dir}; run `{setup}`"
         )));
+    }
+    // The kernel uses the newest enabled entry that matches. The state lists entries by name;
+    // the order of registration is read from the directory. When it cannot be read, any of
+    // them may be the one used, so each must have F.
+    let in_use = crate::binfmt::order::registration_order(&state.path)
+        .ok()
+        .and_then(|order| crate::binfmt::order::entry_in_use(&matching, &order));
+    let judged: Vec<&crate::binfmt::KernelEntry> = match in_use {
+        Some(entry) => vec![entry],
+        None => matching.clone(),
     };
-    if !entry.flags.fix_binary {
+    if let Some(entry) = judged.iter().find(|e| !e.flags.fix_binary) {
+        let which = match (in_use.is_some(), matching.len()) {
+            (_, 1) => String::new(),
+            (true, n) => format!(
+                " (of the {n} enabled entries that match {platform} programs it is the newest, \
+                 the one the kernel uses)"
+            ),
+            (false, n) => format!(
+                " (one of the {n} enabled entries that match {platform} programs; which one \
+                 the kernel uses could not be read from {dir})"
+            ),
+        };
         return Err(fail(format!(
-            "the binfmt_misc handler {} ({}) for {platform} is registered without the F flag, \
+            "the binfmt_misc handler {} ({}) for {platform} is registered without the F flag{which}, \
              so its emulator cannot be found inside the chroot; run `{setup}` (add --force \
              when another tool registered it)",
             entry.name, entry.interpreter
