@@ -32,10 +32,7 @@ pub fn entry_in_use<'a>(
     matching: &[&'a KernelEntry],
     newest_first: &[String],
 ) -> Option<&'a KernelEntry> {
-    if !matching
-        .iter()
-        .all(|e| newest_first.iter().any(|n| *n == e.name))
-    {
+    if !matching.iter().all(|e| newest_first.contains(&e.name)) {
         return None;
     }
     newest_first

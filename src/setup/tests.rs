@@ -509,7 +509,11 @@ fn conflicts_are_found_on_the_overlap_of_the_masks() {
         let Action::Register { remove, .. } = action(&plan2, "aarch64") else {
             panic!("{name}: {:?}", action(&plan2, "aarch64"))
         };
-        assert_eq!(remove, &[name.clone()], "--force replaces {name}");
+        assert_eq!(
+            remove,
+            std::slice::from_ref(&name),
+            "--force replaces {name}"
+        );
     }
 
     let disjoint: Vec<KernelEntry> = vec![
@@ -555,24 +559,23 @@ fn a_handler_that_matches_host_programs_is_refused() {
         "/usr/bin/qemu-riscv64-static",
         Linkage::Static,
     ));
+    let (name, host) = ("evil", "linux/amd64");
     for force in [false, true] {
         let mut o = opts();
         o.force = force;
         o.persist = true;
         o.platforms = Some(vec![p("linux/riscv64")]);
         let plan = plan(&f, &c, &o).unwrap();
-        for (name, host) in [("evil", "linux/amd64")] {
-            let Action::Refuse { reason } = action(&plan, name) else {
-                panic!("{name} (force {force}): {:?}", action(&plan, name))
-            };
-            assert!(
-                reason.contains(&format!("/etc/rcross/binfmt.d/{name}.toml")),
-                "{reason}"
-            );
-            assert!(reason.contains(host), "{reason}");
-            let item = plan.items.iter().find(|i| i.handler == name).unwrap();
-            assert!(item.selected && item.persist_write.is_none());
-        }
+        let Action::Refuse { reason } = action(&plan, name) else {
+            panic!("{name} (force {force}): {:?}", action(&plan, name))
+        };
+        assert!(
+            reason.contains(&format!("/etc/rcross/binfmt.d/{name}.toml")),
+            "{reason}"
+        );
+        assert!(reason.contains(host), "{reason}");
+        let item = plan.items.iter().find(|i| i.handler == name).unwrap();
+        assert!(item.selected && item.persist_write.is_none());
     }
     // The built-in handlers for foreign platforms pass the same check.
     let plan = plan(&facts(), &catalog(), &opts()).unwrap();
