@@ -161,8 +161,9 @@ fn build(project: &Path, out: &Path, compression: &str, one_cpu: bool) -> Output
         .unwrap();
     assert!(
         output.status.success(),
-        "rcross build --compression {compression} failed (the arm64 build needs a cross C \
-         toolchain to be planned: apt-get install -y gcc-aarch64-linux-gnu):\n{}",
+        "rcross build --compression {compression} failed (the platform that is not the host's \
+         needs a cross C toolchain to be planned: apt-get install -y gcc-aarch64-linux-gnu on \
+         x86_64, gcc-x86-64-linux-gnu on arm64):\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     output
@@ -240,7 +241,8 @@ fn golden(compression: &str, want: &Golden) {
             env!("CARGO_PKG_VERSION"),
         ] {
             assert!(
-                fact.is_empty() || !config.contains(fact),
+                // A very short host name could occur by chance.
+                fact.len() < 4 || !config.contains(fact),
                 "{p}: the config names {fact:?}, a fact of the build machine: {config}"
             );
         }
