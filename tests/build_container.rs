@@ -5,11 +5,12 @@
 //! port as a remote builder beside a host build; an unreachable builder; refusals.
 //!
 //! Missing prerequisites (engine, root for the machine's handlers, the Debian packages) fail
-//! under CI=true and skip with a notice otherwise.
+//! in strict mode (tests/prereq: tests/run.sh, CI) and skip with a notice otherwise.
 
 mod common_docker;
 mod common_registry;
 mod common_rootfs;
+mod prereq;
 
 use common_docker::{build_containers, system_engine, Dockerd};
 use common_registry::{platforms_of, rcross};

@@ -6,10 +6,12 @@
 //!
 //! The machine's engine is started by tests/run.sh when it is not running. Prerequisites that
 //! are missing (engine, dockerd, busybox-static, cross compilers, root for binfmt handlers)
-//! fail the tests when CI=true and skip them with a notice otherwise.
+//! fail the tests in strict mode (tests/prereq: tests/run.sh, CI) and skip them with a notice
+//! otherwise.
 
 mod common_docker;
 mod common_registry;
+mod prereq;
 
 use common_docker::{build_containers, busybox_layout, docker, docker_ok, system_engine, Dockerd};
 use common_registry::{example_hello, rcross};
@@ -21,7 +23,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Registers the arm64 and arm handlers in the machine's binfmt_misc table (idempotent), so
-/// the engine's containers of those platforms run. `false` (outside CI) when it cannot.
+/// the engine's containers of those platforms run. `false` (outside strict mode) when it cannot.
 fn arm_handlers() -> bool {
     let out = rcross(&["setup", "--platform", "linux/arm64,linux/arm/v7"], &[]);
     if out.status.success() {
