@@ -110,7 +110,8 @@ pub fn compile_source(
     name: &str,
 ) -> Option<PathBuf> {
     if !available(&c) {
-        return missing(&format!("{} {}", c.program, c.args.join(" ")), c.install);
+        let command = format!("{} {}", c.program, c.args.join(" "));
+        return missing(command.trim_end(), c.install);
     }
     let src = dir.join(format!("{name}.c"));
     std::fs::write(&src, source).unwrap();
