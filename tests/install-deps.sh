@@ -143,6 +143,7 @@ if [ "$group" = all ]; then
   check_cc C "python3 -m pip install ziglang" python3 -m ziglang cc -target arm-linux-musleabihf -mcpu=arm1176jzf_s
 
   # Go cross-builds on its own (no cgo): what tests/toolchain_cross.rs does for each platform.
+  n=$((n + 1))
   if command -v go >/dev/null 2>&1; then
     mkdir -p "$work/go"
     printf 'package main\n\nfunc main() { println("ok") }\n' >"$work/go/main.go"
@@ -196,4 +197,4 @@ if [ "${#failures[@]}" -gt 0 ]; then
   printf '  - %s\n' "${failures[@]}" >&2
   exit 1
 fi
-echo "== prerequisites ($group): $n compilers link, tools present"
+echo "== prerequisites ($group): $n compilers compile and link, every tool is present"
