@@ -22,3 +22,24 @@ pub mod userdir;
 pub mod walk;
 
 pub use platform::Platform;
+
+/// The test-prerequisite rule shared with the integration tests (one file for both).
+#[cfg(test)]
+#[path = "../tests/prereq/mod.rs"]
+pub(crate) mod prereq;
+
+#[cfg(test)]
+mod prereq_rule {
+    use crate::prereq::is_on;
+
+    #[test]
+    fn a_variable_is_on_when_set_to_anything_but_empty_zero_or_false() {
+        for v in ["1", "true", "TRUE", "yes", "on", "github"] {
+            assert!(is_on(Some(v.into())), "{v}");
+        }
+        for v in ["", " ", "0", "false", "False", "FALSE"] {
+            assert!(!is_on(Some(v.into())), "{v:?}");
+        }
+        assert!(!is_on(None));
+    }
+}

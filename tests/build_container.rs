@@ -5,11 +5,13 @@
 //! port as a remote builder beside a host build; an unreachable builder; refusals.
 //!
 //! Missing prerequisites (engine, root for the machine's handlers, the Debian packages) fail
-//! under CI=true and skip with a notice otherwise.
+//! in strict mode (tests/prereq: tests/run.sh, CI) and skip with a notice otherwise.
 
 mod common_docker;
 mod common_registry;
 mod common_rootfs;
+mod host_binfmt;
+mod prereq;
 
 use common_docker::{build_containers, system_engine, Dockerd};
 use common_registry::{platforms_of, rcross};
@@ -50,17 +52,10 @@ to = "/usr/bin/hello"
     .unwrap();
 }
 
-/// The machine's arm64 handler (F flag): the engine's containers and the chroot need it.
-fn arm64_handler() -> bool {
-    let out = rcross(&["setup", "--platform", "linux/arm64"], &[]);
-    if out.status.success() {
-        return true;
-    }
-    common_docker::missing::<()>(
-        "a binfmt handler for linux/arm64",
-        "rcross setup needs root and qemu-user-static",
-    );
-    false
+/// The machine's arm64 handler (F flag): the engine's containers and the chroot need it. The
+/// table is put back when the last guard goes.
+fn arm64_handler() -> Option<host_binfmt::Handlers> {
+    host_binfmt::register("linux/arm64")
 }
 
 fn json(out: &Output) -> Value {
@@ -203,9 +198,9 @@ fn an_emulated_build_compiles_in_an_arm64_container_on_the_engine() {
     let Some(image) = common_rootfs::try_arm64_tcc_layout() else {
         return;
     };
-    if !arm64_handler() {
+    let Some(_handler) = arm64_handler() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("proj");
     project(&dir, &["linux/arm64"], "container = \"always\"");
@@ -254,9 +249,9 @@ fn without_an_engine_the_emulated_build_runs_in_a_chroot() {
     let Some(image) = common_rootfs::try_arm64_tcc_layout() else {
         return;
     };
-    if !arm64_handler() {
+    let Some(_handler) = arm64_handler() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("proj");
     project(&dir, &["linux/arm64"], "container = \"always\"");
@@ -318,9 +313,9 @@ fn a_remote_builder_builds_its_platform_beside_a_host_build() {
     let Some(image) = common_rootfs::try_arm64_tcc_layout() else {
         return;
     };
-    if !arm64_handler() {
+    let Some(_handler) = arm64_handler() else {
         return;
-    }
+    };
     let Some(remote) = Dockerd::start_tcp() else {
         return;
     };

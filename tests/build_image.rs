@@ -4,6 +4,7 @@
 //! before anything is written when a wrong-architecture binary is planted.
 
 mod common_registry;
+mod prereq;
 
 use common_registry::{example_hello as example, platforms_of, rcross, skopeo_raw};
 

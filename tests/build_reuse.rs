@@ -3,6 +3,7 @@
 //! the image digest is the one a full build gives. Against Debian's docker-registry on loopback.
 
 mod common_registry;
+mod prereq;
 mod push_common;
 
 use std::path::{Path, PathBuf};

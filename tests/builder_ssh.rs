@@ -7,11 +7,13 @@
 //! the endpoint and the fix; no ssh process outlives a build, even an interrupted one.
 //!
 //! The client never reads the real `~/.ssh` (see tests/common_ssh). Missing prerequisites
-//! (engine, sshd, root, busybox-static) fail under CI=true and skip with a notice otherwise.
+//! (engine, sshd, root, busybox-static) fail in strict mode (tests/prereq) and skip with a notice
+//! otherwise.
 
 mod common_docker;
 mod common_registry;
 mod common_ssh;
+mod prereq;
 
 use common_docker::{busybox_layout, docker, system_engine};
 use common_registry::rcross;

@@ -8,10 +8,11 @@
 //! does TLS to a plain-HTTP port.
 //!
 //! The rcross processes get their own HOME and no DOCKER_* variables of this process.
-//! Missing prerequisites (dockerd, openssl, root, busybox-static) fail under CI=true and skip
-//! with a notice otherwise.
+//! Missing prerequisites (dockerd, openssl, root, busybox-static) fail in strict mode
+//! (tests/prereq) and skip with a notice otherwise.
 
 mod common_docker;
+mod prereq;
 
 use common_docker::{busybox_layout, make_ca, make_cert, CertUse, Dockerd};
 use rcross::build::runner::RunnerError;

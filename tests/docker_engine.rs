@@ -6,10 +6,13 @@
 //!
 //! The machine's engine is started by tests/run.sh when it is not running. Prerequisites that
 //! are missing (engine, dockerd, busybox-static, cross compilers, root for binfmt handlers)
-//! fail the tests when CI=true and skip them with a notice otherwise.
+//! fail the tests in strict mode (tests/prereq: tests/run.sh, CI) and skip them with a notice
+//! otherwise.
 
 mod common_docker;
 mod common_registry;
+mod host_binfmt;
+mod prereq;
 
 use common_docker::{build_containers, busybox_layout, docker, docker_ok, system_engine, Dockerd};
 use common_registry::{example_hello, rcross};
@@ -20,18 +23,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Registers the arm64 and arm handlers in the machine's binfmt_misc table (idempotent), so
-/// the engine's containers of those platforms run. `false` (outside CI) when it cannot.
-fn arm_handlers() -> bool {
-    let out = rcross(&["setup", "--platform", "linux/arm64,linux/arm/v7"], &[]);
-    if out.status.success() {
-        return true;
-    }
-    common_docker::missing::<()>(
-        "binfmt handlers for linux/arm64 and linux/arm/v7",
-        "rcross setup needs root and qemu-user-static",
-    );
-    false
+/// Registers the arm64 and arm handlers in the machine's binfmt_misc table, so the engine's
+/// containers of those platforms run; the table is put back when the last guard goes.
+fn arm_handlers() -> Option<host_binfmt::Handlers> {
+    host_binfmt::register("linux/arm64,linux/arm/v7")
 }
 
 fn have_cross_compilers() -> bool {
@@ -45,9 +40,12 @@ fn load_puts_arm_images_into_the_engine_which_runs_them_through_binfmt() {
     let Some(engine) = system_engine() else {
         return;
     };
-    if !have_cross_compilers() || !arm_handlers() {
+    if !have_cross_compilers() {
         return;
     }
+    let Some(_handlers) = arm_handlers() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let ex = example_hello();
     for (platform, tag, arch, variant, machine) in [

@@ -1,6 +1,7 @@
 //! `rcross elf --json` on real binaries built here with cross compilers.
 
 mod common;
+mod prereq;
 
 use common::*;
 use serde_json::Value;

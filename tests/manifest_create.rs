@@ -4,6 +4,7 @@
 //! platform is refused.
 
 mod common_registry;
+mod prereq;
 
 use common_registry::{example_hello as example, platforms_of, skopeo_raw};
 

@@ -1,9 +1,10 @@
 //! Layouts and archives written by `rcross::oci`: the same inputs give the same digests, and
 //! independent tools read what we write — skopeo reads the layout and the oci-archive, GNU tar
-//! and zstd read the layers. skopeo is needed for some tests: skipped with a notice when it is
-//! missing, except in CI (CI=true), where that fails.
+//! and zstd read the layers. A missing tool fails in strict mode (tests/prereq: tests/run.sh,
+//! CI) and skips with a notice otherwise.
 
 mod common_registry;
+mod prereq;
 mod push_common;
 
 use std::path::Path;
@@ -140,7 +141,7 @@ fn gnu_tar_and_zstd_read_our_layers() {
         .collect();
     assert_eq!(app[..3], ["-rwxr-xr-x", "0/0", "3"], "{listing}");
 
-    if which::which("zstd").is_ok() {
+    if require_tool("zstd", "zstd") {
         let zst = layout
             .write_layer(
                 &entries,

@@ -2,6 +2,7 @@
 //! protocol, and hostile or broken answers end in clear, typed errors without leaking
 //! credentials. No test asserts on time.
 
+mod prereq;
 mod push_common;
 
 use std::sync::{Arc, Mutex};

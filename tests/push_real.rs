@@ -1,9 +1,10 @@
 //! Pushing images built with `rcross::oci` to Debian's docker-registry (distribution 2.8) on
 //! 127.0.0.1, through a proxy that counts requests and injects faults; skopeo, an independent
-//! client, reads the result. Needs the `docker-registry` and `skopeo` packages: skipped with a
-//! notice when they are missing, except in CI (CI=true), where that fails.
+//! client, reads the result. Needs the `docker-registry` and `skopeo` packages: missing, they
+//! fail in strict mode (tests/prereq) and skip with a notice otherwise.
 
 mod common_registry;
+mod prereq;
 mod push_common;
 
 use std::collections::BTreeSet;

@@ -1,6 +1,7 @@
 //! The registry client against a fake registry on 127.0.0.1 that answers badly on purpose.
 
 mod common_registry;
+mod prereq;
 
 use std::io::Read;
 use std::time::Duration;

@@ -1,9 +1,10 @@
 //! The registry client against Debian's docker-registry (distribution 2.8) on 127.0.0.1, with
 //! content pushed by skopeo from an OCI layout written by hand. Needs the `docker-registry` and
-//! `skopeo` packages: skipped with a notice when they are missing, except in CI (CI=true), where
-//! that fails.
+//! `skopeo` packages: missing, they fail in strict mode (tests/prereq) and skip with a notice
+//! otherwise.
 
 mod common_registry;
+mod prereq;
 
 use std::io::Read;
 

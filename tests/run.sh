@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The one test command (README "Run the tests"): installs what the suite needs on a fresh
 # Debian/Ubuntu machine when it is missing, starts the services it needs, then runs the gates
-# (fmt, clippy) and the whole suite. Tests whose prerequisite is missing fail when CI=true.
+# (fmt, clippy) and the whole suite, strict: a test whose prerequisite is still missing fails
+# (RCROSS_TEST_STRICT=1, tests/prereq/mod.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Everything the tests need is installed below, so a prerequisite still missing is a failure,
+# never a skip (tests/prereq/mod.rs).
+export RCROSS_TEST_STRICT=1
 
 bash tests/install-deps.sh
 

@@ -6,22 +6,11 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod prereq;
+
+use prereq::require;
+
 const RCROSS: &str = env!("CARGO_BIN_EXE_rcross");
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Whether a prerequisite holds; in CI a missing one fails the test, elsewhere it skips it.
-fn require(ok: bool, what: &str) -> bool {
-    if !ok {
-        if in_ci() {
-            panic!("prerequisite missing in CI: {what}");
-        }
-        eprintln!("SKIP: prerequisite missing: {what}");
-    }
-    ok
-}
 
 fn namespaces_work() -> bool {
     Command::new("unshare")

@@ -15,20 +15,9 @@ const PLATFORMS: &[&str] = &[
     "linux/riscv64",
 ];
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+mod prereq;
 
-/// Whether a prerequisite holds; in CI a missing one fails the test, elsewhere it skips it.
-fn require(ok: bool, what: &str) -> bool {
-    if !ok {
-        if in_ci() {
-            panic!("prerequisite missing in CI: {what}");
-        }
-        eprintln!("SKIP: prerequisite missing: {what}");
-    }
-    ok
-}
+use prereq::require;
 
 fn have(tool: &str) -> bool {
     which::which(tool).is_ok()
@@ -274,7 +263,7 @@ fn go_example_cross_builds_with_goarch_and_goarm() {
             &p[6..]
         };
         assert_eq!(ok(o), format!("hello from Go, built for linux/{goarch}\n"));
-        if *p == "linux/arm/v6" && have("readelf") {
+        if *p == "linux/arm/v6" && require(have("readelf"), "readelf (binutils)") {
             let a = readelf_arch(&t.path().join("go").join(&out));
             assert_ne!(
                 a.as_deref(),
@@ -285,20 +274,39 @@ fn go_example_cross_builds_with_goarch_and_goarm() {
     }
 }
 
+/// The real rustup, seen through a wrapper that leaves aarch64-unknown-linux-gnu out of the
+/// installed targets: the test then runs on a machine that has that target too, instead of
+/// passing without testing anything. `PATH` for rcross, with the wrapper first.
+fn rustup_without_aarch64(dir: &Path) -> Option<std::ffi::OsString> {
+    use std::os::unix::fs::PermissionsExt;
+    let real = which::which("rustup").ok();
+    if !require(real.is_some(), "rustup (https://rustup.rs)") {
+        return None;
+    }
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let wrapper = bin.join("rustup");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nset -e\nout=$('{}' \"$@\")\nprintf '%s\\n' \"$out\" | grep -vx aarch64-unknown-linux-gnu || true\n",
+            real.unwrap().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut path = std::ffi::OsString::from(&bin);
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    Some(path)
+}
+
 #[test]
 fn rust_plan_reports_the_missing_target_with_its_fix() {
-    let o = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output();
-    let Ok(o) = o else {
-        require(false, "rustup");
+    let t = tempfile::tempdir().unwrap();
+    let Some(path) = rustup_without_aarch64(t.path()) else {
         return;
     };
-    let installed = String::from_utf8_lossy(&o.stdout).into_owned();
-    if installed.contains("aarch64-unknown-linux-gnu") {
-        eprintln!("SKIP: aarch64-unknown-linux-gnu is installed here; nothing is missing");
-        return;
-    }
     let o = rcross(&[
         "plan",
         "--platform",
@@ -307,6 +315,7 @@ fn rust_plan_reports_the_missing_target_with_its_fix() {
         "rust",
         "--json",
     ])
+    .env("PATH", &path)
     .output()
     .unwrap();
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -326,6 +335,7 @@ fn rust_plan_reports_the_missing_target_with_its_fix() {
     // --lang auto finds the Rust example's Cargo.toml.
     let o = rcross(&["plan", "--platform", "linux/arm64"])
         .current_dir(examples().join("rust"))
+        .env("PATH", &path)
         .output()
         .unwrap();
     assert!(
@@ -478,7 +488,10 @@ fn env_sh_output_is_eval_safe_with_hostile_values() {
     let out = ok(o);
     let parts: Vec<&str> = out.split('\0').collect();
     assert_eq!(parts[0], hostile);
-    if which::which("aarch64-linux-gnu-gcc").is_ok() {
+    if require(
+        have("aarch64-linux-gnu-gcc"),
+        "aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu)",
+    ) {
         assert_eq!(parts[1], flag);
     }
     assert!(!canary.exists(), "eval ran a command substitution");

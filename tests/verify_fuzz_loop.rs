@@ -4,6 +4,7 @@
 mod common;
 #[path = "common/mutate.rs"]
 mod mutate;
+mod prereq;
 
 use common::*;
 use std::io::Write;

@@ -3,6 +3,7 @@
 
 mod common;
 mod common_registry;
+mod prereq;
 
 use common::*;
 use serde_json::{json, Value};

@@ -1,14 +1,15 @@
 //! `rcross verify --platform P PATH…` on trees and archives of real binaries.
 
 mod common;
+mod prereq;
 
 use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A tree of arm64 programs, text files and a symlink out of the tree. `None` outside CI when a
-/// compiler is missing.
+/// A tree of arm64 programs, text files and a symlink out of the tree. `None` outside strict
+/// mode when a compiler is missing.
 fn arm64_tree(root: &Path) -> Option<()> {
     fs::create_dir_all(root.join("usr/bin")).unwrap();
     fs::create_dir_all(root.join("etc")).unwrap();

@@ -230,6 +230,7 @@ fn self_test_programs_are_well_formed() {
 #[test]
 fn each_self_test_program_is_matched_by_its_handler_only() {
     let c = builtin();
+    let mut cases = crate::prereq::Cases::new("self-test programs matched against the catalog");
     for plat in Platform::all() {
         let Some(prog) = program(&plat) else { continue };
         let Some(h) = c.for_platform(&plat) else {
@@ -237,25 +238,27 @@ fn each_self_test_program_is_matched_by_its_handler_only() {
         };
         let matched: Vec<&str> = c.matching(&prog).iter().map(|h| h.name.as_str()).collect();
         assert_eq!(matched, [h.name.as_str()], "{plat}");
+        cases.ran();
     }
+    cases.finish();
 }
 
 /// Runs every self-test program under its emulator (natively for the host's own platform) and
 /// checks the exit status: the hand-assembled code really is exit(EXIT_CODE).
 ///
-/// Needs the emulators (Debian: `apt-get install qemu-user-static`). With CI=true a missing
-/// emulator fails the test; elsewhere that architecture is skipped with a notice.
+/// Needs the emulators (Debian: `apt-get install qemu-user-static`): a missing one is a missing
+/// prerequisite ([`crate::prereq`]: a failure under tests/run.sh and CI), and a run that executed
+/// no program fails.
 #[test]
 fn self_test_programs_run_under_qemu() {
     use std::os::unix::fs::PermissionsExt;
 
     let c = builtin();
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let host = Platform::from_uname(std::env::consts::ARCH).ok();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let mut done: HashSet<Vec<u8>> = HashSet::new();
     let mut failures = Vec::new();
-    let mut ran = 0;
+    let mut cases = crate::prereq::Cases::new("self-test programs run under QEMU");
 
     for plat in Platform::all() {
         let Some(prog) = program(&plat) else { continue };
@@ -276,21 +279,16 @@ fn self_test_programs_run_under_qemu() {
             (path.clone(), vec![])
         } else {
             let Some(emu) = h.emulators.iter().find_map(|e| which::which(e).ok()) else {
-                let msg = format!(
-                    "{plat}: none of {:?} found; install qemu-user-static",
-                    h.emulators
+                cases.missing(
+                    &format!("{plat}: none of the emulators {:?}", h.emulators),
+                    "apt-get install qemu-user-static",
                 );
-                if ci {
-                    failures.push(msg);
-                } else {
-                    eprintln!("notice: skipping {msg}");
-                }
                 continue;
             };
             (emu, vec![path.clone()])
         };
         match run(&program_path, &args) {
-            Ok(Some(code)) if code == EXIT_CODE => ran += 1,
+            Ok(Some(code)) if code == EXIT_CODE => cases.ran(),
             Ok(code) => failures.push(format!(
                 "{plat}: {} {:?} exited with {code:?}, want {EXIT_CODE}",
                 program_path.display(),
@@ -300,7 +298,7 @@ fn self_test_programs_run_under_qemu() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    eprintln!("ran {ran} self-test programs");
+    cases.finish();
 }
 
 /// Runs a command and returns its exit code. Retries "text file busy": another test thread may

@@ -1,8 +1,11 @@
 //! Helpers for binary-level tests: compile fixtures with real (cross) compilers, run rcross.
 //!
-//! A missing compiler fails the test when CI=true and skips it with a notice otherwise.
+//! A missing compiler is a missing prerequisite ([`prereq`]: a failure under tests/run.sh and CI).
 
 #![allow(dead_code)]
+
+use crate::prereq;
+pub use prereq::missing;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,19 +15,6 @@ pub const HELLO_C: &str = r#"
 #include <math.h>
 int main(int argc, char **argv) { printf("%f\n", sqrt((double)argc)); return 0; }
 "#;
-
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Report a missing prerequisite: panic in CI, print a notice and return `None` elsewhere.
-pub fn missing<T>(what: &str, install: &str) -> Option<T> {
-    if in_ci() {
-        panic!("prerequisite missing in CI: {what} (install: {install})");
-    }
-    eprintln!("SKIPPED: {what} not available (install: {install})");
-    None
-}
 
 /// A C compiler for fixtures: program and leading arguments.
 #[derive(Clone, Copy)]
@@ -107,7 +97,7 @@ fn available(c: &Compiler) -> bool {
 }
 
 /// Compile `HELLO_C` (or `source`) with `c` and `extra` flags into `dir/name`. `None` when the
-/// compiler is missing outside CI.
+/// compiler is missing outside strict mode ([`prereq`]).
 pub fn compile(c: Compiler, extra: &[&str], dir: &Path, name: &str) -> Option<PathBuf> {
     compile_source(c, HELLO_C, extra, dir, name)
 }
@@ -120,7 +110,8 @@ pub fn compile_source(
     name: &str,
 ) -> Option<PathBuf> {
     if !available(&c) {
-        return missing(&format!("{} {}", c.program, c.args.join(" ")), c.install);
+        let command = format!("{} {}", c.program, c.args.join(" "));
+        return missing(command.trim_end(), c.install);
     }
     let src = dir.join(format!("{name}.c"));
     std::fs::write(&src, source).unwrap();

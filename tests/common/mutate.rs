@@ -121,20 +121,34 @@ pub fn mutate(rng: &mut Rng, seed: &[u8], pool: &[Vec<u8>]) -> Vec<u8> {
     d
 }
 
+/// `RCROSS_FUZZ_ITERS`, else `default`. A value that is not a positive number fails the test: a
+/// typo must not turn the loop into zero iterations that pass.
 pub fn iterations(default: u64) -> u64 {
-    std::env::var("RCROSS_FUZZ_ITERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    let iters = match std::env::var("RCROSS_FUZZ_ITERS") {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("RCROSS_FUZZ_ITERS={s:?} is not a number: {e}")),
+        Err(_) => default,
+    };
+    assert!(iters > 0, "RCROSS_FUZZ_ITERS=0 would run no mutated input");
+    iters
 }
 
 /// Run `body` on `iters` mutations of the seeds; prints the count.
 pub fn run_loop(name: &str, seeds: &[Vec<u8>], default_iters: u64, body: fn(&[u8])) {
     let iters = iterations(default_iters);
-    let seed: u64 = std::env::var("RCROSS_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let seed: u64 = match std::env::var("RCROSS_FUZZ_SEED") {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("RCROSS_FUZZ_SEED={s:?} is not a number: {e}")),
+        Err(_) => 1,
+    };
+    assert!(
+        !seeds.is_empty(),
+        "{name}: no seed inputs, nothing to mutate"
+    );
     let mut rng = Rng::new(seed);
     for s in seeds {
         body(s);

@@ -3,8 +3,12 @@
 //! certificates made by the openssl CLI (a stand-in for a remote builder), and a small amd64
 //! busybox image written with rcross's own OCI writer.
 //!
-//! A missing engine or dockerd fails the test when CI=true and skips it with a notice otherwise.
+//! A missing engine or dockerd is a missing prerequisite ([`prereq`]: a failure under
+//! tests/run.sh and CI).
 #![allow(dead_code)]
+
+use crate::prereq;
+pub use prereq::missing;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -15,19 +19,6 @@ use rcross::oci::{
     Compression, Descriptor, FileSource, History, ImageSpec, LayerEntry, LayerOptions, OciLayout,
     RunConfig,
 };
-
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Report a missing prerequisite: panic in CI, print a notice and return `None` elsewhere.
-pub fn missing<T>(what: &str, fix: &str) -> Option<T> {
-    if in_ci() {
-        panic!("prerequisite missing in CI: {what} ({fix})");
-    }
-    eprintln!("SKIPPED: {what} ({fix}); not failing outside CI");
-    None
-}
 
 /// The default engine (`DOCKER_HOST`, else unix:///var/run/docker.sock) when it answers.
 pub fn system_engine() -> Option<Endpoint> {
@@ -94,8 +85,8 @@ pub struct Dockerd {
 }
 
 impl Dockerd {
-    /// A plain-TCP engine. `None` (outside CI) when dockerd is not installed or cannot start
-    /// here.
+    /// A plain-TCP engine. `None` (outside strict mode) when dockerd is not installed or cannot
+    /// start here.
     pub fn start_tcp() -> Option<Dockerd> {
         Dockerd::start(false)
     }
@@ -103,7 +94,8 @@ impl Dockerd {
     /// An engine that speaks only TLS and wants a client certificate (`--tlsverify`): a CA, a
     /// server certificate for 127.0.0.1 and a client certificate are made with the `openssl`
     /// CLI in the daemon's directory; the client's files are in [`Dockerd::client_certs`].
-    /// `None` (outside CI) when dockerd or openssl is missing or dockerd cannot start here.
+    /// `None` (outside strict mode) when dockerd or openssl is missing or dockerd cannot start
+    /// here.
     pub fn start_tls() -> Option<Dockerd> {
         Dockerd::start(true)
     }
@@ -427,7 +419,7 @@ pub fn free_port() -> u16 {
 
 /// An amd64 image in an OCI layout at `dir`, written with rcross's OCI writer: the host's
 /// static busybox as /bin/busybox with `sh`, `cat`, `ls` and `echo` links. `None` (outside
-/// CI) when busybox-static is missing.
+/// strict mode) when busybox-static is missing.
 pub fn busybox_layout(dir: &Path) -> Option<Descriptor> {
     let busybox = Path::new("/bin/busybox");
     if !busybox.exists() {

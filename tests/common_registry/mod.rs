@@ -249,20 +249,9 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<FakeRequest>>, handler: &Handle
 // Prerequisites
 // ---------------------------------------------------------------------------------------------
 
-/// Whether `tool` is installed. In CI (CI=true) a missing tool fails the test; elsewhere the
-/// test is skipped with a notice.
-pub fn require_tool(tool: &str, apt_package: &str) -> bool {
-    if which::which(tool).is_ok() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{tool} is required in CI but missing: apt-get install -y {apt_package}");
-    }
-    eprintln!(
-        "SKIPPED: {tool} not installed (apt-get install -y {apt_package}); not failing outside CI"
-    );
-    false
-}
+use crate::prereq;
+/// Whether a tool is installed; a missing one is a missing prerequisite ([`prereq`]).
+pub use prereq::tool as require_tool;
 
 // ---------------------------------------------------------------------------------------------
 // Real registry
@@ -277,7 +266,7 @@ pub struct RealRegistry {
 }
 
 impl RealRegistry {
-    /// `None` when docker-registry is missing outside CI.
+    /// `None` when docker-registry is missing outside strict mode.
     pub fn start() -> Option<RealRegistry> {
         Self::start_with(None)
     }

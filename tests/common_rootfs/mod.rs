@@ -8,10 +8,12 @@
 //! layout in `rootfs-<key>/layout` (complete once `rootfs-<key>/done` exists). A file lock keeps
 //! parallel tests and test binaries from building the same fixture twice.
 //!
-//! A failed download fails the test under CI=true and skips it with a notice elsewhere
-//! ([`try_arm64_tcc_layout`]).
+//! A failed download is a missing prerequisite ([`prereq`]: a failure under tests/run.sh and CI;
+//! [`try_arm64_tcc_layout`]).
 
 #![allow(dead_code)]
+
+use crate::prereq;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -62,10 +64,6 @@ pub const ARM64_TCC: RootfsSpec<'static> = RootfsSpec {
     busybox_applets: APPLETS,
 };
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// `target/rcross-fixtures` (or under `CARGO_TARGET_DIR`).
 pub fn fixtures_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -80,15 +78,14 @@ pub fn arm64_tcc_layout() -> PathBuf {
     debian_layout(&ARM64_TCC).unwrap_or_else(|e| panic!("arm64 tcc fixture: {e}"))
 }
 
-/// [`arm64_tcc_layout`], or `None` with a notice when it cannot be built outside CI.
+/// [`arm64_tcc_layout`], or (outside strict mode) `None` with a notice when it cannot be built.
 pub fn try_arm64_tcc_layout() -> Option<PathBuf> {
     match debian_layout(&ARM64_TCC) {
         Ok(p) => Some(p),
-        Err(e) if !in_ci() => {
-            eprintln!("SKIPPED: the arm64 tcc root filesystem fixture cannot be built: {e}");
-            None
-        }
-        Err(e) => panic!("arm64 tcc fixture (CI=true, so no skipping): {e}"),
+        Err(e) => prereq::missing(
+            &format!("the arm64 tcc root filesystem fixture ({e})"),
+            "network access to the Debian archive for apt-get download, and dpkg-deb",
+        ),
     }
 }
 

@@ -16,8 +16,8 @@
 //! (a key whose sessions find no `docker`), and a `Host 127.0.0.1` entry with the key only, so
 //! `ssh://root@127.0.0.1:PORT` logs in with the user and port from the endpoint.
 //!
-//! A missing prerequisite (sshd, ssh, ssh-keygen, docker, root) fails the test under CI=true
-//! and skips it with a notice otherwise.
+//! A missing prerequisite (sshd, ssh, ssh-keygen, docker, root) fails the test in strict mode
+//! (tests/prereq: under tests/run.sh and CI) and skips it with a notice otherwise.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
