@@ -193,7 +193,7 @@ fn a_failing_helper_is_named_with_its_registry() {
         a.addr
     ));
     let out = inspect(&setup, &a);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3), "an environment failure");
     let err = stderr(&out);
     assert!(err.contains("docker-credential-rcx-broken"), "{err}");
     assert!(err.contains(&a.addr), "{err}");
