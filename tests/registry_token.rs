@@ -8,6 +8,7 @@
 mod push_common;
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -512,4 +513,270 @@ fn tokens_are_cached_by_the_scopes_granted() {
         .blob_bytes(&fake.reference("base/os"), &layer.digest, 1024)
         .unwrap();
     assert_eq!(bytes, b"base layer");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same against Debian's docker-registry with token auth
+// ---------------------------------------------------------------------------------------------
+
+/// A missing prerequisite fails the test, naming the package.
+fn require(tool: &str, package: &str) {
+    assert!(
+        which::which(tool).is_ok(),
+        "{tool} is required for this test: apt-get install -y {package}"
+    );
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn run(command: &mut std::process::Command) {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A token server that signs JWTs (ES256, certificate in `x5c`) granting exactly the scopes
+/// asked for, as distribution's token auth expects them.
+struct TokenServer {
+    server: Scripted,
+    asked: Arc<Mutex<Vec<Vec<String>>>>,
+    cert_pem: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+const SERVICE: &str = "rcross-test";
+const ISSUER: &str = "rcross-test-issuer";
+
+impl TokenServer {
+    fn start() -> TokenServer {
+        require("openssl", "openssl");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        run(std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=rcross token signer",
+            ])
+            .arg("-keyout")
+            .arg(d.join("key.pem"))
+            .arg("-out")
+            .arg(d.join("cert.pem")));
+        run(std::process::Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
+            .arg(d.join("key.pem"))
+            .arg("-out")
+            .arg(d.join("key.der")));
+        run(std::process::Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(d.join("cert.pem"))
+            .arg("-out")
+            .arg(d.join("cert.der")));
+        let pkcs8 = std::fs::read(d.join("key.der")).unwrap();
+        let cert = std::fs::read(d.join("cert.der")).unwrap();
+        let rng = ring::rand::SystemRandom::new();
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &pkcs8,
+            &rng,
+        )
+        .unwrap();
+        let header = {
+            use base64::Engine as _;
+            let x5c = base64::engine::general_purpose::STANDARD.encode(&cert);
+            b64url(format!(r#"{{"typ":"JWT","alg":"ES256","x5c":["{x5c}"]}}"#).as_bytes())
+        };
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&asked);
+        let server = Scripted::start(move |request, nth| {
+            assert_eq!(request.path(), "/token", "{}", request.target);
+            let scopes: Vec<String> = query(&request.target)
+                .into_iter()
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v)
+                .collect();
+            let mut per: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+            for (repo, action) in scopes.iter().flat_map(|s| atoms(s)) {
+                per.entry(repo).or_default().insert(action);
+            }
+            log.lock().unwrap().push(scopes);
+            let access: Vec<String> = per
+                .iter()
+                .map(|(name, actions)| {
+                    let actions: Vec<String> = actions.iter().map(|a| format!("\"{a}\"")).collect();
+                    format!(
+                        r#"{{"type":"repository","name":"{name}","actions":[{}]}}"#,
+                        actions.join(",")
+                    )
+                })
+                .collect();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let claims = format!(
+                r#"{{"iss":"{ISSUER}","sub":"","aud":"{SERVICE}","exp":{},"nbf":{},"iat":{now},"jti":"j{nth}","access":[{}]}}"#,
+                now + 300,
+                now - 10,
+                access.join(",")
+            );
+            let signing_input = format!("{header}.{}", b64url(claims.as_bytes()));
+            let signature = key
+                .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+                .unwrap();
+            let token = format!("{signing_input}.{}", b64url(signature.as_ref()));
+            Answer::new(200)
+                .header("Content-Type", "application/json")
+                .body(format!(r#"{{"token":"{token}","expires_in":300}}"#).as_bytes())
+        });
+        TokenServer {
+            server,
+            asked,
+            cert_pem: d.join("cert.pem"),
+            _dir: dir,
+        }
+    }
+
+    fn asked(&self) -> Vec<Vec<String>> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+/// Debian's docker-registry with token auth trusting `tokens`; killed when dropped.
+struct TokenRegistry {
+    addr: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenRegistry {
+    fn start(tokens: &TokenServer) -> TokenRegistry {
+        require("docker-registry", "docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {addr}\nauth:\n  token:\n    realm: http://{}/token\n    \
+                 service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                dir.path().join("data").display(),
+                tokens.server.addr,
+                tokens.cert_pem.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut registry = TokenRegistry {
+            addr,
+            child,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&registry.addr).is_err() {
+            if let Ok(Some(status)) = registry.child.try_wait() {
+                panic!(
+                    "docker-registry exited ({status}): {}",
+                    std::fs::read_to_string(registry._dir.path().join("log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    fn reference(&self, repo: &str) -> Reference {
+        format!("{}/{repo}", self.addr).parse().unwrap()
+    }
+}
+
+impl Drop for TokenRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real registry enforces the token's `access` claim: a push asks for pull and push at
+/// the first (pull-only) challenge and needs no second token; a mount from another
+/// repository asks for pull there and push here in one request, and the registry mounts.
+#[test]
+fn a_real_registry_with_token_auth_gets_the_scopes_it_needs_at_once() {
+    let tokens = TokenServer::start();
+    let registry = TokenRegistry::start(&tokens);
+    let client = client();
+    let image = image();
+    let report = client
+        .push_image(
+            &registry.reference("team/app"),
+            &image,
+            &["1".to_string()],
+            &PushOptions {
+                parallel: 1,
+                ..PushOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(report.digest, image.root.digest);
+    assert_eq!(
+        tokens.asked(),
+        vec![vec!["repository:team/app:pull,push".to_string()]],
+        "one token, asked for pull and push at the first challenge"
+    );
+    assert_eq!(
+        client
+            .get_manifest(&registry.reference("team/app:1"))
+            .unwrap()
+            .digest,
+        image.root.digest
+    );
+
+    let layer = &image.blobs[0];
+    let mounted = client
+        .mount_blob(&registry.reference("team/other"), &layer.digest, "team/app")
+        .unwrap();
+    assert!(mounted, "the registry mounted the blob");
+    let asked = tokens.asked();
+    assert_eq!(
+        asked.last().cloned().map(sorted),
+        Some(vec![
+            "repository:team/app:pull".to_string(),
+            "repository:team/other:pull,push".to_string(),
+        ]),
+        "{asked:?}"
+    );
+    assert!(client
+        .blob_exists(&registry.reference("team/other"), &layer.digest)
+        .unwrap());
 }

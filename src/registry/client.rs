@@ -88,6 +88,9 @@ pub struct Manifest {
     pub bytes: Vec<u8>,
 }
 
+/// Bearer tokens kept per registry host.
+const MAX_TOKENS_PER_HOST: usize = 64;
+
 /// The OAuth `client_id` sent with identity-token requests (the token server requires one).
 const OAUTH_CLIENT_ID: &str = "rcross";
 
@@ -472,6 +475,11 @@ impl Client {
                     let now = Instant::now();
                     let held = tokens.entry(host.to_string()).or_default();
                     held.retain(|t| t.expires > now);
+                    // Each push or mount may add a token for its own repositories; keep the
+                    // newest few per registry.
+                    if held.len() >= MAX_TOKENS_PER_HOST {
+                        held.remove(0);
+                    }
                     held.push(Token {
                         header: header.clone(),
                         expires: now + token.lifetime,
