@@ -156,7 +156,7 @@ impl Client {
         };
         Ok(Client::with_store(
             options,
-            Arc::new(CredentialStore::from_environment()?),
+            CredentialStore::from_environment()?,
         ))
     }
 

@@ -175,6 +175,8 @@ pub struct CredentialStore {
     runner: Arc<dyn HelperRunner>,
     /// Registry → what its source answered (errors are not kept: they end the operation).
     answers: Mutex<HashMap<String, Option<Found>>>,
+    /// Held while a helper runs, so parallel requests that all met a 401 run it once.
+    running: Mutex<()>,
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -196,21 +198,38 @@ impl CredentialStore {
             config,
             runner,
             answers: Mutex::new(HashMap::new()),
+            running: Mutex::new(()),
         }
     }
 
-    /// The Docker config file of this process's environment (`$DOCKER_CONFIG/config.json`,
-    /// else `~/.docker/config.json`); none at all means no credentials.
-    pub fn from_environment() -> Result<CredentialStore, RegistryError> {
+    /// The store of this process's Docker config file (`$DOCKER_CONFIG/config.json`, else
+    /// `~/.docker/config.json`; none at all means no credentials). Shared by every caller
+    /// that names the same file, so the registry client and the engine's pulls see the same
+    /// answers and each helper runs once per registry per process; a file that cannot be read
+    /// is an error each time.
+    pub fn from_environment() -> Result<Arc<CredentialStore>, RegistryError> {
+        static SHARED: Mutex<Option<(Option<PathBuf>, Arc<CredentialStore>)>> = Mutex::new(None);
         let env = |k: &str| std::env::var(k).ok();
-        let config = match DockerConfig::default_path(
-            env("DOCKER_CONFIG").as_deref(),
-            env("HOME").as_deref(),
-        ) {
-            Some(path) => DockerConfig::load(&path)?,
+        let path =
+            DockerConfig::default_path(env("DOCKER_CONFIG").as_deref(), env("HOME").as_deref());
+        let mut shared = SHARED.lock().map_err(|_| RegistryError::Config {
+            path: path
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+            message: "the credential store's lock is poisoned".to_string(),
+        })?;
+        if let Some((cached, store)) = shared.as_ref() {
+            if *cached == path {
+                return Ok(Arc::clone(store));
+            }
+        }
+        let config = match &path {
+            Some(path) => DockerConfig::load(path)?,
             None => DockerConfig::default(),
         };
-        Ok(CredentialStore::new(config))
+        let store = Arc::new(CredentialStore::new(config));
+        *shared = Some((path, Arc::clone(&store)));
+        Ok(store)
     }
 
     pub fn config(&self) -> &DockerConfig {
@@ -233,6 +252,11 @@ impl CredentialStore {
     /// `127.0.0.1:5000`), running its helper the first time. `Ok(None)`: no credentials, the
     /// registry is used anonymously.
     pub fn lookup(&self, registry: &str) -> Result<Option<Found>, RegistryError> {
+        if let Some(answer) = self.answered(registry) {
+            return Ok(answer);
+        }
+        // A poisoned lock only means another lookup panicked; running again is safe.
+        let _running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(answer) = self.answered(registry) {
             return Ok(answer);
         }
@@ -440,6 +464,8 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push((program.to_string(), url.to_string()));
+            // Long enough for parallel lookups to overlap.
+            std::thread::sleep(Duration::from_millis(20));
             self.answers
                 .get(&(program.to_string(), url.to_string()))
                 .cloned()
@@ -526,6 +552,23 @@ mod tests {
         assert!(store
             .unauthorized_hint("c.io")
             .contains("docker-credential-store has no credentials for c.io"));
+    }
+
+    #[test]
+    fn parallel_lookups_run_the_helper_once() {
+        let (store, fake) = store(
+            r#"{"credsStore":"s"}"#,
+            vec![(
+                ("docker-credential-s", "a.io"),
+                ok(r#"{"Username":"u","Secret":"p"}"#),
+            )],
+        );
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| assert!(store.lookup("a.io").unwrap().is_some()));
+            }
+        });
+        assert_eq!(fake.calls.lock().unwrap().len(), 1);
     }
 
     #[test]
