@@ -300,6 +300,18 @@ impl CredentialStore {
         );
         match self.answered(registry).flatten() {
             Some(Found {
+                secret: Secret::IdentityToken(_),
+                source,
+            }) => format!(
+                "the identity token{} was refused by {registry}, or {registry} wants a user name \
+                 and password (an identity token only works with a token server); log in again \
+                 with `docker login {registry}`",
+                match source {
+                    Source::Helper(program) => format!(" from {program}"),
+                    Source::File(_) => format!(" in {config}"),
+                }
+            ),
+            Some(Found {
                 source: Source::Helper(program),
                 ..
             }) => format!(
@@ -596,6 +608,11 @@ mod tests {
         assert_eq!(
             store.lookup("a.io").unwrap().unwrap().secret,
             Secret::IdentityToken("refresh".into())
+        );
+        let hint = store.unauthorized_hint("a.io");
+        assert!(
+            hint.contains("identity token from docker-credential-s was refused by a.io"),
+            "{hint}"
         );
     }
 
