@@ -147,7 +147,10 @@ impl DockerEngine {
             platform: job.platform.to_string(),
             ..Default::default()
         };
-        let credentials = registry_credentials(&parsed);
+        let (credentials, withheld) = match self.pull_auth(job, &parsed)? {
+            PullAuth::Sent(credentials) => (credentials, None),
+            PullAuth::Withheld(why) => (None, Some(why)),
+        };
         let pulled: Result<(), BollardError> = self.runtime.block_on(async {
             let mut progress = self.docker.create_image(Some(options), None, credentials);
             while let Some(p) = progress.next().await {
@@ -172,11 +175,18 @@ impl DockerEngine {
             if super::is_transport(&e) {
                 return Err(self.fail(format!("pulling {reference}"), &e));
             }
+            if let Some(withheld) = withheld {
+                return Err(self.image_error(
+                    job,
+                    format!("{why}, and pulling it failed: {}; {withheld}", message(&e)),
+                ));
+            }
             return Err(self.image_error(
                 job,
                 format!(
                     "{why}, and pulling it failed: {}; pull or load a {} image under that name, \
-                     or check the name and the registry credentials (docker login)",
+                     or check the name and the registry credentials (docker login, credHelpers, \
+                     credsStore)",
                     message(&e),
                     job.platform
                 ),
@@ -445,23 +455,74 @@ impl DockerEngine {
     }
 }
 
-/// `docker login` credentials for the registry of a pull, from `~/.docker/config.json`.
-fn registry_credentials(
-    reference: &crate::registry::Reference,
-) -> Option<bollard::auth::DockerCredentials> {
-    use crate::registry::DockerConfig;
-    let path = DockerConfig::default_path(
-        std::env::var("DOCKER_CONFIG").ok().as_deref(),
-        std::env::var("HOME").ok().as_deref(),
-    )?;
-    let config = DockerConfig::load(&path).ok()?;
-    let c = config.credentials_for(&reference.registry)?;
-    Some(bollard::auth::DockerCredentials {
-        username: Some(c.username.clone()),
-        password: Some(c.password.clone()),
-        serveraddress: Some(reference.registry.clone()),
-        ..Default::default()
-    })
+/// What a pull inside the engine is authenticated with.
+enum PullAuth {
+    /// Sent with the pull (the engine is local, or reached over TLS or ssh).
+    Sent(Option<bollard::auth::DockerCredentials>),
+    /// The config has credentials for the registry, but the engine is reached over plain TCP,
+    /// where anyone on the path could read them: pulled without, and this says why.
+    Withheld(String),
+}
+
+/// Whether this process reaches `endpoint` over TCP without TLS (as [`DockerEngine::connect`]
+/// decided from the same environment).
+fn plain_tcp(endpoint: &super::Endpoint) -> bool {
+    matches!(endpoint, super::Endpoint::Tcp { .. })
+        && !matches!(
+            endpoint.tls_files(&super::TlsEnv::from_process(), &|p: &Path| p.exists()),
+            Ok(Some(_))
+        )
+}
+
+impl DockerEngine {
+    /// The credentials for pulling `reference` inside the engine, from the same lookup the
+    /// registry client uses (credHelpers, credsStore, auths). Over plain TCP none are sent.
+    fn pull_auth(
+        &self,
+        job: &ContainerJob,
+        reference: &crate::registry::Reference,
+    ) -> Result<PullAuth, RunnerError> {
+        use crate::registry::{CredentialStore, Secret};
+        let store = CredentialStore::from_environment()
+            .map_err(|e| self.image_error(job, e.to_string()))?;
+        let registry = &reference.registry;
+        if plain_tcp(&self.endpoint) {
+            if !store.has_source(registry) {
+                return Ok(PullAuth::Sent(None));
+            }
+            let hostport = self.endpoint.to_string();
+            let hostport = hostport.trim_start_matches("tcp://");
+            return Ok(PullAuth::Withheld(format!(
+                "the credentials for {registry}{} were not sent, because {} is reached over \
+                 plain TCP, where anyone on the path can read them; enable TLS for it \
+                 (DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH=DIR holding ca.pem, cert.pem and \
+                 key.pem, or those three files in ~/.docker/certs.d/{hostport}/), reach it \
+                 over ssh://, or pull the image into that engine yourself",
+                store
+                    .helper_program(registry)
+                    .map(|p| format!(" (from {p})"))
+                    .unwrap_or_default(),
+                self.name()
+            )));
+        }
+        let found = store
+            .lookup(registry)
+            .map_err(|e| self.image_error(job, e.to_string()))?;
+        let serveraddress = Some(crate::registry::server_url(registry).to_string());
+        Ok(PullAuth::Sent(found.map(|found| match found.secret {
+            Secret::Basic(c) => bollard::auth::DockerCredentials {
+                username: Some(c.username),
+                password: Some(c.password),
+                serveraddress,
+                ..Default::default()
+            },
+            Secret::IdentityToken(token) => bollard::auth::DockerCredentials {
+                identitytoken: Some(token),
+                serveraddress,
+                ..Default::default()
+            },
+        })))
+    }
 }
 
 impl ContainerRunner for DockerEngine {

@@ -1,9 +1,8 @@
-//! Credentials (docker's config.json `auths`) and the registry's `WWW-Authenticate` challenges.
-//!
-//! Credential helpers (`credsStore`, `credHelpers`) and OAuth identity tokens are not consulted
-//! yet; [`DockerConfig::uses_helpers`] tells a caller when the file relies on them.
+//! The Docker config file (`auths`, `credsStore`, `credHelpers`) and the registry's
+//! `WWW-Authenticate` challenges and bearer scopes. Running credential helpers and choosing
+//! among the sources is [`super::credentials`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -42,12 +41,35 @@ impl Credentials {
     }
 }
 
-/// The credentials docker login stored, keyed by registry host.
+/// What a registry is authenticated with: a user name and password, or an identity token
+/// (an OAuth refresh token, which only a token server accepts).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Basic(Credentials),
+    IdentityToken(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Basic(c) => c.fmt(f),
+            Secret::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+        }
+    }
+}
+
+/// The credentials docker login stored, keyed by registry host, and the credential helpers
+/// the file names.
 #[derive(Debug, Clone, Default)]
 pub struct DockerConfig {
-    /// (normalised host, original key, credentials), in file order.
-    auths: Vec<(String, String, Credentials)>,
-    uses_helpers: bool,
+    /// (normalised host, original key, secret), sorted by key.
+    auths: Vec<(String, String, Secret)>,
+    /// `credsStore`: the helper for every registry without its own.
+    creds_store: Option<String>,
+    /// `credHelpers`: (normalised host, original key, helper suffix), sorted by key.
+    cred_helpers: Vec<(String, String, String)>,
+    /// The file this came from, for messages.
+    path: Option<PathBuf>,
 }
 
 #[derive(serde::Deserialize)]
@@ -68,6 +90,8 @@ struct RawAuth {
     username: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
 }
 
 impl DockerConfig {
@@ -105,7 +129,9 @@ impl DockerConfig {
         if bytes.len() as u64 > MAX_CONFIG_BYTES {
             return Err(fail(format!("larger than {MAX_CONFIG_BYTES} bytes")));
         }
-        DockerConfig::parse(&bytes).map_err(fail)
+        let mut config = DockerConfig::parse(&bytes).map_err(fail)?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses config.json content. Errors never quote credential material.
@@ -119,52 +145,137 @@ impl DockerConfig {
             let Some(entry) = raw.auths.get(key) else {
                 continue;
             };
-            let credentials = match (&entry.auth, &entry.username, &entry.password) {
-                (Some(auth), _, _) if !auth.is_empty() => decode_auth(auth)
-                    .ok_or_else(|| format!("auths[{key:?}].auth is not base64 of user:password"))?,
-                (_, Some(username), Some(password)) => Credentials {
+            // As docker's file store: an identity token wins over a user name and password.
+            let secret = match (
+                &entry.identitytoken,
+                &entry.auth,
+                &entry.username,
+                &entry.password,
+            ) {
+                (Some(token), _, _, _) if !token.is_empty() => Secret::IdentityToken(token.clone()),
+                (_, Some(auth), _, _) if !auth.is_empty() => {
+                    Secret::Basic(decode_auth(auth).ok_or_else(|| {
+                        format!("auths[{key:?}].auth is not base64 of user:password")
+                    })?)
+                }
+                (_, _, Some(username), Some(password)) => Secret::Basic(Credentials {
                     username: username.clone(),
                     password: password.clone(),
-                },
-                // Only an identity token or nothing: not usable without OAuth support.
+                }),
+                // `{}`: docker login wrote the secret to a credential helper.
                 _ => continue,
             };
-            auths.push((normalise_key(key), key.clone(), credentials));
+            auths.push((normalise_key(key), key.clone(), secret));
+        }
+        let mut cred_helpers: Vec<(String, String, String)> = raw
+            .cred_helpers
+            .into_iter()
+            .filter(|(_, helper)| !helper.is_empty())
+            .map(|(key, helper)| (normalise_key(&key), key, helper))
+            .collect();
+        cred_helpers.sort_by(|a, b| a.1.cmp(&b.1));
+        for (_, key, helper) in &cred_helpers {
+            check_helper_name(helper).map_err(|why| format!("credHelpers[{key:?}] {why}"))?;
+        }
+        let creds_store = raw.creds_store.filter(|s| !s.is_empty());
+        if let Some(helper) = &creds_store {
+            check_helper_name(helper).map_err(|why| format!("credsStore {why}"))?;
         }
         Ok(DockerConfig {
             auths,
-            uses_helpers: raw.creds_store.is_some_and(|s| !s.is_empty())
-                || !raw.cred_helpers.is_empty(),
+            creds_store,
+            cred_helpers,
+            path: None,
         })
     }
 
     /// A config holding exactly one registry's credentials (for `--username`-style options).
     pub fn with_credentials(registry: &str, credentials: Credentials) -> DockerConfig {
         DockerConfig {
-            auths: vec![(normalise_key(registry), registry.to_string(), credentials)],
-            uses_helpers: false,
+            auths: vec![(
+                normalise_key(registry),
+                registry.to_string(),
+                Secret::Basic(credentials),
+            )],
+            ..DockerConfig::default()
         }
     }
 
-    /// Whether the file names a credential helper; those are not consulted yet.
+    /// Whether the file names a credential helper (`credsStore` or any `credHelpers`).
     pub fn uses_helpers(&self) -> bool {
-        self.uses_helpers
+        self.creds_store.is_some() || !self.cred_helpers.is_empty()
+    }
+
+    /// The file this was read from, if it was.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The helper suffix (`pass` for `docker-credential-pass`) that holds `registry`'s
+    /// credentials, as the docker CLI picks it: `credHelpers[registry]`, else `credsStore`.
+    /// `None`: the file's `auths` hold them.
+    pub fn helper_for(&self, registry: &str) -> Option<&str> {
+        self.own_helper(registry).or(self.creds_store.as_deref())
+    }
+
+    /// `registry`'s own `credHelpers` entry.
+    pub(crate) fn own_helper(&self, registry: &str) -> Option<&str> {
+        find_key(&self.cred_helpers, registry).map(|(_, _, helper)| helper.as_str())
     }
 
     /// Credentials for a registry as written in a reference (`docker.io`, `ghcr.io`,
-    /// `127.0.0.1:5000`). An exact key wins over a spelling variant.
+    /// `127.0.0.1:5000`) from the file's `auths` only (no helper is run; an identity token is
+    /// not a user name and password). An exact key wins over a spelling variant.
     pub fn credentials_for(&self, registry: &str) -> Option<&Credentials> {
-        let exact = if registry == DOCKER_HUB {
-            DOCKER_HUB_AUTH_KEY
-        } else {
-            registry
-        };
-        let wanted = normalise_key(registry);
-        self.auths
-            .iter()
-            .find(|(_, key, _)| key == exact)
-            .or_else(|| self.auths.iter().find(|(host, _, _)| *host == wanted))
-            .map(|(_, _, credentials)| credentials)
+        match self.secret_in_file(registry) {
+            Some(Secret::Basic(credentials)) => Some(credentials),
+            _ => None,
+        }
+    }
+
+    /// The secret `auths` holds for `registry`.
+    pub fn secret_in_file(&self, registry: &str) -> Option<&Secret> {
+        find_key(&self.auths, registry).map(|(_, _, secret)| secret)
+    }
+}
+
+/// The key docker uses for `registry` in config.json and with credential helpers: Docker
+/// Hub's historical URL, else the registry as written (`ghcr.io`, `127.0.0.1:5000`).
+pub fn server_url(registry: &str) -> &str {
+    if registry == DOCKER_HUB {
+        DOCKER_HUB_AUTH_KEY
+    } else {
+        registry
+    }
+}
+
+/// The entry of `entries` (normalised key, key, value) for `registry`: the exact key first,
+/// then any spelling of the same host.
+fn find_key<'a, T>(
+    entries: &'a [(String, String, T)],
+    registry: &str,
+) -> Option<&'a (String, String, T)> {
+    let exact = server_url(registry);
+    let wanted = normalise_key(registry);
+    entries
+        .iter()
+        .find(|(_, key, _)| key == exact)
+        .or_else(|| entries.iter().find(|(host, _, _)| *host == wanted))
+}
+
+/// A helper suffix becomes part of a program name looked up on PATH: no path separators, no
+/// option-looking names.
+fn check_helper_name(helper: &str) -> Result<(), String> {
+    let ok = !helper.starts_with('-')
+        && helper
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{helper:?} is not a credential helper name (docker-credential-NAME, NAME of letters, digits, -, _ and .)"
+        ))
     }
 }
 
@@ -294,6 +405,81 @@ fn parse_params(input: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
+/// A set of token scopes (`repository:team/app:pull,push`), as actions per resource, so that
+/// `pull,push` and `push,pull` are the same scope and a token granted `pull,push` covers a
+/// request that needs only `pull`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Scopes(BTreeMap<(String, String), BTreeSet<String>>);
+
+impl Scopes {
+    /// Space-separated scopes, as in a challenge's `scope` or a token answer's `scope`.
+    /// Malformed entries are dropped: they cannot be asked for meaningfully.
+    pub(crate) fn parse(list: &str) -> Scopes {
+        let mut scopes = Scopes::default();
+        for one in list.split_whitespace() {
+            // TYPE:NAME:ACTIONS where NAME may itself hold ':' (e.g. a registry port).
+            let Some((resource, actions)) = one.rsplit_once(':') else {
+                continue;
+            };
+            let Some((kind, name)) = resource.split_once(':') else {
+                continue;
+            };
+            if kind.is_empty() || name.is_empty() {
+                continue;
+            }
+            let entry = scopes
+                .0
+                .entry((kind.to_string(), name.to_string()))
+                .or_default();
+            entry.extend(
+                actions
+                    .split(',')
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        scopes.0.retain(|_, actions| !actions.is_empty());
+        scopes
+    }
+
+    /// Every scope of `self` and of `other`.
+    pub(crate) fn union(&self, other: &Scopes) -> Scopes {
+        let mut out = self.clone();
+        for (resource, actions) in &other.0 {
+            out.0
+                .entry(resource.clone())
+                .or_default()
+                .extend(actions.iter().cloned());
+        }
+        out
+    }
+
+    /// Whether a token granted `self` may do everything `needed` names.
+    pub(crate) fn covers(&self, needed: &Scopes) -> bool {
+        needed.0.iter().all(|(resource, actions)| {
+            self.0
+                .get(resource)
+                .is_some_and(|granted| actions.is_subset(granted))
+        })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// One string per resource (`repository:team/app:pull,push`), each to be sent as its own
+    /// `scope=` parameter, as the distribution token spec, docker and containerd do.
+    pub(crate) fn to_params(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|((kind, name), actions)| {
+                let actions: Vec<&str> = actions.iter().map(String::as_str).collect();
+                format!("{kind}:{name}:{}", actions.join(","))
+            })
+            .collect()
+    }
+}
+
 /// Percent-encodes a query value (everything but RFC 3986 unreserved characters).
 pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -404,6 +590,57 @@ mod tests {
                 scope: None
             })
         );
+    }
+
+    #[test]
+    fn scopes_union_cover_and_params() {
+        let asked = Scopes::parse("repository:team/app:pull");
+        let needed = Scopes::parse("repository:team/app:push,pull repository:base/os:pull");
+        let union = asked.union(&needed);
+        assert_eq!(
+            union.to_params(),
+            vec![
+                "repository:base/os:pull".to_string(),
+                "repository:team/app:pull,push".to_string()
+            ]
+        );
+        assert!(union.covers(&needed) && union.covers(&asked));
+        assert!(!asked.covers(&needed));
+        assert!(union.covers(&Scopes::default()));
+        let odd = Scopes::parse("repository:host:5000/x:pull junk :a:b repository:y:");
+        assert_eq!(
+            odd.to_params(),
+            vec!["repository:host:5000/x:pull".to_string()]
+        );
+        assert!(Scopes::parse("").is_empty());
+    }
+
+    #[test]
+    fn helpers_and_identity_tokens_in_the_file() {
+        let config = DockerConfig::parse(
+            br#"{"auths":{"https://index.docker.io/v1/":{},"ghcr.io":{"auth":"dTpw","identitytoken":"refresh"}},
+                "credsStore":"desktop","credHelpers":{"https://ghcr.io":"gh","127.0.0.1:5000":"pass"}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.helper_for("ghcr.io"), Some("gh"));
+        assert_eq!(config.helper_for("127.0.0.1:5000"), Some("pass"));
+        assert_eq!(config.helper_for("docker.io"), Some("desktop"));
+        assert_eq!(
+            config.secret_in_file("ghcr.io"),
+            Some(&Secret::IdentityToken("refresh".into()))
+        );
+        assert!(config.secret_in_file("docker.io").is_none());
+        assert!(!format!("{:?}", config.secret_in_file("ghcr.io")).contains("refresh"));
+        assert_eq!(DockerConfig::default().helper_for("ghcr.io"), None);
+        for bad in [
+            r#"{"credsStore":"../../bin/sh"}"#,
+            r#"{"credHelpers":{"r":"-rf"}}"#,
+        ] {
+            let e = DockerConfig::parse(bad.as_bytes()).unwrap_err();
+            assert!(e.contains("not a credential helper name"), "{e}");
+        }
+        assert_eq!(server_url("docker.io"), "https://index.docker.io/v1/");
+        assert_eq!(server_url("ghcr.io"), "ghcr.io");
     }
 
     #[test]

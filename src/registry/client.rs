@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use sha2::Digest as _;
 use ureq::http;
 
-use super::auth::{percent_encode, pick_challenge, Challenge, DockerConfig};
+use super::auth::{percent_encode, pick_challenge, Challenge, DockerConfig, Scopes, Secret};
+use super::credentials::{CredentialStore, Found};
 use super::error::{error_excerpt, hint_for_status, sanitise, RegistryError};
 use super::reference::{validate_digest, Reference, ReferenceError};
 
@@ -87,11 +88,27 @@ pub struct Manifest {
     pub bytes: Vec<u8>,
 }
 
+/// Bearer tokens kept per registry host.
+const MAX_TOKENS_PER_HOST: usize = 64;
+
+/// The OAuth `client_id` sent with identity-token requests (the token server requires one).
+const OAUTH_CLIENT_ID: &str = "rcross";
+
 /// How a request authenticates once we know what the registry wants.
 #[derive(Clone)]
 struct Token {
     header: String,
     expires: Instant,
+    /// What the token server granted (what it said, else what we asked for).
+    granted: Scopes,
+}
+
+/// A token endpoint's answer.
+struct FetchedToken {
+    token: String,
+    lifetime: Duration,
+    /// The scopes the answer says were granted, if it says.
+    granted: Option<Scopes>,
 }
 
 /// A blocking registry client. Cheap to clone; clones share the token cache.
@@ -99,9 +116,9 @@ struct Token {
 pub struct Client {
     pub(super) agent: ureq::Agent,
     pub(super) options: Arc<ClientOptions>,
-    credentials: Arc<DockerConfig>,
-    /// Bearer tokens by (api host, scope).
-    tokens: Arc<Mutex<HashMap<(String, String), Token>>>,
+    credentials: Arc<CredentialStore>,
+    /// Bearer tokens by api host; a request uses one whose granted scopes cover its needs.
+    tokens: Arc<Mutex<HashMap<String, Vec<Token>>>>,
     /// Registries that asked for Basic auth: send credentials up front.
     basic: Arc<Mutex<HashSet<String>>>,
 }
@@ -130,24 +147,26 @@ struct Request<'a> {
 
 impl Client {
     /// A client with credentials from the Docker config file (`$DOCKER_CONFIG/config.json`, else
-    /// `~/.docker/config.json`); `insecure` registries use plain HTTP (loopback ones always do).
+    /// `~/.docker/config.json`) and its credential helpers; `insecure` registries use plain
+    /// HTTP (loopback ones always do).
     pub fn from_environment(insecure: &[String]) -> Result<Client, RegistryError> {
-        let env = |k: &str| std::env::var(k).ok();
-        let config = match DockerConfig::default_path(
-            env("DOCKER_CONFIG").as_deref(),
-            env("HOME").as_deref(),
-        ) {
-            Some(path) => DockerConfig::load(&path)?,
-            None => DockerConfig::default(),
-        };
         let options = ClientOptions {
             insecure_registries: insecure.to_vec(),
             ..ClientOptions::default()
         };
-        Ok(Client::new(options, config))
+        Ok(Client::with_store(
+            options,
+            CredentialStore::from_environment()?,
+        ))
     }
 
+    /// A client whose credentials come from `credentials` (its helpers run as processes).
     pub fn new(options: ClientOptions, credentials: DockerConfig) -> Client {
+        Client::with_store(options, Arc::new(CredentialStore::new(credentials)))
+    }
+
+    /// A client whose credentials come from `credentials`, shared with its other users.
+    pub fn with_store(options: ClientOptions, credentials: Arc<CredentialStore>) -> Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(options.connect_timeout))
@@ -162,7 +181,7 @@ impl Client {
         Client {
             agent: ureq::Agent::new_with_config(config),
             options: Arc::new(options),
-            credentials: Arc::new(credentials),
+            credentials,
             tokens: Arc::new(Mutex::new(HashMap::new())),
             basic: Arc::new(Mutex::new(HashSet::new())),
         }
@@ -377,31 +396,54 @@ impl Client {
                 url: request.url.clone(),
                 status,
                 excerpt,
-                hint: hint_for_status(status, &reference.registry, &reference.repository),
+                hint: self.status_hint(status, reference),
             });
         }
     }
 
+    /// A cached token that covers `scope` (space-separated scopes the request needs), else
+    /// Basic credentials for a registry that asked for them.
     pub(super) fn cached_authorization(&self, host: &str, scope: &str) -> Option<String> {
+        let needed = Scopes::parse(scope);
         if let Ok(tokens) = self.tokens.lock() {
-            if let Some(token) = tokens.get(&(host.to_string(), scope.to_string())) {
-                if token.expires > Instant::now() {
-                    return Some(token.header.clone());
-                }
+            let now = Instant::now();
+            let covering = tokens.get(host).and_then(|held| {
+                held.iter()
+                    .find(|t| t.expires > now && t.granted.covers(&needed))
+            });
+            if let Some(token) = covering {
+                return Some(token.header.clone());
             }
         }
         let wants_basic = self.basic.lock().is_ok_and(|set| set.contains(host));
         if wants_basic {
-            return self
-                .credentials
-                .credentials_for(registry_for_host(host))
-                .map(|c| c.basic_header());
+            // Looked up when the registry first asked; an error then already ended that call.
+            if let Some(Some(Found {
+                secret: Secret::Basic(credentials),
+                ..
+            })) = self.credentials.answered(registry_for_host(host))
+            {
+                return Some(credentials.basic_header());
+            }
         }
         None
     }
 
-    /// The `Authorization` value that answers `challenge`, or `None` when we have nothing to
-    /// offer (the caller then reports the 401 with a login hint).
+    /// What to tell the user about an error status from `reference`'s registry: for a 401, what
+    /// we offered it (a helper's credentials, the file's, none).
+    pub(super) fn status_hint(&self, status: u16, reference: &Reference) -> String {
+        if status == 401 {
+            self.credentials.unauthorized_hint(&reference.registry)
+        } else {
+            hint_for_status(status, &reference.registry, &reference.repository)
+        }
+    }
+
+    /// The `Authorization` value that answers `challenge` for a request that needs `scope`
+    /// (space-separated), or `None` when we have nothing to offer (the caller then reports the
+    /// 401 with a login hint). A bearer token is asked for the union of `scope` and the
+    /// challenge's scopes, so a first challenge that names only `pull` still gets a token the
+    /// rest of a push can use.
     pub(super) fn authenticate(
         &self,
         reference: &Reference,
@@ -409,52 +451,68 @@ impl Client {
         scope: &str,
     ) -> Result<Option<String>, RegistryError> {
         let host = reference.api_host();
-        let credentials = self.credentials.credentials_for(&reference.registry);
+        let secret = self
+            .credentials
+            .lookup(&reference.registry)?
+            .map(|found| found.secret);
         match challenge {
             Some(Challenge::Bearer {
                 realm,
                 service,
                 scope: challenge_scope,
             }) => {
+                let asked = Scopes::parse(scope)
+                    .union(&Scopes::parse(challenge_scope.as_deref().unwrap_or("")));
                 let token = self.fetch_token(
                     reference,
                     &realm,
                     service.as_deref(),
-                    challenge_scope.as_deref().unwrap_or(scope),
+                    &asked,
+                    secret.as_ref(),
                 )?;
-                let header = format!("Bearer {}", token.0);
+                let header = format!("Bearer {}", token.token);
                 if let Ok(mut tokens) = self.tokens.lock() {
-                    tokens.insert(
-                        (host.to_string(), scope.to_string()),
-                        Token {
-                            header: header.clone(),
-                            expires: Instant::now() + token.1,
-                        },
-                    );
+                    let now = Instant::now();
+                    let held = tokens.entry(host.to_string()).or_default();
+                    held.retain(|t| t.expires > now);
+                    // Each push or mount may add a token for its own repositories; keep the
+                    // newest few per registry.
+                    if held.len() >= MAX_TOKENS_PER_HOST {
+                        held.remove(0);
+                    }
+                    held.push(Token {
+                        header: header.clone(),
+                        expires: now + token.lifetime,
+                        granted: token.granted.unwrap_or(asked),
+                    });
                 }
                 Ok(Some(header))
             }
-            // A 401 without a challenge we understand: Basic is the only thing left to try.
-            Some(Challenge::Basic) | None => match credentials {
-                Some(credentials) => {
+            // A 401 without a challenge we understand: Basic is the only thing left to try. An
+            // identity token is only good for a token server.
+            Some(Challenge::Basic) | None => match secret {
+                Some(Secret::Basic(credentials)) => {
                     if let Ok(mut basic) = self.basic.lock() {
                         basic.insert(host.to_string());
                     }
                     Ok(Some(credentials.basic_header()))
                 }
-                None => Ok(None),
+                Some(Secret::IdentityToken(_)) | None => Ok(None),
             },
         }
     }
 
-    /// Asks the token endpoint for a pull token; returns the token and how long to keep it.
+    /// Asks the token endpoint for a token with `scopes`: a GET with each scope as its own
+    /// `scope=` parameter (Basic credentials if we have them), or, for an identity token, the
+    /// OAuth refresh-token POST docker uses.
     fn fetch_token(
         &self,
         reference: &Reference,
         realm: &str,
         service: Option<&str>,
-        scope: &str,
-    ) -> Result<(String, Duration), RegistryError> {
+        scopes: &Scopes,
+        secret: Option<&Secret>,
+    ) -> Result<FetchedToken, RegistryError> {
         let registry = reference.registry.clone();
         let auth_error = |message: String, hint: String| RegistryError::Auth {
             registry: registry.clone(),
@@ -468,43 +526,88 @@ impl Client {
                 String::new(),
             ));
         }
-        let mut url = realm.to_string();
-        let mut separator = if url.contains('?') { '&' } else { '?' };
-        if let Some(service) = service {
-            url.push_str(&format!("{separator}service={}", percent_encode(service)));
-            separator = '&';
-        }
-        url.push_str(&format!("{separator}scope={}", percent_encode(scope)));
-
-        let credentials = self.credentials.credentials_for(&reference.registry);
-        // Never send a password in clear text to a realm the registry could not vouch for.
+        // Never send a secret in clear text to a realm the registry could not vouch for.
         let registry_is_http = self.scheme(&reference.registry, reference.api_host()) == "http";
-        let authorization = match credentials {
-            Some(_) if realm_is_http && !registry_is_http => {
-                return Err(auth_error(
-                    format!(
-                        "token realm {realm} is plain HTTP; refusing to send credentials to it"
-                    ),
-                    String::new(),
-                ))
-            }
-            Some(credentials) => Some(credentials.basic_header()),
-            None => None,
-        };
+        if secret.is_some() && realm_is_http && !registry_is_http {
+            return Err(auth_error(
+                format!("token realm {realm} is plain HTTP; refusing to send credentials to it"),
+                String::new(),
+            ));
+        }
 
-        let request = Request {
-            url: url.clone(),
-            accept: Some("application/json"),
-            kind: BodyKind::Small,
+        let (url, response) = match secret {
+            Some(Secret::IdentityToken(refresh)) => {
+                let mut form: Vec<(&str, String)> = vec![
+                    ("grant_type", "refresh_token".to_string()),
+                    ("refresh_token", refresh.clone()),
+                    ("client_id", OAUTH_CLIENT_ID.to_string()),
+                ];
+                if let Some(service) = service {
+                    form.push(("service", service.to_string()));
+                }
+                if !scopes.is_empty() {
+                    // The OAuth form carries them space-separated in one field, as docker does.
+                    form.push(("scope", scopes.to_params().join(" ")));
+                }
+                let url = realm.to_string();
+                let response = self
+                    .agent
+                    .post(&url)
+                    .header("Accept", "application/json")
+                    .config()
+                    .timeout_recv_body(Some(self.options.small_body_timeout))
+                    .build()
+                    .send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
+                    .map_err(|error| RegistryError::Transport {
+                        method: "POST",
+                        hint: transport_hint(&error, &url),
+                        message: describe_error(&error),
+                        url: url.clone(),
+                        attempts: 1,
+                    })?;
+                (url, response)
+            }
+            basic => {
+                let mut url = realm.to_string();
+                let mut separator = if url.contains('?') { '&' } else { '?' };
+                if let Some(service) = service {
+                    url.push_str(&format!("{separator}service={}", percent_encode(service)));
+                    separator = '&';
+                }
+                for scope in scopes.to_params() {
+                    url.push_str(&format!("{separator}scope={}", percent_encode(&scope)));
+                    separator = '&';
+                }
+                let authorization = match basic {
+                    Some(Secret::Basic(credentials)) => Some(credentials.basic_header()),
+                    _ => None,
+                };
+                let request = Request {
+                    url: url.clone(),
+                    accept: Some("application/json"),
+                    kind: BodyKind::Small,
+                };
+                let response = self.send(&request, authorization.as_deref())?;
+                (url, response)
+            }
         };
-        let response = self.send(&request, authorization.as_deref())?;
         let status = response.status().as_u16();
         if !response.status().is_success() {
             let excerpt = read_error_excerpt(response);
             let hint = if matches!(status, 401 | 403) {
+                let offered = if secret.is_some() {
+                    self.credentials.unauthorized_hint(&reference.registry)
+                } else {
+                    hint_for_status(401, &reference.registry, &reference.repository)
+                };
                 format!(
-                    "run `docker login {}` or check that your account can pull {}",
-                    reference.registry, reference.repository
+                    "{offered}; or check that your account may {} {}",
+                    if scopes.to_params().iter().any(|s| s.ends_with("push")) {
+                        "push to"
+                    } else {
+                        "pull"
+                    },
+                    reference.repository
                 )
             } else {
                 hint_for_status(status, &reference.registry, &reference.repository)
@@ -531,10 +634,19 @@ impl Client {
             access_token: Option<String>,
             #[serde(default)]
             expires_in: Option<u64>,
+            /// What the server granted, when it says (OAuth answers do).
+            #[serde(default)]
+            scope: Option<String>,
         }
         let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
             auth_error(
-                format!("token endpoint {url} answered something that is not a token: {e}"),
+                format!(
+                    "token endpoint {url} answered something that is not a token ({:?} error \
+                     at line {} column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
                 String::new(),
             )
         })?;
@@ -561,7 +673,15 @@ impl Client {
             .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs)
             .min(Duration::from_secs(24 * 3600))
             .saturating_sub(TOKEN_EXPIRY_MARGIN);
-        Ok((token, lifetime))
+        let granted = answer
+            .scope
+            .map(|s| Scopes::parse(&s))
+            .filter(|s| !s.is_empty());
+        Ok(FetchedToken {
+            token,
+            lifetime,
+            granted,
+        })
     }
 
     /// One GET with retries on connection failures, 408, 429 and 5xx.

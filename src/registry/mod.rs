@@ -6,16 +6,21 @@
 
 mod auth;
 mod client;
+mod credentials;
 mod error;
 mod image;
 mod push;
 mod reference;
 
-pub use auth::{Credentials, DockerConfig};
+pub use auth::{server_url, Credentials, DockerConfig, Secret};
 pub use client::{
     digest_of, BlobReader, Client, ClientOptions, Manifest, DEFAULT_MAX_MANIFEST_BYTES,
     MAX_TOKEN_RESPONSE_BYTES, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST,
     MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+};
+pub use credentials::{
+    CredentialStore, Found, HelperOutput, HelperRunError, HelperRunner, ProcessRunner, Source,
+    HELPER_PREFIX, HELPER_TIMEOUT, MAX_HELPER_OUTPUT,
 };
 pub use error::RegistryError;
 pub use image::RegistryImage;

@@ -668,11 +668,17 @@ impl Client {
                     url: strip_query(&call.url),
                     status: 401,
                     excerpt: String::new(),
-                    hint: hint_for_status(
-                        401,
-                        &target.reference.registry,
-                        &target.reference.repository,
-                    ),
+                    hint: self.status_hint(401, target.reference),
+                }));
+            }
+            if response.status().as_u16() == 401 && same_host {
+                // Refused what we answered the challenge with: say what that was.
+                return Err(Attempt::Fatal(RegistryError::Status {
+                    method: method_name(&call.method),
+                    url: strip_query(&call.url),
+                    status: 401,
+                    excerpt: read_error_excerpt(response),
+                    hint: self.status_hint(401, target.reference),
                 }));
             }
             return Ok(response);
