@@ -6,6 +6,7 @@
 
 mod common_docker;
 mod common_registry;
+mod prereq;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -5,6 +5,7 @@
 //! 127.0.0.1/127.0.0.2, and end to end against Debian's docker-registry behind htpasswd auth.
 
 mod common_registry;
+mod prereq;
 mod push_common;
 
 use std::os::unix::fs::PermissionsExt as _;
