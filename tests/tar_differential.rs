@@ -245,7 +245,7 @@ for path in sys.argv[1:]:
 print(json.dumps(out))
 "#;
 
-fn python_list(dir: &Path, archives: &[(&str, Vec<u8>)]) -> Vec<Listing> {
+fn python_list(dir: &Path, archives: &[(&str, &[u8])]) -> Vec<Listing> {
     let mut cmd = Command::new("python3");
     cmd.arg("-c").arg(PY_LISTER);
     for (name, data) in archives {
@@ -314,9 +314,26 @@ fn e(path: &str, kind: &str, size: u64, link: Option<&str>, data: Option<&[u8]>)
     }
 }
 
-/// The corpus: (name, archive, what rcross must do, the entries Python must list when known —
-/// a hand-written check that the harness is not comparing two empty lists).
-fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
+/// One archive of the corpus.
+struct Case {
+    name: String,
+    tar: Vec<u8>,
+    want: Want,
+    /// The entries Python must list, when written out: a hand-made check that the harness is
+    /// not comparing two empty lists.
+    python: Option<Vec<E>>,
+}
+
+fn case(name: &str, tar: Vec<u8>, want: Want, python: Option<Vec<E>>) -> Case {
+    Case {
+        name: name.into(),
+        tar,
+        want,
+        python,
+    }
+}
+
+fn corpus() -> Vec<Case> {
     let mut c = Vec::new();
     let evil = b"\x7fELF pretend program";
     // Types 1–6 are header-only: a size on them is ignored and what follows is the next header.
@@ -345,8 +362,8 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
             e("bin/evil", "file", evil.len() as u64, None, Some(evil)),
             e("after", "file", 1, None, Some(b"a")),
         ];
-        c.push((
-            Box::leak(format!("header_only_{kind}").into_boxed_str()) as &str,
+        c.push(case(
+            &format!("header_only_{kind}"),
             tar,
             Want::Same,
             Some(want),
@@ -355,7 +372,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
     // A regular file whose name ends in '/' is still a regular file with content (typeflag '0');
     // only the old '\0' typeflag with a trailing slash means a directory (then header-only).
     let hidden = hidden_entry("bin/evil", evil, 2);
-    c.push((
+    c.push(case(
         "trailing_slash_regular_file",
         T::default()
             .entry("x/", b'0', "", &hidden)
@@ -367,7 +384,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
             e("after", "file", 1, None, Some(b"a")),
         ]),
     ));
-    c.push((
+    c.push(case(
         "trailing_slash_v7_directory",
         T::default()
             .block(header("v7dir/", 0, 2 * BLOCK as u64, "", Fmt::V7))
@@ -379,7 +396,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
             e("bin/evil", "file", evil.len() as u64, None, Some(evil)),
         ]),
     ));
-    c.push((
+    c.push(case(
         "dot_slash_and_trailing_slash_names",
         T::default()
             .entry("./", b'5', "", b"")
@@ -397,7 +414,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
             e("lnk", "symlink", 0, Some("./etc/passwd"), None),
         ]),
     ));
-    c.push((
+    c.push(case(
         "duplicate_entries",
         T::default()
             .file("a", b"first")
@@ -415,7 +432,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
     // PAX size, not the header's 0); a size on a directory is still ignored.
     let long = format!("pax/{}/name", "p".repeat(200));
     let body = vec![b'z'; 700];
-    c.push((
+    c.push(case(
         "pax_overrides",
         T::default()
             .pax(b'x', &[("path", &long), ("size", "700")])
@@ -437,7 +454,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
     ));
     let long_name = format!("usr/{}/file", "n".repeat(300));
     let long_link = format!("/opt/{}/target", "k".repeat(300));
-    c.push((
+    c.push(case(
         "gnu_long_name_and_link",
         T::default()
             .gnu_long(b'L', &long_name)
@@ -487,7 +504,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
             logical[*off as usize..(*off + *len) as usize].copy_from_slice(&piece);
             stream.extend_from_slice(&piece);
         }
-        c.push((
+        c.push(case(
             "gnu_old_sparse_isextended",
             T::default()
                 .block(h)
@@ -511,7 +528,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
         h[124] = 0x80;
         h[134..136].copy_from_slice(&1300u16.to_be_bytes());
         seal(&mut h);
-        c.push((
+        c.push(case(
             "base256_size",
             T::default().block(h).data(&body).file("after", b"a").end(),
             Want::Same,
@@ -528,7 +545,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
             .block(header("././@LongLink", t, 4000, "", Fmt::Gnu))
             .0;
         tar.extend_from_slice(&[b'9'; 700]);
-        c.push((
+        c.push(case(
             name,
             tar,
             Want::Same,
@@ -536,7 +553,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
         ));
     }
     // Where Go and Python disagree, Docker follows Go.
-    c.push((
+    c.push(case(
         "gnu_long_name_beats_pax_path",
         T::default()
             .pax(b'x', &[("path", "from/pax")])
@@ -552,7 +569,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
         },
         None,
     ));
-    c.push((
+    c.push(case(
         "two_gnu_long_names_last_wins",
         T::default()
             .gnu_long(b'L', "first/name")
@@ -568,7 +585,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
         },
         None,
     ));
-    c.push((
+    c.push(case(
         "two_pax_headers_second_replaces_first",
         T::default()
             .pax(b'x', &[("path", "first/pax"), ("linkpath", "first/link")])
@@ -583,7 +600,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
         },
         None,
     ));
-    c.push((
+    c.push(case(
         "global_pax_header_is_not_applied",
         T::default()
             .pax(b'g', &[("path", "global/name")])
@@ -599,7 +616,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
         },
         None,
     ));
-    c.push((
+    c.push(case(
         "v7_regular_with_long_directory_name",
         T::default()
             .gnu_long(b'L', "longdir/")
@@ -620,7 +637,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
         let mut tar = T::default().file("one", b"1").0;
         tar.extend_from_slice(&[0u8; BLOCK]);
         tar.extend_from_slice(&T::default().file("hidden", b"h").end());
-        c.push((
+        c.push(case(
             "entries_after_one_zero_block",
             tar,
             Want::Refused {
@@ -633,7 +650,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
         ));
     }
     // Deliberate refusals: bounded extension records.
-    c.push((
+    c.push(case(
         "long_name_over_64k",
         T::default()
             .gnu_long(b'L', &"n/".repeat(40_000))
@@ -646,7 +663,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
         },
         None,
     ));
-    c.push((
+    c.push(case(
         "pax_over_1m",
         T::default()
             .pax(b'x', &[("comment", &"c".repeat(1 << 20))])
@@ -666,12 +683,21 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Want, Option<Vec<E>>)> {
 fn rcross_lists_what_python_tarfile_and_go_list() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = corpus();
-    let archives: Vec<(&str, Vec<u8>)> = corpus.iter().map(|c| (c.0, c.1.clone())).collect();
+    let archives: Vec<(&str, &[u8])> = corpus.iter().map(|c| (&*c.name, &*c.tar)).collect();
     let python = python_list(dir.path(), &archives);
     assert_eq!(python.len(), corpus.len());
     let mut failures = Vec::new();
-    for ((name, data, want, known), py) in corpus.iter().zip(python) {
-        let ours = rcross_list(data);
+    for (
+        Case {
+            name,
+            tar,
+            want,
+            python: known,
+        },
+        py,
+    ) in corpus.iter().zip(python)
+    {
+        let ours = rcross_list(tar);
         if let Some(known) = known {
             let got: Vec<E> = py.entries.clone();
             assert_eq!(

@@ -57,6 +57,9 @@ pub enum EntryKind {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub path: String,
+    /// The name as the archive gives it (after GNU long-name and PAX overrides), before
+    /// normalisation: for checks that refuse absolute or `..` names instead of cleaning them.
+    pub name: String,
     pub kind: EntryKind,
     /// Bytes of content the entry's reader yields: 0 for the header-only types (hard and
     /// symbolic links, devices, directories, FIFOs) whatever their size field says, the real
@@ -615,6 +618,7 @@ pub fn read_tar<R: Read>(
         };
         let entry = Entry {
             path: normalize(&name),
+            name,
             kind,
             size,
             link: link.filter(|_| matches!(kind, EntryKind::Symlink | EntryKind::Hardlink)),
