@@ -649,6 +649,70 @@ fn corpus() -> Vec<Case> {
             Some(vec![e("one", "file", 1, None, Some(b"1"))]),
         ));
     }
+    // PAX records Go refuses (ErrHeader, so Docker fails the layer) and Python takes.
+    {
+        let mut h = header("PaxHeaders/x", b'x', 12, "", Fmt::Ustar);
+        seal(&mut h);
+        c.push(case(
+            "pax_record_without_newline",
+            T::default()
+                .block(h)
+                .data(b"12 path=abc!")
+                .file("short", b"x")
+                .end(),
+            Want::Refused {
+                why: "Go's parsePAXRecord fails when a record does not end in a newline; Python \
+                      takes the value anyway",
+                error: "no newline at its end",
+            },
+            Some(vec![e("abc", "file", 1, None, Some(b"x"))]),
+        ));
+    }
+    c.push(case(
+        "pax_size_not_a_number",
+        T::default()
+            .pax(b'x', &[("size", "12x")])
+            .file("short", b"")
+            .end(),
+        Want::Refused {
+            why: "Go's mergePAX fails on a size that is not a number; Python takes it as 0",
+            error: "is not a number",
+        },
+        Some(vec![e("short", "file", 0, None, Some(b""))]),
+    ));
+    // GNU sparse files in PAX format (1.0: the map heads the data; what GNU tar --sparse
+    // --format=posix writes). Go and Python expand them; rcross refuses them rather than
+    // classify the map and the packed fragments as if they were the file.
+    {
+        let map = pad(b"2\n0\n100\n2000\n50\n");
+        let data: Vec<u8> = (0..150u8).collect();
+        let mut logical = vec![0u8; 3000];
+        logical[..100].copy_from_slice(&data[..100]);
+        logical[2000..2050].copy_from_slice(&data[100..]);
+        let mut stored = map.clone();
+        stored.extend_from_slice(&data);
+        c.push(case(
+            "pax_sparse_1_0",
+            T::default()
+                .pax(
+                    b'x',
+                    &[
+                        ("GNU.sparse.major", "1"),
+                        ("GNU.sparse.minor", "0"),
+                        ("GNU.sparse.name", "sparse/real"),
+                        ("GNU.sparse.realsize", "3000"),
+                    ],
+                )
+                .file("GNUSparseFile.0/real", &stored)
+                .end(),
+            Want::Refused {
+                why: "PAX-format GNU sparse files are not supported (no container tool writes \
+                      them); refusing keeps rcross from reading the map as file content",
+                error: "PAX-format GNU sparse file",
+            },
+            Some(vec![e("sparse/real", "file", 3000, None, Some(&logical))]),
+        ));
+    }
     // Deliberate refusals: bounded extension records.
     c.push(case(
         "long_name_over_64k",
