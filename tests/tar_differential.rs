@@ -552,6 +552,33 @@ fn corpus() -> Vec<Case> {
             Some(vec![e("first", "file", 1, None, Some(b"1"))]),
         ));
     }
+    // GNU headers keep access and change times where ustar has its prefix; Go (for archives
+    // of its own writer before 1.8) still takes that field as a prefix when a time does not
+    // parse, which is also what Python does with any non-empty prefix.
+    let gnu_with_prefix = |field: &[u8]| {
+        let mut h = header("big", b'0', 1, "", Fmt::Gnu);
+        h[345..345 + field.len()].copy_from_slice(field);
+        seal(&mut h);
+        T::default().block(h).data(b"b").end()
+    };
+    c.push(case(
+        "gnu_header_prefix_where_times_do_not_parse",
+        gnu_with_prefix(b"usr/lib"),
+        Want::Same,
+        Some(vec![e("usr/lib/big", "file", 1, None, Some(b"b"))]),
+    ));
+    c.push(case(
+        "gnu_header_times_that_parse_are_not_a_prefix",
+        gnu_with_prefix(b"0007"),
+        Want::GoDiffers {
+            why: "in a GNU header Go reads 345..369 as access and change times, and only when \
+                  one fails to parse as a ustar prefix (golang.org/issues/12594); Python \
+                  prepends any non-empty prefix field",
+            go: vec![("big", "file")],
+            python: vec![("0007/big", "file")],
+        },
+        None,
+    ));
     // Where Go and Python disagree, Docker follows Go.
     c.push(case(
         "gnu_long_name_beats_pax_path",
@@ -680,17 +707,20 @@ fn corpus() -> Vec<Case> {
         },
         Some(vec![e("short", "file", 0, None, Some(b""))]),
     ));
-    // GNU sparse files in PAX format (1.0: the map heads the data; what GNU tar --sparse
-    // --format=posix writes). Go and Python expand them; rcross refuses them rather than
-    // classify the map and the packed fragments as if they were the file.
+    // GNU sparse files in PAX format: 1.0 (the map heads the data; what GNU tar --sparse
+    // --format=posix writes), 0.1 (the map in one record) and 0.0 (offset/numbytes records).
+    // The entry takes GNU.sparse.name and the real size, and its content is expanded.
     {
-        let map = pad(b"2\n0\n100\n2000\n50\n");
         let data: Vec<u8> = (0..150u8).collect();
         let mut logical = vec![0u8; 3000];
         logical[..100].copy_from_slice(&data[..100]);
         logical[2000..2050].copy_from_slice(&data[100..]);
-        let mut stored = map.clone();
+        let mut stored = pad(b"2\n0\n100\n2000\n50\n");
         stored.extend_from_slice(&data);
+        let want = Some(vec![
+            e("sparse/real", "file", 3000, None, Some(&logical)),
+            e("after", "file", 1, None, Some(b"a")),
+        ]);
         c.push(case(
             "pax_sparse_1_0",
             T::default()
@@ -704,13 +734,50 @@ fn corpus() -> Vec<Case> {
                     ],
                 )
                 .file("GNUSparseFile.0/real", &stored)
+                .file("after", b"a")
                 .end(),
-            Want::Refused {
-                why: "PAX-format GNU sparse files are not supported (no container tool writes \
-                      them); refusing keeps rcross from reading the map as file content",
-                error: "PAX-format GNU sparse file",
-            },
-            Some(vec![e("sparse/real", "file", 3000, None, Some(&logical))]),
+            Want::Same,
+            want.clone(),
+        ));
+        c.push(case(
+            "pax_sparse_0_1",
+            T::default()
+                .pax(
+                    b'x',
+                    &[
+                        ("GNU.sparse.major", "0"),
+                        ("GNU.sparse.minor", "1"),
+                        ("GNU.sparse.name", "sparse/real"),
+                        ("GNU.sparse.size", "3000"),
+                        ("GNU.sparse.numblocks", "2"),
+                        ("GNU.sparse.map", "0,100,2000,50"),
+                    ],
+                )
+                .file("GNUSparseFile.0/real", &data)
+                .file("after", b"a")
+                .end(),
+            Want::Same,
+            want.clone(),
+        ));
+        c.push(case(
+            "pax_sparse_0_0",
+            T::default()
+                .pax(
+                    b'x',
+                    &[
+                        ("GNU.sparse.size", "3000"),
+                        ("GNU.sparse.numblocks", "2"),
+                        ("GNU.sparse.offset", "0"),
+                        ("GNU.sparse.numbytes", "100"),
+                        ("GNU.sparse.offset", "2000"),
+                        ("GNU.sparse.numbytes", "50"),
+                    ],
+                )
+                .file("sparse/real", &data)
+                .file("after", b"a")
+                .end(),
+            Want::Same,
+            want,
         ));
     }
     // Deliberate refusals: bounded extension records.

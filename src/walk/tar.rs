@@ -1,4 +1,4 @@
-//! A streaming tar reader (ustar, PAX, GNU long names and old-style sparse files) with bounded
+//! A streaming tar reader (ustar, PAX, GNU long names, GNU sparse files old and PAX) with bounded
 //! memory, which finds entries exactly where Go's archive/tar does.
 //!
 //! Docker, moby and containerd unpack layers with Go's archive/tar, so that reader decides what a
@@ -8,8 +8,14 @@
 //! data whatever their size says; a GNU long name or link beats a PAX `path`/`linkpath`, which
 //! beats the header; each PAX extended header replaces the pending one; global headers are
 //! skipped and never merged; a `'\0'` typeflag whose final name ends in `/` is a directory; a
-//! non-zero block after a zero block is an error. `tests/tar_differential.rs` checks this against
+//! non-zero block after a zero block is an error; a GNU header's time fields are a prefix when
+//! they do not parse; sparse files (old GNU with `isextended` blocks, PAX 0.0, 0.1 and 1.0) yield
+//! their expanded content at their real size. `tests/tar_differential.rs` checks this against
 //! Python's tarfile and documents where Go and Python differ.
+//!
+//! Where it does not follow Go, it refuses: a stream cut inside an entry's padding (Go takes it
+//! as the end), long names over 64 KiB, sparse maps over 2^18 fragments or that do not account
+//! for every stored byte (Go fails only once the content is read).
 //!
 //! The `tar` crate reads GNU long-name and PAX records whole into memory whatever size their
 //! header claims, so a hostile layer could make it allocate gigabytes; this reader caps them, and
@@ -22,7 +28,7 @@ use std::io::{self, Read};
 const MAX_LONG_NAME: u64 = 64 * 1024;
 /// Largest PAX extended header accepted: Go's own limit (`maxSpecialFileSize`).
 const MAX_PAX: u64 = 1024 * 1024;
-/// Most data fragments an old GNU sparse map may list (the map is held in memory).
+/// Most data fragments a GNU sparse map may list (the map is held in memory).
 const MAX_SPARSE_FRAGMENTS: usize = 1 << 18;
 const BLOCK: usize = 512;
 
@@ -295,8 +301,23 @@ struct Pax {
     uid: Option<String>,
     gid: Option<String>,
     mtime: Option<String>,
-    /// A `GNU.sparse.*` record: the entry is a PAX-format sparse file.
-    sparse: bool,
+    /// The `GNU.sparse.*` records of a PAX-format sparse file.
+    sparse: PaxSparse,
+}
+
+/// GNU's PAX sparse formats: 0.0 (`offset`/`numbytes` record pairs), 0.1 (`map`) and 1.0 (the
+/// map heads the entry's data), told apart as Go's `readGNUSparsePAXHeaders` does.
+#[derive(Default)]
+struct PaxSparse {
+    major: Option<String>,
+    minor: Option<String>,
+    name: Option<String>,
+    size: Option<String>,
+    realsize: Option<String>,
+    numblocks: Option<String>,
+    map: Option<String>,
+    /// Format 0.0 `offset`, `numbytes` values, in order.
+    pairs: Vec<String>,
 }
 
 /// PAX records "LEN key=value\n". A malformed record fails the whole archive, as in Go.
@@ -338,10 +359,31 @@ fn parse_pax(data: &[u8]) -> Result<Pax, String> {
             b"uid" => pax.uid = v,
             b"gid" => pax.gid = v,
             b"mtime" => pax.mtime = v,
-            _ if k.starts_with(b"GNU.sparse.") => pax.sparse = true,
+            b"GNU.sparse.major" => pax.sparse.major = v,
+            b"GNU.sparse.minor" => pax.sparse.minor = v,
+            b"GNU.sparse.name" => pax.sparse.name = v,
+            b"GNU.sparse.size" => pax.sparse.size = v,
+            b"GNU.sparse.realsize" => pax.sparse.realsize = v,
+            b"GNU.sparse.numblocks" => pax.sparse.numblocks = v,
+            b"GNU.sparse.map" => pax.sparse.map = v,
+            b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
+                let want: &[u8] = if pax.sparse.pairs.len() % 2 == 0 {
+                    b"GNU.sparse.offset"
+                } else {
+                    b"GNU.sparse.numbytes"
+                };
+                let v = v.unwrap_or_default();
+                if k != want || v.contains(',') {
+                    return Err(bad("GNU.sparse.offset and numbytes out of order"));
+                }
+                pax.sparse.pairs.push(v);
+            }
             _ => {}
         }
         rest = &rest[len..];
+    }
+    if !pax.sparse.pairs.is_empty() {
+        pax.sparse.map = Some(pax.sparse.pairs.join(","));
     }
     Ok(pax)
 }
@@ -367,6 +409,125 @@ fn pax_time(v: &Option<String>) -> Result<Option<i64>, String> {
         Ok(n) if frac.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
         _ => Err(format!("PAX record mtime={s:?} is not a time")),
     }
+}
+
+/// GNU headers have no prefix field: 345..369 hold the access and change times. But Go before
+/// 1.8 wrote a ustar prefix there, and Go's reader still takes it as a prefix when either time
+/// does not parse and the text is ASCII (golang.org/issues/12594); so does Docker.
+fn buggy_gnu_prefix(h: &[u8; BLOCK]) -> String {
+    let unparsable = |f: &[u8]| f[0] != 0 && numeric(f).is_none();
+    if !unparsable(&h[345..357]) && !unparsable(&h[357..369]) {
+        return String::new();
+    }
+    let prefix = cstr(&h[345..500]);
+    if prefix.is_ascii() {
+        text(prefix)
+    } else {
+        String::new()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum SparseVersion {
+    /// 0.0 and 0.1: the map is in the PAX records.
+    V0,
+    /// 1.0: the map heads the data.
+    V1,
+}
+
+/// Which PAX sparse format the records describe, if any (an unknown version is a plain file).
+fn pax_sparse_version(sp: &PaxSparse) -> Option<SparseVersion> {
+    let major = sp.major.as_deref().unwrap_or("");
+    let minor = sp.minor.as_deref().unwrap_or("");
+    match (major, minor) {
+        ("0", "0" | "1") => Some(SparseVersion::V0),
+        ("1", "0") => Some(SparseVersion::V1),
+        ("", "") if sp.map.as_deref().is_some_and(|m| !m.is_empty()) => Some(SparseVersion::V0),
+        _ => None,
+    }
+}
+
+fn sparse_number(tok: &str) -> Result<i64, String> {
+    tok.parse::<i64>()
+        .map_err(|_| format!("GNU sparse map value {tok:?} is not a number"))
+}
+
+/// Format 0.x: `numblocks` pairs in the comma-separated `map` record.
+fn sparse_map_0x(sp: &PaxSparse) -> Result<Vec<(i64, i64)>, String> {
+    let count = sparse_number(sp.numblocks.as_deref().unwrap_or(""))?;
+    let values: Vec<&str> = match sp.map.as_deref().unwrap_or("") {
+        "" => Vec::new(),
+        m => m.split(',').collect(),
+    };
+    if count < 0 || count.checked_mul(2) != i64::try_from(values.len()).ok() {
+        return Err(format!(
+            "GNU.sparse.numblocks={count} does not match a map of {} values",
+            values.len()
+        ));
+    }
+    values
+        .chunks_exact(2)
+        .map(|p| Ok((sparse_number(p[0])?, sparse_number(p[1])?)))
+        .collect()
+}
+
+/// Format 1.0: decimal lines at the start of the data (a count, then offset and length per
+/// fragment), filling whole blocks. Returns the map and the bytes of data it took; `Err(None)`
+/// when the stream ends inside it.
+fn sparse_map_1x0<R: Read>(
+    src: &mut Counting<R>,
+    stored: u64,
+) -> Result<(Vec<(i64, i64)>, u64), Option<String>> {
+    let mut consumed = 0u64;
+    let mut count: Option<usize> = None;
+    let mut values: Vec<i64> = Vec::new();
+    let mut token: Vec<u8> = Vec::new();
+    let mut block = [0u8; BLOCK];
+    while count.is_none_or(|n| values.len() < 2 * n) {
+        if consumed + BLOCK as u64 > stored {
+            return Err(Some(
+                "the GNU sparse map runs past the end of the entry's data".into(),
+            ));
+        }
+        match src.fill(&mut block) {
+            Ok(true) => consumed += BLOCK as u64,
+            _ => return Err(None),
+        }
+        for &b in &block {
+            if count.is_some_and(|n| values.len() >= 2 * n) {
+                break;
+            }
+            if b != b'\n' {
+                token.push(b);
+                if token.len() > 32 {
+                    return Err(Some("a GNU sparse map value is too long".into()));
+                }
+                continue;
+            }
+            let v = sparse_number(&text(&token))?;
+            token.clear();
+            match count {
+                Some(_) => values.push(v),
+                None => {
+                    let n = usize::try_from(v)
+                        .ok()
+                        .filter(|&n| n <= MAX_SPARSE_FRAGMENTS)
+                        .ok_or_else(|| {
+                            format!(
+                                "a GNU sparse map of {v} fragments (more than \
+                                 {MAX_SPARSE_FRAGMENTS}, or negative) is refused"
+                            )
+                        })?;
+                    values.reserve(2 * n);
+                    count = Some(n);
+                }
+            }
+        }
+    }
+    Ok((
+        values.chunks_exact(2).map(|p| (p[0], p[1])).collect(),
+        consumed,
+    ))
 }
 
 fn padding(size: u64) -> u64 {
@@ -533,22 +694,16 @@ pub fn read_tar<R: Read>(
         }
         let pending = std::mem::take(&mut pax);
         let (long_name, long_link) = (long_name.take(), long_link.take());
-        if pending.sparse {
-            return Err(herr(
-                "a PAX-format GNU sparse file (GNU.sparse.* records) is not supported; \
-                 repack the layer without --sparse"
-                    .into(),
-            ));
-        }
         let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
-        let name = match nonempty(long_name).or_else(|| nonempty(pending.path.clone())) {
+        let mut name = match nonempty(long_name).or_else(|| nonempty(pending.path.clone())) {
             Some(n) => n,
             None => {
                 let base = text(cstr(&header[0..100]));
                 let prefix = match format {
                     Format::Ustar => text(cstr(&header[345..500])),
                     Format::Star => text(cstr(&header[345..476])),
-                    Format::V7 | Format::Gnu => String::new(),
+                    Format::Gnu => buggy_gnu_prefix(&header),
+                    Format::V7 => String::new(),
                 };
                 if prefix.is_empty() {
                     base
@@ -589,6 +744,8 @@ pub fn read_tar<R: Read>(
             b'5' => EntryKind::Dir,
             _ => EntryKind::Other,
         };
+        // Stream bytes of the entry left after any sparse map that heads them.
+        let mut physical = stored;
         let (runs, size) = if effective == b'S' {
             if format != Format::Gnu {
                 return Err(herr(
@@ -609,6 +766,36 @@ pub fn read_tar<R: Read>(
                 extended = block[504] != 0;
             }
             (sparse_runs(&map, real, stored).map_err(herr)?, nonneg(real))
+        } else if let Some(version) = pax_sparse_version(&pending.sparse) {
+            let sp = &pending.sparse;
+            if let Some(n) = nonempty(sp.name.clone()) {
+                name = n;
+            }
+            let real = match nonempty(sp.size.clone()).or_else(|| nonempty(sp.realsize.clone())) {
+                Some(v) => v
+                    .parse::<i64>()
+                    .map_err(|_| herr(format!("GNU sparse size {v:?} is not a number")))?,
+                None => size,
+            };
+            if header_only {
+                return Err(herr(format!(
+                    "GNU sparse records on an entry of type {:?}, which has no data",
+                    effective as char
+                )));
+            }
+            let (map, data) = match version {
+                SparseVersion::V0 => (sparse_map_0x(sp).map_err(herr)?, stored),
+                SparseVersion::V1 => {
+                    let (map, consumed) =
+                        sparse_map_1x0(&mut src, stored).map_err(|e| match e {
+                            Some(message) => herr(message),
+                            None => eof(&name, src.pos),
+                        })?;
+                    physical = stored - consumed;
+                    (map, physical)
+                }
+            };
+            (sparse_runs(&map, real, data).map_err(herr)?, nonneg(real))
         } else {
             let mut runs = VecDeque::new();
             if stored > 0 {
@@ -632,7 +819,7 @@ pub fn read_tar<R: Read>(
         let mut content = Content {
             src: &mut src,
             runs,
-            physical: stored,
+            physical,
         };
         let r = visit(&entry, &mut content);
         let left = content.physical;
