@@ -676,6 +676,16 @@ fn corpus() -> Vec<Case> {
             Some(vec![e("one", "file", 1, None, Some(b"1"))]),
         ));
     }
+    // A NUL byte in a PAX value is refused only in names (Go's validPAXRecord).
+    c.push(case(
+        "pax_nul_in_a_value_that_is_not_a_name",
+        T::default()
+            .pax(b'x', &[("comment", "a\0b"), ("path", "named")])
+            .file("short", b"x")
+            .end(),
+        Want::Same,
+        Some(vec![e("named", "file", 1, None, Some(b"x"))]),
+    ));
     // PAX records Go refuses (ErrHeader, so Docker fails the layer) and Python takes.
     {
         let mut h = header("PaxHeaders/x", b'x', 12, "", Fmt::Ustar);

@@ -348,7 +348,9 @@ fn parse_pax(data: &[u8]) -> Result<Pax, String> {
             .position(|&b| b == b'=')
             .ok_or_else(|| bad("no '='"))?;
         let (k, v) = (&rec[..eq], &rec[eq + 1..]);
-        if k.is_empty() || k.contains(&0) || v.contains(&0) {
+        // Go's validPAXRecord: NUL bytes are refused in names only.
+        let names: [&[u8]; 4] = [b"path", b"linkpath", b"uname", b"gname"];
+        if k.is_empty() || k.contains(&0) || (names.contains(&k) && v.contains(&0)) {
             return Err(bad("an empty key or a NUL byte"));
         }
         let v = Some(text(v));
@@ -948,6 +950,57 @@ mod tests {
         data.extend_from_slice(&[0u8; 512]);
         let e = collect(&data).unwrap_err().to_string();
         assert!(e.contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn pax_records_are_checked_as_go_checks_them() {
+        let rec = |k: &str, v: &str| {
+            let body = format!(" {k}={v}\n");
+            let mut n = body.len() + 1;
+            while n.to_string().len() + body.len() != n {
+                n += 1;
+            }
+            format!("{n}{body}").into_bytes()
+        };
+        assert!(parse_pax(&rec("comment", "a\0b")).is_ok());
+        let e = parse_pax(&rec("path", "a\0b")).err().unwrap();
+        assert!(e.contains("NUL"), "{e}");
+        let mut pairs = rec("GNU.sparse.numbytes", "1");
+        pairs.extend(rec("GNU.sparse.offset", "0"));
+        assert!(parse_pax(&pairs).err().unwrap().contains("out of order"));
+        assert!(parse_pax(b"5 a=b").err().unwrap().contains("newline"));
+        assert!(parse_pax(b"x a=b\n").err().unwrap().contains("bad length"));
+        let later = [rec("path", "one"), rec("path", "")].concat();
+        assert_eq!(parse_pax(&later).unwrap().path.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_sparse_map_is_bounded() {
+        let mut map = b"999999999\n".to_vec();
+        map.resize(512, 0);
+        let mut src = Counting {
+            inner: &map[..],
+            pos: 0,
+        };
+        let e = sparse_map_1x0(&mut src, 512).err().unwrap().unwrap();
+        assert!(e.contains("fragments"), "{e}");
+        let mut src = Counting {
+            inner: &[b'1'; 512][..],
+            pos: 0,
+        };
+        let e = sparse_map_1x0(&mut src, 512).err().unwrap().unwrap();
+        assert!(e.contains("too long"), "{e}");
+        let map = [b"1\n0\n5\n".to_vec(), vec![0; 509]].concat();
+        let mut src = Counting {
+            inner: &map[..],
+            pos: 0,
+        };
+        assert_eq!(sparse_map_1x0(&mut src, 1024).unwrap(), (vec![(0, 5)], 512));
+        // Fragments must be in order, inside the file and hold exactly the stored bytes.
+        assert!(sparse_runs(&[(0, 5), (3, 1)], 10, 6).is_err());
+        assert!(sparse_runs(&[(8, 5)], 10, 5).is_err());
+        assert!(sparse_runs(&[(0, 5)], 10, 6).is_err());
+        assert_eq!(sparse_runs(&[(2, 5)], 10, 5).unwrap().len(), 3);
     }
 
     #[test]
