@@ -353,28 +353,27 @@ fn parse_pax(data: &[u8]) -> Result<Pax, String> {
         if k.is_empty() || k.contains(&0) || (names.contains(&k) && v.contains(&0)) {
             return Err(bad("an empty key or a NUL byte"));
         }
-        let v = Some(text(v));
+        let v = text(v);
         match k {
-            b"path" => pax.path = v,
-            b"linkpath" => pax.link = v,
-            b"size" => pax.size = v,
-            b"uid" => pax.uid = v,
-            b"gid" => pax.gid = v,
-            b"mtime" => pax.mtime = v,
-            b"GNU.sparse.major" => pax.sparse.major = v,
-            b"GNU.sparse.minor" => pax.sparse.minor = v,
-            b"GNU.sparse.name" => pax.sparse.name = v,
-            b"GNU.sparse.size" => pax.sparse.size = v,
-            b"GNU.sparse.realsize" => pax.sparse.realsize = v,
-            b"GNU.sparse.numblocks" => pax.sparse.numblocks = v,
-            b"GNU.sparse.map" => pax.sparse.map = v,
+            b"path" => pax.path = Some(v),
+            b"linkpath" => pax.link = Some(v),
+            b"size" => pax.size = Some(v),
+            b"uid" => pax.uid = Some(v),
+            b"gid" => pax.gid = Some(v),
+            b"mtime" => pax.mtime = Some(v),
+            b"GNU.sparse.major" => pax.sparse.major = Some(v),
+            b"GNU.sparse.minor" => pax.sparse.minor = Some(v),
+            b"GNU.sparse.name" => pax.sparse.name = Some(v),
+            b"GNU.sparse.size" => pax.sparse.size = Some(v),
+            b"GNU.sparse.realsize" => pax.sparse.realsize = Some(v),
+            b"GNU.sparse.numblocks" => pax.sparse.numblocks = Some(v),
+            b"GNU.sparse.map" => pax.sparse.map = Some(v),
             b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
                 let want: &[u8] = if pax.sparse.pairs.len() % 2 == 0 {
                     b"GNU.sparse.offset"
                 } else {
                     b"GNU.sparse.numbytes"
                 };
-                let v = v.unwrap_or_default();
                 if k != want || v.contains(',') {
                     return Err(bad("GNU.sparse.offset and numbytes out of order"));
                 }
@@ -429,6 +428,9 @@ fn buggy_gnu_prefix(h: &[u8; BLOCK]) -> String {
     }
 }
 
+/// Data fragments of a sparse file: (offset, length) in the expanded file.
+type SparseMap = Vec<(i64, i64)>;
+
 #[derive(Clone, Copy)]
 enum SparseVersion {
     /// 0.0 and 0.1: the map is in the PAX records.
@@ -455,7 +457,7 @@ fn sparse_number(tok: &str) -> Result<i64, String> {
 }
 
 /// Format 0.x: `numblocks` pairs in the comma-separated `map` record.
-fn sparse_map_0x(sp: &PaxSparse) -> Result<Vec<(i64, i64)>, String> {
+fn sparse_map_0x(sp: &PaxSparse) -> Result<SparseMap, String> {
     let count = sparse_number(sp.numblocks.as_deref().unwrap_or(""))?;
     let values: Vec<&str> = match sp.map.as_deref().unwrap_or("") {
         "" => Vec::new(),
@@ -479,7 +481,7 @@ fn sparse_map_0x(sp: &PaxSparse) -> Result<Vec<(i64, i64)>, String> {
 fn sparse_map_1x0<R: Read>(
     src: &mut Counting<R>,
     stored: u64,
-) -> Result<(Vec<(i64, i64)>, u64), Option<String>> {
+) -> Result<(SparseMap, u64), Option<String>> {
     let mut consumed = 0u64;
     let mut count: Option<usize> = None;
     let mut values: Vec<i64> = Vec::new();
@@ -542,7 +544,7 @@ fn nonneg(v: i64) -> u64 {
 
 /// Old GNU sparse map entries (offset, length) in `area`, up to the first whose offset field
 /// starts with NUL (the rule of GNU, BSD and Go tar).
-fn sparse_entries(area: &[u8], out: &mut Vec<(i64, i64)>) -> Result<(), String> {
+fn sparse_entries(area: &[u8], out: &mut SparseMap) -> Result<(), String> {
     for e in area.chunks_exact(24) {
         if e[0] == 0 {
             break;
