@@ -3,9 +3,11 @@
 //! moby and containerd unpack layers with Go's archive/tar; a reader that disagrees with it about
 //! where one entry ends and the next begins lets a layer show rcross one file list and Docker
 //! another. Every archive of the corpus below is built here byte by byte, and the entries rcross
-//! reads are compared, entry for entry, with the ones Python's `tarfile` lists (an independent
-//! reader that agrees with Go on all of them but the cases marked `GoDiffers`, where rcross
-//! follows Go and the test says why, citing Go's `archive/tar/reader.go`).
+//! reads are compared, entry for entry (path, type, content size, link target, content digest),
+//! with the ones Python's `tarfile` lists. Python agrees with Go on most of them; where it does
+//! not, the case is `GoDiffers` (rcross lists what Go lists) or `Refused` (Go refuses the archive,
+//! so Docker fails the layer, and rcross must error too), and says why, citing Go's
+//! `archive/tar/reader.go`. The Go listings written here were checked against Go 1.19's reader.
 //!
 //! The second test is the exploit that made this a rule: a directory entry with a non-zero size
 //! whose "data" is a whole x86-64 program, which `rcross verify` must now see.
@@ -296,8 +298,9 @@ enum Want {
         go: Vec<(&'static str, &'static str)>,
         python: Vec<(&'static str, &'static str)>,
     },
-    /// rcross deliberately refuses the archive (Python lists it): it must error, never list
-    /// something else. The error must contain `error`.
+    /// rcross refuses the archive (Python lists it): because Go does too, or deliberately (a
+    /// bound). It must error after listing no more than Python did, never list something else.
+    /// The error must contain `error`.
     Refused {
         why: &'static str,
         error: &'static str,
