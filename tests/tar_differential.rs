@@ -913,10 +913,8 @@ fn rcross_lists_what_python_tarfile_and_go_list() {
     );
 }
 
-/// A layer whose directory entry claims 2 KiB of "data" that is really a complete entry
-/// `bin/evil`: a real x86-64 program. Docker (Go) unpacks it; verify must see it.
-#[test]
-fn a_program_hidden_in_a_directory_entry_is_verified() {
+/// A real x86-64 program to hide.
+fn x86_64_program() -> Vec<u8> {
     let program = fs::read("/bin/true").unwrap_or_else(|e| {
         panic!(
             "/bin/true (an x86-64 ELF program from coreutils) is needed as the hidden program: {e}"
@@ -928,20 +926,25 @@ fn a_program_hidden_in_a_directory_entry_is_verified() {
         0x3e,
         "/bin/true is not x86-64"
     );
-    let inner = T::default().file("bin/evil", &program).0;
-    let blocks = inner.len() / BLOCK;
-    let layer = T::default()
+    program
+}
+
+/// A layer whose directory entry `usr/` claims as "data" what is really a complete entry
+/// `bin/evil` holding `program`.
+fn evil_layer(program: &[u8]) -> Vec<u8> {
+    let inner = T::default().file("bin/evil", program).0;
+    T::default()
         .entry("etc/", b'5', "", b"")
-        .block(header(
-            "usr/",
-            b'5',
-            (blocks * BLOCK) as u64,
-            "",
-            Fmt::Ustar,
-        ))
+        .block(header("usr/", b'5', inner.len() as u64, "", Fmt::Ustar))
         .data(&inner)
         .file("etc/hostname", b"box\n")
-        .end();
+        .end()
+}
+
+/// The exploit: Docker (Go) unpacks the hidden `bin/evil`; verify must see it.
+#[test]
+fn a_program_hidden_in_a_directory_entry_is_verified() {
+    let layer = evil_layer(&x86_64_program());
     let dir = tempfile::tempdir().unwrap();
     let tar = dir.path().join("layer.tar");
     fs::write(&tar, &layer).unwrap();
@@ -1024,4 +1027,64 @@ fn write_layout(dir: &Path, layer: &[u8]) {
     })
     .to_string();
     fs::write(dir.join("index.json"), index).unwrap();
+}
+
+/// `docker ARGS`, failing the test when the CLI or the engine is missing.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "the docker CLI is needed to run the layer through Docker ({e}); install docker.io"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed (tests/run.sh starts dockerd): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes what the test made in the engine, whatever happens.
+struct Cleanup(Vec<Vec<String>>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for args in self.0.iter().rev() {
+            let _ = Command::new("docker").args(args).output();
+        }
+    }
+}
+
+/// What the test above makes verify report is what the real Docker engine unpacks: the layer
+/// imported as an image gives a container whose filesystem holds `bin/evil`, byte for byte.
+#[test]
+fn docker_unpacks_the_program_hidden_in_a_directory_entry() {
+    let program = x86_64_program();
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("layer.tar");
+    fs::write(&tar, evil_layer(&program)).unwrap();
+    let image = format!("rcross-tar-differential:{}", std::process::id());
+    let mut cleanup = Cleanup(Vec::new());
+    docker(&["import", tar.to_str().unwrap(), &image]);
+    cleanup.0.push(vec!["rmi".into(), image.clone()]);
+    let container = docker(&["create", &image, "/bin/evil"]);
+    cleanup.0.push(vec!["rm".into(), container.clone()]);
+    let exported = dir.path().join("rootfs.tar");
+    docker(&["export", "-o", exported.to_str().unwrap(), &container]);
+
+    let mut archive = ::tar::Archive::new(fs::File::open(&exported).unwrap());
+    let mut found = None;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("bin/evil") {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            found = Some(bytes);
+        }
+    }
+    let found = found.expect("Docker's unpacked filesystem has no bin/evil");
+    assert!(found == program, "bin/evil differs from the hidden program");
 }
