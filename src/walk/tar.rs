@@ -15,7 +15,8 @@
 //!
 //! Where it does not follow Go, it refuses: a stream cut inside an entry's padding (Go takes it
 //! as the end), long names over 64 KiB, sparse maps over 2^18 fragments or that do not account
-//! for every stored byte (Go fails only once the content is read).
+//! for every stored byte (Go fails only once the content is read), sparse holes over 1 GiB in
+//! one archive.
 //!
 //! The `tar` crate reads GNU long-name and PAX records whole into memory whatever size their
 //! header claims, so a hostile layer could make it allocate gigabytes; this reader caps them, and
@@ -30,6 +31,10 @@ const MAX_LONG_NAME: u64 = 64 * 1024;
 const MAX_PAX: u64 = 1024 * 1024;
 /// Most data fragments a GNU sparse map may list (the map is held in memory).
 const MAX_SPARSE_FRAGMENTS: usize = 1 << 18;
+/// Most bytes of holes the sparse files of one archive may expand to. Go sets no limit, but a
+/// reader that writes the expanded content out (unpacking a rootfs) would write them as zeros:
+/// without a bound, a few blocks could claim exabytes.
+const MAX_SPARSE_HOLES: u64 = 1 << 30;
 const BLOCK: usize = 512;
 
 /// Why a tar stream could not be read.
@@ -597,6 +602,24 @@ fn sparse_runs(map: &[(i64, i64)], size: i64, stored: u64) -> Result<VecDeque<Ru
     Ok(runs)
 }
 
+/// Count a sparse file's holes against what the archive may still expand to.
+fn take_holes(runs: &VecDeque<Run>, left: &mut u64) -> Result<(), String> {
+    let holes: u64 = runs
+        .iter()
+        .map(|r| match r {
+            Run::Hole(n) => *n,
+            Run::Data(_) => 0,
+        })
+        .fold(0u64, u64::saturating_add);
+    *left = left.checked_sub(holes).ok_or_else(|| {
+        format!(
+            "sparse files whose holes add up to more than {MAX_SPARSE_HOLES} bytes in one \
+             archive are refused (expanded, they would be written as that many zeros)"
+        )
+    })?;
+    Ok(())
+}
+
 /// Read a tar stream, calling `visit` with each entry and a reader over its content. Content the
 /// visitor leaves unread is skipped. Stops at the end-of-archive blocks or the end of the stream.
 /// Returns the number of entries.
@@ -614,6 +637,7 @@ pub fn read_tar<R: Read>(
     let mut long_link: Option<String> = None;
     let mut pax = Pax::default();
     let mut count = 0u64;
+    let mut holes_left = MAX_SPARSE_HOLES;
     loop {
         let offset = src.pos;
         let herr = |message: String| TarError::Header { offset, message };
@@ -769,7 +793,9 @@ pub fn read_tar<R: Read>(
                 sparse_entries(&block[..504], &mut map).map_err(herr)?;
                 extended = block[504] != 0;
             }
-            (sparse_runs(&map, real, stored).map_err(herr)?, nonneg(real))
+            let runs = sparse_runs(&map, real, stored).map_err(herr)?;
+            take_holes(&runs, &mut holes_left).map_err(herr)?;
+            (runs, nonneg(real))
         } else if let Some(version) = pax_sparse_version(&pending.sparse) {
             let sp = &pending.sparse;
             if let Some(n) = nonempty(sp.name.clone()) {
@@ -799,7 +825,9 @@ pub fn read_tar<R: Read>(
                     (map, physical)
                 }
             };
-            (sparse_runs(&map, real, data).map_err(herr)?, nonneg(real))
+            let runs = sparse_runs(&map, real, data).map_err(herr)?;
+            take_holes(&runs, &mut holes_left).map_err(herr)?;
+            (runs, nonneg(real))
         } else {
             let mut runs = VecDeque::new();
             if stored > 0 {
@@ -1002,7 +1030,14 @@ mod tests {
         assert!(sparse_runs(&[(0, 5), (3, 1)], 10, 6).is_err());
         assert!(sparse_runs(&[(8, 5)], 10, 5).is_err());
         assert!(sparse_runs(&[(0, 5)], 10, 6).is_err());
-        assert_eq!(sparse_runs(&[(2, 5)], 10, 5).unwrap().len(), 3);
+        let runs = sparse_runs(&[(2, 5)], 10, 5).unwrap();
+        assert_eq!(runs.len(), 3);
+        // Holes are bounded per archive.
+        let mut left = 6;
+        take_holes(&runs, &mut left).unwrap();
+        assert_eq!(left, 1);
+        let e = take_holes(&runs, &mut left).unwrap_err();
+        assert!(e.contains("holes add up"), "{e}");
     }
 
     #[test]
