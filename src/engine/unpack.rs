@@ -15,6 +15,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use crate::walk::tar::{read_tar, Entry, EntryKind};
+
 /// Symlinks followed at most while checking where one points (as the kernel's ELOOP limit).
 const MAX_LINK_HOPS: usize = 40;
 
@@ -44,96 +46,32 @@ fn refuse(entry: &str, message: impl std::fmt::Display) -> UnpackError {
 }
 
 /// Unpacks `archive`, whose entries are all under `top/`, into `dest` with `top/` stripped.
+///
+/// The archive is read by [`walk::tar`](crate::walk::tar), the bounded reader that finds entries
+/// where Docker's own (Go) reader does: extension records are capped, and data hidden behind a
+/// directory or link entry is read as the entries it is.
 pub fn unpack_output<R: Read>(archive: R, top: &str, dest: &Path) -> Result<Unpacked, UnpackError> {
     let dest_name = dest.display().to_string();
     fs::create_dir_all(dest).map_err(|e| refuse(&dest_name, e))?;
-    let mut archive = tar::Archive::new(archive);
-    let mut stats = Unpacked::default();
-    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let entries = archive
-        .entries()
-        .map_err(|e| refuse("the output archive", e))?;
-    for entry in entries {
-        let mut entry =
-            entry.map_err(|e| refuse("the output archive", format!("unreadable: {e}")))?;
-        let raw = entry
-            .path()
-            .map_err(|e| {
-                refuse(
-                    "the output archive",
-                    format!("an entry name is unreadable: {e}"),
-                )
-            })?
-            .into_owned();
-        let name = raw.display().to_string();
-        let rel = relative(&raw, top).map_err(|m| refuse(&name, m))?;
-        let kind = entry.header().entry_type();
-        if rel.as_os_str().is_empty() {
-            // `out/` itself.
-            if kind.is_dir() {
-                continue;
-            }
-            return Err(refuse(&name, format!("{top} is not a directory")));
-        }
-        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
-        match kind {
-            tar::EntryType::Directory => {
-                let dir = ensure_dirs(dest, &rel).map_err(|m| refuse(&name, m))?;
-                fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o700))
-                    .map_err(|e| refuse(&name, e))?;
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let path = prepare_leaf(dest, &rel).map_err(|m| refuse(&name, m))?;
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode_0600()
-                    .open(&path)
-                    .map_err(|e| refuse(&name, format!("cannot create {}: {e}", path.display())))?;
-                let n = io::copy(&mut entry, &mut file)
-                    .map_err(|e| refuse(&name, format!("writing {}: {e}", path.display())))?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                    .map_err(|e| refuse(&name, e))?;
-                stats.files += 1;
-                stats.bytes += n;
-            }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| refuse(&name, e))?
-                    .ok_or_else(|| refuse(&name, "a symlink without a target"))?
-                    .into_owned();
-                let parent = rel.parent().unwrap_or(Path::new(""));
-                check_link(dest, parent, &target, false)
-                    .map_err(|m| refuse(&name, format!("symlink to {}: {m}", target.display())))?;
-                let path = prepare_leaf(dest, &rel).map_err(|m| refuse(&name, m))?;
-                symlink(&target, &path).map_err(|e| refuse(&name, e))?;
-                links.push((rel, target));
-                stats.symlinks += 1;
-            }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| refuse(&name, e))?
-                    .ok_or_else(|| refuse(&name, "a hard link without a target"))?
-                    .into_owned();
-                let target_rel = relative(&target, top).map_err(|m| {
-                    refuse(&name, format!("hard link to {}: {m}", target.display()))
-                })?;
-                let source = existing_file(dest, &target_rel).map_err(|m| {
-                    refuse(&name, format!("hard link to {}: {m}", target.display()))
-                })?;
-                let path = prepare_leaf(dest, &rel).map_err(|m| refuse(&name, m))?;
-                fs::hard_link(&source, &path).map_err(|e| refuse(&name, e))?;
-                stats.files += 1;
-            }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                stats.skipped.push(name);
-            }
-            // PAX and GNU extension headers the reader did not fold into an entry.
-            _ => {}
-        }
+    let mut out = Output {
+        top,
+        dest,
+        stats: Unpacked::default(),
+        links: Vec::new(),
+    };
+    let mut failed: Option<UnpackError> = None;
+    let read = read_tar(archive, &mut |entry, content| {
+        out.entry(entry, content).map_err(|e| {
+            let shown = e.to_string();
+            failed = Some(e);
+            io::Error::other(shown)
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
+    read.map_err(|e| refuse("the output archive", format!("unreadable: {e}")))?;
+    let Output { stats, links, .. } = out;
     // A link checked when it was created can be redirected by a later one (`a -> s/..`, then
     // `s -> .`): check every link again against the finished tree, and remove the bad ones.
     let mut bad = None;
@@ -152,6 +90,93 @@ pub fn unpack_output<R: Read>(archive: R, top: &str, dest: &Path) -> Result<Unpa
     match bad {
         Some(e) => Err(e),
         None => Ok(stats),
+    }
+}
+
+/// The unpacking in progress.
+struct Output<'a> {
+    top: &'a str,
+    dest: &'a Path,
+    stats: Unpacked,
+    /// Every symlink made (relative path, target), checked again at the end.
+    links: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Output<'_> {
+    fn entry(&mut self, entry: &Entry, content: &mut dyn Read) -> Result<(), UnpackError> {
+        let (top, dest) = (self.top, self.dest);
+        let name = entry.name.clone();
+        let rel = relative(Path::new(&name), top).map_err(|m| refuse(&name, m))?;
+        if rel.as_os_str().is_empty() {
+            // `out/` itself.
+            if entry.kind == EntryKind::Dir {
+                return Ok(());
+            }
+            return Err(refuse(&name, format!("{top} is not a directory")));
+        }
+        let mode = entry.mode & 0o777;
+        match entry.kind {
+            EntryKind::Dir => {
+                let dir = ensure_dirs(dest, &rel).map_err(|m| refuse(&name, m))?;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o700))
+                    .map_err(|e| refuse(&name, e))?;
+            }
+            EntryKind::File => {
+                let path = prepare_leaf(dest, &rel).map_err(|m| refuse(&name, m))?;
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode_0600()
+                    .open(&path)
+                    .map_err(|e| refuse(&name, format!("cannot create {}: {e}", path.display())))?;
+                let n = io::copy(content, &mut file)
+                    .map_err(|e| refuse(&name, format!("writing {}: {e}", path.display())))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                    .map_err(|e| refuse(&name, e))?;
+                self.stats.files += 1;
+                self.stats.bytes += n;
+            }
+            EntryKind::Symlink => {
+                let target = PathBuf::from(
+                    entry
+                        .link
+                        .as_deref()
+                        .ok_or_else(|| refuse(&name, "a symlink without a target"))?,
+                );
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                check_link(dest, parent, &target, false)
+                    .map_err(|m| refuse(&name, format!("symlink to {}: {m}", target.display())))?;
+                let path = prepare_leaf(dest, &rel).map_err(|m| refuse(&name, m))?;
+                symlink(&target, &path).map_err(|e| refuse(&name, e))?;
+                self.links.push((rel, target));
+                self.stats.symlinks += 1;
+            }
+            EntryKind::Hardlink => {
+                let target = PathBuf::from(
+                    entry
+                        .link
+                        .as_deref()
+                        .ok_or_else(|| refuse(&name, "a hard link without a target"))?,
+                );
+                let target_rel = relative(&target, top).map_err(|m| {
+                    refuse(&name, format!("hard link to {}: {m}", target.display()))
+                })?;
+                let source = existing_file(dest, &target_rel).map_err(|m| {
+                    refuse(&name, format!("hard link to {}: {m}", target.display()))
+                })?;
+                let path = prepare_leaf(dest, &rel).map_err(|m| refuse(&name, m))?;
+                fs::hard_link(&source, &path).map_err(|e| refuse(&name, e))?;
+                self.stats.files += 1;
+            }
+            EntryKind::Other => {
+                // Devices and FIFOs are not recreated; other types (GNU volume labels, vendor
+                // extensions) carry nothing an output needs.
+                if matches!(entry.typeflag, b'3' | b'4' | b'6') {
+                    self.stats.skipped.push(name);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -532,6 +557,55 @@ mod tests {
             );
             assert!(!dir.path().join("evil").exists());
         }
+    }
+
+    /// One entry (header and data, no end-of-archive blocks) as raw bytes.
+    fn entry_bytes(e: Raw) -> Vec<u8> {
+        let mut v = archive(&[e]);
+        v.truncate(v.len() - 1024);
+        v
+    }
+
+    #[test]
+    fn entries_hidden_behind_a_directory_size_are_seen_as_docker_sees_them() {
+        // Go's reader (Docker's) takes a directory's size as nothing: the "data" is entries.
+        let hidden = entry_bytes(file("out/bin/evil", b"\x7fELF", 0o755));
+        let (dir, r) = unpack(&[
+            raw("out/", tar::EntryType::Directory),
+            Raw {
+                data: &hidden,
+                ..raw("out/d/", tar::EntryType::Directory)
+            },
+        ]);
+        r.unwrap();
+        assert_eq!(
+            fs::read(dir.path().join("dest/bin/evil")).unwrap(),
+            b"\x7fELF"
+        );
+        // And a hostile entry hidden that way is refused, not skipped.
+        let hidden = entry_bytes(file("/etc/evil", b"x", 0o644));
+        let (dir, r) = unpack(&[Raw {
+            data: &hidden,
+            ..raw("out/d/", tar::EntryType::Directory)
+        }]);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("absolute name"), "{e}");
+        assert!(!dir.path().join("etc/evil").exists());
+    }
+
+    #[test]
+    fn a_huge_long_name_record_is_refused_unread() {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(1 << 40);
+        h.set_cksum();
+        let mut data = h.as_bytes().to_vec();
+        data.extend_from_slice(&[b'a'; 4096]);
+        let dir = tempfile::tempdir().unwrap();
+        let e = unpack_output(data.as_slice(), "out", &dir.path().join("dest"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than the 65536 accepted"), "{e}");
     }
 
     #[test]

@@ -1,15 +1,41 @@
-//! A streaming tar reader (ustar, GNU long names, PAX headers) with bounded memory.
+//! A streaming tar reader (ustar, PAX, GNU long names, GNU sparse files old and PAX) with bounded
+//! memory, which finds entries exactly where Go's archive/tar does.
+//!
+//! Docker, moby and containerd unpack layers with Go's archive/tar, so that reader decides what a
+//! layer really contains. Wherever another reader draws a different entry boundary, a layer can
+//! show it one list of files and Docker another (a directory entry whose size field covers a
+//! whole hidden program, say). The rules here follow Go's `Reader.next`: typeflags 1–6 carry no
+//! data whatever their size says; a GNU long name or link beats a PAX `path`/`linkpath`, which
+//! beats the header; each PAX extended header replaces the pending one; global headers are
+//! skipped and never merged; a `'\0'` typeflag whose final name ends in `/` is a directory; a
+//! non-zero block after a zero block is an error; a GNU header's time fields are a prefix when
+//! they do not parse; sparse files (old GNU with `isextended` blocks, PAX 0.0, 0.1 and 1.0) yield
+//! their expanded content at their real size. `tests/tar_differential.rs` checks this against
+//! Python's tarfile and documents where Go and Python differ.
+//!
+//! Where it does not follow Go, it refuses: a stream cut inside an entry's padding (Go takes it
+//! as the end), long names over 64 KiB, sparse maps over 2^18 fragments or that do not account
+//! for every stored byte (Go fails only once the content is read), sparse holes over 1 GiB in
+//! one archive.
 //!
 //! The `tar` crate reads GNU long-name and PAX records whole into memory whatever size their
 //! header claims, so a hostile layer could make it allocate gigabytes; this reader caps them, and
 //! hands each entry's content to the caller as a bounded reader that is skipped when unread.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 
-/// Largest GNU long name / long link record accepted.
+/// Largest GNU long name / long link record accepted (Linux paths are 4 KiB at most).
 const MAX_LONG_NAME: u64 = 64 * 1024;
-/// Largest PAX extended header accepted.
+/// Largest PAX extended header accepted: Go's own limit (`maxSpecialFileSize`).
 const MAX_PAX: u64 = 1024 * 1024;
+/// Most data fragments a GNU sparse map may list (the map is held in memory).
+const MAX_SPARSE_FRAGMENTS: usize = 1 << 18;
+/// Most bytes of holes the sparse files of one archive may expand to. Go sets no limit, but a
+/// reader that writes the expanded content out (unpacking a rootfs) would write them as zeros:
+/// without a bound, a few blocks could claim exabytes.
+const MAX_SPARSE_HOLES: u64 = 1 << 30;
+const BLOCK: usize = 512;
 
 /// Why a tar stream could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +55,12 @@ pub enum TarError {
 /// Type of a tar entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
+    /// Regular and contiguous files, and GNU sparse files (their content is expanded).
     File,
     Dir,
     Symlink,
     Hardlink,
-    /// Devices, FIFOs, sparse files and anything else.
+    /// Devices, FIFOs and anything else.
     Other,
 }
 
@@ -41,12 +68,19 @@ pub enum EntryKind {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub path: String,
+    /// The name as the archive gives it (after GNU long-name and PAX overrides), before
+    /// normalisation: for checks that refuse absolute or `..` names instead of cleaning them.
+    pub name: String,
     pub kind: EntryKind,
+    /// Bytes of content the entry's reader yields: 0 for the header-only types (hard and
+    /// symbolic links, devices, directories, FIFOs) whatever their size field says, the real
+    /// size of a sparse file.
     pub size: u64,
     /// Target of a symlink or hard link.
     pub link: Option<String>,
     /// Permission bits (including setuid, setgid and sticky), `0o7777` at most.
     pub mode: u32,
+    /// Owner ids (negative ones as 0).
     pub uid: u64,
     pub gid: u64,
     /// Modification time in seconds since the epoch (PAX fractions dropped, negatives as 0).
@@ -112,57 +146,126 @@ impl<R: Read> Counting<R> {
     }
 }
 
-/// An entry's content: at most `remaining` bytes of the stream.
+/// One stretch of an entry's content: bytes stored in the stream, or a hole of zeros (sparse).
+#[derive(Clone, Copy)]
+enum Run {
+    Data(u64),
+    Hole(u64),
+}
+
+/// An entry's content: its runs, read from the stream or filled with zeros.
 pub struct Content<'a, R: Read> {
     src: &'a mut Counting<R>,
-    remaining: u64,
+    runs: VecDeque<Run>,
+    /// Stream bytes of this entry not yet consumed.
+    physical: u64,
 }
 
 impl<R: Read> Read for Content<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
+        loop {
+            let Some(run) = self.runs.front_mut() else {
+                return Ok(0);
+            };
+            let left = match run {
+                Run::Data(n) | Run::Hole(n) => *n,
+            };
+            if left == 0 {
+                self.runs.pop_front();
+                continue;
+            }
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+            let n = match run {
+                Run::Hole(_) => {
+                    buf[..want].fill(0);
+                    want
+                }
+                Run::Data(_) => {
+                    let n = self.src.inner.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    self.src.pos += n as u64;
+                    self.physical -= n as u64;
+                    n
+                }
+            };
+            match run {
+                Run::Data(l) | Run::Hole(l) => *l -= n as u64,
+            }
+            return Ok(n);
         }
-        let want = usize::try_from(self.remaining)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let n = self.src.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.remaining -= n as u64;
-        self.src.pos += n as u64;
-        Ok(n)
     }
 }
 
-fn octal(field: &[u8]) -> Option<u64> {
-    // GNU base-256 for values that do not fit in octal.
-    if field.first().is_some_and(|b| b & 0x80 != 0) {
-        let mut v: u64 = u64::from(field[0] & 0x7f);
-        for &b in &field[1..] {
-            v = v.checked_mul(256)?.checked_add(u64::from(b))?;
-        }
-        return Some(v);
+/// The header layouts Go's archive/tar tells apart (by magic, after the checksum).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    V7,
+    Ustar,
+    Star,
+    Gnu,
+}
+
+fn format_of(h: &[u8; BLOCK]) -> Format {
+    let (magic, version, trailer) = (&h[257..263], &h[263..265], &h[508..512]);
+    if magic == b"ustar\0" && trailer == b"tar\0" {
+        Format::Star
+    } else if magic == b"ustar\0" {
+        Format::Ustar
+    } else if magic == b"ustar " && version == b" \0" {
+        Format::Gnu
+    } else {
+        Format::V7
     }
-    let s = field
+}
+
+/// An octal field: spaces and NULs around it ignored, cut at the first NUL inside, empty as 0.
+fn parse_octal(field: &[u8]) -> Option<i64> {
+    let trim = |b: &u8| *b == b' ' || *b == 0;
+    let start = field.iter().position(|b| !trim(b)).unwrap_or(field.len());
+    let end = field
         .iter()
-        .skip_while(|b| **b == b' ')
-        .take_while(|b| **b != 0 && **b != b' ');
+        .rposition(|b| !trim(b))
+        .map_or(start, |e| e + 1);
+    let digits = cstr(&field[start..end]);
     let mut v: u64 = 0;
-    let mut any = false;
-    for &b in s {
+    for &b in digits {
         if !(b'0'..=b'7').contains(&b) {
             return None;
         }
         v = v.checked_mul(8)?.checked_add(u64::from(b - b'0'))?;
-        any = true;
     }
-    if any || field.iter().all(|b| *b == 0 || *b == b' ') {
-        Some(v)
-    } else {
-        None
+    i64::try_from(v).ok()
+}
+
+/// A numeric field: octal, or GNU base-256 (the first byte's top bit set, two's complement
+/// with the sign in its next bit), as Go's `parseNumeric` reads it.
+fn numeric(field: &[u8]) -> Option<i64> {
+    let first = *field.first()?;
+    if first & 0x80 == 0 {
+        return parse_octal(field);
     }
+    let inv: u8 = if first & 0x40 != 0 { 0xff } else { 0 };
+    let mut x: u64 = 0;
+    for (i, &b) in field.iter().enumerate() {
+        let mut c = b ^ inv;
+        if i == 0 {
+            c &= 0x7f;
+        }
+        if x >> 56 != 0 {
+            return None;
+        }
+        x = (x << 8) | u64::from(c);
+    }
+    if x >> 63 != 0 {
+        return None;
+    }
+    let x = x as i64;
+    Some(if inv == 0xff { !x } else { x })
 }
 
 fn cstr(field: &[u8]) -> &[u8] {
@@ -174,100 +277,351 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn checksum_ok(h: &[u8; 512]) -> bool {
-    let Some(stored) = octal(&h[148..156]) else {
+fn checksum_ok(h: &[u8; BLOCK]) -> bool {
+    let Some(stored) = parse_octal(&h[148..156]) else {
         return false;
     };
-    let sum: u64 = h
+    let in_field = |i: usize| (148..156).contains(&i);
+    let sum: i64 = h
         .iter()
         .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                u64::from(b' ')
-            } else {
-                u64::from(b)
-            }
-        })
+        .map(|(i, &b)| if in_field(i) { 32 } else { i64::from(b) })
         .sum();
     // Some old writers summed signed bytes.
     let signed: i64 = h
         .iter()
         .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                i64::from(b' ')
-            } else {
-                i64::from(b as i8)
-            }
-        })
+        .map(|(i, &b)| if in_field(i) { 32 } else { i64::from(b as i8) })
         .sum();
-    stored == sum || i64::try_from(stored).is_ok_and(|s| s == signed)
+    stored == sum || stored == signed
 }
 
-/// What PAX records override in the next entry's header.
+/// The records of the pending PAX extended header that rcross uses. An empty value leaves the
+/// header's own field in place, as in Go's `mergePAX`.
 #[derive(Default)]
 struct Pax {
     path: Option<String>,
     link: Option<String>,
-    size: Option<u64>,
-    uid: Option<u64>,
-    gid: Option<u64>,
-    mtime: Option<u64>,
+    size: Option<String>,
+    uid: Option<String>,
+    gid: Option<String>,
+    mtime: Option<String>,
+    /// The `GNU.sparse.*` records of a PAX-format sparse file.
+    sparse: PaxSparse,
 }
 
-/// PAX records "LEN key=value\n": the path, linkpath, size, uid, gid and mtime overrides.
-fn parse_pax(data: &[u8], pax: &mut Pax) {
-    let number = |v: &[u8]| {
-        std::str::from_utf8(v)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-    };
+/// GNU's PAX sparse formats: 0.0 (`offset`/`numbytes` record pairs), 0.1 (`map`) and 1.0 (the
+/// map heads the entry's data), told apart as Go's `readGNUSparsePAXHeaders` does.
+#[derive(Default)]
+struct PaxSparse {
+    major: Option<String>,
+    minor: Option<String>,
+    name: Option<String>,
+    size: Option<String>,
+    realsize: Option<String>,
+    numblocks: Option<String>,
+    map: Option<String>,
+    /// Format 0.0 `offset`, `numbytes` values, in order.
+    pairs: Vec<String>,
+}
+
+/// PAX records "LEN key=value\n". A malformed record fails the whole archive, as in Go.
+fn parse_pax(data: &[u8]) -> Result<Pax, String> {
+    let mut pax = Pax::default();
     let mut rest = data;
     while !rest.is_empty() {
-        let Some(sp) = rest.iter().position(|&b| b == b' ') else {
-            return;
+        let bad = |why: &str| {
+            let shown = text(&rest[..rest.len().min(40)]);
+            format!("malformed PAX record {shown:?}: {why}")
         };
-        let Some(len) = std::str::from_utf8(&rest[..sp])
+        let sp = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or_else(|| bad("no length"))?;
+        let len = std::str::from_utf8(&rest[..sp])
             .ok()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|s| s.parse::<usize>().ok())
-        else {
-            return;
-        };
-        if len <= sp + 1 || len > rest.len() {
-            return;
+            .filter(|&n| n >= 5 && n <= rest.len() && n > sp + 1)
+            .ok_or_else(|| bad("bad length"))?;
+        if rest[len - 1] != b'\n' {
+            return Err(bad("no newline at its end"));
         }
-        let rec = &rest[sp + 1..len];
-        let rec = rec.strip_suffix(b"\n").unwrap_or(rec);
-        if let Some(eq) = rec.iter().position(|&b| b == b'=') {
-            let (k, v) = (&rec[..eq], &rec[eq + 1..]);
-            match k {
-                b"path" => pax.path = Some(text(v)),
-                b"linkpath" => pax.link = Some(text(v)),
-                b"size" => pax.size = number(v),
-                b"uid" => pax.uid = number(v),
-                b"gid" => pax.gid = number(v),
-                // "1700000000.123456789"; before the epoch ("-1.5") counts as 0.
-                b"mtime" => {
-                    let whole = v.split(|&b| b == b'.').next().unwrap_or(v);
-                    pax.mtime = if whole.starts_with(b"-") {
-                        Some(0)
-                    } else {
-                        number(whole)
-                    };
+        let rec = &rest[sp + 1..len - 1];
+        let eq = rec
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| bad("no '='"))?;
+        let (k, v) = (&rec[..eq], &rec[eq + 1..]);
+        // Go's validPAXRecord: NUL bytes are refused in names only.
+        let names: [&[u8]; 4] = [b"path", b"linkpath", b"uname", b"gname"];
+        if k.is_empty() || k.contains(&0) || (names.contains(&k) && v.contains(&0)) {
+            return Err(bad("an empty key or a NUL byte"));
+        }
+        let v = text(v);
+        match k {
+            b"path" => pax.path = Some(v),
+            b"linkpath" => pax.link = Some(v),
+            b"size" => pax.size = Some(v),
+            b"uid" => pax.uid = Some(v),
+            b"gid" => pax.gid = Some(v),
+            b"mtime" => pax.mtime = Some(v),
+            b"GNU.sparse.major" => pax.sparse.major = Some(v),
+            b"GNU.sparse.minor" => pax.sparse.minor = Some(v),
+            b"GNU.sparse.name" => pax.sparse.name = Some(v),
+            b"GNU.sparse.size" => pax.sparse.size = Some(v),
+            b"GNU.sparse.realsize" => pax.sparse.realsize = Some(v),
+            b"GNU.sparse.numblocks" => pax.sparse.numblocks = Some(v),
+            b"GNU.sparse.map" => pax.sparse.map = Some(v),
+            b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
+                let want: &[u8] = if pax.sparse.pairs.len() % 2 == 0 {
+                    b"GNU.sparse.offset"
+                } else {
+                    b"GNU.sparse.numbytes"
+                };
+                if k != want || v.contains(',') {
+                    return Err(bad("GNU.sparse.offset and numbytes out of order"));
                 }
-                _ => {}
+                pax.sparse.pairs.push(v);
             }
+            _ => {}
         }
         rest = &rest[len..];
     }
+    if !pax.sparse.pairs.is_empty() {
+        pax.sparse.map = Some(pax.sparse.pairs.join(","));
+    }
+    Ok(pax)
 }
 
-fn padded(size: u64) -> u64 {
-    size.div_ceil(512).saturating_mul(512)
+/// A PAX decimal: the value, `Ok(None)` when absent or empty.
+fn pax_number(v: &Option<String>, key: &str) -> Result<Option<i64>, String> {
+    match v.as_deref() {
+        None | Some("") => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| format!("PAX record {key}={s:?} is not a number")),
+    }
+}
+
+/// PAX mtime "1700000000.123456789": whole seconds; a fraction must be digits.
+fn pax_time(v: &Option<String>) -> Result<Option<i64>, String> {
+    let Some(s) = v.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    match secs.parse::<i64>() {
+        Ok(n) if frac.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
+        _ => Err(format!("PAX record mtime={s:?} is not a time")),
+    }
+}
+
+/// GNU headers have no prefix field: 345..369 hold the access and change times. But Go before
+/// 1.8 wrote a ustar prefix there, and Go's reader still takes it as a prefix when either time
+/// does not parse and the text is ASCII (golang.org/issues/12594); so does Docker.
+fn buggy_gnu_prefix(h: &[u8; BLOCK]) -> String {
+    let unparsable = |f: &[u8]| f[0] != 0 && numeric(f).is_none();
+    if !unparsable(&h[345..357]) && !unparsable(&h[357..369]) {
+        return String::new();
+    }
+    let prefix = cstr(&h[345..500]);
+    if prefix.is_ascii() {
+        text(prefix)
+    } else {
+        String::new()
+    }
+}
+
+/// Data fragments of a sparse file: (offset, length) in the expanded file.
+type SparseMap = Vec<(i64, i64)>;
+
+#[derive(Clone, Copy)]
+enum SparseVersion {
+    /// 0.0 and 0.1: the map is in the PAX records.
+    V0,
+    /// 1.0: the map heads the data.
+    V1,
+}
+
+/// Which PAX sparse format the records describe, if any (an unknown version is a plain file).
+fn pax_sparse_version(sp: &PaxSparse) -> Option<SparseVersion> {
+    let major = sp.major.as_deref().unwrap_or("");
+    let minor = sp.minor.as_deref().unwrap_or("");
+    match (major, minor) {
+        ("0", "0" | "1") => Some(SparseVersion::V0),
+        ("1", "0") => Some(SparseVersion::V1),
+        ("", "") if sp.map.as_deref().is_some_and(|m| !m.is_empty()) => Some(SparseVersion::V0),
+        _ => None,
+    }
+}
+
+fn sparse_number(tok: &str) -> Result<i64, String> {
+    tok.parse::<i64>()
+        .map_err(|_| format!("GNU sparse map value {tok:?} is not a number"))
+}
+
+/// Format 0.x: `numblocks` pairs in the comma-separated `map` record.
+fn sparse_map_0x(sp: &PaxSparse) -> Result<SparseMap, String> {
+    let count = sparse_number(sp.numblocks.as_deref().unwrap_or(""))?;
+    let values: Vec<&str> = match sp.map.as_deref().unwrap_or("") {
+        "" => Vec::new(),
+        m => m.split(',').collect(),
+    };
+    if count < 0 || count.checked_mul(2) != i64::try_from(values.len()).ok() {
+        return Err(format!(
+            "GNU.sparse.numblocks={count} does not match a map of {} values",
+            values.len()
+        ));
+    }
+    values
+        .chunks_exact(2)
+        .map(|p| Ok((sparse_number(p[0])?, sparse_number(p[1])?)))
+        .collect()
+}
+
+/// Format 1.0: decimal lines at the start of the data (a count, then offset and length per
+/// fragment), filling whole blocks. Returns the map and the bytes of data it took; `Err(None)`
+/// when the stream ends inside it.
+fn sparse_map_1x0<R: Read>(
+    src: &mut Counting<R>,
+    stored: u64,
+) -> Result<(SparseMap, u64), Option<String>> {
+    let mut consumed = 0u64;
+    let mut count: Option<usize> = None;
+    let mut values: Vec<i64> = Vec::new();
+    let mut token: Vec<u8> = Vec::new();
+    let mut block = [0u8; BLOCK];
+    while count.is_none_or(|n| values.len() < 2 * n) {
+        if consumed + BLOCK as u64 > stored {
+            return Err(Some(
+                "the GNU sparse map runs past the end of the entry's data".into(),
+            ));
+        }
+        match src.fill(&mut block) {
+            Ok(true) => consumed += BLOCK as u64,
+            _ => return Err(None),
+        }
+        for &b in &block {
+            if count.is_some_and(|n| values.len() >= 2 * n) {
+                break;
+            }
+            if b != b'\n' {
+                token.push(b);
+                if token.len() > 32 {
+                    return Err(Some("a GNU sparse map value is too long".into()));
+                }
+                continue;
+            }
+            let v = sparse_number(&text(&token))?;
+            token.clear();
+            match count {
+                Some(_) => values.push(v),
+                None => {
+                    let n = usize::try_from(v)
+                        .ok()
+                        .filter(|&n| n <= MAX_SPARSE_FRAGMENTS)
+                        .ok_or_else(|| {
+                            format!(
+                                "a GNU sparse map of {v} fragments (more than \
+                                 {MAX_SPARSE_FRAGMENTS}, or negative) is refused"
+                            )
+                        })?;
+                    values.reserve(2 * n);
+                    count = Some(n);
+                }
+            }
+        }
+    }
+    Ok((
+        values.chunks_exact(2).map(|p| (p[0], p[1])).collect(),
+        consumed,
+    ))
+}
+
+fn padding(size: u64) -> u64 {
+    (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
+}
+
+fn nonneg(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Old GNU sparse map entries (offset, length) in `area`, up to the first whose offset field
+/// starts with NUL (the rule of GNU, BSD and Go tar).
+fn sparse_entries(area: &[u8], out: &mut SparseMap) -> Result<(), String> {
+    for e in area.chunks_exact(24) {
+        if e[0] == 0 {
+            break;
+        }
+        if out.len() >= MAX_SPARSE_FRAGMENTS {
+            return Err(format!(
+                "a sparse map of more than {MAX_SPARSE_FRAGMENTS} fragments is refused"
+            ));
+        }
+        match (numeric(&e[..12]), numeric(&e[12..])) {
+            (Some(o), Some(l)) => out.push((o, l)),
+            _ => return Err("a sparse map entry is not a number".into()),
+        }
+    }
+    Ok(())
+}
+
+/// The content runs of an old GNU sparse file of real size `size` stored as `stored` bytes,
+/// after the checks of Go's `validateSparseEntries` and that the map covers exactly the stored
+/// bytes (Go fails while reading otherwise).
+fn sparse_runs(map: &[(i64, i64)], size: i64, stored: u64) -> Result<VecDeque<Run>, String> {
+    if size < 0 {
+        return Err(format!("negative real size {size} of a sparse file"));
+    }
+    let mut runs = VecDeque::with_capacity(map.len() * 2 + 1);
+    let (mut pos, mut data) = (0i64, 0u64);
+    for &(off, len) in map {
+        let end = off.checked_add(len).filter(|_| off >= 0 && len >= 0);
+        let Some(end) = end.filter(|&e| e <= size && off >= pos) else {
+            return Err(format!(
+                "sparse fragment at {off} of {len} bytes overlaps another or leaves the \
+                 file's {size} bytes"
+            ));
+        };
+        if off > pos {
+            runs.push_back(Run::Hole(nonneg(off - pos)));
+        }
+        runs.push_back(Run::Data(nonneg(len)));
+        data += nonneg(len);
+        pos = end;
+    }
+    if size > pos {
+        runs.push_back(Run::Hole(nonneg(size - pos)));
+    }
+    if data != stored {
+        return Err(format!(
+            "the sparse map lists {data} bytes of data but the entry stores {stored}"
+        ));
+    }
+    Ok(runs)
+}
+
+/// Count a sparse file's holes against what the archive may still expand to.
+fn take_holes(runs: &VecDeque<Run>, left: &mut u64) -> Result<(), String> {
+    let holes: u64 = runs
+        .iter()
+        .map(|r| match r {
+            Run::Hole(n) => *n,
+            Run::Data(_) => 0,
+        })
+        .fold(0u64, u64::saturating_add);
+    *left = left.checked_sub(holes).ok_or_else(|| {
+        format!(
+            "sparse files whose holes add up to more than {MAX_SPARSE_HOLES} bytes in one \
+             archive are refused (expanded, they would be written as that many zeros)"
+        )
+    })?;
+    Ok(())
 }
 
 /// Read a tar stream, calling `visit` with each entry and a reader over its content. Content the
-/// visitor leaves unread is skipped. Stops at the end-of-archive block or the end of the stream.
+/// visitor leaves unread is skipped. Stops at the end-of-archive blocks or the end of the stream.
 /// Returns the number of entries.
 pub fn read_tar<R: Read>(
     reader: R,
@@ -278,36 +632,62 @@ pub fn read_tar<R: Read>(
         pos: 0,
     };
     let mut scratch = vec![0u8; 64 * 1024];
-    let mut header = [0u8; 512];
+    let mut header = [0u8; BLOCK];
     let mut long_name: Option<String> = None;
     let mut long_link: Option<String> = None;
     let mut pax = Pax::default();
     let mut count = 0u64;
+    let mut holes_left = MAX_SPARSE_HOLES;
     loop {
         let offset = src.pos;
-        match src.fill(&mut header) {
-            Ok(true) => {}
-            Ok(false) => return Ok(count),
-            Err(source) => return Err(TarError::Io { offset, source }),
-        }
-        if header.iter().all(|&b| b == 0) {
-            return Ok(count);
-        }
         let herr = |message: String| TarError::Header { offset, message };
-        if !checksum_ok(&header) {
-            return Err(herr("bad checksum: not a tar archive, or damaged".into()));
-        }
-        let size = octal(&header[124..136]).ok_or_else(|| {
-            herr(format!(
-                "bad size field {:?}",
-                text(cstr(&header[124..136]))
-            ))
-        })?;
-        let typeflag = header[156];
         let eof = |path: &str, offset| TarError::Truncated {
             path: path.to_string(),
             offset,
         };
+        match src.fill(&mut header) {
+            Ok(true) => {}
+            Ok(false) => return Ok(count),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(eof("(a header)", src.pos))
+            }
+            Err(source) => return Err(TarError::Io { offset, source }),
+        }
+        if header.iter().all(|&b| b == 0) {
+            // The end: a second zero block, or the end of the stream. Anything else after a
+            // zero block is an error in Go's reader, so Docker would refuse this layer.
+            return match src.fill(&mut header) {
+                Ok(false) => Ok(count),
+                Ok(true) if header.iter().all(|&b| b == 0) => Ok(count),
+                Ok(true) => Err(herr(
+                    "a header after a zero block: an archive ends at two zero blocks, and \
+                     Go's archive/tar (which Docker uses) refuses one that goes on"
+                        .into(),
+                )),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Err(eof("(the end-of-archive blocks)", src.pos))
+                }
+                Err(source) => Err(TarError::Io { offset, source }),
+            };
+        }
+        if !checksum_ok(&header) {
+            return Err(herr("bad checksum: not a tar archive, or damaged".into()));
+        }
+        let format = format_of(&header);
+        let field = |range: std::ops::Range<usize>, what: &str| {
+            numeric(&header[range.clone()])
+                .ok_or_else(|| herr(format!("bad {what} field {:?}", text(cstr(&header[range])))))
+        };
+        let size = field(124..136, "size")?;
+        let mode = field(100..108, "mode")?;
+        let uid = field(108..116, "uid")?;
+        let gid = field(116..124, "gid")?;
+        let mtime = field(136..148, "mtime")?;
+        if format != Format::V7 {
+            field(329..337, "device major")?;
+            field(337..345, "device minor")?;
+        }
+        let typeflag = header[156];
         // Records that describe the next entry.
         if matches!(typeflag, b'L' | b'K' | b'x' | b'g') {
             let max = if matches!(typeflag, b'x' | b'g') {
@@ -315,6 +695,8 @@ pub fn read_tar<R: Read>(
             } else {
                 MAX_LONG_NAME
             };
+            let size = u64::try_from(size)
+                .map_err(|_| herr(format!("negative size {size} of an extension record")))?;
             if size > max {
                 return Err(herr(format!(
                     "extension record of {size} bytes is larger than the {max} accepted"
@@ -323,25 +705,33 @@ pub fn read_tar<R: Read>(
             let mut data = vec![0u8; size as usize];
             src.fill(&mut data)
                 .map_err(|_| eof("(extension record)", src.pos))?;
-            src.skip(padded(size) - size, &mut scratch)
+            src.skip(padding(size), &mut scratch)
                 .map_err(|_| eof("(extension record)", src.pos))?;
             match typeflag {
                 b'L' => long_name = Some(text(cstr(&data))),
                 b'K' => long_link = Some(text(cstr(&data))),
-                b'x' => parse_pax(&data, &mut pax),
-                _ => {}
+                b'x' => pax = parse_pax(&data).map_err(herr)?,
+                _ => {
+                    // A global header is an entry of its own in Go, which moby and containerd
+                    // skip; nothing pending carries over it.
+                    parse_pax(&data).map_err(herr)?;
+                    (long_name, long_link, pax) = (None, None, Pax::default());
+                }
             }
             continue;
         }
-        let ustar = &header[257..263] == b"ustar\0";
-        let name = match (pax.path.take(), long_name.take()) {
-            (Some(p), _) | (None, Some(p)) => p,
-            _ => {
+        let pending = std::mem::take(&mut pax);
+        let (long_name, long_link) = (long_name.take(), long_link.take());
+        let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
+        let mut name = match nonempty(long_name).or_else(|| nonempty(pending.path.clone())) {
+            Some(n) => n,
+            None => {
                 let base = text(cstr(&header[0..100]));
-                let prefix = if ustar {
-                    text(cstr(&header[345..500]))
-                } else {
-                    String::new()
+                let prefix = match format {
+                    Format::Ustar => text(cstr(&header[345..500])),
+                    Format::Star => text(cstr(&header[345..476])),
+                    Format::Gnu => buggy_gnu_prefix(&header),
+                    Format::V7 => String::new(),
                 };
                 if prefix.is_empty() {
                     base
@@ -350,63 +740,121 @@ pub fn read_tar<R: Read>(
                 }
             }
         };
-        let link = match (pax.link.take(), long_link.take()) {
-            (Some(l), _) | (None, Some(l)) => Some(l),
-            _ => {
-                let l = cstr(&header[157..257]);
-                (!l.is_empty()).then(|| text(l))
-            }
+        let link = nonempty(long_link)
+            .or_else(|| nonempty(pending.link.clone()))
+            .or_else(|| Some(text(cstr(&header[157..257]))).filter(|l| !l.is_empty()));
+        let size = pax_number(&pending.size, "size")
+            .map_err(herr)?
+            .unwrap_or(size);
+        let uid = pax_number(&pending.uid, "uid")
+            .map_err(herr)?
+            .unwrap_or(uid);
+        let gid = pax_number(&pending.gid, "gid")
+            .map_err(herr)?
+            .unwrap_or(gid);
+        let mtime = pax_time(&pending.mtime).map_err(herr)?.unwrap_or(mtime);
+        // The old '\0' typeflag means a directory when the final name ends in '/'.
+        let effective = match typeflag {
+            0 if name.ends_with('/') => b'5',
+            0 => b'0',
+            t => t,
         };
-        let size = pax.size.take().unwrap_or(size);
-        let mode = octal(&header[100..108]).unwrap_or(0o644) as u32 & 0o7777;
-        let uid = pax
-            .uid
-            .take()
-            .or_else(|| octal(&header[108..116]))
-            .unwrap_or(0);
-        let gid = pax
-            .gid
-            .take()
-            .or_else(|| octal(&header[116..124]))
-            .unwrap_or(0);
-        let mtime = pax
-            .mtime
-            .take()
-            .or_else(|| octal(&header[136..148]))
-            .unwrap_or(0);
-        let kind = match typeflag {
-            b'0' | 0 | b'7' => {
-                if name.ends_with('/') {
-                    EntryKind::Dir
-                } else {
-                    EntryKind::File
-                }
-            }
+        let header_only = matches!(effective, b'1'..=b'6');
+        let stored = if header_only {
+            0
+        } else {
+            u64::try_from(size).map_err(|_| herr(format!("negative size {size}")))?
+        };
+        let kind = match effective {
+            b'0' | b'7' | b'S' => EntryKind::File,
             b'1' => EntryKind::Hardlink,
             b'2' => EntryKind::Symlink,
             b'5' => EntryKind::Dir,
             _ => EntryKind::Other,
         };
-        // Links, directories and devices carry no content whatever their size field says,
-        // except in odd archives; skip by the size field either way.
+        // Stream bytes of the entry left after any sparse map that heads them.
+        let mut physical = stored;
+        let (runs, size) = if effective == b'S' {
+            if format != Format::Gnu {
+                return Err(herr(
+                    "a sparse file ('S') in a header that is not GNU".into(),
+                ));
+            }
+            let real = field(483..495, "sparse real size")?;
+            let mut map = Vec::new();
+            sparse_entries(&header[386..482], &mut map).map_err(herr)?;
+            let mut extended = header[482] != 0;
+            let mut block = [0u8; BLOCK];
+            while extended {
+                src.fill(&mut block)
+                    .ok()
+                    .filter(|full| *full)
+                    .ok_or_else(|| eof(&name, src.pos))?;
+                sparse_entries(&block[..504], &mut map).map_err(herr)?;
+                extended = block[504] != 0;
+            }
+            let runs = sparse_runs(&map, real, stored).map_err(herr)?;
+            take_holes(&runs, &mut holes_left).map_err(herr)?;
+            (runs, nonneg(real))
+        } else if let Some(version) = pax_sparse_version(&pending.sparse) {
+            let sp = &pending.sparse;
+            if let Some(n) = nonempty(sp.name.clone()) {
+                name = n;
+            }
+            let real = match nonempty(sp.size.clone()).or_else(|| nonempty(sp.realsize.clone())) {
+                Some(v) => v
+                    .parse::<i64>()
+                    .map_err(|_| herr(format!("GNU sparse size {v:?} is not a number")))?,
+                None => size,
+            };
+            if header_only {
+                return Err(herr(format!(
+                    "GNU sparse records on an entry of type {:?}, which has no data",
+                    effective as char
+                )));
+            }
+            let (map, data) = match version {
+                SparseVersion::V0 => (sparse_map_0x(sp).map_err(herr)?, stored),
+                SparseVersion::V1 => {
+                    let (map, consumed) =
+                        sparse_map_1x0(&mut src, stored).map_err(|e| match e {
+                            Some(message) => herr(message),
+                            None => eof(&name, src.pos),
+                        })?;
+                    physical = stored - consumed;
+                    (map, physical)
+                }
+            };
+            let runs = sparse_runs(&map, real, data).map_err(herr)?;
+            take_holes(&runs, &mut holes_left).map_err(herr)?;
+            (runs, nonneg(real))
+        } else {
+            let mut runs = VecDeque::new();
+            if stored > 0 {
+                runs.push_back(Run::Data(stored));
+            }
+            (runs, stored)
+        };
         let entry = Entry {
             path: normalize(&name),
+            name,
             kind,
             size,
             link: link.filter(|_| matches!(kind, EntryKind::Symlink | EntryKind::Hardlink)),
-            mode,
-            uid,
-            gid,
-            mtime,
+            mode: (mode as u64 & 0o7777) as u32,
+            uid: nonneg(uid),
+            gid: nonneg(gid),
+            mtime: nonneg(mtime),
             typeflag,
         };
         count += 1;
         let mut content = Content {
             src: &mut src,
-            remaining: if kind == EntryKind::File { size } else { 0 },
+            runs,
+            physical,
         };
         let r = visit(&entry, &mut content);
-        let left = content.remaining;
+        let left = content.physical;
         if let Err(e) = r {
             return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
                 eof(&entry.path, src.pos)
@@ -417,12 +865,7 @@ pub fn read_tar<R: Read>(
                 }
             });
         }
-        let skip = if kind == EntryKind::File {
-            left + (padded(size) - size)
-        } else {
-            padded(size)
-        };
-        src.skip(skip, &mut scratch)
+        src.skip(left + padding(stored), &mut scratch)
             .map_err(|_| eof(&entry.path, src.pos))?;
     }
 }
@@ -540,13 +983,75 @@ mod tests {
     }
 
     #[test]
-    fn octal_fields() {
-        assert_eq!(octal(b"0000644\0"), Some(0o644));
-        assert_eq!(octal(b"  755 \0"), Some(0o755));
-        assert_eq!(octal(b"\0\0\0"), Some(0));
-        assert_eq!(octal(b"89"), None);
-        assert_eq!(octal(&[0x80, 0, 0, 0, 0, 0, 1, 0]), Some(256));
-        assert_eq!(octal(&[0xff; 12]), None);
+    fn pax_records_are_checked_as_go_checks_them() {
+        let rec = |k: &str, v: &str| {
+            let body = format!(" {k}={v}\n");
+            let mut n = body.len() + 1;
+            while n.to_string().len() + body.len() != n {
+                n += 1;
+            }
+            format!("{n}{body}").into_bytes()
+        };
+        assert!(parse_pax(&rec("comment", "a\0b")).is_ok());
+        let e = parse_pax(&rec("path", "a\0b")).err().unwrap();
+        assert!(e.contains("NUL"), "{e}");
+        let mut pairs = rec("GNU.sparse.numbytes", "1");
+        pairs.extend(rec("GNU.sparse.offset", "0"));
+        assert!(parse_pax(&pairs).err().unwrap().contains("out of order"));
+        assert!(parse_pax(b"5 a=b").err().unwrap().contains("newline"));
+        assert!(parse_pax(b"x a=b\n").err().unwrap().contains("bad length"));
+        let later = [rec("path", "one"), rec("path", "")].concat();
+        assert_eq!(parse_pax(&later).unwrap().path.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_sparse_map_is_bounded() {
+        let mut map = b"999999999\n".to_vec();
+        map.resize(512, 0);
+        let mut src = Counting {
+            inner: &map[..],
+            pos: 0,
+        };
+        let e = sparse_map_1x0(&mut src, 512).err().unwrap().unwrap();
+        assert!(e.contains("fragments"), "{e}");
+        let mut src = Counting {
+            inner: &[b'1'; 512][..],
+            pos: 0,
+        };
+        let e = sparse_map_1x0(&mut src, 512).err().unwrap().unwrap();
+        assert!(e.contains("too long"), "{e}");
+        let map = [b"1\n0\n5\n".to_vec(), vec![0; 509]].concat();
+        let mut src = Counting {
+            inner: &map[..],
+            pos: 0,
+        };
+        assert_eq!(sparse_map_1x0(&mut src, 1024).unwrap(), (vec![(0, 5)], 512));
+        // Fragments must be in order, inside the file and hold exactly the stored bytes.
+        assert!(sparse_runs(&[(0, 5), (3, 1)], 10, 6).is_err());
+        assert!(sparse_runs(&[(8, 5)], 10, 5).is_err());
+        assert!(sparse_runs(&[(0, 5)], 10, 6).is_err());
+        let runs = sparse_runs(&[(2, 5)], 10, 5).unwrap();
+        assert_eq!(runs.len(), 3);
+        // Holes are bounded per archive.
+        let mut left = 6;
+        take_holes(&runs, &mut left).unwrap();
+        assert_eq!(left, 1);
+        let e = take_holes(&runs, &mut left).unwrap_err();
+        assert!(e.contains("holes add up"), "{e}");
+    }
+
+    #[test]
+    fn numeric_fields() {
+        assert_eq!(numeric(b"0000644\0"), Some(0o644));
+        assert_eq!(numeric(b"  755 \0"), Some(0o755));
+        assert_eq!(numeric(b"\0\0\0"), Some(0));
+        assert_eq!(numeric(b"89"), None);
+        assert_eq!(numeric(b"7 5"), None);
+        assert_eq!(numeric(&[0x80, 0, 0, 0, 0, 0, 1, 0]), Some(256));
+        // Base-256 is two's complement with the sign in bit 6 of the first byte.
+        assert_eq!(numeric(&[0xff; 12]), Some(-1));
+        assert_eq!(numeric(&[0xc0, 0, 0, 0, 0, 0, 0, 0]), Some(-(1 << 62)));
+        assert_eq!(numeric(&[0x81, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), None);
         assert_eq!(normalize("./a//b/./c/"), "a/b/c");
         assert_eq!(normalize("/"), "");
     }
