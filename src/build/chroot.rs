@@ -8,15 +8,20 @@
 //! rather than an overlay mount: it needs no overlayfs support in the user namespace or on the
 //! cache's filesystem, and `copy_file_range` makes it cheap where the filesystem shares blocks;
 //! the cached root is never written to, so parallel platforms and later jobs all start from the
-//! same state), copy the project into `/rcross/src`, run `sh -c COMMAND` in a private mount
-//! namespace with `/proc` and a small `/dev` mounted, copy `/rcross/out` back, delete the job
-//! directory. The mounts live only in the child's mount namespace: nothing reaches the host's
-//! mount table, and they vanish with the last process of the job.
+//! same state), copy the project into `/rcross/src`, run `sh -c COMMAND` in the sandbox below,
+//! copy `/rcross/out` back, delete the job directory. The mounts live only in the job's mount
+//! namespace: nothing reaches the host's mount table, and they vanish with the job.
 //!
-//! As root the child only unshares a mount namespace (the command then runs as real root, as in
-//! a rootful container: this isolates nothing, it gives the build its filesystem). Otherwise it
-//! also unshares a user namespace that maps the user to root, so the build sees itself as root
-//! and owns every file of its root.
+//! The sandbox: the job is cloned into new user, PID, mount, IPC and UTS namespaces (not the
+//! network's). Its user namespace maps the image's ids to host ids that belong to no one (see
+//! [`JobIds`]): as root a 65536-id range, so the build is root of its image and `chown` works
+//! while nothing is the host's root; the job's copy of the image is owned inside that range
+//! (ids shifted while copying) and the output is shifted back to in-image ids. Its first
+//! process is PID 1 of the PID namespace: a small reaper that runs `sh -c COMMAND`, reaps
+//! orphans, and when the command exits kills everything left (so a backgrounded `sleep 999`
+//! neither outlives the build nor holds its output pipe) and exits with the command's status.
+//! `/proc` is a fresh one of that namespace, and the root is entered with `pivot_root`, the
+//! host's root detached: no host process is visible, and no path leads back to the host.
 //!
 //! Kernel-facing work is behind [`ChrootSystem`]; [`LinuxChroot`] is the real one.
 
@@ -1057,7 +1062,13 @@ mod enter {
             report: step_w.as_raw_fd(),
         };
         let mut stack = vec![0u8; 1024 * 1024];
-        let flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+        // IPC and UTS too: they cost nothing, and a build's semaphores or hostname stay its
+        // own. Not the network: builds fetch dependencies, as in Docker's default bridge.
+        let flags = CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS;
         // SAFETY: the child runs `reaper`, which makes only system calls on data prepared
         // before the clone and never returns; its stack is `stack`, large enough for it.
         let cloned = unsafe {
@@ -1073,8 +1084,8 @@ mod enter {
         drop(sync_r);
         drop(step_w);
         let pid = cloned.map_err(|e| RunnerError::Other {
-            what: "creating the job's user, PID and mount namespaces (clone \
-                   CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS)"
+            what: "creating the job's user, PID, mount, IPC and UTS namespaces (clone \
+                   CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS)"
                 .into(),
             message: format!(
                 "{e}; user namespaces may be disabled or exhausted (sysctl \
