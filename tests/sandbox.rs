@@ -12,7 +12,7 @@ mod common_rootfs;
 use common_rootfs::RootfsSpec;
 use rcross::build::chroot::{ChrootOptions, ChrootRunner};
 use rcross::build::runner::{BuildImage, ContainerJob, ContainerRunner, JobExit};
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
@@ -53,6 +53,8 @@ impl Sandbox {
     fn new() -> Sandbox {
         let layout = layout();
         let tmp = tempfile::tempdir().unwrap();
+        // Like ~/.cache in root's home (/root is 0700): the job's ids may not search it.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         std::fs::create_dir_all(tmp.path().join("project")).unwrap();
         std::fs::write(tmp.path().join("project/input.txt"), "input\n").unwrap();
         Sandbox { tmp, layout }
@@ -403,6 +405,7 @@ mode = "0644"
 fn the_fallback_to_the_chroot_is_a_warning_naming_docker_host() {
     let layout = layout();
     let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let project = tmp.path().join("project");
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(

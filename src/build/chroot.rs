@@ -235,6 +235,15 @@ impl ContainerRunner for ChrootRunner {
         let guard = JobDir(job_dir.keep());
         let root = guard.0.join("root");
         let ids = self.system.job_ids();
+        if let Some((uid, gid)) = ids.root_on_host() {
+            // The job enters its root from here with its own ids (the directory stays 0700).
+            std::os::unix::fs::lchown(&guard.0, Some(uid), Some(gid)).map_err(|e| {
+                RunnerError::Other {
+                    what: format!("changing the owner of {}", guard.0.display()),
+                    message: e.to_string(),
+                }
+            })?;
+        }
         // The job's copy is owned inside its id range, so the image's root is the job's root
         // and `_apt` is `_apt`; the cached root keeps the image's own ids.
         let into_range = |uid, gid| ids.to_host(uid, gid).unwrap_or((uid, gid));
@@ -621,6 +630,10 @@ mod enter {
     /// system calls run (no allocation, no locks, no libc wrappers that keep process state),
     /// as is required in the child of a threaded process.
     struct Plan {
+        /// The directory holding the root, absolute; entered while the job still has rcross's
+        /// ids (its ancestors, e.g. /root, may be closed to the job's).
+        job_dir: CString,
+        /// The root's name in it; it and the paths below are relative to where they are used.
         root: CString,
         proc_dir: CString,
         dev_dir: CString,
@@ -655,7 +668,8 @@ mod enter {
     const DEVNULL: u8 = 11;
     const FORK: u8 = 12;
     const EXEC: u8 = 13;
-    const NODES: u8 = 14;
+    const JOB_DIR: u8 = 14;
+    const NODES: u8 = 15;
 
     /// Exit status of a reaper that failed before the command ran (the error pipe says why).
     const FAILED: i32 = 125;
@@ -681,7 +695,9 @@ mod enter {
 
     impl Plan {
         fn new(cmd: &ChrootCommand) -> Result<Plan, RunnerError> {
-            let root = &cmd.root;
+            let job_dir = cmd.root.parent().unwrap_or(Path::new("/"));
+            let root_name = cmd.root.file_name().unwrap_or_default();
+            let root = Path::new("");
             let mut steps: Vec<String> = [
                 "setting the parent-death signal",
                 "waiting for rcross to write the job's id maps",
@@ -698,6 +714,7 @@ mod enter {
                 "opening /dev/null in the chroot",
                 "starting the build command's process (fork in the job's PID namespace)",
                 "running /bin/sh in the chroot",
+                "entering the job directory",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -736,7 +753,8 @@ mod enter {
                 .map(|(k, v)| cstring(&format!("the variable {k}"), format!("{k}={v}").as_bytes()))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Plan {
-                root: cpath(root)?,
+                job_dir: cpath(job_dir)?,
+                root: cpath(Path::new(root_name))?,
                 proc_dir: cpath(&root.join("proc"))?,
                 dev_dir: cpath(&root.join("dev"))?,
                 nodes,
@@ -781,6 +799,11 @@ mod enter {
             // SAFETY: closing this process's copy.
             unsafe {
                 libc::close(fds.sync_r);
+            }
+            // By path while this process is still rcross's ids; the job's may not search the
+            // directory's ancestors.
+            if let Err(e) = nix::unistd::chdir(self.job_dir.as_c_str()) {
+                fail(JOB_DIR, e);
             }
             // Raw system calls: glibc's setres[ug]id would signal the threads it believes this
             // process has (it has only this one; the others were rcross's).
@@ -870,7 +893,8 @@ mod enter {
                 none,
             )
             .map_err(|e| (PRIVATE, e))?;
-            // pivot_root needs the new root to be a mount point.
+            // pivot_root needs the new root to be a mount point; entering it by name (not `.`)
+            // puts this process on the new mount.
             nix::mount::mount(
                 Some(self.root.as_c_str()),
                 self.root.as_c_str(),
@@ -879,6 +903,7 @@ mod enter {
                 none,
             )
             .map_err(|e| (BIND_ROOT, e))?;
+            nix::unistd::chdir(self.root.as_c_str()).map_err(|e| (BIND_ROOT, e))?;
             // This process is PID 1 of the new PID namespace, so this /proc shows the job only.
             nix::mount::mount(
                 Some(c"proc"),
@@ -932,7 +957,6 @@ mod enter {
             // The root becomes `/` and the host's root, stacked under it, is detached: no path,
             // `..` or /proc/1/root leads back to it (unlike chroot, which a process with
             // CAP_SYS_CHROOT in its namespace can leave).
-            nix::unistd::chdir(self.root.as_c_str()).map_err(|e| (PIVOT, e))?;
             nix::unistd::pivot_root(c".", c".").map_err(|e| (PIVOT, e))?;
             nix::mount::umount2(c".", MntFlags::MNT_DETACH).map_err(|e| (DETACH, e))?;
             nix::unistd::chdir(c"/").map_err(|e| (PIVOT, e))?;
