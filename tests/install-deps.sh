@@ -13,7 +13,7 @@ PKGS=(
   g++-aarch64-linux-gnu g++-arm-linux-gnueabihf g++-arm-linux-gnueabi g++-riscv64-linux-gnu
   libc6-dev-armhf-cross libc6-dev-armel-cross libc6-dev-riscv64-cross
   cmake ninja-build golang-go
-  docker.io busybox-static iproute2 openssh-client openssl
+  docker.io busybox-static iproute2 openssh-client openssl uidmap
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -479,3 +479,166 @@ mode = "0644"
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&a.stdout), "uid 0\n", "{a:?}");
 }
+
+/// Set (to a job file) when this binary runs as [`sandbox_job_helper`] for another test.
+const HELPER_ENV: &str = "RCROSS_SANDBOX_TEST_JOB";
+
+/// Not a test of its own: a job run by [`an_unprivileged_user_gets_its_subuid_range`] as that
+/// user, in this binary re-executed. Without the variable it does nothing.
+#[test]
+fn sandbox_job_helper() {
+    let Some(spec_path) = std::env::var_os(HELPER_ENV) else {
+        return;
+    };
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(spec_path).unwrap()).unwrap();
+    let s = |k: &str| spec[k].as_str().unwrap().to_string();
+    let job = ContainerJob {
+        platform: "linux/amd64".parse().unwrap(),
+        image: BuildImage::Layout {
+            dir: PathBuf::from(s("layout")),
+            reference: None,
+            manifest: s("manifest"),
+        },
+        context: PathBuf::from(s("context")),
+        workdir: PathBuf::from("."),
+        command: s("command"),
+        env: vec![("RCROSS_OUT".into(), "/rcross/out".into())],
+        out_dir: PathBuf::from(s("out_dir")),
+    };
+    let runner = ChrootRunner::new(ChrootOptions::in_cache(Path::new(&s("cache"))));
+    let mut log = std::fs::File::create(s("log")).unwrap();
+    let result = match runner.run(&job, &mut log) {
+        Ok(exit) => serde_json::json!({ "exit": exit.code }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    std::fs::write(s("result"), result.to_string()).unwrap();
+}
+
+/// An unprivileged user with /etc/subuid and /etc/subgid ranges (a private passwd, subuid and
+/// subgid bound over the machine's in a private mount namespace) gets them through newuidmap:
+/// `chown` works inside, and what the job leaves owned by ids of the range comes back as the
+/// user's, readable and removable.
+#[test]
+fn an_unprivileged_user_gets_its_subuid_range() {
+    const UID: u32 = 64123;
+    let layout = layout();
+    for tool in ["newuidmap", "newgidmap", "setpriv"] {
+        assert!(
+            which::which(tool).is_ok(),
+            "{tool} is missing: apt-get install uidmap util-linux"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let path = |p: &str| t.join(p);
+    for d in ["project", "out", "cache"] {
+        std::fs::create_dir_all(path(d)).unwrap();
+    }
+    std::fs::write(path("project/input.txt"), "input\n").unwrap();
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd.push_str(&format!(
+        "rcross-sandbox:x:{UID}:{UID}::/nonexistent:/bin/sh\n"
+    ));
+    std::fs::write(path("passwd"), passwd).unwrap();
+    std::fs::write(path("subuid"), "rcross-sandbox:500000:65536\n").unwrap();
+    std::fs::write(path("subgid"), "rcross-sandbox:600000:65536\n").unwrap();
+    // A copy the user can read (the fixture is root's).
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(&layout)
+        .arg(path("layout"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let spec = serde_json::json!({
+        "layout": path("layout"),
+        "manifest": common_rootfs::platform_manifest(&layout, "linux/amd64"),
+        "context": path("project"),
+        "out_dir": path("out"),
+        "cache": path("cache/rcross/rootfs"),
+        "log": path("job.log"),
+        "result": path("result.json"),
+        "command": "set -e
+echo uid=$(id -u)
+cat /proc/self/uid_map /proc/self/gid_map
+touch $RCROSS_OUT/f
+chown 42:42 $RCROSS_OUT/f
+echo chowned=$(stat -c %u:%g $RCROSS_OUT/f)
+chmod 600 $RCROSS_OUT/f
+mkdir -p /var/private
+touch /var/private/x
+chmod 600 /var/private/x
+chown -R 7:7 /var/private
+chmod 700 /var/private",
+    });
+    std::fs::write(path("job.json"), spec.to_string()).unwrap();
+    let status = Command::new("chown")
+        .args(["-R", &format!("{UID}:{UID}")])
+        .arg(t)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let script = r#"set -eu
+mount --bind "$T/passwd" /etc/passwd
+mount --bind "$T/subuid" /etc/subuid
+mount --bind "$T/subgid" /etc/subgid
+exec setpriv --reuid="$ID" --regid="$ID" --clear-groups -- "$TEST_EXE" --exact sandbox_job_helper --nocapture --test-threads=1
+"#;
+    // /etc/subuid and /etc/subgid must exist to be bound over: made (empty) when missing and
+    // removed again afterwards.
+    let made: Vec<&str> = ["/etc/subuid", "/etc/subgid"]
+        .into_iter()
+        .filter(|f| !Path::new(f).exists())
+        .collect();
+    for f in &made {
+        std::fs::write(f, "").unwrap();
+    }
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env("T", t)
+        .env("ID", UID.to_string())
+        .env("TEST_EXE", std::env::current_exe().unwrap())
+        .env(HELPER_ENV, path("job.json"))
+        .output()
+        .unwrap();
+    for f in &made {
+        let _ = std::fs::remove_file(f);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    let log = std::fs::read_to_string(path("job.log")).unwrap_or_default();
+    let result = std::fs::read_to_string(path("result.json"))
+        .unwrap_or_else(|e| panic!("no result ({e}): {stderr}"));
+    eprintln!("--- log:\n{log}--- result: {result}");
+    let result: serde_json::Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(result["exit"], 0, "{result}");
+    assert!(log.contains("uid=0"), "{log}");
+    let words: Vec<&str> = log.split_whitespace().collect();
+    for map in [
+        ["0", &UID.to_string(), "1", "1", "500000", "65535"],
+        ["0", &UID.to_string(), "1", "1", "600000", "65535"],
+    ] {
+        assert!(
+            words.windows(6).any(|w| w == map),
+            "no map {map:?} in {log}"
+        );
+    }
+    assert!(log.contains("chowned=42:42"), "{log}");
+    // Back on the host the output is the user's and readable by it.
+    let f = std::fs::metadata(path("out/f")).unwrap();
+    assert_eq!((f.uid(), f.gid()), (UID, UID));
+    let jobs: Vec<_> = std::fs::read_dir(path("cache/rcross/jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(jobs.is_empty(), "job directories left: {jobs:?}");
+}

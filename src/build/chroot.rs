@@ -254,7 +254,7 @@ impl ContainerRunner for ChrootRunner {
                 owners: match ids {
                     JobIds::Range { .. } => CopyOwners::Map(&into_range),
                     JobIds::Single { uid: 0, .. } => CopyOwners::Keep,
-                    JobIds::Single { .. } => CopyOwners::Copier,
+                    JobIds::Single { .. } | JobIds::Delegated { .. } => CopyOwners::Copier,
                 },
                 exclude: &|_| false,
             },
@@ -291,7 +291,8 @@ impl ContainerRunner for ChrootRunner {
                 &CopyOptions {
                     owners: match ids {
                         JobIds::Range { .. } => CopyOwners::Map(&from_range),
-                        JobIds::Single { .. } => CopyOwners::Copier,
+                        // The user's own files again (see `enter::give_back`).
+                        JobIds::Single { .. } | JobIds::Delegated { .. } => CopyOwners::Copier,
                     },
                     exclude: &|_| false,
                 },
@@ -579,13 +580,21 @@ pub struct LinuxChroot;
 impl ChrootSystem for LinuxChroot {
     fn job_ids(&self) -> JobIds {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let euid = nix::unistd::geteuid();
+        let user = nix::unistd::User::from_uid(euid).ok().flatten();
+        let (uid_map, gid_map) = (read("/proc/self/uid_map"), read("/proc/self/gid_map"));
+        let (subuid, subgid) = (read("/etc/subuid"), read("/etc/subgid"));
         JobIds::choose(
-            nix::unistd::geteuid().as_raw(),
+            euid.as_raw(),
             nix::unistd::getegid().as_raw(),
-            &read("/proc/self/uid_map"),
-            &read("/proc/self/gid_map"),
-            &read("/etc/subuid"),
-            &read("/etc/subgid"),
+            &ids::IdSources {
+                own_uid_map: &uid_map,
+                own_gid_map: &gid_map,
+                subuid: &subuid,
+                subgid: &subgid,
+                user: user.as_ref().map(|u| u.name.as_str()),
+                helpers: which::which("newuidmap").is_ok() && which::which("newgidmap").is_ok(),
+            },
         )
     }
 
@@ -1047,8 +1056,36 @@ mod enter {
     }
 
     /// Write the job's id maps from outside its user namespace (as root a range needs
-    /// CAP_SETUID over the host's ids, which only rcross has).
+    /// CAP_SETUID over the host's ids, which only rcross has; a user's delegated range needs
+    /// the set-user-ID helpers).
     fn write_maps(pid: Pid, ids: &JobIds) -> Result<(), RunnerError> {
+        if let Some((uid_args, gid_args)) = ids.helper_args() {
+            for (helper, args) in [("newuidmap", uid_args), ("newgidmap", gid_args)] {
+                let out = std::process::Command::new(helper)
+                    .arg(pid.as_raw().to_string())
+                    .args(&args)
+                    .stdin(std::process::Stdio::null())
+                    .output();
+                let failure = match out {
+                    Ok(o) if o.status.success() => continue,
+                    Ok(o) => format!(
+                        "{}: {}",
+                        o.status,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                    Err(e) => e.to_string(),
+                };
+                return Err(RunnerError::Other {
+                    what: format!("{helper} {} {}", pid.as_raw(), args.join(" ")),
+                    message: format!(
+                        "{failure}; the job's ids could not be mapped ({}); check \
+                         /etc/subuid and /etc/subgid, or remove them to build with a single id",
+                        ids.describe()
+                    ),
+                });
+            }
+            return Ok(());
+        }
         let (uid_map, gid_map) = ids.maps();
         let proc = Path::new("/proc").join(pid.as_raw().to_string());
         let write = |name: &str, data: &str| {
@@ -1118,6 +1155,14 @@ mod enter {
             ),
         })?;
         let mut reaper = Reaper(Some(pid));
+        // Held so the namespace outlives the job, for giving its files back to the user.
+        let userns = match cmd.ids {
+            JobIds::Delegated { .. } => Some(
+                std::fs::File::open(format!("/proc/{}/ns/user", pid.as_raw()))
+                    .map_err(other("opening the job's user namespace"))?,
+            ),
+            _ => None,
+        };
         write_maps(pid, &cmd.ids)?;
         let mut sync = std::fs::File::from(sync_w);
         sync.write_all(&[1])
@@ -1170,7 +1215,59 @@ mod enter {
         .map_err(other("reading the chrooted command's output"))?;
         // Reaped: nothing to kill.
         reaper.0 = None;
+        if let Some(userns) = &userns {
+            give_back(&cmd.root, userns)?;
+        }
         Ok(JobExit { code })
+    }
+
+    /// Make every file of the job's root the user's again: with a delegated range the job may
+    /// have left files and directories owned by ids of the range, which the user can neither
+    /// read back nor remove. `chown -R 0:0` run as root of the job's (still held) user
+    /// namespace maps them to the user.
+    fn give_back(root: &Path, userns: &std::fs::File) -> Result<(), RunnerError> {
+        use std::os::unix::process::CommandExt as _;
+        let fd = userns.as_raw_fd();
+        let mut chown = std::process::Command::new("chown");
+        chown
+            .args(["-R", "-h", "0:0", "--"])
+            .arg(root)
+            .stdin(std::process::Stdio::null());
+        // SAFETY: only system calls between fork and exec; `fd` stays open in the child until
+        // exec (it is close-on-exec).
+        unsafe {
+            chown.pre_exec(move || {
+                let failed = libc::setns(fd, libc::CLONE_NEWUSER) != 0
+                    || libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
+                    || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0;
+                if failed {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let what = || {
+            format!(
+                "giving the job's files back to the user (chown -R 0:0 {} in the job's user \
+                 namespace)",
+                root.display()
+            )
+        };
+        let out = chown.output().map_err(|e| RunnerError::Other {
+            what: what(),
+            message: e.to_string(),
+        })?;
+        if !out.status.success() {
+            return Err(RunnerError::Other {
+                what: what(),
+                message: format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(())
     }
 }
 #[cfg(test)]

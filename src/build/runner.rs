@@ -201,7 +201,7 @@ pub fn read_until_exit<T>(
                     if let Some(end) = ended(true)? {
                         break end;
                     }
-                }
+                };
             }
             Ok(n) => copy(buf.get(..n).unwrap_or_default()),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -4,8 +4,12 @@
 //! `/etc/subuid` and `/etc/subgid` delegate to `root` when they do (the administrator's word
 //! about which ids are free), else [`DEFAULT_BASE`]. rcross writes the 65536-id `uid_map` and
 //! `gid_map` itself. The range must be mapped in rcross's own user namespace (it is in the
-//! initial one; a root of a namespace that maps only itself does not have it); otherwise, and
-//! for an unprivileged user, the job gets a single id: the user, as the job's root.
+//! initial one; a root of a namespace that maps only itself does not have it).
+//!
+//! An unprivileged user whose name (or uid) has ranges in `/etc/subuid` and `/etc/subgid`, with
+//! `newuidmap` and `newgidmap` installed (Debian's `uidmap`), gets them as rootless Podman does:
+//! inside 0 is the user, inside 1.. the delegated ids (at most 65535 of them). Otherwise the job
+//! gets a single id: the user (or a root without the range), as the job's root.
 
 /// Ids in a job's range: 0..65535 inside, so `nobody` (65534) exists.
 pub const RANGE: u32 = 65536;
@@ -28,33 +32,66 @@ pub enum JobIds {
         gid_base: u32,
         count: u32,
     },
+    /// Inside 0 is the user `uid`/`gid`, inside `1..=count` are host ids from `sub_uid` and
+    /// `sub_gid` (its `/etc/subuid` and `/etc/subgid` ranges); written by `newuidmap` and
+    /// `newgidmap`. The job's copy stays the user's (inside: root's).
+    Delegated {
+        uid: u32,
+        gid: u32,
+        sub_uid: u32,
+        sub_gid: u32,
+        count: u32,
+    },
     /// Only inside id 0, which is this host user and group (an unprivileged user, or a root
     /// whose own namespace holds no free range). `chown` to another id fails inside.
     Single { uid: u32, gid: u32 },
 }
 
-impl JobIds {
-    /// The map for a process with effective ids `euid`/`egid`, whose own namespace has the
-    /// maps `own_uid_map`/`own_gid_map` (the text of `/proc/self/uid_map`), given the text of
+/// What [`JobIds::choose`] looks at besides the process's own ids.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdSources<'a> {
+    /// `/proc/self/uid_map` and `/proc/self/gid_map`.
+    pub own_uid_map: &'a str,
+    pub own_gid_map: &'a str,
     /// `/etc/subuid` and `/etc/subgid` (empty when missing).
-    pub fn choose(
-        euid: u32,
-        egid: u32,
-        own_uid_map: &str,
-        own_gid_map: &str,
-        subuid: &str,
-        subgid: &str,
-    ) -> JobIds {
+    pub subuid: &'a str,
+    pub subgid: &'a str,
+    /// The user's name (for its `/etc/subuid` entry).
+    pub user: Option<&'a str>,
+    /// Whether `newuidmap` and `newgidmap` are installed.
+    pub helpers: bool,
+}
+
+impl JobIds {
+    /// The map for a process with effective ids `euid`/`egid`, given what `from` says.
+    pub fn choose(euid: u32, egid: u32, from: &IdSources) -> JobIds {
         let single = JobIds::Single {
             uid: euid,
             gid: egid,
         };
         if euid != 0 {
-            return single;
+            if !from.helpers {
+                return single;
+            }
+            let owners = [from.user.unwrap_or(""), &euid.to_string()];
+            let sub_u = delegated_to(from.subuid, &owners, 1);
+            let sub_g = delegated_to(from.subgid, &owners, 1);
+            return match (sub_u, sub_g) {
+                (Some((sub_uid, nu)), Some((sub_gid, ng))) => JobIds::Delegated {
+                    uid: euid,
+                    gid: egid,
+                    sub_uid,
+                    sub_gid,
+                    count: nu.min(ng).min(RANGE - 1),
+                },
+                _ => single,
+            };
         }
-        let uid_base = delegated(subuid).unwrap_or(DEFAULT_BASE);
-        let gid_base = delegated(subgid).unwrap_or(DEFAULT_BASE);
-        if covers(own_uid_map, uid_base, RANGE) && covers(own_gid_map, gid_base, RANGE) {
+        let root = delegated_to(from.subuid, &["root", "0"], RANGE).map(|(s, _)| s);
+        let uid_base = root.unwrap_or(DEFAULT_BASE);
+        let root = delegated_to(from.subgid, &["root", "0"], RANGE).map(|(s, _)| s);
+        let gid_base = root.unwrap_or(DEFAULT_BASE);
+        if covers(from.own_uid_map, uid_base, RANGE) && covers(from.own_gid_map, gid_base, RANGE) {
             JobIds::Range {
                 uid_base,
                 gid_base,
@@ -76,7 +113,34 @@ impl JobIds {
                 format!("0 {uid_base} {count}\n"),
                 format!("0 {gid_base} {count}\n"),
             ),
+            JobIds::Delegated {
+                uid,
+                gid,
+                sub_uid,
+                sub_gid,
+                count,
+            } => (
+                format!("0 {uid} 1\n1 {sub_uid} {count}\n"),
+                format!("0 {gid} 1\n1 {sub_gid} {count}\n"),
+            ),
             JobIds::Single { uid, gid } => (format!("0 {uid} 1\n"), format!("0 {gid} 1\n")),
+        }
+    }
+
+    /// The arguments of `newuidmap PID …` and `newgidmap PID …` (a delegated range only).
+    pub fn helper_args(&self) -> Option<([String; 6], [String; 6])> {
+        match *self {
+            JobIds::Delegated {
+                uid,
+                gid,
+                sub_uid,
+                sub_gid,
+                count,
+            } => {
+                let args = |own: u32, sub: u32| [0, own, 1, 1, sub, count].map(|n| n.to_string());
+                Some((args(uid, sub_uid), args(gid, sub_gid)))
+            }
+            _ => None,
         }
     }
 
@@ -92,7 +156,7 @@ impl JobIds {
                 let shift = |id: u32, base: u32| base + if id < count { id } else { OVERFLOW };
                 Some((shift(uid, uid_base), shift(gid, gid_base)))
             }
-            JobIds::Single { .. } => None,
+            JobIds::Delegated { .. } | JobIds::Single { .. } => None,
         }
     }
 
@@ -111,7 +175,7 @@ impl JobIds {
                 };
                 Some((back(uid, uid_base), back(gid, gid_base)))
             }
-            JobIds::Single { .. } => None,
+            JobIds::Delegated { .. } | JobIds::Single { .. } => None,
         }
     }
 
@@ -134,6 +198,19 @@ impl JobIds {
                 uid_base + (count - 1),
                 gid_base + (count - 1)
             ),
+            JobIds::Delegated {
+                uid,
+                gid,
+                sub_uid,
+                sub_gid,
+                count,
+            } => format!(
+                "user namespace: id 0 is host uid {uid} (gid {gid}), ids 1-{count} are host \
+                 uids {sub_uid}-{} and gids {sub_gid}-{} (/etc/subuid, /etc/subgid, through \
+                 newuidmap/newgidmap)",
+                sub_uid + (count - 1),
+                sub_gid + (count - 1)
+            ),
             JobIds::Single { uid, gid } => format!(
                 "user namespace: only id 0 (host uid {uid}, gid {gid}); chown to other ids \
                  fails inside{}",
@@ -148,18 +225,18 @@ impl JobIds {
     }
 }
 
-/// The start of the first range `/etc/subuid` (or `subgid`) gives `root` (by name or as 0) that
-/// is at least [`RANGE`] long.
-fn delegated(text: &str) -> Option<u32> {
+/// The first range `/etc/subuid` (or `subgid`) gives one of `owners` (a name or a uid) that
+/// is at least `min` long: its start and length.
+fn delegated_to(text: &str, owners: &[&str], min: u32) -> Option<(u32, u32)> {
     text.lines().find_map(|line| {
         let mut f = line.trim().split(':');
         let (who, start, count) = (f.next()?, f.next()?, f.next()?);
-        if who != "root" && who != "0" {
+        if who.is_empty() || !owners.contains(&who) {
             return None;
         }
         let start: u32 = start.trim().parse().ok()?;
         let count: u32 = count.trim().parse().ok()?;
-        (count >= RANGE && start.checked_add(RANGE).is_some() && start > 0).then_some(start)
+        (count >= min && start.checked_add(count).is_some() && start > 0).then_some((start, count))
     })
 }
 
@@ -185,9 +262,24 @@ mod tests {
 
     const INIT: &str = "         0          0 4294967295\n";
 
+    fn choose(euid: u32, egid: u32, map: &str, subuid: &str, subgid: &str) -> JobIds {
+        JobIds::choose(
+            euid,
+            egid,
+            &IdSources {
+                own_uid_map: map,
+                own_gid_map: map,
+                subuid,
+                subgid,
+                user: Some("alice"),
+                helpers: true,
+            },
+        )
+    }
+
     #[test]
     fn root_of_the_initial_namespace_gets_the_default_range() {
-        let ids = JobIds::choose(0, 0, INIT, INIT, "", "");
+        let ids = choose(0, 0, INIT, "", "");
         assert_eq!(
             ids,
             JobIds::Range {
@@ -220,7 +312,7 @@ mod tests {
     fn root_subuid_ranges_are_used_when_long_enough() {
         let subuid = "alice:100000:65536\nroot:200000:65536\n";
         let subgid = "root:300000:131072\n";
-        let ids = JobIds::choose(0, 0, INIT, INIT, subuid, subgid);
+        let ids = choose(0, 0, INIT, subuid, subgid);
         assert_eq!(
             ids,
             JobIds::Range {
@@ -229,7 +321,7 @@ mod tests {
                 count: RANGE
             }
         );
-        let short = JobIds::choose(0, 0, INIT, INIT, "root:200000:1000\n", "");
+        let short = choose(0, 0, INIT, "root:200000:1000\n", "");
         assert!(
             matches!(short, JobIds::Range { uid_base, .. } if uid_base == DEFAULT_BASE),
             "{short:?}"
@@ -239,18 +331,73 @@ mod tests {
     #[test]
     fn users_and_roots_without_the_range_get_a_single_id() {
         assert_eq!(
-            JobIds::choose(1000, 100, INIT, INIT, "", ""),
+            choose(1000, 100, INIT, "", ""),
             JobIds::Single {
                 uid: 1000,
                 gid: 100
             }
         );
         // Root of `unshare --map-root-user`: only itself is mapped.
+        assert!(matches!(
+            choose(1000, 100, INIT, "bob:1:65536\n", "bob:1:65536\n"),
+            JobIds::Single { .. }
+        ));
         let own = "0 1000 1\n";
-        let ids = JobIds::choose(0, 0, own, own, "", "");
+        let ids = choose(0, 0, own, "", "");
         assert_eq!(ids, JobIds::Single { uid: 0, gid: 0 });
         assert_eq!(ids.maps().0, "0 0 1\n");
         assert_eq!(ids.to_host(5, 5), None);
         assert!(ids.describe().contains("not mapped"), "{}", ids.describe());
+    }
+
+    #[test]
+    fn a_user_with_subuid_ranges_gets_them_through_newuidmap() {
+        let ids = choose(
+            1000,
+            100,
+            INIT,
+            "root:1:65536\nalice:100000:65536\n",
+            "1000:200000:4000\n",
+        );
+        assert_eq!(
+            ids,
+            JobIds::Delegated {
+                uid: 1000,
+                gid: 100,
+                sub_uid: 100000,
+                sub_gid: 200000,
+                count: 4000
+            }
+        );
+        assert_eq!(ids.maps().0, "0 1000 1\n1 100000 4000\n");
+        let (u, g) = ids.helper_args().unwrap();
+        assert_eq!(u, ["0", "1000", "1", "1", "100000", "4000"]);
+        assert_eq!(g, ["0", "100", "1", "1", "200000", "4000"]);
+        assert_eq!(ids.to_host(0, 0), None, "the user's copy is not chowned");
+        let no_helpers = JobIds::choose(
+            1000,
+            100,
+            &IdSources {
+                subuid: "alice:100000:65536\n",
+                subgid: "alice:100000:65536\n",
+                user: Some("alice"),
+                ..IdSources::default()
+            },
+        );
+        assert!(
+            matches!(no_helpers, JobIds::Single { .. }),
+            "{no_helpers:?}"
+        );
+        let big = choose(
+            1000,
+            100,
+            INIT,
+            "alice:100000:1000000\n",
+            "alice:1:1000000\n",
+        );
+        assert!(
+            matches!(big, JobIds::Delegated { count: 65535, .. }),
+            "{big:?}"
+        );
     }
 }
