@@ -283,6 +283,7 @@ true",
     let _ = host.kill();
     let _ = host.wait();
     let (exit, log, _) = result;
+    eprintln!("{log}");
     assert!(exit.success(), "{exit:?}");
     assert!(log.contains("kill-refused"), "{log}");
     assert!(!log.contains("signalled-host"), "{log}");
@@ -304,6 +305,44 @@ true",
         "the job's /proc shows other processes: {procs:?}"
     );
     assert!(!procs.contains(&host.id()), "{procs:?}");
+}
+
+/// A descriptor rcross holds without close-on-exec (inherited from whoever started it) does
+/// not reach the job: it sees only its stdin, stdout and stderr.
+#[test]
+fn a_descriptor_without_close_on_exec_does_not_reach_the_job() {
+    let s = Sandbox::new();
+    let secret = s.path("host-secret");
+    std::fs::write(&secret, "host only\n").unwrap();
+    let leaky = nix::fcntl::open(
+        &secret,
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    // A high number no shell uses, without close-on-exec (F_DUPFD does not set it).
+    let fd = nix::fcntl::fcntl(&leaky, nix::fcntl::FcntlArg::F_DUPFD(100)).unwrap();
+    drop(leaky);
+    let (exit, log, _) = s.run(&format!(
+        "echo fds: $(cd /proc/self/fd && echo *)
+cat /proc/self/fd/{fd} 2>/dev/null && echo read-host-fd || true"
+    ));
+    nix::unistd::close(fd).unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        !log.contains("read-host-fd") && !log.contains("host only"),
+        "{log}"
+    );
+    let fds = log
+        .lines()
+        .find_map(|l| l.strip_prefix("fds: "))
+        .unwrap_or_else(|| panic!("{log}"));
+    // The shell's own: 0, 1, 2, and the directory it lists.
+    assert!(
+        fds.split_whitespace()
+            .all(|f| f.parse::<u32>().unwrap() <= 3),
+        "the job has descriptors it did not open: {fds}"
+    );
 }
 
 /// `chown` to other ids works inside, and the output keeps the in-image owners (never a host
