@@ -44,6 +44,18 @@ fn prerequisites() -> Option<PathBuf> {
     common_rootfs::try_arm64_tcc_layout()
 }
 
+/// Who runs the job, in a user+mount namespace of its own (for a private binfmt_misc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runner {
+    /// Root of a namespace that maps only itself: the job gets a single id.
+    Root,
+    /// Root of a namespace that maps every host id, as the initial one does: the job gets a
+    /// 65536-id range.
+    AllIds,
+    /// uid 1000 of a nested namespace (no capabilities): it must make its own user namespace.
+    Unprivileged,
+}
+
 /// A job for the arm64 fixture, with its own project, output and cache directories.
 struct Job {
     tmp: tempfile::TempDir,
@@ -88,12 +100,12 @@ impl Job {
     /// Run the job in a fresh namespace; `register` registers the arm64 handler (with F) in its
     /// private binfmt_misc first. Returns the helper's result and the job's log.
     fn run(&self, register: bool) -> (Value, String) {
-        self.run_as(register, false)
+        self.run_in(register, Runner::Root)
     }
 
-    /// [`Job::run`]; with `unprivileged` the runner runs as uid 1000 of a nested user namespace
-    /// (no capabilities), so it must make its own user namespace.
-    fn run_as(&self, register: bool, unprivileged: bool) -> (Value, String) {
+    /// [`Job::run`] as `runner`.
+    fn run_in(&self, register: bool, runner: Runner) -> (Value, String) {
+        let unprivileged = runner == Runner::Unprivileged;
         let bm = self.path("binfmt_misc");
         std::fs::create_dir_all(&bm).unwrap();
         let spec = json!({
@@ -113,6 +125,7 @@ impl Job {
         let _ = std::fs::remove_file(self.path("result.json"));
         let script = format!(
             r#"set -eu
+{wait}
 mount -t binfmt_misc binfmt_misc "$BM"
 if [ {register} = true ]; then
   "$RCROSS" setup --platform linux/arm64 --binfmt-misc "$BM" --binfmt-dir "$T/no-defs" >"$T/setup.log" 2>&1 || {{ cat "$T/setup.log"; exit 1; }}
@@ -123,18 +136,55 @@ exec {user} "$TEST_EXE" --ignored --exact job_helper --nocapture --test-threads=
                 "unshare --user --map-user=1000 --map-group=1000 --"
             } else {
                 ""
+            },
+            wait = if runner == Runner::AllIds {
+                r#"read go < "$T/go""#
+            } else {
+                ""
             }
         );
-        let out = Command::new("unshare")
-            .args(["--user", "--map-root-user", "--mount", "--", "sh", "-c"])
+        let mut unshare = Command::new("unshare");
+        if runner == Runner::AllIds {
+            // Maps written below, once the namespace exists.
+            unshare.args(["--user", "--mount", "--", "sh", "-c"]);
+            let _ = std::fs::remove_file(self.path("go"));
+            nix::unistd::mkfifo(
+                &self.path("go"),
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+            )
+            .unwrap();
+        } else {
+            unshare.args(["--user", "--map-root-user", "--mount", "--", "sh", "-c"]);
+        }
+        let child = unshare
             .arg(script)
             .env("RCROSS", RCROSS)
             .env("BM", &bm)
             .env("T", self.tmp.path())
             .env("TEST_EXE", std::env::current_exe().unwrap())
             .env(HELPER_ENV, &spec_path)
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        if runner == Runner::AllIds {
+            // unshare(1) execs sh in place: the same pid, once in its own user namespace.
+            let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+            let pid = child.id().to_string();
+            let start = std::time::Instant::now();
+            while ns(&pid) == ns("self") {
+                assert!(
+                    start.elapsed().as_secs() < 10,
+                    "unshare made no user namespace"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            for map in ["uid_map", "gid_map"] {
+                std::fs::write(format!("/proc/{pid}/{map}"), "0 0 4294967295\n").unwrap();
+            }
+            std::fs::write(self.path("go"), "go\n").unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -252,10 +302,46 @@ touch /etc/owned-by-root
 tcc -o "$RCROSS_OUT/hello" hello.c
 "#,
     );
-    let (result, log) = job.run_as(true, true);
+    let (result, log) = job.run_in(true, Runner::Unprivileged);
     assert_eq!(result["exit"], 0, "{result} {log}");
     assert!(log.contains("uid=0"), "{log}");
     assert!(job.path("out/hello").is_file());
+}
+
+/// (a) again as a root whose namespace has every host id: the job's ids are a 65536-id range,
+/// and the emulated arm64 programs (QEMU through the F-flag handler) run as those ids; `chown`
+/// works inside and the output keeps the image's ids.
+#[test]
+fn an_arm64_job_runs_as_a_range_of_ids_under_qemu() {
+    let Some(layout) = prerequisites() else {
+        return;
+    };
+    let job = Job::new(
+        &layout,
+        r#"set -e
+echo "uid=$(id -u)"
+cat /proc/self/uid_map
+tcc -o "$RCROSS_OUT/hello" hello.c
+chown 65534:65534 "$RCROSS_OUT/hello"
+"#,
+    );
+    let (result, log) = job.run_in(true, Runner::AllIds);
+    assert_eq!(result["exit"], 0, "{result} {log}");
+    assert!(log.contains("uid=0"), "{log}");
+    let words: Vec<&str> = log.split_whitespace().collect();
+    assert!(
+        words.windows(3).any(|w| w == ["0", "1879048192", "65536"]),
+        "{log}"
+    );
+    use std::os::unix::fs::MetadataExt as _;
+    let hello = std::fs::metadata(job.path("out/hello")).unwrap();
+    assert_eq!((hello.uid(), hello.gid()), (65534, 65534));
+    match rcross::walk::classify_file(&job.path("out/hello")) {
+        rcross::walk::Found::Elf(info) => {
+            assert_eq!(info.platform, Some("linux/arm64".parse().unwrap()))
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A listing of a tree that any change to a path, type, size, mode or time alters.

@@ -37,7 +37,7 @@ TEST_PKGS=(
   g++-aarch64-linux-gnu g++-arm-linux-gnueabihf g++-arm-linux-gnueabi g++-riscv64-linux-gnu
   tar gzip zstd bc python3 python3-pip binutils
   cmake ninja-build golang-go
-  docker.io busybox-static iproute2 openssh-client openssl
+  docker.io busybox-static iproute2 openssh-client openssl uidmap
 )
 PKGS=("${MAIN_PKGS[@]}")
 [ "$group" = main ] || PKGS+=("${TEST_PKGS[@]}")

@@ -8,19 +8,24 @@
 //! rather than an overlay mount: it needs no overlayfs support in the user namespace or on the
 //! cache's filesystem, and `copy_file_range` makes it cheap where the filesystem shares blocks;
 //! the cached root is never written to, so parallel platforms and later jobs all start from the
-//! same state), copy the project into `/rcross/src`, run `sh -c COMMAND` in a private mount
-//! namespace with `/proc` and a small `/dev` mounted, copy `/rcross/out` back, delete the job
-//! directory. The mounts live only in the child's mount namespace: nothing reaches the host's
-//! mount table, and they vanish with the last process of the job.
+//! same state), copy the project into `/rcross/src`, run `sh -c COMMAND` in the sandbox below,
+//! copy `/rcross/out` back, delete the job directory. The mounts live only in the job's mount
+//! namespace: nothing reaches the host's mount table, and they vanish with the job.
 //!
-//! As root the child only unshares a mount namespace (the command then runs as real root, as in
-//! a rootful container: this isolates nothing, it gives the build its filesystem). Otherwise it
-//! also unshares a user namespace that maps the user to root, so the build sees itself as root
-//! and owns every file of its root.
+//! The sandbox: the job is cloned into new user, PID, mount, IPC and UTS namespaces (not the
+//! network's). Its user namespace maps the image's ids to host ids that belong to no one (see
+//! [`JobIds`]): as root a 65536-id range, so the build is root of its image and `chown` works
+//! while nothing is the host's root; the job's copy of the image is owned inside that range
+//! (ids shifted while copying) and the output is shifted back to in-image ids. Its first
+//! process is PID 1 of the PID namespace: a small reaper that runs `sh -c COMMAND`, reaps
+//! orphans, and when the command exits kills everything left (so a backgrounded `sleep 999`
+//! neither outlives the build nor holds its output pipe) and exits with the command's status.
+//! `/proc` is a fresh one of that namespace, and the root is entered with `pivot_root`, the
+//! host's root detached: no host process is visible, and no path leads back to the host.
 //!
 //! Kernel-facing work is behind [`ChrootSystem`]; [`LinuxChroot`] is the real one.
 
-use super::rootfs::{self, CopyOptions, RootfsError};
+use super::rootfs::{self, CopyOptions, CopyOwners, RootfsError};
 use super::runner::{
     self, BuildImage, ContainerJob, ContainerRunner, JobExit, RunnerError, OUT_DIR, SRC_DIR,
 };
@@ -30,6 +35,9 @@ use crate::image::{ImageSource, SourceError};
 use crate::platform::Platform;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+mod ids;
+pub use ids::JobIds;
 
 /// Where binfmt_misc is normally mounted.
 pub const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
@@ -102,19 +110,21 @@ pub struct ChrootCommand {
     pub command: String,
     /// The whole environment of the command.
     pub env: Vec<(String, String)>,
-    /// Whether to enter a user namespace mapping this user to root (when not root).
-    pub map_user: bool,
+    /// How the job's user namespace maps its ids to the host's.
+    pub ids: JobIds,
 }
 
 /// What a chroot job needs from the kernel.
 pub trait ChrootSystem: Send + Sync {
-    fn effective_uid(&self) -> u32;
+    /// The ids a job's user namespace gets (see [`JobIds::choose`]).
+    fn job_ids(&self) -> JobIds;
     /// The host's platform (`uname -m`).
     fn host_platform(&self) -> Result<Platform, String>;
     /// The binfmt_misc handlers at `dir`.
     fn binfmt(&self, dir: &Path) -> BinfmtState;
-    /// Run the command in its root, in a private mount namespace with `/proc` and `/dev`
-    /// mounted; stdout and stderr go to `log`.
+    /// Run the command in its root, in its own user, PID and mount namespaces with a fresh
+    /// `/proc` and a small `/dev` mounted; stdout and stderr go to `log`. Returns when the
+    /// command has exited and everything it left in its PID namespace is gone.
     fn run(
         &self,
         command: &ChrootCommand,
@@ -224,25 +234,47 @@ impl ContainerRunner for ChrootRunner {
         // TempDir's own cleanup cannot remove as non-root).
         let guard = JobDir(job_dir.keep());
         let root = guard.0.join("root");
-        let uid = self.system.effective_uid();
+        let ids = self.system.job_ids();
+        if let Some((uid, gid)) = ids.root_on_host() {
+            // The job enters its root from here with its own ids (the directory stays 0700).
+            std::os::unix::fs::lchown(&guard.0, Some(uid), Some(gid)).map_err(|e| {
+                RunnerError::Other {
+                    what: format!("changing the owner of {}", guard.0.display()),
+                    message: e.to_string(),
+                }
+            })?;
+        }
+        // The job's copy is owned inside its id range, so the image's root is the job's root
+        // and `_apt` is `_apt`; the cached root keeps the image's own ids.
+        let into_range = |uid, gid| ids.to_host(uid, gid).unwrap_or((uid, gid));
         rootfs::copy_tree(
             &cached.root,
             &root,
             &CopyOptions {
-                owners: uid == 0,
+                owners: match ids {
+                    JobIds::Range { .. } => CopyOwners::Map(&into_range),
+                    JobIds::Single { uid: 0, .. } => CopyOwners::Keep,
+                    JobIds::Single { .. } | JobIds::Delegated { .. } => CopyOwners::Copier,
+                },
                 exclude: &|_| false,
             },
         )
         .map_err(other("copying the unpacked build image for the job"))?;
-        prepare_root(&root, job).map_err(other("preparing the job's root"))?;
+        prepare_root(&root, job, ids.root_on_host()).map_err(other("preparing the job's root"))?;
 
         let command = ChrootCommand {
             root: root.clone(),
             workdir: job.container_workdir(),
             command: job.command.clone(),
             env: environment(&cached.image_env, &job.env),
-            map_user: uid != 0,
+            ids,
         };
+        let _ = writeln!(
+            log,
+            "rcross: sandbox: {}; own PID namespace (a reaper as PID 1 kills what the command \
+             leaves running), fresh /proc, pivot_root; the network is the host's",
+            ids.describe()
+        );
         let exit = self.system.run(&command, log)?;
 
         if exit.success() {
@@ -251,11 +283,17 @@ impl ContainerRunner for ChrootRunner {
                     what: format!("reading {OUT_DIR} after the build"),
                     message: format!("{message}; the build must leave {OUT_DIR} a directory"),
                 })?;
+            // Back to the ids the job saw: an output never records a host id of the range.
+            let from_range = |uid, gid| ids.to_inside(uid, gid).unwrap_or((uid, gid));
             rootfs::copy_tree(
                 &out,
                 &job.out_dir,
                 &CopyOptions {
-                    owners: false,
+                    owners: match ids {
+                        JobIds::Range { .. } => CopyOwners::Map(&from_range),
+                        // The user's own files again (see `enter::give_back`).
+                        JobIds::Single { .. } | JobIds::Delegated { .. } => CopyOwners::Copier,
+                    },
                     exclude: &|_| false,
                 },
             )
@@ -490,17 +528,32 @@ pub fn environment(image_env: &[String], job_env: &[(String, String)]) -> Vec<(S
 /// Make the job's copy of the root ready: a fresh `/rcross` holding the project (minus
 /// [`runner::CONTEXT_EXCLUDES`]) and an empty output directory, real directories for the
 /// mounts (`proc`, `dev`) and `tmp`, and the host's DNS configuration.
-fn prepare_root(root: &Path, job: &ContainerJob) -> Result<(), RootfsError> {
+///
+/// What it makes is owned by `owner` (the job's root on the host) when given, so the job can
+/// write to it.
+fn prepare_root(
+    root: &Path,
+    job: &ContainerJob,
+    owner: Option<(u32, u32)>,
+) -> Result<(), RootfsError> {
     use std::os::unix::fs::PermissionsExt as _;
     let io_err = |what: &str, path: &Path| {
         let (what, path) = (what.to_string(), path.to_path_buf());
         move |source| RootfsError::Io { what, path, source }
+    };
+    let chown = |path: &Path| -> Result<(), RootfsError> {
+        match owner {
+            Some((uid, gid)) => std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+                .map_err(io_err("changing the owner of", path)),
+            None => Ok(()),
+        }
     };
     for (dir, mode) in [("proc", 0o555), ("dev", 0o755), ("tmp", 0o1777)] {
         let path = root.join(dir);
         if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
             rootfs::remove_tree(&path)?;
             std::fs::create_dir(&path).map_err(io_err("creating", &path))?;
+            chown(&path)?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                 .map_err(io_err("setting the mode of", &path))?;
         }
@@ -517,11 +570,18 @@ fn prepare_root(root: &Path, job: &ContainerJob) -> Result<(), RootfsError> {
     let out = root.join(OUT_DIR.trim_start_matches('/'));
     std::fs::create_dir_all(&src).map_err(io_err("creating", &src))?;
     std::fs::create_dir_all(&out).map_err(io_err("creating", &out))?;
+    for dir in [&top, &src, &out] {
+        chown(dir)?;
+    }
+    let to_owner = |_, _| owner.unwrap_or((0, 0));
     rootfs::copy_tree(
         &job.context,
         &src,
         &CopyOptions {
-            owners: false,
+            owners: match owner {
+                Some(_) => CopyOwners::Map(&to_owner),
+                None => CopyOwners::Copier,
+            },
             exclude: &runner::excluded,
         },
     )?;
@@ -532,6 +592,7 @@ fn prepare_root(root: &Path, job: &ContainerJob) -> Result<(), RootfsError> {
             let path = etc.join("resolv.conf");
             rootfs::remove_tree(&path)?;
             std::fs::write(&path, resolv).map_err(io_err("writing", &path))?;
+            chown(&path)?;
         }
     }
     Ok(())
@@ -542,8 +603,24 @@ fn prepare_root(root: &Path, job: &ContainerJob) -> Result<(), RootfsError> {
 pub struct LinuxChroot;
 
 impl ChrootSystem for LinuxChroot {
-    fn effective_uid(&self) -> u32 {
-        nix::unistd::geteuid().as_raw()
+    fn job_ids(&self) -> JobIds {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let euid = nix::unistd::geteuid();
+        let user = nix::unistd::User::from_uid(euid).ok().flatten();
+        let (uid_map, gid_map) = (read("/proc/self/uid_map"), read("/proc/self/gid_map"));
+        let (subuid, subgid) = (read("/etc/subuid"), read("/etc/subgid"));
+        JobIds::choose(
+            euid.as_raw(),
+            nix::unistd::getegid().as_raw(),
+            &ids::IdSources {
+                own_uid_map: &uid_map,
+                own_gid_map: &gid_map,
+                subuid: &subuid,
+                subgid: &subgid,
+                user: user.as_ref().map(|u| u.name.as_str()),
+                helpers: which::which("newuidmap").is_ok() && which::which("newgidmap").is_ok(),
+            },
+        )
     }
 
     fn host_platform(&self) -> Result<Platform, String> {
@@ -566,27 +643,31 @@ impl ChrootSystem for LinuxChroot {
     }
 }
 
-/// Spawning the command in its namespaces and root.
+/// Starting the job in its namespaces and root, and its first process: the reaper.
 mod enter {
-    use super::{ChrootCommand, JobExit, RunnerError, DEV_LINKS, DEV_NODES};
+    use super::{ChrootCommand, JobExit, JobIds, RunnerError, DEV_LINKS, DEV_NODES};
     use nix::errno::Errno;
     use nix::fcntl::OFlag;
-    use nix::mount::MsFlags;
+    use nix::libc::{self, c_char};
+    use nix::mount::{MntFlags, MsFlags};
     use nix::sched::CloneFlags;
     use nix::sys::stat::Mode;
+    use nix::sys::wait::{WaitPidFlag, WaitStatus};
+    use nix::unistd::Pid;
     use std::ffi::{CStr, CString};
-    use std::io::{self, Read, Write};
+    use std::io::{self, Read as _, Write};
     use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
     use std::os::unix::ffi::OsStrExt as _;
-    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
     use std::path::Path;
-    use std::process::{Command, Stdio};
 
-    /// Everything the child needs, prepared before fork: between fork and exec only system
-    /// calls run, no allocation.
+    /// Everything the job's processes need, prepared before `clone`: from there to `exec` only
+    /// system calls run (no allocation, no locks, no libc wrappers that keep process state),
+    /// as is required in the child of a threaded process.
     struct Plan {
-        /// `uid_map` and `gid_map` lines when entering a user namespace.
-        maps: Option<(Vec<u8>, Vec<u8>)>,
+        /// The directory holding the root, absolute; entered while the job still has rcross's
+        /// ids (its ancestors, e.g. /root, may be closed to the job's).
+        job_dir: CString,
+        /// The root's name in it; it and the paths below are relative to where they are used.
         root: CString,
         proc_dir: CString,
         dev_dir: CString,
@@ -594,23 +675,38 @@ mod enter {
         links: Vec<(CString, CString)>,
         shm: CString,
         workdir: CString,
+        /// `/bin/sh -c COMMAND`, and the environment, as `execve` takes them.
+        _argv: Vec<CString>,
+        argv: Vec<*const c_char>,
+        _envp: Vec<CString>,
+        envp: Vec<*const c_char>,
+        /// Whether the job may call setgroups (a range map written by root); with a single-id
+        /// map the kernel requires it denied.
+        set_groups: bool,
         /// What each step does, for the error message of the one that fails.
         steps: Vec<String>,
     }
 
-    // Step numbers, written to the error pipe by the child.
+    // Step numbers, written to the error pipe by the job's processes.
     const PDEATHSIG: u8 = 0;
-    const UNSHARE: u8 = 1;
-    const SETGROUPS: u8 = 2;
-    const UID_MAP: u8 = 3;
-    const GID_MAP: u8 = 4;
-    const PRIVATE: u8 = 5;
-    const PROC: u8 = 6;
-    const DEV: u8 = 7;
-    const SHM: u8 = 8;
-    const CHROOT: u8 = 9;
+    const SYNC: u8 = 1;
+    const SETID: u8 = 2;
+    const PRIVATE: u8 = 3;
+    const BIND_ROOT: u8 = 4;
+    const PROC: u8 = 5;
+    const DEV: u8 = 6;
+    const SHM: u8 = 7;
+    const PIVOT: u8 = 8;
+    const DETACH: u8 = 9;
     const CHDIR: u8 = 10;
-    const NODES: u8 = 11;
+    const DEVNULL: u8 = 11;
+    const FORK: u8 = 12;
+    const EXEC: u8 = 13;
+    const JOB_DIR: u8 = 14;
+    const NODES: u8 = 15;
+
+    /// Exit status of a reaper that failed before the command ran (the error pipe says why).
+    const FAILED: i32 = 125;
 
     fn cstring(what: &str, bytes: &[u8]) -> Result<CString, RunnerError> {
         CString::new(bytes).map_err(|_| RunnerError::Other {
@@ -623,36 +719,36 @@ mod enter {
         cstring(&path.display().to_string(), path.as_os_str().as_bytes())
     }
 
+    fn pointers(strings: &[CString]) -> Vec<*const c_char> {
+        strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    }
+
     impl Plan {
         fn new(cmd: &ChrootCommand) -> Result<Plan, RunnerError> {
-            let root = &cmd.root;
-            let maps = cmd.map_user.then(|| {
-                let uid = nix::unistd::geteuid().as_raw();
-                let gid = nix::unistd::getegid().as_raw();
-                (
-                    format!("0 {uid} 1\n").into_bytes(),
-                    format!("0 {gid} 1\n").into_bytes(),
-                )
-            });
+            let job_dir = cmd.root.parent().unwrap_or(Path::new("/"));
+            let root_name = cmd.root.file_name().unwrap_or_default();
+            let root = Path::new("");
             let mut steps: Vec<String> = [
                 "setting the parent-death signal",
-                if cmd.map_user {
-                    "creating a user and mount namespace (unshare CLONE_NEWUSER|CLONE_NEWNS); \
-                     unprivileged user namespaces may be disabled (sysctl \
-                     kernel.unprivileged_userns_clone=1, or \
-                     kernel.apparmor_restrict_unprivileged_userns=0), or run as root"
-                } else {
-                    "creating a mount namespace (unshare CLONE_NEWNS)"
-                },
-                "writing /proc/self/setgroups",
-                "writing /proc/self/uid_map",
-                "writing /proc/self/gid_map",
-                "making the mount namespace private",
-                "mounting /proc in the chroot",
+                "waiting for rcross to write the job's id maps",
+                "taking the job's root ids (setresuid/setresgid 0 in its user namespace)",
+                "making the job's mount namespace private",
+                "bind-mounting the job's root onto itself",
+                "mounting a fresh /proc of the job's PID namespace (a user namespace may not \
+                 mount one while parts of the host's /proc are hidden by mounts over them)",
                 "mounting a tmpfs on /dev in the chroot",
                 "creating /dev/shm in the chroot",
-                "entering the chroot",
+                "entering the job's root (pivot_root)",
+                "detaching the host's root from the job's mount namespace",
                 "",
+                "opening /dev/null in the chroot",
+                "starting the build command's process (fork in the job's PID namespace)",
+                "running /bin/sh in the chroot",
+                "entering the job directory",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -680,43 +776,149 @@ mod enter {
                     cpath(&root.join("dev").join(name))?,
                 ));
             }
+            let argv = vec![
+                cstring("/bin/sh", b"/bin/sh")?,
+                cstring("-c", b"-c")?,
+                cstring("the build command", cmd.command.as_bytes())?,
+            ];
+            let envp = cmd
+                .env
+                .iter()
+                .map(|(k, v)| cstring(&format!("the variable {k}"), format!("{k}={v}").as_bytes()))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(Plan {
-                maps,
-                root: cpath(root)?,
+                job_dir: cpath(job_dir)?,
+                root: cpath(Path::new(root_name))?,
                 proc_dir: cpath(&root.join("proc"))?,
                 dev_dir: cpath(&root.join("dev"))?,
                 nodes,
                 links,
                 shm: cpath(&root.join("dev/shm"))?,
                 workdir: cstring(&cmd.workdir, cmd.workdir.as_bytes())?,
+                argv: pointers(&argv),
+                _argv: argv,
+                envp: pointers(&envp),
+                _envp: envp,
+                set_groups: matches!(cmd.ids, JobIds::Range { .. }),
                 steps,
             })
         }
 
-        /// In the child, between fork and exec.
-        fn enter(&self, report: RawFd) -> io::Result<()> {
-            let fail = |step: u8, e: Errno| -> io::Error {
-                // SAFETY: write(2) of one byte from a live stack value is async-signal-safe.
-                unsafe {
-                    nix::libc::write(report, (&step as *const u8).cast(), 1);
-                }
-                io::Error::from_raw_os_error(e as i32)
-            };
-            let none: Option<&CStr> = None;
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(|e| fail(PDEATHSIG, e))?;
-            match &self.maps {
-                Some((uid_map, gid_map)) => {
-                    nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
-                        .map_err(|e| fail(UNSHARE, e))?;
-                    write_file(c"/proc/self/setgroups", b"deny").map_err(|e| fail(SETGROUPS, e))?;
-                    write_file(c"/proc/self/uid_map", uid_map).map_err(|e| fail(UID_MAP, e))?;
-                    write_file(c"/proc/self/gid_map", gid_map).map_err(|e| fail(GID_MAP, e))?;
-                }
-                None => {
-                    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| fail(UNSHARE, e))?
+        /// The job's first process: PID 1 of its PID namespace, in its user and mount
+        /// namespaces. Waits for its id maps, enters the root, starts the command and reaps
+        /// until it exits, then kills whatever is left and exits with the command's status.
+        fn reaper(&self, fds: &Fds) -> ! {
+            let fail = |step: u8, e: Errno| -> ! { report_and_exit(fds.report, step, e) };
+            // SAFETY: closing descriptors this process owns (its copies of rcross's ends).
+            unsafe {
+                libc::close(fds.out_r);
+                libc::close(fds.sync_w);
+            }
+            if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+                fail(PDEATHSIG, e);
+            }
+            // rcross writes the maps, then one byte; end of file means it gave up (or died
+            // before the death signal was set).
+            let mut byte = [0u8; 1];
+            loop {
+                // SAFETY: read(2) into a live one-byte buffer.
+                let n = unsafe { libc::read(fds.sync_r, byte.as_mut_ptr().cast(), 1) };
+                match n {
+                    1 => break,
+                    0 => exit(FAILED),
+                    _ if Errno::last() == Errno::EINTR => continue,
+                    _ => fail(SYNC, Errno::last()),
                 }
             }
+            // SAFETY: closing this process's copy.
+            unsafe {
+                libc::close(fds.sync_r);
+            }
+            // By path while this process is still rcross's ids; the job's may not search the
+            // directory's ancestors.
+            if let Err(e) = nix::unistd::chdir(self.job_dir.as_c_str()) {
+                fail(JOB_DIR, e);
+            }
+            // Raw system calls: glibc's setres[ug]id would signal the threads it believes this
+            // process has (it has only this one; the others were rcross's).
+            // SAFETY: plain system calls on integers and an empty list.
+            let ids = unsafe {
+                let mut r = libc::syscall(libc::SYS_setresgid, 0, 0, 0);
+                if r == 0 && self.set_groups {
+                    r = libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
+                }
+                if r == 0 {
+                    r = libc::syscall(libc::SYS_setresuid, 0, 0, 0);
+                }
+                r
+            };
+            if ids != 0 {
+                fail(SETID, Errno::last());
+            }
+            let null = match self.enter() {
+                Ok(fd) => fd,
+                Err((step, e)) => fail(step, e),
+            };
+            // SAFETY: fork semantics through the raw system call (no atfork handlers, which
+            // could wait on locks rcross's other threads held when this process was cloned).
+            let command = unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    libc::SIGCHLD as libc::c_ulong,
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                )
+            };
+            if command < 0 {
+                fail(FORK, Errno::last());
+            }
+            if command == 0 {
+                self.exec(fds, null);
+            }
+            let command = command as libc::pid_t;
+            // SAFETY: closing this process's copies; the command has its own.
+            unsafe {
+                libc::close(fds.out_w);
+                libc::close(fds.report);
+                libc::close(null);
+            }
+            let mut code = FAILED;
+            loop {
+                let mut status = 0;
+                // SAFETY: waitpid(2) with a live status word.
+                let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+                if pid < 0 {
+                    if Errno::last() == Errno::EINTR {
+                        continue;
+                    }
+                    // ECHILD: nothing is left.
+                    break;
+                }
+                if pid == command {
+                    code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else if libc::WIFSIGNALED(status) {
+                        128 + libc::WTERMSIG(status)
+                    } else {
+                        FAILED
+                    };
+                    // Everything else in the namespace: what the command left behind. PID 1
+                    // itself is spared by kill(-1).
+                    // SAFETY: kill(2) on this PID namespace.
+                    unsafe {
+                        libc::kill(-1, libc::SIGKILL);
+                    }
+                }
+            }
+            exit(code)
+        }
+
+        /// The mounts, in the job's mount namespace, then into the root. Returns /dev/null
+        /// there, for the command's stdin.
+        fn enter(&self) -> Result<RawFd, (u8, Errno)> {
+            let none: Option<&CStr> = None;
             nix::mount::mount(
                 none,
                 c"/",
@@ -724,26 +926,27 @@ mod enter {
                 MsFlags::MS_REC | MsFlags::MS_PRIVATE,
                 none,
             )
-            .map_err(|e| fail(PRIVATE, e))?;
-            // A fresh procfs needs a PID namespace of our own in a user namespace; the host's,
-            // bound recursively, serves the same purpose for a build.
-            let fresh = nix::mount::mount(
+            .map_err(|e| (PRIVATE, e))?;
+            // pivot_root needs the new root to be a mount point; entering it by name (not `.`)
+            // puts this process on the new mount.
+            nix::mount::mount(
+                Some(self.root.as_c_str()),
+                self.root.as_c_str(),
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none,
+            )
+            .map_err(|e| (BIND_ROOT, e))?;
+            nix::unistd::chdir(self.root.as_c_str()).map_err(|e| (BIND_ROOT, e))?;
+            // This process is PID 1 of the new PID namespace, so this /proc shows the job only.
+            nix::mount::mount(
                 Some(c"proc"),
                 self.proc_dir.as_c_str(),
                 Some(c"proc"),
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
                 none,
-            );
-            if fresh.is_err() {
-                nix::mount::mount(
-                    Some(c"/proc"),
-                    self.proc_dir.as_c_str(),
-                    none,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    none,
-                )
-                .map_err(|e| fail(PROC, e))?;
-            }
+            )
+            .map_err(|e| (PROC, e))?;
             nix::mount::mount(
                 Some(c"tmpfs"),
                 self.dev_dir.as_c_str(),
@@ -751,7 +954,7 @@ mod enter {
                 MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
                 Some(c"mode=755,size=65536k"),
             )
-            .map_err(|e| fail(DEV, e))?;
+            .map_err(|e| (DEV, e))?;
             for (i, (host, inside)) in self.nodes.iter().enumerate() {
                 let step = NODES + 2 * i as u8;
                 let fd = nix::fcntl::open(
@@ -759,7 +962,7 @@ mod enter {
                     OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
                     Mode::from_bits_truncate(0o666),
                 )
-                .map_err(|e| fail(step, e))?;
+                .map_err(|e| (step, e))?;
                 drop(fd);
                 nix::mount::mount(
                     Some(host.as_c_str()),
@@ -768,12 +971,12 @@ mod enter {
                     MsFlags::MS_BIND,
                     none,
                 )
-                .map_err(|e| fail(step + 1, e))?;
+                .map_err(|e| (step + 1, e))?;
             }
             let links_at = NODES + 2 * self.nodes.len() as u8;
             for (i, (target, link)) in self.links.iter().enumerate() {
                 nix::unistd::symlinkat(target.as_c_str(), nix::fcntl::AT_FDCWD, link.as_c_str())
-                    .map_err(|e| fail(links_at + i as u8, e))?;
+                    .map_err(|e| (links_at + i as u8, e))?;
             }
             nix::unistd::mkdir(self.shm.as_c_str(), Mode::from_bits_truncate(0o777))
                 .and_then(|()| {
@@ -784,21 +987,78 @@ mod enter {
                         nix::sys::stat::FchmodatFlags::FollowSymlink,
                     )
                 })
-                .map_err(|e| fail(SHM, e))?;
-            nix::unistd::chroot(self.root.as_c_str()).map_err(|e| fail(CHROOT, e))?;
-            nix::unistd::chdir(self.workdir.as_c_str()).map_err(|e| fail(CHDIR, e))?;
-            Ok(())
+                .map_err(|e| (SHM, e))?;
+            // The root becomes `/` and the host's root, stacked under it, is detached: no path,
+            // `..` or /proc/1/root leads back to it (unlike chroot, which a process with
+            // CAP_SYS_CHROOT in its namespace can leave).
+            nix::unistd::pivot_root(c".", c".").map_err(|e| (PIVOT, e))?;
+            nix::mount::umount2(c".", MntFlags::MNT_DETACH).map_err(|e| (DETACH, e))?;
+            nix::unistd::chdir(c"/").map_err(|e| (PIVOT, e))?;
+            nix::unistd::chdir(self.workdir.as_c_str()).map_err(|e| (CHDIR, e))?;
+            // SAFETY: open(2) of a constant path; the descriptor is this process's.
+            let null =
+                unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if null < 0 {
+                return Err((DEVNULL, Errno::last()));
+            }
+            Ok(null)
+        }
+
+        /// The command's process: its stdio, default signal handling, no descriptor of rcross
+        /// past exec, then `/bin/sh -c COMMAND`.
+        fn exec(&self, fds: &Fds, null: RawFd) -> ! {
+            // SAFETY: system calls on descriptors this process owns and on prepared,
+            // NUL-terminated argument and environment arrays that outlive the call.
+            unsafe {
+                if libc::dup2(null, 0) < 0
+                    || libc::dup2(fds.out_w, 1) < 0
+                    || libc::dup2(fds.out_w, 2) < 0
+                {
+                    report_and_exit(fds.report, EXEC, Errno::last());
+                }
+                // Rust ignores SIGPIPE; a build's processes expect the default.
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(libc::SIGPIPE, &action, std::ptr::null_mut());
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                // Whatever rcross inherited without close-on-exec stays out of the job.
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
+                libc::execve(self.argv[0], self.argv.as_ptr(), self.envp.as_ptr());
+            }
+            report_and_exit(fds.report, EXEC, Errno::last())
         }
     }
 
-    fn write_file(path: &CStr, data: &[u8]) -> Result<(), Errno> {
-        let fd = nix::fcntl::open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
-        let n = nix::unistd::write(&fd, data)?;
-        if n == data.len() {
-            Ok(())
-        } else {
-            Err(Errno::EIO)
+    /// The descriptors of the job's processes (numbers in rcross, copies in the job).
+    struct Fds {
+        out_r: RawFd,
+        out_w: RawFd,
+        sync_r: RawFd,
+        sync_w: RawFd,
+        report: RawFd,
+    }
+
+    fn exit(code: i32) -> ! {
+        // SAFETY: _exit(2) ends the process without running rcross's exit handlers.
+        unsafe { libc::_exit(code) }
+    }
+
+    /// Tell rcross which step failed and how, then exit.
+    fn report_and_exit(report: RawFd, step: u8, e: Errno) -> ! {
+        let errno = (e as i32).to_le_bytes();
+        let msg = [step, errno[0], errno[1], errno[2], errno[3]];
+        // SAFETY: write(2) of a live stack buffer.
+        unsafe {
+            libc::write(report, msg.as_ptr().cast(), msg.len());
         }
+        exit(FAILED)
     }
 
     fn other(what: &str) -> impl FnOnce(io::Error) -> RunnerError + '_ {
@@ -806,6 +1066,69 @@ mod enter {
             what: what.to_string(),
             message: e.to_string(),
         }
+    }
+
+    /// Kills and reaps the job's first process (and so its PID namespace) unless disarmed.
+    struct Reaper(Option<Pid>);
+
+    impl Drop for Reaper {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0.take() {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+        }
+    }
+
+    /// Write the job's id maps from outside its user namespace (as root a range needs
+    /// CAP_SETUID over the host's ids, which only rcross has; a user's delegated range needs
+    /// the set-user-ID helpers).
+    fn write_maps(pid: Pid, ids: &JobIds) -> Result<(), RunnerError> {
+        if let Some((uid_args, gid_args)) = ids.helper_args() {
+            for (helper, args) in [("newuidmap", uid_args), ("newgidmap", gid_args)] {
+                let out = std::process::Command::new(helper)
+                    .arg(pid.as_raw().to_string())
+                    .args(&args)
+                    .stdin(std::process::Stdio::null())
+                    .output();
+                let failure = match out {
+                    Ok(o) if o.status.success() => continue,
+                    Ok(o) => format!(
+                        "{}: {}",
+                        o.status,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                    Err(e) => e.to_string(),
+                };
+                return Err(RunnerError::Other {
+                    what: format!("{helper} {} {}", pid.as_raw(), args.join(" ")),
+                    message: format!(
+                        "{failure}; the job's ids could not be mapped ({}); check \
+                         /etc/subuid and /etc/subgid, or remove them to build with a single id",
+                        ids.describe()
+                    ),
+                });
+            }
+            return Ok(());
+        }
+        let (uid_map, gid_map) = ids.maps();
+        let proc = Path::new("/proc").join(pid.as_raw().to_string());
+        let write = |name: &str, data: &str| {
+            let path = proc.join(name);
+            std::fs::write(&path, data).map_err(|e| RunnerError::Other {
+                what: format!("writing {data:?} to {}", path.display()),
+                message: format!(
+                    "{e}; the job's ids could not be mapped ({})",
+                    ids.describe()
+                ),
+            })
+        };
+        if let JobIds::Single { .. } = ids {
+            // The kernel requires it before an unprivileged gid_map.
+            write("setgroups", "deny")?;
+        }
+        write("uid_map", &uid_map)?;
+        write("gid_map", &gid_map)
     }
 
     pub(super) fn run(
@@ -816,86 +1139,162 @@ mod enter {
         let pipe = |what| nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| other(what)(e.into()));
         let (out_r, out_w): (OwnedFd, OwnedFd) = pipe("creating the output pipe")?;
         let (step_r, step_w): (OwnedFd, OwnedFd) = pipe("creating the error pipe")?;
-        let out_w2 = out_w
-            .try_clone()
-            .map_err(other("creating the output pipe"))?;
-        let mut command = Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg(&cmd.command)
-            .env_clear()
-            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out_w))
-            .stderr(Stdio::from(out_w2));
-        let report = step_w.as_raw_fd();
-        let steps = plan.steps.clone();
-        // SAFETY: `enter` makes only system calls (no allocation, no locks) on data prepared
-        // before the fork, as is required between fork and exec in a threaded process.
-        unsafe {
-            command.pre_exec(move || plan.enter(report));
-        }
-        let spawned = command.spawn();
-        // Our copies of the write ends: the child's are its only ones now.
-        drop(command);
+        let (sync_r, sync_w): (OwnedFd, OwnedFd) = pipe("creating the start pipe")?;
+        let fds = Fds {
+            out_r: out_r.as_raw_fd(),
+            out_w: out_w.as_raw_fd(),
+            sync_r: sync_r.as_raw_fd(),
+            sync_w: sync_w.as_raw_fd(),
+            report: step_w.as_raw_fd(),
+        };
+        let mut stack = vec![0u8; 1024 * 1024];
+        // IPC and UTS too: they cost nothing, and a build's semaphores or hostname stay its
+        // own. Not the network: builds fetch dependencies, as in Docker's default bridge.
+        let flags = CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS;
+        // SAFETY: the child runs `reaper`, which makes only system calls on data prepared
+        // before the clone and never returns; its stack is `stack`, large enough for it.
+        let cloned = unsafe {
+            nix::sched::clone(
+                Box::new(|| plan.reaper(&fds)),
+                &mut stack,
+                flags,
+                Some(libc::SIGCHLD),
+            )
+        };
+        // The child's ends: its copies are its only ones now.
+        drop(out_w);
+        drop(sync_r);
         drop(step_w);
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) => {
-                let mut step = [0u8; 1];
-                let n = std::fs::File::from(step_r).read(&mut step).unwrap_or(0);
-                let what = match (n, e.raw_os_error()) {
-                    (1, _) => steps
-                        .get(usize::from(step[0]))
-                        .cloned()
-                        .unwrap_or_else(|| "preparing the chroot".into()),
-                    (_, Some(nix::libc::ENOENT)) => {
-                        "running /bin/sh in the chroot: the build image has no /bin/sh; use \
-                         an image with a shell"
-                            .into()
-                    }
-                    (_, Some(nix::libc::ENOEXEC)) => {
-                        "running /bin/sh in the chroot: exec format error (no binfmt_misc \
-                         handler catches the image's programs; run `sudo rcross setup`)"
-                            .into()
-                    }
-                    _ => "running /bin/sh in the chroot".into(),
-                };
-                return Err(RunnerError::Other {
-                    what,
-                    message: e.to_string(),
-                });
-            }
+        let pid = cloned.map_err(|e| RunnerError::Other {
+            what: "creating the job's user, PID, mount, IPC and UTS namespaces (clone \
+                   CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS)"
+                .into(),
+            message: format!(
+                "{e}; user namespaces may be disabled or exhausted (sysctl \
+                 user.max_user_namespaces, kernel.unprivileged_userns_clone=1, \
+                 kernel.apparmor_restrict_unprivileged_userns=0)"
+            ),
+        })?;
+        let mut reaper = Reaper(Some(pid));
+        // Held so the namespace outlives the job, for giving its files back to the user.
+        let userns = match cmd.ids {
+            JobIds::Delegated { .. } => Some(
+                std::fs::File::open(format!("/proc/{}/ns/user", pid.as_raw()))
+                    .map_err(other("opening the job's user namespace"))?,
+            ),
+            _ => None,
         };
-        let mut output = std::fs::File::from(out_r);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut log_ok = true;
-        loop {
-            match output.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    // Keep draining even when the log fails, or the command would block.
-                    if log_ok {
-                        log_ok = log.write_all(buf.get(..n).unwrap_or_default()).is_ok();
+        write_maps(pid, &cmd.ids)?;
+        let mut sync = std::fs::File::from(sync_w);
+        sync.write_all(&[1])
+            .map_err(other("starting the job (its first process is gone)"))?;
+        drop(sync);
+        // End of file once the command is exec'd (close-on-exec), or a step and errno.
+        let mut report = Vec::new();
+        std::fs::File::from(step_r)
+            .take(16)
+            .read_to_end(&mut report)
+            .map_err(other("reading the job's start-up report"))?;
+        if let [step, e0, e1, e2, e3, ..] = report[..] {
+            let errno = Errno::from_raw(i32::from_le_bytes([e0, e1, e2, e3]));
+            let mut what = plan
+                .steps
+                .get(usize::from(step))
+                .cloned()
+                .unwrap_or_else(|| "preparing the chroot".into());
+            if step == EXEC {
+                match errno {
+                    Errno::ENOENT => {
+                        what = "running /bin/sh in the chroot: the build image has no /bin/sh; \
+                                use an image with a shell"
+                            .into()
                     }
+                    Errno::ENOEXEC => {
+                        what = "running /bin/sh in the chroot: exec format error (no \
+                                binfmt_misc handler catches the image's programs; run `sudo \
+                                rcross setup`)"
+                            .into()
+                    }
+                    _ => {}
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
             }
+            return Err(RunnerError::Other {
+                what,
+                message: io::Error::from_raw_os_error(errno as i32).to_string(),
+            });
         }
-        let status = child
-            .wait()
-            .map_err(other("waiting for the chrooted command"))?;
-        let _ = log.flush();
-        let code = match (status.code(), status.signal()) {
-            (Some(c), _) => i64::from(c),
-            (None, Some(s)) => 128 + i64::from(s),
-            (None, None) => 128,
-        };
+        let code = crate::build::runner::read_until_exit(out_r, log, |block| {
+            let flags = (!block).then_some(WaitPidFlag::WNOHANG);
+            match nix::sys::wait::waitpid(pid, flags) {
+                Ok(WaitStatus::Exited(_, c)) => Ok(Some(i64::from(c))),
+                Ok(WaitStatus::Signaled(_, s, _)) => Ok(Some(128 + s as i64)),
+                Ok(_) => Ok(None),
+                Err(Errno::EINTR) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .map_err(other("reading the chrooted command's output"))?;
+        // Reaped: nothing to kill.
+        reaper.0 = None;
+        if let Some(userns) = &userns {
+            give_back(&cmd.root, userns)?;
+        }
         Ok(JobExit { code })
     }
-}
 
+    /// Make every file of the job's root the user's again: with a delegated range the job may
+    /// have left files and directories owned by ids of the range, which the user can neither
+    /// read back nor remove. `chown -R 0:0` run as root of the job's (still held) user
+    /// namespace maps them to the user.
+    fn give_back(root: &Path, userns: &std::fs::File) -> Result<(), RunnerError> {
+        use std::os::unix::process::CommandExt as _;
+        let fd = userns.as_raw_fd();
+        let mut chown = std::process::Command::new("chown");
+        chown
+            .args(["-R", "-h", "0:0", "--"])
+            .arg(root)
+            .stdin(std::process::Stdio::null());
+        // SAFETY: only system calls between fork and exec; `fd` stays open in the child until
+        // exec (it is close-on-exec).
+        unsafe {
+            chown.pre_exec(move || {
+                let failed = libc::setns(fd, libc::CLONE_NEWUSER) != 0
+                    || libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
+                    || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0;
+                if failed {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let what = || {
+            format!(
+                "giving the job's files back to the user (chown -R 0:0 {} in the job's user \
+                 namespace)",
+                root.display()
+            )
+        };
+        let out = chown.output().map_err(|e| RunnerError::Other {
+            what: what(),
+            message: e.to_string(),
+        })?;
+        if !out.status.success() {
+            return Err(RunnerError::Other {
+                what: what(),
+                message: format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -944,6 +1343,7 @@ mod tests {
         exit: i64,
         swap_out_for: Option<PathBuf>,
         link_out_to: Option<PathBuf>,
+        ids: JobIds,
         seen: Arc<Mutex<Vec<Seen>>>,
     }
 
@@ -951,8 +1351,8 @@ mod tests {
     type Seen = (ChrootCommand, Vec<String>);
 
     impl ChrootSystem for Fake {
-        fn effective_uid(&self) -> u32 {
-            1000
+        fn job_ids(&self) -> JobIds {
+            self.ids
         }
         fn host_platform(&self) -> Result<Platform, String> {
             Ok(amd64())
@@ -982,6 +1382,11 @@ mod tests {
             assert!(root.join("proc").is_dir() && root.join("dev").is_dir());
             std::fs::write(root.join("etc/touched"), "by the job").unwrap();
             std::fs::write(root.join("rcross/out/prog"), "built").unwrap();
+            if let Some((uid, gid)) = self.ids.to_host(42, 65534) {
+                // What `chown _apt:nogroup` inside leaves on the host.
+                std::os::unix::fs::lchown(root.join("rcross/out/prog"), Some(uid), Some(gid))
+                    .unwrap();
+            }
             if let Some(target) = &self.link_out_to {
                 std::os::unix::fs::symlink(target, root.join("rcross/out/app")).unwrap();
             }
@@ -1071,6 +1476,10 @@ mod tests {
             exit,
             swap_out_for: None,
             link_out_to: None,
+            ids: JobIds::Single {
+                uid: 1000,
+                gid: 1000,
+            },
             seen: Arc::new(Mutex::new(Vec::new())),
         })
     }
@@ -1097,7 +1506,14 @@ mod tests {
         assert_eq!(files, &["sub", "sub/hello.c"], ".git stays out");
         assert_eq!(cmd.workdir, "/rcross/src/sub");
         assert_eq!(cmd.command, "make");
-        assert!(cmd.map_user, "not root: a user namespace maps the user");
+        assert_eq!(
+            cmd.ids,
+            JobIds::Single {
+                uid: 1000,
+                gid: 1000
+            },
+            "not root: a user namespace maps the user"
+        );
         let get = |k: &str| cmd.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(
             get("PATH").as_deref(),
@@ -1125,6 +1541,80 @@ mod tests {
         let mut log = Vec::new();
         runner.run(&s.job, &mut log).unwrap();
         assert!(String::from_utf8(log).unwrap().contains("reusing the root"));
+    }
+
+    /// As root (tests run as root): the job's copy is owned inside its range, what rcross adds
+    /// too, and the output comes back with the ids the job gave it.
+    #[test]
+    fn a_range_job_s_root_is_shifted_and_its_output_shifted_back() {
+        use std::os::unix::fs::MetadataExt as _;
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test changes owners: run it as root"
+        );
+        let s = setup();
+        let mut system = fake(binfmt(true), 0);
+        let base = 300_000;
+        system.ids = JobIds::Range {
+            uid_base: base,
+            gid_base: base + 1,
+            count: 65536,
+        };
+        let owners = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&system.seen);
+        let runner = ChrootRunner::with_system(s.options.clone(), system);
+        // Look at the job's root while the fake runs: through the log, which is written then.
+        type Owners = Arc<Mutex<Vec<(String, u32, u32)>>>;
+        struct Peek<'a>(&'a ChrootOptions, Owners);
+        impl Write for Peek<'_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if buf.starts_with(b"compiling") {
+                    for job in std::fs::read_dir(&self.0.work).unwrap() {
+                        let root = job.unwrap().path().join("root");
+                        for p in [
+                            "etc/os-release",
+                            "rcross/src/sub/hello.c",
+                            "rcross/out",
+                            "tmp",
+                        ] {
+                            let m = std::fs::symlink_metadata(root.join(p)).unwrap();
+                            self.1.lock().unwrap().push((p.into(), m.uid(), m.gid()));
+                        }
+                    }
+                }
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut peek = Peek(&s.options, Arc::clone(&owners));
+        let exit = runner.run(&s.job, &mut peek).unwrap();
+        assert!(exit.success());
+        assert!(matches!(
+            seen.lock().unwrap()[0].0.ids,
+            JobIds::Range { .. }
+        ));
+        let owners = owners.lock().unwrap().clone();
+        assert_eq!(owners.len(), 4, "{owners:?}");
+        for (p, uid, gid) in owners {
+            assert_eq!((uid, gid), (base, base + 1), "{p}");
+        }
+        let prog = std::fs::metadata(s.job.out_dir.join("prog")).unwrap();
+        assert_eq!((prog.uid(), prog.gid()), (42, 65534));
+        // The cache keeps the image's ids.
+        let hex = std::fs::read_dir(&s.options.cache)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert_eq!(
+            std::fs::metadata(hex.join("root/etc/os-release"))
+                .unwrap()
+                .uid(),
+            0
+        );
     }
 
     #[test]

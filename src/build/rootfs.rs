@@ -917,10 +917,41 @@ pub struct CopyStats {
     pub skipped: u64,
 }
 
+/// Who owns what [`copy_tree`] makes.
+#[derive(Clone, Copy)]
+pub enum CopyOwners<'a> {
+    /// Whoever copies (the copier's ids; no `chown`).
+    Copier,
+    /// The source's owners (only meaningful as root).
+    Keep,
+    /// The owners this gives for the source's `(uid, gid)` (only meaningful as root): the ids
+    /// of a sandbox's user namespace shifted into its host range, and back.
+    Map(&'a dyn Fn(u32, u32) -> (u32, u32)),
+}
+
+impl CopyOwners<'_> {
+    /// The owners to give a copy of a file owned by `(uid, gid)`, when any.
+    fn of(&self, uid: u32, gid: u32) -> Option<(u32, u32)> {
+        match self {
+            CopyOwners::Copier => None,
+            CopyOwners::Keep => Some((uid, gid)),
+            CopyOwners::Map(f) => Some(f(uid, gid)),
+        }
+    }
+
+    /// `lchown` `path` to the owners of a copy of `meta`'s file. Best effort, as with
+    /// [`CopyOwners::Keep`] before: a copy that cannot be given away stays the copier's.
+    fn apply(&self, path: &Path, meta: &fs::Metadata) {
+        if let Some((uid, gid)) = self.of(meta.uid(), meta.gid()) {
+            let _ = std::os::unix::fs::lchown(path, Some(uid), Some(gid));
+        }
+    }
+}
+
 /// Options of [`copy_tree`].
 pub struct CopyOptions<'a> {
-    /// Keep owners (only meaningful as root).
-    pub owners: bool,
+    /// Who owns the copies.
+    pub owners: CopyOwners<'a>,
     /// Paths relative to the source to leave out (with everything below them).
     pub exclude: &'a dyn Fn(&Path) -> bool,
 }
@@ -965,9 +996,7 @@ pub fn copy_tree(from: &Path, to: &Path, options: &CopyOptions) -> Result<CopySt
     )?;
     dirs.push((to.to_path_buf(), meta));
     for (path, meta) in dirs.iter().rev() {
-        if options.owners {
-            let _ = std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()));
-        }
+        options.owners.apply(path, meta);
         fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7777))
             .map_err(io_err("setting the mode of", path))?;
         set_mtime(path, u64::try_from(meta.mtime()).unwrap_or(0));
@@ -1020,9 +1049,7 @@ fn copy_dir(
             let target = fs::read_link(&src).map_err(io_err("reading the symlink", &src))?;
             std::os::unix::fs::symlink(&target, &dst)
                 .map_err(io_err("creating the symlink", &dst))?;
-            if options.owners {
-                let _ = std::os::unix::fs::lchown(&dst, Some(meta.uid()), Some(meta.gid()));
-            }
+            options.owners.apply(&dst, &meta);
             set_mtime(&dst, u64::try_from(meta.mtime()).unwrap_or(0));
         } else if ft.is_file() {
             if meta.nlink() > 1 {
@@ -1033,9 +1060,7 @@ fn copy_dir(
                 links.insert((meta.dev(), meta.ino()), dst.clone());
             }
             copy_file(&src, &dst, &meta)?;
-            if options.owners {
-                let _ = std::os::unix::fs::lchown(&dst, Some(meta.uid()), Some(meta.gid()));
-            }
+            options.owners.apply(&dst, &meta);
             // After chown, which clears setuid bits.
             fs::set_permissions(&dst, fs::Permissions::from_mode(meta.mode() & 0o7777))
                 .map_err(io_err("setting the mode of", &dst))?;
@@ -1530,7 +1555,7 @@ mod tests {
             s,
             &to,
             &CopyOptions {
-                owners: false,
+                owners: CopyOwners::Copier,
                 exclude: &exclude,
             },
         )
@@ -1551,7 +1576,7 @@ mod tests {
             &to.join("keep/pw"),
             &dst.path().join("x"),
             &CopyOptions {
-                owners: false,
+                owners: CopyOwners::Copier,
                 exclude: &|_| false,
             },
         )
@@ -1559,6 +1584,43 @@ mod tests {
         assert!(e.to_string().contains("not followed"), "{e}");
         remove_tree(&to).unwrap();
         fs::set_permissions(s.join("keep/sub"), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// As root (tests run as root): owners mapped on the way, for files, links and
+    /// directories alike.
+    #[test]
+    fn copy_tree_maps_owners() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test changes owners: run it as root"
+        );
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        fs::create_dir_all(s.join("d")).unwrap();
+        fs::write(s.join("d/f"), "f").unwrap();
+        std::os::unix::fs::symlink("f", s.join("d/l")).unwrap();
+        std::os::unix::fs::lchown(s.join("d/f"), Some(42), Some(65534)).unwrap();
+        std::os::unix::fs::lchown(s.join("d/l"), Some(7), Some(8)).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let to = dst.path().join("copy");
+        let shift = |u: u32, g: u32| (u + 100_000, g + 200_000);
+        copy_tree(
+            s,
+            &to,
+            &CopyOptions {
+                owners: CopyOwners::Map(&shift),
+                exclude: &|_| false,
+            },
+        )
+        .unwrap();
+        let owner = |p: &str| {
+            let m = fs::symlink_metadata(to.join(p)).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(owner("d/f"), (100_042, 265_534));
+        assert_eq!(owner("d/l"), (100_007, 200_008));
+        assert_eq!(owner("d"), (100_000, 200_000));
+        assert_eq!(owner(""), (100_000, 200_000));
     }
 
     #[test]

@@ -142,6 +142,141 @@ pub fn excluded(relative: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// How often the output loop looks whether the command has ended while its output pipe stays
+/// silent.
+const EXIT_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Copy `output` (the read end of the pipe that is a command's stdout and stderr) to `log` until
+/// the command has ended, then what is left in the pipe, and return its end.
+///
+/// `ended(block)` says whether the command has ended (blocking until it has when `block`): it
+/// is asked when the pipe is silent and when its last writer closed it. Once it has ended, the
+/// pipe is drained without waiting: a process that outlives the command and still holds the
+/// pipe (`sleep 999 &`, a daemon) cannot keep the build waiting for the end of the output. The
+/// caller kills such processes in `ended` (see [`run_in_process_group`] and the chroot runner's
+/// PID namespace).
+pub fn read_until_exit<T>(
+    output: std::os::fd::OwnedFd,
+    log: &mut (dyn Write + Send),
+    mut ended: impl FnMut(bool) -> std::io::Result<Option<T>>,
+) -> std::io::Result<T> {
+    use std::io::{ErrorKind, Read as _};
+    use std::os::fd::AsRawFd as _;
+    let fd = output.as_raw_fd();
+    let mut file = std::fs::File::from(output);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut log_ok = true;
+    let mut copy = |buf: &[u8]| {
+        // Keep draining even when the log fails, or the command would block.
+        if log_ok {
+            log_ok = log.write_all(buf).is_ok();
+        }
+    };
+    let end = loop {
+        let mut pfd = nix::libc::pollfd {
+            fd,
+            events: nix::libc::POLLIN,
+            revents: 0,
+        };
+        let timeout = i32::try_from(EXIT_CHECK.as_millis()).unwrap_or(50);
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready = unsafe { nix::libc::poll(&mut pfd, 1, timeout) };
+        if ready < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if ready == 0 {
+            match ended(false)? {
+                Some(end) => break end,
+                None => continue,
+            }
+        }
+        match file.read(&mut buf) {
+            Ok(0) => {
+                break loop {
+                    // Every writer is gone; only the command's end is left to wait for.
+                    if let Some(end) = ended(true)? {
+                        break end;
+                    }
+                };
+            }
+            Ok(n) => copy(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    // What the command and its leftovers wrote before they were killed.
+    nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(std::io::Error::from)?;
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => copy(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let _ = log.flush();
+    Ok(end)
+}
+
+/// Run `command` (a host build: no sandbox) in a process group of its own, its stdout and
+/// stderr interleaved into `log`. When the command exits, its process group is killed
+/// (SIGKILL), so what it left in the background (`sleep 999 &`, `make` helpers, a gradle
+/// daemon) neither outlives the build nor keeps it waiting for the end of the output. A process
+/// that left the group (`setsid`) survives, but cannot hold the build either.
+pub fn run_in_process_group(
+    command: &mut std::process::Command,
+    log: &mut (dyn Write + Send),
+) -> std::io::Result<std::process::ExitStatus> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    use std::os::unix::process::CommandExt as _;
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let writer_err = writer.try_clone()?;
+    command
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::from(writer_err));
+    let spawned = command.spawn();
+    // The Command holds the pipe's write ends until they are replaced: without that the read
+    // below would never see the end of the output.
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = spawned?;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let result = read_until_exit(reader, log, |block| {
+        let mut flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+        if !block {
+            flags |= WaitPidFlag::WNOHANG;
+        }
+        // WNOWAIT: the command stays a zombie, so its process group id cannot be reused
+        // before the group is killed.
+        match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::StillAlive) => Ok(None),
+            Ok(_) => {
+                let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+                Ok(Some(()))
+            }
+            Err(nix::errno::Errno::EINTR) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    });
+    if result.is_err() {
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let status = child.wait()?;
+    result.map(|()| status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +306,77 @@ mod tests {
         assert!(excluded(Path::new(".rcross")));
         assert!(!excluded(Path::new("src/.git")));
         assert!(!excluded(Path::new("hello.c")));
+    }
+
+    /// Processes whose command line is exactly `argv`.
+    fn processes(argv: &[&str]) -> Vec<i32> {
+        let want: Vec<u8> = argv
+            .iter()
+            .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+            .collect();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+                (cmdline == want).then_some(pid)
+            })
+            .collect()
+    }
+
+    /// [`processes`] once they have had up to 2 s to die (SIGKILL is delivered asynchronously).
+    fn still_running(argv: &[&str]) -> Vec<i32> {
+        let start = std::time::Instant::now();
+        loop {
+            let found = processes(argv);
+            if found.is_empty() || start.elapsed() > std::time::Duration::from_secs(2) {
+                return found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_host_command_s_background_processes_die_with_it() {
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg("sleep 999.61 & sh -c 'sleep 999.61' & echo out; echo err >&2; exit 3");
+        let mut log = Vec::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let status = run_in_process_group(&mut command, &mut log).map(|s| s.code());
+            let _ = tx.send((status, log));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        let left = still_running(&["sleep", "999.61"]);
+        for p in &left {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let (status, log) = got.expect("the command's background sleep held the output pipe");
+        assert_eq!(status.unwrap(), Some(3));
+        let log = String::from_utf8(log).unwrap();
+        assert!(log.contains("out\n") && log.contains("err\n"), "{log:?}");
+        assert!(left.is_empty(), "left running: {left:?}");
+    }
+
+    #[test]
+    fn output_written_before_the_command_exits_is_all_read() {
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg("seq 1 20000; (sleep 999.62; echo late) &");
+        let mut log = Vec::new();
+        let status = run_in_process_group(&mut command, &mut log).unwrap();
+        assert!(status.success());
+        let text = String::from_utf8(log).unwrap();
+        assert_eq!(text.lines().count(), 20000, "{}", &text[text.len() - 20..]);
+        assert!(!text.contains("late"));
+        assert!(still_running(&["sleep", "999.62"]).is_empty());
     }
 
     #[test]

@@ -31,7 +31,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -892,12 +892,6 @@ fn build_one(
     let log_path = work.join(p.slug()).join("build.log");
     let log = std::fs::File::create(&log_path)
         .map_err(|e| fail(format!("cannot create {}: {e}", log_path.display())))?;
-    // One pipe for stdout and stderr, so the lines keep their order.
-    let (reader, writer) =
-        nix::unistd::pipe().map_err(|e| fail(format!("cannot create a pipe: {e}")))?;
-    let writer_err = writer
-        .try_clone()
-        .map_err(|e| fail(format!("cannot create a pipe: {e}")))?;
     let start = Instant::now();
     let mut command = Command::new("sh");
     command
@@ -907,26 +901,13 @@ fn build_one(
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("RCROSS_OUT", &out)
         .env("RCROSS_PLATFORM", p.to_string())
-        .env("SOURCE_DATE_EPOCH", epoch.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::from(writer_err));
-    let mut child = command
-        .spawn()
-        .map_err(|e| fail(format!("cannot run sh: {e}")))?;
-    // The Command holds the pipe's write ends until it is dropped: without that the read
-    // below would never see the end of the output.
-    drop(command);
+        .env("SOURCE_DATE_EPOCH", epoch.to_string());
     let mut tee = Tee::new(log, progress, p, what);
-    let copied = std::io::copy(&mut std::fs::File::from(reader), &mut tee);
+    // Its own process group, killed when the command exits (see run_in_process_group).
+    let status = crate::build::runner::run_in_process_group(&mut command, &mut tee)
+        .map_err(|e| fail(format!("running sh -c for the build command: {e}")))?;
     tee.flush_line();
     drop(tee);
-    let status = child
-        .wait()
-        .map_err(|e| fail(format!("waiting for sh: {e}")))?;
-    if let Err(e) = copied {
-        return Err(fail(format!("reading the build output: {e}")));
-    }
     let secs = start.elapsed().as_secs_f64();
     if status.success() {
         return Ok(secs);

@@ -220,9 +220,7 @@ fn connect_local(engine: Option<&str>, binfmt_misc: &Path) -> exit::Result<Share
     match crate::engine::DockerEngine::connect(&endpoint) {
         Ok(d) => Ok(Arc::new(d)),
         Err(e) if engine.is_none() => {
-            log(format!(
-                "no Docker engine: {e}; building in a chroot of the build image instead (daemonless)"
-            ));
+            log(fallback_warning(&endpoint, &e));
             chroot_runner(binfmt_misc)
         }
         Err(e) => Err(Failure {
@@ -230,6 +228,20 @@ fn connect_local(engine: Option<&str>, binfmt_misc: &Path) -> exit::Result<Share
             error: anyhow::anyhow!("--engine {endpoint}: {e}"),
         }),
     }
+}
+
+/// The warning for falling back from an unreachable engine to the chroot: never silent, it
+/// says where rcross looked and how to choose either way.
+fn fallback_warning(endpoint: &crate::engine::Endpoint, e: &RunnerError) -> String {
+    let from = match std::env::var("DOCKER_HOST") {
+        Ok(v) if !v.is_empty() => format!("DOCKER_HOST={v}"),
+        _ => "DOCKER_HOST is not set".to_string(),
+    };
+    format!(
+        "warning: no Docker engine at {endpoint} ({from}): {e}; building in a sandboxed chroot \
+         of the build image instead (daemonless). Set DOCKER_HOST or pass --engine ENDPOINT to \
+         use an engine, or --engine chroot to choose the chroot and silence this warning"
+    )
 }
 
 fn chroot_runner(binfmt_misc: &Path) -> exit::Result<Shared> {
