@@ -196,6 +196,24 @@ fn twenty_pushes_through_twenty_percent_faults_all_land_the_clean_digest() {
     );
 }
 
+/// `rcross push` of the layout in `dir` to `repo:1` through `proxy`, started.
+fn spawn_push(
+    dir: &std::path::Path,
+    proxy: &Proxy,
+    repo: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_rcross"))
+        .arg("push")
+        .arg(format!("oci:{}:1", dir.display()))
+        .arg(format!("{}/{repo}:1", proxy.addr))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn a_push_killed_at_a_random_moment_never_leaves_a_tag_on_an_incomplete_index() {
     let registry = registry();
@@ -206,29 +224,43 @@ fn a_push_killed_at_a_random_moment_never_leaves_a_tag_on_an_incomplete_index() 
     // Faults slow the push down, so the kills land in every phase of it.
     let proxy = hostile_proxy(&registry.addr, seed, 20, faults);
     let direct = client();
+
+    // A whole push first, to know how long one takes.
+    let started = Instant::now();
+    let output = spawn_push(dir.path(), &proxy, "rcross/unkilled", &[])
+        .wait_with_output()
+        .unwrap();
+    let whole = started.elapsed();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(assert_tag_complete(
+        &direct,
+        &registry.addr,
+        "rcross/unkilled",
+        "1"
+    ));
+
     let mut rng = Rng(seed.rotate_left(17) | 1);
-    let mut outcomes = Vec::new();
-    for round in 0..6 {
+    let mut outcomes = vec![format!("a whole push took {whole:?}")];
+    let mut killed = 0;
+    for round in 0..8 {
         let repo = format!("rcross/killed-{round}");
-        let delay = Duration::from_millis(rng.next() % 2500);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rcross"))
-            .arg("push")
-            .arg(format!("oci:{}:1", dir.path().display()))
-            .arg(format!("{}/{repo}:1", proxy.addr))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let delay = Duration::from_millis(rng.next() % (whole.as_millis() as u64).max(1));
+        let mut child = spawn_push(dir.path(), &proxy, &repo, &[]);
         std::thread::sleep(delay);
         let finished = child.try_wait().unwrap();
         if finished.is_none() {
             // SIGKILL: no chance to clean up.
             child.kill().unwrap();
+            killed += 1;
         }
         child.wait().unwrap();
         let tagged = assert_tag_complete(&direct, &registry.addr, &repo, "1");
         outcomes.push(format!(
-            "round {round}: killed after {delay:?}: {}, tag {}",
+            "round {round}: after {delay:?}: {}, tag {}",
             if finished.is_some() {
                 "had already exited"
             } else {
@@ -238,6 +270,41 @@ fn a_push_killed_at_a_random_moment_never_leaves_a_tag_on_an_incomplete_index() 
         ));
     }
     eprintln!("{}", outcomes.join("\n"));
+    assert!(killed > 0, "no push was killed:\n{}", outcomes.join("\n"));
+}
+
+#[test]
+fn the_retry_timeout_flag_bounds_how_long_a_push_keeps_retrying() {
+    let registry = registry();
+    let dir = tempfile::tempdir().unwrap();
+    build_image(dir.path(), "1", Compression::default());
+    let proxy = Proxy::start(&registry.addr, |request, _| {
+        if request.path() == "/v2/" {
+            Fault::Pass
+        } else {
+            Fault::Status(503, Vec::new())
+        }
+    });
+    let started = Instant::now();
+    let output = spawn_push(
+        dir.path(),
+        &proxy,
+        "rcross/down",
+        &["--retry-timeout", "3s"],
+    )
+    .wait_with_output()
+    .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("HTTP 503") && stderr.contains("gave up after"),
+        "{stderr}"
+    );
+    // The default budget is 5 minutes; 3 s of retries (each wait cut at the deadline) plus
+    // the requests themselves end far sooner.
+    assert!(took < Duration::from_secs(60), "took {took:?}: {stderr}");
+    assert!(proxy.log().len() > 2, "it did retry: {:?}", proxy.log());
 }
 
 #[test]

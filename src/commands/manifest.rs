@@ -276,7 +276,7 @@ fn create(args: ManifestCreateArgs, json: bool) -> exit::Result<u8> {
     } else {
         Vec::new()
     };
-    let client = super::push::client(&insecure)?;
+    let client = super::push::client(&insecure, args.retry.retry_timeout)?;
 
     // Read every source, refusing duplicate platforms.
     let mut parts: Vec<Part> = Vec::new();
