@@ -308,6 +308,69 @@ fn the_retry_timeout_flag_bounds_how_long_a_push_keeps_retrying() {
 }
 
 #[test]
+fn a_failed_chunk_goes_on_at_the_offset_the_registry_confirms_or_in_a_new_session() {
+    let registry = registry();
+    let dir = tempfile::tempdir().unwrap();
+    let built = build_image(dir.path(), "1", Compression::default());
+    let plan = built.layout.push_plan("1").unwrap();
+    // Only the 9 MiB layer goes up in chunks (4 + 4 + 1 MiB). Its second chunk is reset before
+    // the registry sees it; the fourth PATCH sent is forwarded and its answer dropped.
+    let patches = AtomicUsize::new(0);
+    let proxy = Proxy::start(&registry.addr, move |request, _| {
+        if request.method == "PATCH" {
+            match patches.fetch_add(1, Ordering::SeqCst) {
+                1 => return Fault::Reset,
+                3 => return Fault::DropAnswer,
+                _ => {}
+            }
+        }
+        Fault::Pass
+    });
+    let report = client()
+        .push_image(
+            &reference(&proxy.addr, "rcross/chunks"),
+            &plan,
+            &["1".to_string()],
+            &PushOptions::default(),
+        )
+        .unwrap();
+    // The registry checks the digest over the bytes it assembled: a chunk sent at a wrong
+    // offset would have failed the closing PUT.
+    assert_eq!(report.digest, built.index.digest);
+    assert!(assert_tag_complete(
+        &client(),
+        &registry.addr,
+        "rcross/chunks",
+        "1"
+    ));
+    let requests = proxy.requests();
+    let starts: Vec<u64> = requests
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| {
+            r.header("content-range")
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        })
+        .collect();
+    let status_queries = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path().contains("/blobs/uploads/"))
+        .count();
+    eprintln!("PATCH offsets: {starts:?}; upload status queries: {status_queries}");
+    // After the reset the same session goes on at the offset the registry confirmed.
+    assert_eq!(&starts[..3], &[0, 4 << 20, 4 << 20], "{starts:?}");
+    assert!(status_queries >= 2, "each failed chunk asked the registry");
+    // After the dropped answer: either the registry confirmed the whole chunk (nothing more to
+    // send) or a new session started from 0.
+    assert!(
+        starts.len() == 4 || starts[4..] == [0, 4 << 20, 8 << 20],
+        "{starts:?}"
+    );
+}
+
+#[test]
 fn a_download_cut_mid_blob_resumes_with_range_and_checks_the_whole_digest() {
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();
