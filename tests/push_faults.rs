@@ -433,4 +433,37 @@ fn a_download_cut_mid_blob_resumes_with_range_and_checks_the_whole_digest() {
             .unwrap_or_else(|| panic!("a resumption asks for the rest: {gets:?}"));
         assert!(start > 0 && start < size, "{gets:?}");
     }
+
+    // `rcross verify` of the image reads the same layer through a proxy that cuts its first
+    // download: it resumes and verifies instead of failing.
+    let cut = AtomicUsize::new(0);
+    let wanted = format!("/blobs/{layer}");
+    let proxy = Proxy::start(&registry.addr, move |request, _| {
+        if request.method == "GET"
+            && request.path().ends_with(&wanted)
+            && cut.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            return Fault::Truncate(2 << 20);
+        }
+        Fault::Pass
+    });
+    let output = Command::new(env!("CARGO_BIN_EXE_rcross"))
+        .args(["verify", &format!("{}/rcross/resume:1", proxy.addr)])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.path().ends_with(&format!("/blobs/{layer}"))
+                && r.header("range").is_some_and(|v| v != "bytes=0-")),
+        "verify resumed with Range: {:?}",
+        proxy.log()
+    );
 }
