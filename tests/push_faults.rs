@@ -371,6 +371,66 @@ fn a_failed_chunk_goes_on_at_the_offset_the_registry_confirms_or_in_a_new_sessio
 }
 
 #[test]
+fn after_a_lost_answer_a_head_decides_and_nothing_is_sent_twice() {
+    let registry = registry();
+    let dir = tempfile::tempdir().unwrap();
+    let built = build_image(dir.path(), "1", Compression::default());
+    let plan = built.layout.push_plan("1").unwrap();
+    // The first closing PUT of a blob upload and the index's PUT both reach the registry, which
+    // stores them; their answers are lost.
+    let index = built.index.digest.clone();
+    let blob_puts = AtomicUsize::new(0);
+    let index_puts = AtomicUsize::new(0);
+    let proxy = Proxy::start(&registry.addr, move |request, _| {
+        if request.method == "PUT" {
+            if request.target.contains("/blobs/uploads/")
+                && blob_puts.fetch_add(1, Ordering::SeqCst) == 0
+            {
+                return Fault::DropAnswer;
+            }
+            if request.path().ends_with(&format!("/manifests/{index}"))
+                && index_puts.fetch_add(1, Ordering::SeqCst) == 0
+            {
+                return Fault::DropAnswer;
+            }
+        }
+        Fault::Pass
+    });
+    let report = client()
+        .push_image(
+            &reference(&proxy.addr, "rcross/lost"),
+            &plan,
+            &["1".to_string()],
+            &PushOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(report.digest, built.index.digest);
+    assert_eq!(report.blobs_uploaded, 7);
+    assert!(assert_tag_complete(
+        &client(),
+        &registry.addr,
+        "rcross/lost",
+        "1"
+    ));
+    let log = proxy.log();
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        7,
+        "the blob whose answer was lost was found by HEAD, not uploaded again: {log:?}"
+    );
+    assert_eq!(proxy.count("PUT", "/blobs/uploads/"), 7, "{log:?}");
+    assert_eq!(
+        proxy.count("PUT", &format!("/manifests/{}", built.index.digest)),
+        1,
+        "{log:?}"
+    );
+    assert!(
+        proxy.count("HEAD", &format!("/manifests/{}", built.index.digest)) >= 1,
+        "{log:?}"
+    );
+}
+
+#[test]
 fn a_download_cut_mid_blob_resumes_with_range_and_checks_the_whole_digest() {
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();

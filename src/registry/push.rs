@@ -428,7 +428,7 @@ impl Client {
                     }
                     // The PUT may have landed with its answer lost; then it is done. A HEAD
                     // that fails says nothing: the PUT is sent again (it is idempotent).
-                    if self.manifest_landed(&target, reference, manifest) == Ok(true) {
+                    if self.manifest_landed(&target, reference, manifest) == Some(true) {
                         return Ok(());
                     }
                 }
@@ -436,22 +436,25 @@ impl Client {
         }
     }
 
-    /// Whether `reference` (a tag or digest) in the target names exactly `manifest` (HEAD).
+    /// Whether `reference` (a tag or digest) in the target names exactly `manifest` (HEAD, one
+    /// try); `None` when the HEAD itself failed.
     fn manifest_landed(
         &self,
         target: &Target<'_>,
         reference: &str,
         manifest: &PushManifest,
-    ) -> Result<bool, ()> {
+    ) -> Option<bool> {
         let url = self.url(target.reference, &format!("manifests/{reference}"));
         let mut call = Call::new(http::Method::HEAD, url);
         call.headers.push(("Accept", manifest.media_type.clone()));
-        let response = self.call(target, &call).map_err(|_| ())?;
+        let response = self.call(target, &call).ok()?;
         match response.status().as_u16() {
-            200 => Ok(header(&response, "docker-content-digest")
-                .map_or(reference == manifest.digest, |d| d == manifest.digest)),
-            404 => Ok(false),
-            _ => Err(()),
+            200 => Some(
+                header(&response, "docker-content-digest")
+                    .map_or(reference == manifest.digest, |d| d == manifest.digest),
+            ),
+            404 => Some(false),
+            _ => None,
         }
     }
 
