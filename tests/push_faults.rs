@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common_registry::{sha256, RealRegistry};
+use common_registry::{sha256, FakeRegistry, RealRegistry, Reply};
 use push_common::{build_image, Fault, Proxy};
 use rcross::oci::Compression;
 use rcross::registry::{Client, ClientOptions, DockerConfig, PushOptions, Reference};
@@ -428,6 +428,26 @@ fn after_a_lost_answer_a_head_decides_and_nothing_is_sent_twice() {
         proxy.count("HEAD", &format!("/manifests/{}", built.index.digest)) >= 1,
         "{log:?}"
     );
+}
+
+#[test]
+fn a_manifest_cut_part_way_is_asked_for_again() {
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    let fake = FakeRegistry::start(move |_, n| {
+        if n == 0 {
+            Reply::Stalled {
+                announced: index.len(),
+                sent: index[..20].to_vec(),
+                then: Duration::ZERO,
+            }
+        } else {
+            Reply::ok(index.to_vec())
+                .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+        }
+    });
+    let manifest = client().get_manifest(&fake.reference("app:1")).unwrap();
+    assert_eq!(manifest.bytes, index);
+    assert_eq!(fake.requests().len(), 2);
 }
 
 #[test]

@@ -207,26 +207,36 @@ impl Client {
         }
         let wanted = reference.manifest_ref();
         let url = self.url(reference, &format!("manifests/{wanted}"));
-        let response = self.get(
-            reference,
-            &Request {
-                url: url.clone(),
-                accept: Some(MANIFEST_ACCEPT),
-                kind: BodyKind::Small,
-                range_from: None,
-            },
-        )?;
-        let max = self.options.max_manifest_bytes;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
+        let request = Request {
+            url: url.clone(),
+            accept: Some(MANIFEST_ACCEPT),
+            kind: BodyKind::Small,
+            range_from: None,
         };
-        let content_type = header("content-type");
-        let announced_digest = header("docker-content-digest");
-        let bytes = read_bounded(response, max, &url, "manifest")?;
+        let max = self.options.max_manifest_bytes;
+        // A body cut part way is asked for again (a manifest is small: no Range).
+        let mut retries = Retries::new(&self.options);
+        let (content_type, announced_digest, bytes) = loop {
+            let response = self.get(reference, &request)?;
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let content_type = header("content-type");
+            let announced_digest = header("docker-content-digest");
+            match read_bounded(response, max, &url, "manifest") {
+                Ok(bytes) => break (content_type, announced_digest, bytes),
+                Err(error @ RegistryError::Transport { .. }) => {
+                    if !retries.wait(None) {
+                        return Err(error);
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        };
 
         let expected = reference.digest.as_deref();
         let algorithm = expected.map_or("sha256", |d| d.split(':').next().unwrap_or("sha256"));
