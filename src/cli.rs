@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Make this machine build software and container images for other CPU architectures.
 #[derive(Debug, Parser)]
@@ -71,6 +72,42 @@ pub struct HostPaths {
         hide_short_help = true
     )]
     pub binfmt_dir: PathBuf,
+}
+
+/// The retry budget of commands that talk to registries.
+#[derive(Debug, Args, Clone)]
+pub struct RetryArgs {
+    /// How long one failing registry request (an upload session, a download) is retried, with
+    /// exponential backoff and jitter, before giving up: e.g. 30s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub retry_timeout: Duration,
+}
+
+/// `90`, `90s`, `500ms`, `5m`, `1h`: a number with an optional unit (seconds by default).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30s, 5m or 1h"))?;
+    let seconds = |factor: u64| {
+        number
+            .checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{text:?} is too long"))
+    };
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        _ => Err(format!(
+            "{text:?}: unknown unit {unit:?} (use ms, s, m or h, e.g. 5m)"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -407,6 +444,9 @@ pub struct BuildArgs {
     pub engine: Option<String>,
 
     #[command(flatten)]
+    pub retry: RetryArgs,
+
+    #[command(flatten)]
     pub paths: ToolchainPaths,
 }
 
@@ -434,6 +474,8 @@ pub struct PushArgs {
     /// Use plain HTTP for these registries (loopback registries always use it).
     #[arg(long)]
     pub insecure: bool,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -467,4 +509,23 @@ pub struct ManifestCreateArgs {
     /// Use plain HTTP for the registry (loopback registries always use it).
     #[arg(long)]
     pub insecure: bool,
+    #[command(flatten)]
+    pub retry: RetryArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_common_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "m", "5 minutes", "-1s", "1.5m", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

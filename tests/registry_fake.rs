@@ -23,6 +23,8 @@ fn quick_options() -> ClientOptions {
         response_timeout: Duration::from_secs(5),
         idle_read_timeout: Duration::from_secs(5),
         small_body_timeout: Duration::from_secs(5),
+        // Three tries, as these tests count them (the default is bounded by retry_timeout).
+        attempts: 3,
         backoff: Duration::from_millis(10),
         max_retry_after: Duration::from_millis(50),
         ..ClientOptions::default()

@@ -404,6 +404,8 @@ fn platform_part(
                 ))
             }
         };
+        // Layers are read (unpacked, copied) only when their content can be verified.
+        crate::image::require_sha256(&r.base, &d.digest).map_err(|e| r.source(e))?;
         layers.push(Layer {
             media_type,
             digest: d.digest,

@@ -268,7 +268,7 @@ fn read_source(
             )));
         }
         let config_bytes = client
-            .blob_bytes(reference, &config.digest, MAX_DOCUMENT)
+            .blob_bytes(reference, &config.digest, config.size)
             .map_err(Unusable::Registry)?;
         if config_bytes.len() as u64 != config.size {
             return Err(Unusable::Invalid(format!(
@@ -616,7 +616,7 @@ fn use_blob(
     let from = known.from.to_string();
     let copied = reuser
         .client
-        .open_blob(&known.from, &known.digest)
+        .open_blob_sized(&known.from, &known.digest, known.size)
         .map_err(|e| e.to_string())
         .and_then(|mut reader| {
             layout

@@ -122,7 +122,13 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         None => format!("oci:{}", project_dir.join(".rcross/oci").display()),
     };
     let target = parse_output(&output, &platforms)?;
-    let base = resolve_base(&project, &project_dir, &platforms, args.insecure)?;
+    let base = resolve_base(
+        &project,
+        &project_dir,
+        &platforms,
+        args.insecure,
+        args.retry.retry_timeout,
+    )?;
     if args.push && tags.is_empty() {
         return Err(Failure::usage(anyhow::anyhow!(
             "--push needs at least one -t REGISTRY/REPO:TAG"
@@ -551,7 +557,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         } else {
             Vec::new()
         };
-        let client = super::push::client(&insecure)?;
+        let client = super::push::client(&insecure, args.retry.retry_timeout)?;
         let plan = layout.push_plan(&names[0]).map_err(Failure::env)?;
         for (repo, repo_tags) in super::push::by_repository(&tags) {
             log(format!(
@@ -636,7 +642,7 @@ fn start_reuse(
     } else {
         Vec::new()
     };
-    let client = super::push::client(&insecure)?;
+    let client = super::push::client(&insecure, args.retry.retry_timeout)?;
     Ok(Some(reuse::start(client, sources, compression)))
 }
 
@@ -747,6 +753,7 @@ fn resolve_base(
     project_dir: &Path,
     platforms: &[Platform],
     insecure: bool,
+    retry_timeout: std::time::Duration,
 ) -> exit::Result<Option<Base>> {
     let spec = project.base.trim();
     if spec == "scratch" {
@@ -773,7 +780,7 @@ fn resolve_base(
         } else {
             Vec::new()
         };
-        let client = super::push::client(&insecure)?;
+        let client = super::push::client(&insecure, retry_timeout)?;
         (
             Box::new(crate::registry::RegistryImage::new(
                 client,
@@ -816,12 +823,15 @@ fn copy_base_blobs(base: &Base, layout: &OciLayout) -> exit::Result<()> {
             if layout.has_blob(&layer.digest).map_err(Failure::env)? {
                 continue;
             }
-            let mut reader = base.source.open_blob(&layer.digest).map_err(|e| {
-                Failure::env(anyhow::anyhow!(
-                    "base image {from}: layer {}: {e}",
-                    layer.digest
-                ))
-            })?;
+            let mut reader = base
+                .source
+                .open_blob_sized(&layer.digest, layer.size)
+                .map_err(|e| {
+                    Failure::env(anyhow::anyhow!(
+                        "base image {from}: layer {}: {e}",
+                        layer.digest
+                    ))
+                })?;
             layout
                 .copy_blob(&layer.digest, layer.size, &from, &mut reader)
                 .map_err(|e| Failure {

@@ -299,7 +299,7 @@ fn create(args: ManifestCreateArgs, json: bool) -> exit::Result<u8> {
     } else {
         Vec::new()
     };
-    let client = super::push::client(&insecure)?;
+    let client = super::push::client(&insecure, args.retry.retry_timeout)?;
 
     // Resolve every source once, then read it by that digest, refusing duplicate platforms.
     let resolved: Vec<Resolved> = sources

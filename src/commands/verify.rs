@@ -60,7 +60,7 @@ pub(crate) fn open_image(spec: &str) -> exit::Result<Box<dyn ImageSource>> {
         return Ok(Box::new(layout));
     }
     let reference: Reference = spec.parse().map_err(Failure::usage)?;
-    let client = super::push::client(&[])?;
+    let client = super::push::client(&[], crate::registry::DEFAULT_RETRY_TIMEOUT)?;
     Ok(Box::new(RegistryImage::new(client, reference)))
 }
 

@@ -88,7 +88,9 @@ impl OciLayout {
             from: source.to_string(),
             message,
         };
-        io::copy(from, &mut writer).map_err(|e| mismatch(format!("reading failed: {e}")))?;
+        // One byte past the descriptor's size tells a longer blob; nothing more is read.
+        io::copy(&mut from.take(size.saturating_add(1)), &mut writer)
+            .map_err(|e| mismatch(format!("reading failed: {e}")))?;
         let got = format!("sha256:{:x}", writer.hasher.clone().finalize());
         if writer.size != size {
             return Err(mismatch(format!(
@@ -155,6 +157,7 @@ impl OciLayout {
             // up front, and the content must match the diff_id before it is archived.
             let path = self.blob_path(&layer.digest)?;
             let file = std::fs::File::open(&path).map_err(|e| OciError::io("reading", &path, e))?;
+            let file = crate::image::SizedReader::new(file, &layer.digest, layer.size);
             let mut reader: Box<dyn Read> = match layer.media_type.as_str() {
                 MEDIA_TYPE_LAYER_GZIP => {
                     Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))

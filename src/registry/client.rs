@@ -26,6 +26,8 @@ pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 pub const MAX_TOKEN_RESPONSE_BYTES: u64 = 1024 * 1024;
 /// At most this much of an error body is read to quote the registry.
 const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
+/// How long a failing operation is retried unless the caller says otherwise.
+pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Tokens are renewed this long before the registry says they expire.
 const TOKEN_EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 /// Lifetime of a token whose answer gives none (the token spec's default).
@@ -51,12 +53,20 @@ pub struct ClientOptions {
     pub idle_read_timeout: Duration,
     /// Limit on reading a whole small body (manifest, token, error text).
     pub small_body_timeout: Duration,
-    /// Attempts for each idempotent request (1 = no retries).
+    /// Attempts for each operation at most (1 = no retries). By default only `retry_timeout`
+    /// limits them.
     pub attempts: u32,
-    /// Wait before the second attempt; doubles for each further one.
+    /// Backoff base: the n-th retry waits a random time in [0, min(`max_backoff`,
+    /// `backoff`·2^(n-1))] ("full jitter", so clients that failed together spread out).
     pub backoff: Duration,
+    /// Longest single backoff wait.
+    pub max_backoff: Duration,
     /// Longest `Retry-After` honoured; longer requests are shortened to this.
     pub max_retry_after: Duration,
+    /// How long one failing operation (a request, a chunk, a blob's upload session, a
+    /// download's resumption) keeps being retried, counted from its first failure. The CLI's
+    /// `--retry-timeout`.
+    pub retry_timeout: Duration,
     /// Largest manifest or index accepted.
     pub max_manifest_bytes: u64,
     pub user_agent: String,
@@ -70,9 +80,11 @@ impl Default for ClientOptions {
             response_timeout: Duration::from_secs(60),
             idle_read_timeout: Duration::from_secs(60),
             small_body_timeout: Duration::from_secs(120),
-            attempts: 3,
+            attempts: u32::MAX,
             backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(20),
             max_retry_after: Duration::from_secs(30),
+            retry_timeout: DEFAULT_RETRY_TIMEOUT,
             max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             user_agent: concat!("rcross/", env!("CARGO_PKG_VERSION")).to_string(),
         }
@@ -138,11 +150,13 @@ enum BodyKind {
     Stream,
 }
 
-/// One request to make: where, what to accept, how much time its body may take.
+/// One request to make: where, what to accept, how much time its body may take, and from
+/// which byte on (a resumed download).
 struct Request<'a> {
     url: String,
     accept: Option<&'a str>,
     kind: BodyKind,
+    range_from: Option<u64>,
 }
 
 impl Client {
@@ -150,8 +164,17 @@ impl Client {
     /// `~/.docker/config.json`) and its credential helpers; `insecure` registries use plain
     /// HTTP (loopback ones always do).
     pub fn from_environment(insecure: &[String]) -> Result<Client, RegistryError> {
+        Client::from_environment_with(insecure, DEFAULT_RETRY_TIMEOUT)
+    }
+
+    /// [`Client::from_environment`] with failing operations retried for `retry_timeout`.
+    pub fn from_environment_with(
+        insecure: &[String],
+        retry_timeout: Duration,
+    ) -> Result<Client, RegistryError> {
         let options = ClientOptions {
             insecure_registries: insecure.to_vec(),
+            retry_timeout,
             ..ClientOptions::default()
         };
         Ok(Client::with_store(
@@ -198,27 +221,41 @@ impl Client {
 
     /// The manifest or index `reference` names (its digest, else its tag, else `latest`).
     pub fn get_manifest(&self, reference: &Reference) -> Result<Manifest, RegistryError> {
+        if let Some(digest) = reference.digest.as_deref() {
+            require_sha256(digest)?;
+        }
         let wanted = reference.manifest_ref();
         let url = self.url(reference, &format!("manifests/{wanted}"));
-        let response = self.get(
-            reference,
-            &Request {
-                url: url.clone(),
-                accept: Some(MANIFEST_ACCEPT),
-                kind: BodyKind::Small,
-            },
-        )?;
-        let max = self.options.max_manifest_bytes;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
+        let request = Request {
+            url: url.clone(),
+            accept: Some(MANIFEST_ACCEPT),
+            kind: BodyKind::Small,
+            range_from: None,
         };
-        let content_type = header("content-type");
-        let announced_digest = header("docker-content-digest");
-        let bytes = read_bounded(response, max, &url, "manifest")?;
+        let max = self.options.max_manifest_bytes;
+        // A body cut part way is asked for again (a manifest is small: no Range).
+        let mut retries = Retries::new(&self.options);
+        let (content_type, announced_digest, bytes) = loop {
+            let response = self.get(reference, &request)?;
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let content_type = header("content-type");
+            let announced_digest = header("docker-content-digest");
+            match read_bounded(response, max, &url, "manifest") {
+                Ok(bytes) => break (content_type, announced_digest, bytes),
+                Err(error @ RegistryError::Transport { .. }) => {
+                    if !retries.wait(None) {
+                        return Err(error);
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        };
 
         let expected = reference.digest.as_deref();
         let algorithm = expected.map_or("sha256", |d| d.split(':').next().unwrap_or("sha256"));
@@ -260,12 +297,25 @@ impl Client {
 
     /// A streaming reader over a blob of `reference`'s repository (its tag or digest is not
     /// used); it fails at the end of the content if the content does not hash to `digest`.
+    /// Prefer [`Client::open_blob_sized`] when the descriptor's size is known.
     pub fn open_blob(
         &self,
         reference: &Reference,
         digest: &str,
     ) -> Result<BlobReader, RegistryError> {
-        self.open_blob_as(reference, digest, BodyKind::Stream)
+        self.open_blob_as(reference, digest, None, BodyKind::Stream)
+    }
+
+    /// [`Client::open_blob`] for a blob whose descriptor says it is `size` bytes: a registry
+    /// that announces or sends more fails the read (after at most `size + 1` bytes), and a
+    /// download cut short resumes where it stopped.
+    pub fn open_blob_sized(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        size: u64,
+    ) -> Result<BlobReader, RegistryError> {
+        self.open_blob_as(reference, digest, Some(size), BodyKind::Stream)
     }
 
     /// A whole blob of `reference`'s repository, at most `max` bytes, verified against `digest`.
@@ -280,7 +330,7 @@ impl Client {
         } else {
             BodyKind::Stream
         };
-        let mut reader = self.open_blob_as(reference, digest, kind)?;
+        let mut reader = self.open_blob_as(reference, digest, None, kind)?;
         if let Some(size) = reader.content_length.filter(|&size| size > max) {
             return Err(RegistryError::TooLarge {
                 url: reader.url,
@@ -309,29 +359,42 @@ impl Client {
         &self,
         reference: &Reference,
         digest: &str,
+        size: Option<u64>,
         kind: BodyKind,
     ) -> Result<BlobReader, RegistryError> {
         validate_digest(digest).map_err(|reason| ReferenceError {
             input: digest.to_string(),
             reason,
         })?;
+        require_sha256(digest)?;
         let url = self.url(reference, &format!("blobs/{digest}"));
-        let response = self.get(
-            reference,
-            &Request {
-                url: url.clone(),
-                accept: None,
-                kind,
-            },
-        )?;
+        let request = Request {
+            url: url.clone(),
+            accept: None,
+            kind,
+            range_from: None,
+        };
+        let response = self.get(reference, &request)?;
         let content_length = content_length(&response);
-        let (algorithm, _) = digest.split_once(':').unwrap_or(("sha256", ""));
+        if let (Some(announced), Some(size)) = (content_length, size) {
+            if announced > size {
+                return Err(too_large(&url, digest, size, Some(announced)));
+            }
+        }
         Ok(BlobReader {
             inner: response.into_body().into_reader(),
-            hasher: Hasher::new(algorithm),
+            hasher: Hasher::new("sha256"),
             expected: digest.to_string(),
             url,
             content_length,
+            size,
+            offset: 0,
+            resume: Some(Resume {
+                client: self.clone(),
+                reference: reference.clone(),
+                kind,
+                retries: Retries::new(&self.options),
+            }),
             outcome: None,
         })
     }
@@ -586,6 +649,7 @@ impl Client {
                     url: url.clone(),
                     accept: Some("application/json"),
                     kind: BodyKind::Small,
+                    range_from: None,
                 };
                 let response = self.send(&request, authorization.as_deref())?;
                 (url, response)
@@ -684,14 +748,14 @@ impl Client {
         })
     }
 
-    /// One GET with retries on connection failures, 408, 429 and 5xx.
+    /// One GET with retries on connection failures, 408, 429 and 5xx, with backoff (or the
+    /// registry's `Retry-After`) within the retry budget.
     fn send(
         &self,
         request: &Request<'_>,
         authorization: Option<&str>,
     ) -> Result<http::Response<ureq::Body>, RegistryError> {
-        let attempts = self.options.attempts.max(1);
-        let mut attempt = 1;
+        let mut retries = Retries::new(&self.options);
         loop {
             let mut builder = self.agent.get(&request.url);
             if let Some(accept) = request.accept {
@@ -700,45 +764,173 @@ impl Client {
             if let Some(authorization) = authorization {
                 builder = builder.header("Authorization", authorization);
             }
+            if let Some(from) = request.range_from {
+                builder = builder.header("Range", format!("bytes={from}-"));
+            }
             if request.kind == BodyKind::Small {
                 builder = builder
                     .config()
                     .timeout_recv_body(Some(self.options.small_body_timeout))
                     .build();
             }
-            let delay = match builder.call() {
+            let wait = match builder.call() {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    if !is_retryable_status(status) || attempt >= attempts {
+                    if !is_retryable_status(status) {
                         return Ok(response);
                     }
-                    match retry_after(&response) {
-                        Some(wait) => wait.min(self.options.max_retry_after),
-                        None => self.backoff(attempt),
+                    match retries.next_wait(retry_after(&response)) {
+                        Some(wait) => wait,
+                        None => return Ok(response),
                     }
                 }
                 Err(error) => {
-                    if !is_retryable_error(&error) || attempt >= attempts {
-                        return Err(RegistryError::Transport {
-                            method: "GET",
-                            hint: transport_hint(&error, &request.url),
-                            message: describe_error(&error),
-                            url: request.url.clone(),
-                            attempts: attempt,
-                        });
+                    let wait = if is_retryable_error(&error) {
+                        retries.next_wait(None)
+                    } else {
+                        None
+                    };
+                    match wait {
+                        Some(wait) => wait,
+                        None => {
+                            return Err(RegistryError::Transport {
+                                method: "GET",
+                                hint: transport_hint(&error, &request.url),
+                                message: describe_error(&error),
+                                url: request.url.clone(),
+                                attempts: retries.attempts(),
+                            })
+                        }
                     }
-                    self.backoff(attempt)
                 }
             };
-            std::thread::sleep(delay);
-            attempt += 1;
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// The ceiling of the `attempt`-th backoff wait: `backoff`·2^(attempt-1), at most `max_backoff`.
+fn backoff_ceiling(options: &ClientOptions, attempt: u32) -> Duration {
+    options
+        .backoff
+        .saturating_mul(1 << attempt.saturating_sub(1).min(20))
+        .min(options.max_backoff)
+}
+
+/// The retry budget of one operation: how many attempts it has had, since when it fails, and
+/// how long to wait before the next attempt, if any is left.
+#[derive(Debug, Clone)]
+pub(super) struct Retries {
+    options: Arc<ClientOptions>,
+    attempts: u32,
+    first_failure: Option<Instant>,
+}
+
+impl Retries {
+    pub(super) fn new(options: &Arc<ClientOptions>) -> Retries {
+        Retries {
+            options: Arc::clone(options),
+            attempts: 1,
+            first_failure: None,
         }
     }
 
-    pub(super) fn backoff(&self, attempt: u32) -> Duration {
-        self.options
-            .backoff
-            .saturating_mul(1 << attempt.saturating_sub(1).min(10))
+    /// Attempts made so far.
+    pub(super) fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Time since the first failure.
+    pub(super) fn elapsed(&self) -> Duration {
+        self.first_failure.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// After a failed attempt: how long to wait before the next one (the registry's
+    /// `Retry-After`, capped, else a full-jitter backoff), or `None` when the attempts or the
+    /// retry timeout are used up. Counts the next attempt.
+    pub(super) fn next_wait(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
+        let first = *self.first_failure.get_or_insert_with(Instant::now);
+        if self.attempts >= self.options.attempts.max(1) {
+            return None;
+        }
+        let left = self.options.retry_timeout.checked_sub(first.elapsed())?;
+        if left.is_zero() {
+            return None;
+        }
+        let wait = match retry_after {
+            Some(wait) => wait.min(self.options.max_retry_after),
+            None => full_jitter(backoff_ceiling(&self.options, self.attempts)),
+        };
+        self.attempts += 1;
+        Some(wait.min(left))
+    }
+
+    /// [`Retries::next_wait`], sleeping it: `false` when no attempt is left.
+    pub(super) fn wait(&mut self, retry_after: Option<Duration>) -> bool {
+        match self.next_wait(retry_after) {
+            Some(wait) => {
+                std::thread::sleep(wait);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A uniformly random duration in [0, `ceiling`].
+pub(super) fn full_jitter(ceiling: Duration) -> Duration {
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(random_u64() % nanos.saturating_add(1).max(1))
+}
+
+fn random_u64() -> u64 {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_ok() {
+        return u64::from_le_bytes(bytes);
+    }
+    // No system randomness: the standard library's per-process hash keys still differ between
+    // processes, which is all jitter needs.
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    hasher.finish()
+}
+
+/// Refuses a digest whose algorithm is not sha256: rcross verifies content only against
+/// sha256, and never reads content it cannot verify.
+pub(crate) fn require_sha256(digest: &str) -> Result<(), ReferenceError> {
+    match digest.split_once(':') {
+        Some(("sha256", _)) => Ok(()),
+        Some((algorithm, _)) => Err(ReferenceError {
+            input: digest.to_string(),
+            reason: format!(
+                "uses the digest algorithm {:?}; rcross verifies content only against sha256 \
+                 digests and refuses to read what it cannot verify (push the image with sha256 \
+                 digests, as docker, buildah and skopeo do by default)",
+                sanitise(algorithm)
+            ),
+        }),
+        None => Err(ReferenceError {
+            input: digest.to_string(),
+            reason: "is not ALGORITHM:HEX".to_string(),
+        }),
+    }
+}
+
+fn too_large(url: &str, digest: &str, size: u64, announced: Option<u64>) -> RegistryError {
+    RegistryError::InvalidResponse {
+        url: url.to_string(),
+        message: format!(
+            "blob {digest} is {} than the {size} bytes its descriptor says; refusing to read it",
+            match announced {
+                Some(announced) => format!("announced as {announced} bytes, more"),
+                None => "longer".to_string(),
+            }
+        ),
     }
 }
 
@@ -941,21 +1133,108 @@ pub fn digest_of(algorithm: &str, bytes: &[u8]) -> String {
 
 /// A blob's content as it arrives. Reaching the end checks the digest: a mismatch is an
 /// `InvalidData` error carrying [`RegistryError::DigestMismatch`], so a caller that reads to the
-/// end never accepts altered content.
+/// end never accepts altered content. A connection that breaks (or ends early) part way is
+/// resumed with `Range: bytes=N-` within the retry budget; the digest covers every byte handed
+/// out, whichever answer it came from.
 pub struct BlobReader {
     inner: ureq::BodyReader<'static>,
     hasher: Hasher,
     expected: String,
     url: String,
+    /// What the first answer announced.
     content_length: Option<u64>,
+    /// The descriptor's size: more is refused.
+    size: Option<u64>,
+    /// Bytes handed out so far.
+    offset: u64,
+    resume: Option<Resume>,
     /// Set at the end of the content: `Ok` or the digest actually received.
     outcome: Option<Result<(), String>>,
+}
+
+/// What a [`BlobReader`] needs to ask for the rest of its blob.
+struct Resume {
+    client: Client,
+    reference: Reference,
+    kind: BodyKind,
+    retries: Retries,
 }
 
 impl BlobReader {
     /// The size the registry announced, if it did.
     pub fn content_length(&self) -> Option<u64> {
         self.content_length
+    }
+
+    /// The whole blob's size, when the descriptor or the registry said.
+    fn total(&self) -> Option<u64> {
+        self.size.or(self.content_length)
+    }
+
+    /// After `error` (or an early end): a new answer from `offset` on, or the error to give up
+    /// with.
+    fn resume(&mut self, error: io::Error) -> io::Result<()> {
+        let Some(resume) = self.resume.as_mut() else {
+            return Err(error);
+        };
+        if !resume.retries.wait(None) {
+            return Err(io::Error::new(
+                error.kind(),
+                format!(
+                    "{error} (after {} attempts in {:.0?}; gave up)",
+                    resume.retries.attempts(),
+                    resume.retries.elapsed()
+                ),
+            ));
+        }
+        let request = Request {
+            url: self.url.clone(),
+            accept: None,
+            kind: resume.kind,
+            range_from: Some(self.offset),
+        };
+        let response = resume
+            .client
+            .get(&resume.reference, &request)
+            .map_err(|e| io::Error::other(format!("resuming at byte {}: {e}", self.offset)))?;
+        let status = response.status().as_u16();
+        let response_range = response
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut inner = response.into_body().into_reader();
+        if status == 206 {
+            let range = response_range.unwrap_or_default();
+            if !range.starts_with(&format!("bytes {}-", self.offset)) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    RegistryError::InvalidResponse {
+                        url: self.url.clone(),
+                        message: format!(
+                            "asked for the blob from byte {}, the registry sent the range {:?}",
+                            self.offset,
+                            sanitise(&range)
+                        ),
+                    },
+                ));
+            }
+        } else {
+            // The registry ignored the range: skip what was already handed out.
+            let skipped = io::copy(&mut (&mut inner).take(self.offset), &mut io::sink())?;
+            if skipped != self.offset {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the registry's new answer ended after {skipped} of the {} bytes \
+                         already read",
+                        self.offset
+                    ),
+                ));
+            }
+        }
+        self.inner = inner;
+        Ok(())
     }
 
     fn error_from_io(&self, error: io::Error) -> RegistryError {
@@ -972,14 +1251,29 @@ impl BlobReader {
                 expected: expected.clone(),
                 actual: actual.clone(),
             },
+            Some(RegistryError::InvalidResponse { url, message }) => {
+                RegistryError::InvalidResponse {
+                    url: url.clone(),
+                    message: message.clone(),
+                }
+            }
             _ => RegistryError::Transport {
                 method: "GET",
                 url: self.url.clone(),
                 message: format!("reading the blob: {}", sanitise(&error.to_string())),
-                attempts: 1,
+                attempts: self.resume.as_ref().map_or(1, |r| r.retries.attempts()),
                 hint: String::new(),
             },
         }
+    }
+
+    fn finish(&mut self) {
+        let actual = self.hasher.finish();
+        self.outcome = Some(if actual == self.expected {
+            Ok(())
+        } else {
+            Err(actual)
+        });
     }
 }
 
@@ -994,18 +1288,47 @@ impl std::fmt::Debug for BlobReader {
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.outcome.is_none() && !buf.is_empty() {
-            let n = self.inner.read(buf)?;
-            if n > 0 {
-                self.hasher.update(&buf[..n]);
-                return Ok(n);
+        while self.outcome.is_none() && !buf.is_empty() {
+            // One byte past the descriptor's size is enough to know the registry sends more.
+            let room = match self.size {
+                Some(size) => usize::try_from(size.saturating_add(1) - self.offset.min(size))
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len()),
+                None => buf.len(),
+            };
+            let result = match self.inner.read(&mut buf[..room]) {
+                Ok(0) => match self.total() {
+                    Some(total) if self.offset < total => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the answer ended after {} of {total} bytes", self.offset),
+                    )),
+                    _ => Ok(0),
+                },
+                other => other,
+            };
+            match result {
+                Ok(0) => self.finish(),
+                Ok(n) => {
+                    self.offset += n as u64;
+                    if let Some(size) = self.size.filter(|&size| self.offset > size) {
+                        self.resume = None;
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            too_large(&self.url, &self.expected, size, None),
+                        ));
+                    }
+                    self.hasher.update(&buf[..n]);
+                    // Progress: a later cut gets a fresh budget.
+                    if let Some(resume) = self.resume.as_mut() {
+                        if resume.retries.attempts() > 1 {
+                            resume.retries = Retries::new(&resume.client.options);
+                        }
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.resume(e)?,
             }
-            let actual = self.hasher.finish();
-            self.outcome = Some(if actual == self.expected {
-                Ok(())
-            } else {
-                Err(actual)
-            });
         }
         match &self.outcome {
             Some(Err(actual)) => Err(io::Error::new(
@@ -1097,9 +1420,63 @@ mod tests {
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert!(digest_of("sha512", b"").starts_with("sha512:cf83e1357eefb8bd"));
-        let client = Client::anonymous();
-        assert_eq!(client.backoff(1), Duration::from_millis(500));
-        assert_eq!(client.backoff(3), Duration::from_secs(2));
-        assert!(client.backoff(u32::MAX) > Duration::ZERO);
+        let options = ClientOptions::default();
+        assert_eq!(backoff_ceiling(&options, 1), Duration::from_millis(500));
+        assert_eq!(backoff_ceiling(&options, 3), Duration::from_secs(2));
+        assert_eq!(backoff_ceiling(&options, 9), options.max_backoff);
+        assert_eq!(backoff_ceiling(&options, u32::MAX), options.max_backoff);
+    }
+
+    #[test]
+    fn full_jitter_spreads_over_the_whole_range() {
+        let ceiling = Duration::from_millis(100);
+        let waits: Vec<Duration> = (0..200).map(|_| full_jitter(ceiling)).collect();
+        assert!(waits.iter().all(|w| *w <= ceiling));
+        assert!(waits.iter().any(|w| *w < ceiling / 4), "{waits:?}");
+        assert!(waits.iter().any(|w| *w > ceiling * 3 / 4), "{waits:?}");
+        assert_eq!(full_jitter(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_retry_budget_ends_at_its_attempts_or_its_deadline() {
+        let options = Arc::new(ClientOptions {
+            attempts: 3,
+            backoff: Duration::from_millis(1),
+            ..ClientOptions::default()
+        });
+        let mut retries = Retries::new(&options);
+        assert!(retries.next_wait(None).is_some());
+        assert_eq!(
+            retries.next_wait(Some(Duration::from_secs(3600))),
+            Some(options.max_retry_after),
+            "Retry-After is honoured up to its cap"
+        );
+        assert_eq!(retries.next_wait(None), None);
+        assert_eq!(retries.attempts(), 3);
+
+        let options = Arc::new(ClientOptions {
+            retry_timeout: Duration::from_millis(50),
+            ..ClientOptions::default()
+        });
+        let mut retries = Retries::new(&options);
+        let wait = retries.next_wait(Some(Duration::from_secs(10))).unwrap();
+        assert!(
+            wait <= Duration::from_millis(50),
+            "no wait ends past the deadline"
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(retries.next_wait(None), None);
+    }
+
+    #[test]
+    fn only_sha256_content_is_read() {
+        assert!(require_sha256(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        for digest in [format!("sha512:{}", "a".repeat(128)), "md5:abc".to_string()] {
+            let message = require_sha256(&digest).unwrap_err().to_string();
+            assert!(
+                message.contains(&digest) && message.contains("sha256"),
+                "{message}"
+            );
+        }
     }
 }

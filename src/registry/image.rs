@@ -90,4 +90,16 @@ impl ImageSource for RegistryImage {
             .map(|reader| Box::new(reader) as Box<dyn Read + Send>)
             .map_err(|e| e.into_source_error(&self.what(digest)))
     }
+
+    /// Bounded by the descriptor's size, and resumed with `Range` when a download is cut.
+    fn open_blob_sized(
+        &self,
+        digest: &str,
+        size: u64,
+    ) -> Result<Box<dyn Read + Send>, SourceError> {
+        self.client
+            .open_blob_sized(&self.reference, digest, size)
+            .map(|reader| Box::new(reader) as Box<dyn Read + Send>)
+            .map_err(|e| e.into_source_error(&self.what(digest)))
+    }
 }

@@ -15,8 +15,8 @@ mod reference;
 pub use auth::{server_url, Credentials, DockerConfig, Secret};
 pub use client::{
     digest_of, BlobReader, Client, ClientOptions, Manifest, DEFAULT_MAX_MANIFEST_BYTES,
-    MAX_TOKEN_RESPONSE_BYTES, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST,
-    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+    DEFAULT_RETRY_TIMEOUT, MAX_TOKEN_RESPONSE_BYTES, MEDIA_TYPE_DOCKER_MANIFEST,
+    MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
 };
 pub use credentials::{
     CredentialStore, Found, HelperOutput, HelperRunError, HelperRunner, ProcessRunner, Source,

@@ -2,13 +2,15 @@
 //! monolithic or chunked), manifests by digest, the index last and tags after it, so no tag ever
 //! names an image whose parts are not all in the registry.
 //!
-//! Every step is retried with exponential backoff and jitter on connection failures, 408, 429
-//! (honouring `Retry-After`) and 5xx, never on other statuses. A blob upload that fails part way
-//! is restarted from scratch in a new upload session (after checking whether the blob arrived
-//! after all), never resumed at an offset the registry may not agree with.
+//! Every request is retried on its own with exponential backoff and full jitter on connection
+//! failures, 408, 429 (honouring `Retry-After`, capped) and 5xx, never on other statuses, for as
+//! long as [`ClientOptions::retry_timeout`](super::ClientOptions) allows. When a request that
+//! changes the registry fails without an answer (a dropped answer may mean it acted), a HEAD
+//! decides whether the blob or manifest landed before it is sent again. A chunk that fails asks
+//! the registry how much of the upload it holds and goes on from there, or starts a new upload
+//! session: bytes are never sent at an offset the registry did not confirm.
 
-use std::hash::{BuildHasher as _, Hasher as _};
-use std::io::Read;
+use std::io::{Read, Seek as _, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,7 @@ use ureq::http;
 use super::auth::{percent_encode, pick_challenge};
 use super::client::{
     describe_error, is_loopback_host, is_retryable_error, is_retryable_status, read_error_excerpt,
-    retry_after, transport_hint, Client,
+    retry_after, transport_hint, Client, Retries,
 };
 use super::error::{hint_for_status, sanitise, RegistryError};
 use super::reference::{validate_digest, Reference, ReferenceError};
@@ -332,22 +334,38 @@ impl Client {
                 .find(|from| **from != repository.repository)
         });
         let target = self.push_target(repository, mount_from.map(String::as_str));
-        self.retrying(|| {
-            if self.head_blob(&target, &blob.digest, Some(blob.size))? {
-                return Ok(BlobOutcome::Present);
-            }
-            let location = match self.start_upload(&target, &blob.digest, mount_from)? {
+        let present = || self.retrying(|| self.head_blob(&target, &blob.digest, Some(blob.size)));
+        if present()? {
+            return Ok(BlobOutcome::Present);
+        }
+        let chunk_size = options.chunk_size.clamp(1, MAX_CHUNK_SIZE);
+        let mut sessions = Retries::new(&self.options);
+        loop {
+            let started = self.retrying(|| self.start_upload(&target, &blob.digest, mount_from))?;
+            let location = match started {
                 Started::Mounted => return Ok(BlobOutcome::Mounted),
                 Started::Session(location) => location,
             };
-            let chunk_size = options.chunk_size.clamp(1, MAX_CHUNK_SIZE);
-            if blob.size <= options.monolithic_max.min(MAX_CHUNK_SIZE as u64) {
-                self.upload_monolithic(&target, blob, &location)?;
+            let result = if blob.size <= options.monolithic_max.min(MAX_CHUNK_SIZE as u64) {
+                self.upload_monolithic(&target, blob, &location)
             } else {
-                self.upload_chunked(&target, blob, location, chunk_size)?;
+                self.upload_chunked(&target, blob, location, chunk_size)
+            };
+            match result {
+                Ok(()) => return Ok(BlobOutcome::Uploaded),
+                Err(Attempt::Fatal(error)) => return Err(error),
+                // The session cannot go on. The blob may have landed all the same (an answer
+                // dropped after the registry acted): look before uploading it again.
+                Err(Attempt::Retry { error, wait }) => {
+                    if present()? {
+                        return Ok(BlobOutcome::Uploaded);
+                    }
+                    if !sessions.wait(wait) {
+                        return Err(with_attempts(error, &sessions));
+                    }
+                }
             }
-            Ok(BlobOutcome::Uploaded)
-        })
+        }
     }
 
     /// Asks the registry to mount blob `digest` from repository `from` (same registry) into
@@ -382,7 +400,8 @@ impl Client {
         check_manifest(manifest)?;
         let target = self.push_target(repository, None);
         let url = self.url(repository, &format!("manifests/{reference}"));
-        self.retrying(|| {
+        let mut retries = Retries::new(&self.options);
+        let put = || {
             let mut call = Call::new(http::Method::PUT, url.clone());
             call.body = Body::Bytes(&manifest.bytes);
             call.content_type = Some(&manifest.media_type);
@@ -398,7 +417,45 @@ impl Client {
                 }
             }
             Ok(())
-        })
+        };
+        loop {
+            match put() {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Fatal(error)) => return Err(error),
+                Err(Attempt::Retry { error, wait }) => {
+                    if !retries.wait(wait) {
+                        return Err(with_attempts(error, &retries));
+                    }
+                    // The PUT may have landed with its answer lost; then it is done. A HEAD
+                    // that fails says nothing: the PUT is sent again (it is idempotent).
+                    if self.manifest_landed(&target, reference, manifest) == Some(true) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `reference` (a tag or digest) in the target names exactly `manifest` (HEAD, one
+    /// try); `None` when the HEAD itself failed.
+    fn manifest_landed(
+        &self,
+        target: &Target<'_>,
+        reference: &str,
+        manifest: &PushManifest,
+    ) -> Option<bool> {
+        let url = self.url(target.reference, &format!("manifests/{reference}"));
+        let mut call = Call::new(http::Method::HEAD, url);
+        call.headers.push(("Accept", manifest.media_type.clone()));
+        let response = self.call(target, &call).ok()?;
+        match response.status().as_u16() {
+            200 => Some(
+                header(&response, "docker-content-digest")
+                    .map_or(reference == manifest.digest, |d| d == manifest.digest),
+            ),
+            404 => Some(false),
+            _ => None,
+        }
     }
 
     fn push_target<'a>(&self, reference: &'a Reference, mount_from: Option<&str>) -> Target<'a> {
@@ -475,6 +532,9 @@ impl Client {
         self.finish_upload(target, blob, location, &bytes)
     }
 
+    /// Uploads `blob` in chunks of `chunk_size`. A chunk that fails is followed by a look at
+    /// what the registry holds: the upload goes on from the registry's offset when it is one we
+    /// can send from, else [`Attempt::Retry`] asks the caller for a new session.
     fn upload_chunked(
         &self,
         target: &Target<'_>,
@@ -482,9 +542,12 @@ impl Client {
         mut location: String,
         chunk_size: usize,
     ) -> Result<(), Attempt> {
-        let mut reader = self.open_source(blob)?;
+        let mut reader = self
+            .open_source_at(blob, 0)?
+            .ok_or_else(|| Attempt::Fatal(local_error(blob, "cannot be read from its start")))?;
         let mut buffer = vec![0u8; chunk_size];
         let mut offset = 0u64;
+        let mut retries = Retries::new(&self.options);
         while offset < blob.size {
             let want = usize::try_from(blob.size - offset)
                 .unwrap_or(usize::MAX)
@@ -498,8 +561,31 @@ impl Client {
             call.content_type = Some("application/octet-stream");
             call.headers
                 .push(("Content-Range", format!("{offset}-{end}")));
-            let response = self.call(target, &call)?;
-            let response = expect_status(target, &call, response, &[202])?;
+            let sent = self
+                .call(target, &call)
+                .and_then(|response| expect_status(target, &call, response, &[202]));
+            let response = match sent {
+                Ok(response) => response,
+                Err(Attempt::Fatal(error)) => return Err(Attempt::Fatal(error)),
+                Err(Attempt::Retry { error, wait }) => {
+                    if !retries.wait(wait) {
+                        return Err(Attempt::Fatal(with_attempts(error, &retries)));
+                    }
+                    let resumed = self
+                        .upload_offset(target, &location)
+                        .filter(|(at, _)| *at <= end + 1);
+                    let Some((at, new_location)) = resumed else {
+                        return Err(Attempt::Retry { error, wait: None });
+                    };
+                    let Some(new_reader) = self.open_source_at(blob, at)? else {
+                        return Err(Attempt::Retry { error, wait: None });
+                    };
+                    reader = new_reader;
+                    location = new_location;
+                    offset = at;
+                    continue;
+                }
+            };
             if let Some(range) = header(&response, "range") {
                 let expected = format!("0-{end}");
                 if range.trim_start_matches("bytes=") != expected {
@@ -518,6 +604,7 @@ impl Client {
             }
             drain(response);
             offset = end + 1;
+            retries = Retries::new(&self.options);
         }
         let mut extra = [0u8; 1];
         if matches!(reader.read(&mut extra), Ok(n) if n > 0) {
@@ -526,7 +613,52 @@ impl Client {
                 &format!("is larger than the {} bytes announced", blob.size),
             )));
         }
-        self.finish_upload(target, blob, &location, &[])
+        loop {
+            match self.finish_upload(target, blob, &location, &[]) {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Fatal(error)) => return Err(Attempt::Fatal(error)),
+                Err(Attempt::Retry { error, wait }) => {
+                    if !retries.wait(wait) {
+                        return Err(Attempt::Fatal(with_attempts(error, &retries)));
+                    }
+                    // Landed with its answer lost? Else, the session must still hold every
+                    // byte for the closing PUT to be sent again.
+                    if self.head_blob(target, &blob.digest, Some(blob.size))? {
+                        return Ok(());
+                    }
+                    match self.upload_offset(target, &location) {
+                        Some((at, new_location)) if at == blob.size => location = new_location,
+                        _ => return Err(Attempt::Retry { error, wait: None }),
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many bytes the upload session at `location` holds, and its location now (GET, one
+    /// try). `None` when the registry does not say clearly: the session is then given up. A
+    /// `Range` of `0-0` is ambiguous (distribution says so for 0 bytes and for 1), so it counts
+    /// as unclear.
+    fn upload_offset(&self, target: &Target<'_>, location: &str) -> Option<(u64, String)> {
+        let call = Call::new(http::Method::GET, location.to_string());
+        let response = self.call(target, &call).ok()?;
+        if response.status().as_u16() != 204 {
+            drain(response);
+            return None;
+        }
+        let range = header(&response, "range")?;
+        let (start, last) = range.trim_start_matches("bytes=").split_once('-')?;
+        let last: u64 = last.parse().ok()?;
+        if start != "0" || last == 0 {
+            return None;
+        }
+        let new_location = if header(&response, "location").is_some() {
+            self.location(target, &call, &response).ok()?
+        } else {
+            location.to_string()
+        };
+        drain(response);
+        Some((last + 1, new_location))
     }
 
     /// The closing PUT with the digest (and the last bytes, for a monolithic upload).
@@ -602,25 +734,18 @@ impl Client {
         Ok(location)
     }
 
-    /// Retries `op` on retryable failures, with backoff and jitter (or the registry's
-    /// Retry-After), at most `options.attempts` tries in all.
+    /// Retries `op` on retryable failures, with full-jitter backoff (or the registry's
+    /// `Retry-After`) within the retry budget.
     fn retrying<T>(&self, mut op: impl FnMut() -> Result<T, Attempt>) -> Result<T, RegistryError> {
-        let attempts = self.options.attempts.max(1);
-        let mut attempt = 1;
+        let mut retries = Retries::new(&self.options);
         loop {
             match op() {
                 Ok(value) => return Ok(value),
                 Err(Attempt::Fatal(error)) => return Err(error),
                 Err(Attempt::Retry { error, wait }) => {
-                    if attempt >= attempts {
-                        return Err(with_attempts(error, attempt));
+                    if !retries.wait(wait) {
+                        return Err(with_attempts(error, &retries));
                     }
-                    let delay = match wait {
-                        Some(wait) => wait.min(self.options.max_retry_after),
-                        None => jitter(self.backoff(attempt)),
-                    };
-                    std::thread::sleep(delay);
-                    attempt += 1;
                 }
             }
         }
@@ -826,7 +951,12 @@ fn strip_query(url: &str) -> String {
     url.split('?').next().unwrap_or(url).to_string()
 }
 
-fn with_attempts(error: RegistryError, attempts: u32) -> RegistryError {
+fn with_attempts(error: RegistryError, retries: &Retries) -> RegistryError {
+    let attempts = retries.attempts();
+    let spent = format!(
+        "gave up after {attempts} attempts in {:.1}s (--retry-timeout allows more)",
+        retries.elapsed().as_secs_f64()
+    );
     match error {
         RegistryError::Transport {
             method,
@@ -852,24 +982,10 @@ fn with_attempts(error: RegistryError, attempts: u32) -> RegistryError {
             url,
             status,
             excerpt,
-            hint: format!(
-                "{hint}{}gave up after {attempts} attempts",
-                if hint.is_empty() { "" } else { "; " }
-            ),
+            hint: format!("{hint}{}{spent}", if hint.is_empty() { "" } else { "; " }),
         },
         other => other,
     }
-}
-
-/// Half the delay plus a random share of the other half, so parallel uploads that failed
-/// together do not retry in lockstep.
-fn jitter(delay: Duration) -> Duration {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0);
-    let random = hasher.finish();
-    let half = delay / 2;
-    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-    half + Duration::from_nanos(if nanos == 0 { 0 } else { random % nanos })
 }
 
 fn check_manifest(manifest: &PushManifest) -> Result<(), RegistryError> {
@@ -896,7 +1012,13 @@ fn local_error(blob: &PushBlob, message: &str) -> RegistryError {
 }
 
 impl Client {
-    fn open_source<'b>(&self, blob: &'b PushBlob) -> Result<Box<dyn Read + 'b>, Attempt> {
+    /// The blob's bytes from `offset` on; `None` when its source cannot start there (a blob
+    /// streamed from another registry can only start at 0).
+    fn open_source_at<'b>(
+        &self,
+        blob: &'b PushBlob,
+        offset: u64,
+    ) -> Result<Option<Box<dyn Read + 'b>>, Attempt> {
         match &blob.source {
             BlobSource::Bytes(bytes) => {
                 if bytes.len() as u64 != blob.size {
@@ -905,30 +1027,48 @@ impl Client {
                         &format!("holds {} bytes, not {}", bytes.len(), blob.size),
                     )));
                 }
-                Ok(Box::new(bytes.as_slice()))
+                let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                Ok(bytes
+                    .get(start..)
+                    .map(|rest| Box::new(rest) as Box<dyn Read>))
             }
             BlobSource::File(path) => {
-                let file = std::fs::File::open(path)
+                let mut file = std::fs::File::open(path)
                     .map_err(|e| Attempt::Fatal(local_error(blob, &format!("cannot open: {e}"))))?;
-                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
-            }
-            BlobSource::Registry(from) => {
-                let reader = self.open_blob(from, &blob.digest).map_err(|e| {
-                    Attempt::Fatal(local_error(
-                        blob,
-                        &format!(
-                            "the target registry lacks it and fetching it failed: {e}; build \
-                             again with --output oci:DIR so the layout holds every blob"
-                        ),
-                    ))
+                file.seek(SeekFrom::Start(offset)).map_err(|e| {
+                    Attempt::Fatal(local_error(blob, &format!("cannot seek to {offset}: {e}")))
                 })?;
-                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, reader)))
+                Ok(Some(Box::new(std::io::BufReader::with_capacity(
+                    1 << 20,
+                    file,
+                ))))
+            }
+            BlobSource::Registry(_) if offset > 0 => Ok(None),
+            BlobSource::Registry(from) => {
+                let reader = self
+                    .open_blob_sized(from, &blob.digest, blob.size)
+                    .map_err(|e| {
+                        Attempt::Fatal(local_error(
+                            blob,
+                            &format!(
+                                "the target registry lacks it and fetching it failed: {e}; \
+                                 build again with --output oci:DIR so the layout holds every \
+                                 blob"
+                            ),
+                        ))
+                    })?;
+                Ok(Some(Box::new(std::io::BufReader::with_capacity(
+                    1 << 20,
+                    reader,
+                ))))
             }
         }
     }
 
     fn read_source(&self, blob: &PushBlob, len: u64) -> Result<Vec<u8>, Attempt> {
-        let reader = self.open_source(blob)?;
+        let reader = self
+            .open_source_at(blob, 0)?
+            .ok_or_else(|| Attempt::Fatal(local_error(blob, "cannot be read from its start")))?;
         let mut bytes = Vec::new();
         reader
             .take(len + 1)
@@ -947,15 +1087,6 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_stays_within_the_delay() {
-        for _ in 0..100 {
-            let d = jitter(Duration::from_millis(100));
-            assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(100));
-        }
-        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
-    }
 
     #[test]
     fn queries_are_not_quoted() {

@@ -100,6 +100,9 @@ struct Descriptor {
     #[serde(rename = "mediaType", default)]
     media_type: String,
     digest: String,
+    /// Required of layers: nothing is read past it.
+    #[serde(default)]
+    size: Option<u64>,
     #[serde(default)]
     platform: Option<OciPlatform>,
     #[serde(default)]
@@ -244,7 +247,7 @@ fn collect_manifests(
                         message: format!("indexes nested more than {MAX_DEPTH} deep"),
                     });
                 }
-                let inner = src.blob_bytes(&d.digest, MAX_MANIFEST)?;
+                let inner = src.blob_bytes(&d.digest, document_limit(&d))?;
                 let w = format!("index {} in {what}", d.digest);
                 collect_manifests(src, &w, &inner, Some(&d.digest), depth + 1, out, skipped)?;
                 continue;
@@ -271,7 +274,7 @@ fn collect_manifests(
                 },
                 None => {
                     // No platform in the descriptor: the manifest's config says.
-                    let m = src.blob_bytes(&d.digest, MAX_MANIFEST)?;
+                    let m = src.blob_bytes(&d.digest, document_limit(&d))?;
                     let w = format!("manifest {} in {what}", d.digest);
                     collect_manifests(src, &w, &m, Some(&d.digest), depth + 1, out, skipped)?;
                 }
@@ -291,7 +294,7 @@ fn collect_manifests(
                 message: "manifest without config".into(),
             });
         };
-        let cfg = src.blob_bytes(&config.digest, MAX_MANIFEST)?;
+        let cfg = src.blob_bytes(&config.digest, document_limit(&config))?;
         let p: OciPlatform = serde_json::from_slice(&cfg).map_err(|e| ImageError::Manifest {
             what: format!("config {} in {what}", config.digest),
             message: e.to_string(),
@@ -310,6 +313,12 @@ fn collect_manifests(
         what: what.to_string(),
         message: "neither an index (no \"manifests\") nor a manifest (no \"layers\")".into(),
     })
+}
+
+/// The most bytes read for a manifest or config: its descriptor's size, within the limit for
+/// documents.
+fn document_limit(descriptor: &Descriptor) -> u64 {
+    descriptor.size.unwrap_or(MAX_MANIFEST).min(MAX_MANIFEST)
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -344,7 +353,13 @@ fn read_platform(
                 message: format!("media type {} cannot be read", layer.media_type),
             });
         }
-        let reader = src.open_blob(&layer.digest)?;
+        let Some(size) = layer.size else {
+            return Err(ImageError::Manifest {
+                what: format!("layer {} of {what}", layer.digest),
+                message: "the descriptor has no size; a layer is read only up to its size".into(),
+            });
+        };
+        let reader = src.open_blob_sized(&layer.digest, size)?;
         entries += apply_layer(reader, &mut files).map_err(|error| ImageError::Layer {
             source_name: source.to_string(),
             platform: platform.to_string(),

@@ -1,6 +1,6 @@
 //! An OCI image layout directory (`oci-layout`, `index.json`, `blobs/ALG/HEX`) as an
 //! [`ImageSource`]. Blobs are checked against their sha256 digests: small ones when read, layers
-//! when their stream reaches its end.
+//! when their stream reaches its end. Other digest algorithms are refused, never read unchecked.
 
 use crate::image::{ImageSource, SourceError};
 use sha2::{Digest, Sha256};
@@ -176,6 +176,7 @@ impl ImageSource for OciLayout {
     }
 
     fn blob_bytes(&self, digest: &str, max: u64) -> Result<Vec<u8>, SourceError> {
+        crate::image::require_sha256(&self.describe(), digest)?;
         let (file, what) = self.open_blob_file(digest)?;
         let size = file
             .metadata()
@@ -194,30 +195,32 @@ impl ImageSource for OciLayout {
                 what: what.clone(),
                 source: e,
             })?;
-        if let Some(want) = digest.strip_prefix("sha256:") {
-            let got = sha256_hex(&data);
-            if got != want.to_ascii_lowercase() {
-                return Err(SourceError::Invalid {
-                    what,
-                    message: format!("content has digest sha256:{got}: the layout is damaged"),
-                });
-            }
+        let want = digest.strip_prefix("sha256:").unwrap_or_default();
+        let got = sha256_hex(&data);
+        if got != want.to_ascii_lowercase() {
+            return Err(SourceError::Invalid {
+                what,
+                message: format!("content has digest sha256:{got}: the layout is damaged"),
+            });
         }
         Ok(data)
     }
 
+    /// Verified against its sha256 digest at the end of the stream; other algorithms are
+    /// refused rather than read unverified.
     fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>, SourceError> {
+        crate::image::require_sha256(&self.describe(), digest)?;
         let (file, what) = self.open_blob_file(digest)?;
-        match digest.strip_prefix("sha256:") {
-            Some(want) => Ok(Box::new(Verified {
-                inner: file,
-                hasher: Sha256::new(),
-                want: want.to_ascii_lowercase(),
-                what,
-                done: false,
-            })),
-            None => Ok(Box::new(file)),
-        }
+        Ok(Box::new(Verified {
+            inner: file,
+            hasher: Sha256::new(),
+            want: digest
+                .strip_prefix("sha256:")
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+            what,
+            done: false,
+        }))
     }
 }
 

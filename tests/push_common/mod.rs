@@ -235,12 +235,19 @@ pub enum Fault {
     Reset,
     /// Answer this status (with these headers) without asking the registry.
     Status(u16, Vec<(String, String)>),
+    /// Forward it, let the registry act and answer, then hang up without relaying a byte of
+    /// the answer: the client cannot tell whether its request had an effect.
+    DropAnswer,
+    /// Forward it and relay only the first this many bytes of the answer (head included),
+    /// then hang up: a download cut part way.
+    Truncate(usize),
 }
 
 /// An HTTP proxy in front of a registry that logs every request and injects faults.
 pub struct Proxy {
     pub addr: String,
     log: Arc<Mutex<Vec<(String, String)>>>,
+    heads: Arc<Mutex<Vec<Req>>>,
     _listener: Listener,
 }
 
@@ -252,6 +259,8 @@ impl Proxy {
         let upstream = upstream.to_string();
         let log = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&log);
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen_heads = Arc::clone(&heads);
         let listener = Listener::start("127.0.0.1", move |stream| {
             let Ok(read_half) = stream.try_clone() else {
                 return;
@@ -263,6 +272,7 @@ impl Proxy {
             let nth = {
                 let mut all = seen.lock().unwrap();
                 all.push((request.method.clone(), request.target.clone()));
+                seen_heads.lock().unwrap().push(request.clone());
                 all.len() - 1
             };
             let mut stream = stream;
@@ -282,7 +292,26 @@ impl Proxy {
                     if read_body(&mut reader, &mut request).is_none() {
                         return;
                     }
-                    forward(&upstream, &request, &mut stream);
+                    forward(&upstream, &request, &mut stream, usize::MAX);
+                }
+                Fault::DropAnswer => {
+                    if read_body(&mut reader, &mut request).is_none() {
+                        return;
+                    }
+                    forward(&upstream, &request, &mut std::io::sink(), usize::MAX);
+                    // Closing without a byte of the answer: the client cannot know the outcome.
+                    drop(reader);
+                    drop(stream);
+                    return;
+                }
+                Fault::Truncate(bytes) => {
+                    if read_body(&mut reader, &mut request).is_none() {
+                        return;
+                    }
+                    forward(&upstream, &request, &mut stream, bytes);
+                    drop(reader);
+                    drop(stream);
+                    return;
                 }
             }
             let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -290,6 +319,7 @@ impl Proxy {
         Proxy {
             addr: listener.addr.clone(),
             log,
+            heads,
             _listener: listener,
         }
     }
@@ -309,10 +339,17 @@ impl Proxy {
 
     pub fn clear(&self) {
         self.log.lock().unwrap().clear();
+        self.heads.lock().unwrap().clear();
+    }
+
+    /// Every request seen, with its headers (bodies are not kept).
+    pub fn requests(&self) -> Vec<Req> {
+        self.heads.lock().unwrap().clone()
     }
 }
 
-fn forward(upstream: &str, request: &Req, client: &mut TcpStream) {
+/// Sends `request` to `upstream` and copies at most `limit` bytes of the answer to `client`.
+fn forward(upstream: &str, request: &Req, client: &mut dyn Write, limit: usize) {
     let Ok(mut server) = TcpStream::connect(upstream) else {
         return;
     };
@@ -327,7 +364,7 @@ fn forward(upstream: &str, request: &Req, client: &mut TcpStream) {
     if server.write_all(head.as_bytes()).is_err() || server.write_all(&request.body).is_err() {
         return;
     }
-    let _ = std::io::copy(&mut server, client);
+    let _ = std::io::copy(&mut (&mut server).take(limit as u64), client);
 }
 
 // ---------------------------------------------------------------------------------------------
