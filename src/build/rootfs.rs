@@ -6,10 +6,18 @@
 //! a time: a symlink met on the way is followed *within* the destination (an absolute target
 //! starts again at the destination, `..` stops there), as container runtimes resolve them, and
 //! the leaf is never followed: a file replaces whatever was at its path, a symlink is stored as
-//! written. Entries that name `..`, names longer than Linux allows, NUL bytes and hard links to
-//! missing or directory targets are errors naming the layer and the entry. Device nodes, FIFOs
-//! and other special files are not created (a build root does not need them; the runner
-//! provides `/dev`), and are counted in [`Stats`] so the caller can say so.
+//! written. The kernel enforces it: the destination is opened once as a directory descriptor,
+//! each step of a resolution opens one name below the directory before it with `openat2`
+//! (`RESOLVE_BENEATH`, no symlinks, no magic links, no mount crossing), and every change is an
+//! `*at` call relative to the directory so found (see the `at` module). Directory modes and
+//! times, applied after the last layer, re-open each directory by its real path with
+//! `RESOLVE_IN_ROOT` and no symlinks, so a directory whose parent a later entry replaced with a
+//! symlink is skipped, never looked for where the symlink points. Entries that name `..`, names
+//! longer than Linux allows, NUL bytes and hard links to missing or directory targets are errors
+//! naming the layer and the entry. Device nodes, FIFOs and other special files are not created
+//! (as root they would open the host's devices to the build; in a user namespace mknod fails;
+//! rootless buildah and podman skip them too; the runner provides `/dev`), and are counted in
+//! [`Stats`] so the caller can say so.
 //!
 //! Each blob is decompressed by its media type (gzip, zstd or none) and its digest and size are
 //! checked while it streams; a mismatch fails the unpack. [`unpack_cached`] keeps finished roots
@@ -28,6 +36,17 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
+
+use at::Kind;
+use nix::errno::Errno;
+use nix::fcntl::{readlinkat, AtFlags, OFlag};
+use nix::sys::stat::{fchmod, futimens, mkdirat, utimensat, Mode, UtimensatFlags};
+use nix::unistd::{fchownat, linkat, symlinkat};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
+
+mod at;
 
 /// Longest name of one path component Linux accepts (`NAME_MAX`).
 const MAX_NAME: usize = 255;
@@ -180,11 +199,20 @@ struct DirMeta {
 }
 
 struct Unpacker<'a> {
+    /// The root's path, for messages only.
     root: PathBuf,
+    /// The root, opened once: every operation of the unpack is relative to it.
+    root_fd: OwnedFd,
     image: String,
     owners: Owners,
     stats: &'a mut Stats,
     dirs: BTreeMap<PathBuf, DirMeta>,
+    /// The directory the last path resolved to, by its components as the layer wrote them:
+    /// entries come grouped by directory, and one resolution serves the whole group. Only the
+    /// removal of a directory or a symlink can change where a path that resolved leads (a new
+    /// entry takes a free name; nothing is ever renamed; a removed file was not on the way), so
+    /// such a removal, and every new layer, forgets it.
+    last: Option<(Vec<String>, Dir)>,
 }
 
 /// One layer's state: the digest for messages and the real paths this layer put in place
@@ -203,12 +231,14 @@ pub fn unpack(
 ) -> Result<Stats, RootfsError> {
     fs::create_dir_all(dest).map_err(io_err("creating the root directory", dest))?;
     let root = fs::canonicalize(dest).map_err(io_err("resolving the root directory", dest))?;
+    let root_fd = at::open_root(&root).map_err(io_err("opening the root directory", &root))?;
     let mut stats = Stats {
         owners_kept: nix::unistd::geteuid().is_root(),
         ..Stats::default()
     };
     let mut u = Unpacker {
         root,
+        root_fd,
         image: source.describe(),
         owners: if stats.owners_kept {
             Owners::Apply
@@ -217,8 +247,10 @@ pub fn unpack(
         },
         stats: &mut stats,
         dirs: BTreeMap::new(),
+        last: None,
     };
     for layer in layers {
+        u.last = None;
         u.layer(source, layer)?;
         u.stats.layers += 1;
     }
@@ -363,7 +395,10 @@ impl Unpacker<'_> {
         if name == ".wh..wh..opq" {
             let dir = self.resolve(state, parents, true).map_err(&fail)?;
             self.stats.whiteouts += 1;
-            return self.clear_lower(state, &dir);
+            return match dir {
+                Some(dir) => self.clear_lower(state, &dir),
+                None => Ok(()),
+            };
         }
         if let Some(hidden) = name.strip_prefix(".wh.") {
             if hidden.starts_with(".wh.") {
@@ -379,30 +414,31 @@ impl Unpacker<'_> {
             let Some(dir) = self.resolve(state, parents, false).map_err(&fail)? else {
                 return Ok(());
             };
-            let rel = dir.join(hidden);
-            if state.unpacked.contains(&rel) {
+            if state.unpacked.contains(&dir.rel.join(hidden)) {
                 return Ok(());
             }
-            return remove_any(&self.root.join(&rel));
+            return self.remove(&dir, OsStr::new(hidden));
         }
         let dir = self
             .resolve(state, parents, true)
             .map_err(&fail)?
-            .unwrap_or_default();
-        let rel = dir.join(name);
+            .ok_or_else(|| fail("its directory could not be created".into()))?;
+        let leaf = OsStr::new(name);
+        let rel = dir.rel.join(name);
+        // For messages only: every operation below is relative to `dir.fd`.
         let path = self.root.join(&rel);
-        let existing = fs::symlink_metadata(&path).ok();
+        let existing =
+            at::kind_at(dir.fd.as_fd(), leaf).map_err(|e| io_err("reading", &path)(e.into()))?;
         match entry.kind {
             EntryKind::Dir => {
-                match existing {
-                    Some(m) if m.is_dir() => {}
-                    Some(_) => {
-                        remove_any(&path)?;
-                        make_dir(&path)?;
+                if existing != Some(Kind::Dir) {
+                    if existing.is_some() {
+                        self.remove(&dir, leaf)?;
                     }
-                    None => make_dir(&path)?,
+                    mkdirat(dir.fd.as_fd(), leaf, Mode::from_bits_truncate(0o755))
+                        .map_err(|e| io_err("creating the directory", &path)(e.into()))?;
                 }
-                self.chown(&path, entry);
+                self.chown(&dir, leaf, entry);
                 self.dirs.insert(
                     rel.clone(),
                     DirMeta {
@@ -414,15 +450,10 @@ impl Unpacker<'_> {
             }
             EntryKind::File => {
                 if existing.is_some() {
-                    remove_any(&path)?;
+                    self.remove(&dir, leaf)?;
                 }
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-                    .open(&path)
-                    .map_err(io_err("creating", &path))?;
+                let mut file = at::create_file(dir.fd.as_fd(), leaf)
+                    .map_err(|e| io_err("creating", &path)(e.into()))?;
                 let n = io::copy(content, &mut file).map_err(|e| {
                     if e.kind() == io::ErrorKind::UnexpectedEof {
                         fail("the layer ends inside this file; the blob is truncated".into())
@@ -430,11 +461,14 @@ impl Unpacker<'_> {
                         io_err("writing", &path)(e)
                     }
                 })?;
-                drop(file);
-                self.chown(&path, entry);
-                fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
-                    .map_err(io_err("setting the mode of", &path))?;
-                set_mtime(&path, entry.mtime);
+                self.chown(&dir, leaf, entry);
+                // After the owner: chown clears setuid and setgid bits.
+                fchmod(&file, Mode::from_bits_truncate(entry.mode))
+                    .map_err(|e| io_err("setting the mode of", &path)(e.into()))?;
+                let t = timespec(entry.mtime);
+                // Times are a convenience for make-style builds; a filesystem that refuses
+                // them is no reason to fail.
+                let _ = futimens(&file, &t, &t);
                 self.stats.files += 1;
                 self.stats.bytes += n;
             }
@@ -446,12 +480,19 @@ impl Unpacker<'_> {
                     )));
                 }
                 if existing.is_some() {
-                    remove_any(&path)?;
+                    self.remove(&dir, leaf)?;
                 }
-                std::os::unix::fs::symlink(target, &path)
-                    .map_err(io_err("creating the symlink", &path))?;
-                self.chown(&path, entry);
-                set_mtime(&path, entry.mtime);
+                symlinkat(target, dir.fd.as_fd(), leaf)
+                    .map_err(|e| io_err("creating the symlink", &path)(e.into()))?;
+                self.chown(&dir, leaf, entry);
+                let t = timespec(entry.mtime);
+                let _ = utimensat(
+                    dir.fd.as_fd(),
+                    leaf,
+                    &t,
+                    &t,
+                    UtimensatFlags::NoFollowSymlink,
+                );
                 self.stats.symlinks += 1;
             }
             EntryKind::Hardlink => {
@@ -461,39 +502,55 @@ impl Unpacker<'_> {
                 let Some((&target_name, target_parents)) = target_parts.split_last() else {
                     return Err(fail("hard link to the root directory".into()));
                 };
-                let target_dir = self
-                    .resolve(state, target_parents, false)
-                    .map_err(|m| fail(format!("hard link target {link:?}: {m}")))?;
                 let missing = || {
                     fail(format!(
                         "hard link target {link:?} does not exist; it must come earlier in \
                          this layer or in a lower one"
                     ))
                 };
-                let target_rel = target_dir.ok_or_else(missing)?.join(target_name);
-                let target = self.root.join(&target_rel);
-                match fs::symlink_metadata(&target) {
-                    Ok(m) if m.is_dir() => {
+                // Resolved like any path of the layer: inside the root, symlinks on the way
+                // followed there, the last component itself never followed.
+                let target_dir = self
+                    .resolve(state, target_parents, false)
+                    .map_err(|m| fail(format!("hard link target {link:?}: {m}")))?
+                    .ok_or_else(missing)?;
+                let target_leaf = OsStr::new(target_name);
+                match at::kind_at(target_dir.fd.as_fd(), target_leaf) {
+                    Ok(Some(Kind::Dir)) => {
                         return Err(fail(format!(
                             "hard link target {link:?} is a directory; directories cannot be \
                              hard linked"
                         )))
                     }
-                    Ok(_) => {}
-                    Err(_) => return Err(missing()),
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => return Err(missing()),
                 }
-                if target_rel == rel {
+                if target_dir.rel.join(target_name) == rel {
                     return Ok(());
                 }
                 if existing.is_some() {
-                    remove_any(&path)?;
+                    self.remove(&dir, leaf)?;
                 }
-                fs::hard_link(&target, &path).map_err(io_err("creating the hard link", &path))?;
+                // Without AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
+                linkat(
+                    target_dir.fd.as_fd(),
+                    target_leaf,
+                    dir.fd.as_fd(),
+                    leaf,
+                    AtFlags::empty(),
+                )
+                .map_err(|e| io_err("creating the hard link", &path)(e.into()))?;
                 self.stats.hardlinks += 1;
             }
             EntryKind::Other => {
+                // Device nodes are never created: as the host's root, a node in a build root
+                // would hand the build the host's disks and memory; in a user namespace mknod
+                // fails anyway. Rootless buildah and podman skip them the same way, and the
+                // runner gives every job its own /dev. FIFOs and sockets go with them: a build
+                // root does not need them from an image. The entry still replaces what a lower
+                // layer had at its path, as it would in a container runtime.
                 if existing.is_some() {
-                    remove_any(&path)?;
+                    self.remove(&dir, leaf)?;
                 }
                 self.stats.special_skipped += 1;
                 if self.stats.special_examples.len() < MAX_EXAMPLES {
@@ -515,93 +572,209 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    /// The real directory (relative to the root) that holds the components `parents`: each
-    /// symlink on the way is followed inside the root, never out of it. Missing directories are
-    /// created when `create`, else the answer is `None`.
+    /// The real directory that holds the components `parents`, open, with its path relative to
+    /// the root: each symlink on the way is followed inside the root, never out of it (an
+    /// absolute target starts again at the root, `..` stops there), as container runtimes
+    /// resolve them. Every step opens one name below the directory before it with `openat2`
+    /// (`RESOLVE_BENEATH`, no symlinks followed by the kernel), and `..` re-opens the real path
+    /// from the root with `RESOLVE_IN_ROOT`, so no step can leave the root. Missing directories
+    /// are created when `create`, else the answer is `None`.
     fn resolve(
+        &mut self,
+        state: &mut LayerState,
+        parents: &[&str],
+        create: bool,
+    ) -> Result<Option<Dir>, String> {
+        if let Some((key, dir)) = &self.last {
+            if key.iter().map(String::as_str).eq(parents.iter().copied()) {
+                let fd = dir
+                    .fd
+                    .try_clone()
+                    .map_err(|e| format!("duplicating a directory descriptor: {e}"))?;
+                return Ok(Some(Dir {
+                    fd,
+                    rel: dir.rel.clone(),
+                }));
+            }
+        }
+        let found = self.walk(state, parents, create)?;
+        if let Some(dir) = &found {
+            if let Ok(fd) = dir.fd.try_clone() {
+                let key = parents.iter().map(|p| p.to_string()).collect();
+                self.last = Some((
+                    key,
+                    Dir {
+                        fd,
+                        rel: dir.rel.clone(),
+                    },
+                ));
+            }
+        }
+        Ok(found)
+    }
+
+    /// [`Self::resolve`] without the memo.
+    fn walk(
         &self,
         state: &mut LayerState,
         parents: &[&str],
         create: bool,
-    ) -> Result<Option<PathBuf>, String> {
-        use std::ffi::{OsStr, OsString};
-        use std::os::unix::ffi::OsStrExt as _;
+    ) -> Result<Option<Dir>, String> {
         let mut todo: Vec<OsString> = parents.iter().rev().map(OsString::from).collect();
-        let mut cur: Vec<OsString> = Vec::new();
+        // The real path of `cur` below the root.
+        let mut names: Vec<OsString> = Vec::new();
+        let mut cur = self.root_dup()?;
         let mut hops = 0usize;
         while let Some(part) = todo.pop() {
             match part.as_bytes() {
                 b"" | b"." => continue,
                 b".." => {
-                    cur.pop();
+                    if names.pop().is_some() {
+                        let rel: PathBuf = names.iter().collect();
+                        cur = at::open_real(
+                            self.root_fd.as_fd(),
+                            &rel,
+                            OFlag::O_PATH | OFlag::O_DIRECTORY,
+                        )
+                        .map_err(|e| format!("opening /{}: {e}", rel.display()))?;
+                    }
                     continue;
                 }
                 _ => {}
             }
-            let rel: PathBuf = cur.iter().chain(std::iter::once(&part)).collect();
-            let path = self.root.join(&rel);
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => cur.push(part),
-                Ok(m) if m.file_type().is_symlink() => {
-                    hops += 1;
-                    if hops > MAX_SYMLINK_HOPS {
+            let rel: PathBuf = names.iter().chain(std::iter::once(&part)).collect();
+            match at::open_name(cur.as_fd(), &part, OFlag::O_PATH) {
+                Ok(fd) => match at::kind_fd(fd.as_fd()) {
+                    Ok(Kind::Dir) => {
+                        cur = fd;
+                        names.push(part);
+                    }
+                    Ok(Kind::Symlink) => {
+                        hops += 1;
+                        if hops > MAX_SYMLINK_HOPS {
+                            return Err(format!(
+                                "more than {MAX_SYMLINK_HOPS} symlinks on the way (a loop?) at /{}",
+                                rel.display()
+                            ));
+                        }
+                        // The link itself, through its O_PATH descriptor.
+                        let target = readlinkat(fd.as_fd(), "")
+                            .map_err(|e| format!("reading the symlink /{}: {e}", rel.display()))?;
+                        let target = target.as_bytes();
+                        if target.starts_with(b"/") {
+                            names.clear();
+                            cur = self.root_dup()?;
+                        }
+                        todo.extend(
+                            target
+                                .split(|&b| b == b'/')
+                                .rev()
+                                .map(|p| OsStr::from_bytes(p).to_os_string()),
+                        );
+                    }
+                    Ok(Kind::Other) => {
                         return Err(format!(
-                            "more than {MAX_SYMLINK_HOPS} symlinks on the way (a loop?) at /{}",
+                            "/{} is not a directory in the layers below",
                             rel.display()
-                        ));
+                        ))
                     }
-                    let target = fs::read_link(&path)
-                        .map_err(|e| format!("reading the symlink /{}: {e}", rel.display()))?;
-                    let target = target.as_os_str().as_bytes();
-                    if target.starts_with(b"/") {
-                        cur.clear();
-                    }
-                    todo.extend(
-                        target
-                            .split(|&b| b == b'/')
-                            .rev()
-                            .map(|p| OsStr::from_bytes(p).to_os_string()),
-                    );
-                }
-                Ok(_) => {
-                    return Err(format!(
-                        "/{} is not a directory in the layers below",
-                        rel.display()
-                    ))
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    Err(e) => return Err(format!("reading /{}: {e}", rel.display())),
+                },
+                Err(Errno::ENOENT) => {
                     if !create {
                         return Ok(None);
                     }
-                    fs::create_dir(&path)
-                        .map_err(|e| format!("creating the directory /{}: {e}", rel.display()))?;
+                    mkdirat(
+                        cur.as_fd(),
+                        part.as_os_str(),
+                        Mode::from_bits_truncate(0o755),
+                    )
+                    .map_err(|e| format!("creating the directory /{}: {e}", rel.display()))?;
+                    cur = at::open_name(cur.as_fd(), &part, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                        .map_err(|e| format!("opening /{}: {e}", rel.display()))?;
                     state.unpacked.insert(rel);
-                    cur.push(part);
+                    names.push(part);
                 }
                 Err(e) => return Err(format!("reading /{}: {e}", rel.display())),
             }
-            if cur.iter().map(|c| c.len() + 1).sum::<usize>() > MAX_PATH {
+            if names.iter().map(|c| c.len() + 1).sum::<usize>() > MAX_PATH {
                 return Err(format!("the resolved path is longer than {MAX_PATH} bytes"));
             }
         }
-        Ok(Some(cur.iter().collect()))
+        Ok(Some(Dir {
+            fd: cur,
+            rel: names.iter().collect(),
+        }))
+    }
+
+    /// A descriptor of the root, for a walk that starts there.
+    fn root_dup(&self) -> Result<OwnedFd, String> {
+        self.root_fd
+            .try_clone()
+            .map_err(|e| format!("duplicating the descriptor of the root: {e}"))
+    }
+
+    /// Removes `name` in `dir` (a directory with everything below it), never following a
+    /// symlink, and forgets the deferred metadata of the directories that went with it.
+    fn remove(&mut self, dir: &Dir, name: &OsStr) -> Result<(), RootfsError> {
+        let rel = dir.rel.join(name);
+        let removed = at::remove_at(dir.fd.as_fd(), name)
+            .map_err(io_err("removing", &self.root.join(&rel)))?;
+        if matches!(removed, Some(Kind::Dir | Kind::Symlink)) {
+            // It may have been on the way of the memoised resolution.
+            self.last = None;
+        }
+        if removed == Some(Kind::Dir) {
+            let gone: Vec<PathBuf> = self
+                .dirs
+                .range(rel.clone()..)
+                .take_while(|(p, _)| p.starts_with(&rel))
+                .map(|(p, _)| p.clone())
+                .collect();
+            for p in gone {
+                self.dirs.remove(&p);
+            }
+        }
+        Ok(())
     }
 
     /// An opaque directory: remove everything below `dir` that this layer did not put there.
-    fn clear_lower(&self, state: &LayerState, dir: &Option<PathBuf>) -> Result<(), RootfsError> {
-        let Some(dir) = dir else { return Ok(()) };
-        clear_except(&self.root, dir, &state.unpacked)
+    fn clear_lower(&mut self, state: &LayerState, dir: &Dir) -> Result<(), RootfsError> {
+        let path = self.root.join(&dir.rel);
+        for name in at::names(dir.fd.as_fd()).map_err(io_err("reading the directory", &path))? {
+            let rel = dir.rel.join(&name);
+            if !state.unpacked.contains(&rel) {
+                self.remove(dir, &name)?;
+                continue;
+            }
+            if at::kind_at(dir.fd.as_fd(), &name) == Ok(Some(Kind::Dir)) {
+                let fd = at::open_name(dir.fd.as_fd(), &name, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                    .map_err(|e| {
+                    io_err("opening the directory", &self.root.join(&rel))(e.into())
+                })?;
+                self.clear_lower(state, &Dir { fd, rel })?;
+            }
+        }
+        Ok(())
     }
 
-    fn chown(&mut self, path: &Path, entry: &Entry) {
+    fn chown(&mut self, dir: &Dir, name: &OsStr, entry: &Entry) {
         if self.owners != Owners::Apply {
             return;
         }
         let (Ok(uid), Ok(gid)) = (u32::try_from(entry.uid), u32::try_from(entry.gid)) else {
             return;
         };
-        if let Err(e) = std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
-            if matches!(e.raw_os_error(), Some(nix::libc::EINVAL | nix::libc::EPERM)) {
+        let owner = Some(nix::unistd::Uid::from_raw(uid));
+        let group = Some(nix::unistd::Gid::from_raw(gid));
+        if let Err(e) = fchownat(
+            dir.fd.as_fd(),
+            name,
+            owner,
+            group,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            if matches!(e, Errno::EINVAL | Errno::EPERM) {
                 // An id this user namespace does not map: keep what we have from here on.
                 self.owners = Owners::Ignore;
                 self.stats.owners_kept = false;
@@ -609,22 +782,43 @@ impl Unpacker<'_> {
         }
     }
 
+    /// Directory modes and times, applied once every layer is in place. Each directory is
+    /// re-opened by its real path from the root with `RESOLVE_IN_ROOT` and no symlinks: one
+    /// that a later entry removed, or whose parent it replaced with a symlink, is skipped (the
+    /// kernel answers ELOOP or ENOENT) instead of being looked for wherever the symlink points.
     fn finish_dirs(&mut self) -> Result<(), RootfsError> {
         // Deepest first, so that a read-only parent does not stop its children's changes.
         let mut dirs: Vec<(&PathBuf, &DirMeta)> = self.dirs.iter().collect();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         for (rel, meta) in dirs {
             let path = self.root.join(rel);
-            // A later layer may have removed or replaced it.
-            if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                continue;
-            }
-            fs::set_permissions(&path, fs::Permissions::from_mode(meta.mode))
-                .map_err(io_err("setting the mode of", &path))?;
-            set_mtime(&path, meta.mtime);
+            let fd = match at::open_real(
+                self.root_fd.as_fd(),
+                rel,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            ) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::EXDEV) => continue,
+                Err(e) => return Err(io_err("opening the directory", &path)(e.into())),
+            };
+            fchmod(&fd, Mode::from_bits_truncate(meta.mode))
+                .map_err(|e| io_err("setting the mode of", &path)(e.into()))?;
+            let t = timespec(meta.mtime);
+            let _ = futimens(&fd, &t, &t);
         }
         Ok(())
     }
+}
+
+/// A directory of the root being unpacked: open, and its real path relative to the root (no
+/// symlinks in it), for messages, whiteouts and the deferred metadata.
+struct Dir {
+    fd: OwnedFd,
+    rel: PathBuf,
+}
+
+fn timespec(mtime: u64) -> nix::sys::time::TimeSpec {
+    nix::sys::time::TimeSpec::new(i64::try_from(mtime).unwrap_or(i64::MAX), 0)
 }
 
 fn read_all(
@@ -758,29 +952,6 @@ pub fn remove_tree(path: &Path) -> Result<(), RootfsError> {
         }
     }
     fs::remove_dir(path).map_err(io_err("removing the directory", path))
-}
-
-/// Remove everything below `root/dir` whose real relative path is not in `keep`; directories in
-/// `keep` are descended into.
-fn clear_except(root: &Path, dir: &Path, keep: &HashSet<PathBuf>) -> Result<(), RootfsError> {
-    let path = root.join(dir);
-    let entries = match fs::read_dir(&path) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err("reading the directory", &path)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io_err("reading the directory", &path))?;
-        let rel = dir.join(entry.file_name());
-        if keep.contains(&rel) {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                clear_except(root, &rel, keep)?;
-            }
-        } else {
-            remove_any(&root.join(&rel))?;
-        }
-    }
-    Ok(())
 }
 
 fn set_mtime(path: &Path, mtime: u64) {
