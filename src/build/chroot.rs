@@ -424,6 +424,14 @@ impl ImageSource for Pinned<'_> {
     fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>, SourceError> {
         self.inner.open_blob(digest)
     }
+    // Forwarded so a registry source keeps its own sized reader (which resumes a cut download).
+    fn open_blob_sized(
+        &self,
+        digest: &str,
+        size: u64,
+    ) -> Result<Box<dyn Read + Send>, SourceError> {
+        self.inner.open_blob_sized(digest, size)
+    }
 }
 
 /// Whether programs of `platform` can run in a chroot on this host: natively, or through an

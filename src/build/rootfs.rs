@@ -146,15 +146,10 @@ fn compression_of(media_type: &str) -> Option<Compression> {
     }
 }
 
-enum Hasher {
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
-}
-
 /// Reads a blob, hashing and counting what passes.
 struct Hashing<R> {
     inner: R,
-    hasher: Hasher,
+    hasher: sha2::Sha256,
     count: u64,
 }
 
@@ -162,10 +157,7 @@ impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let data = buf.get(..n).unwrap_or_default();
-        match &mut self.hasher {
-            Hasher::Sha256(h) => h.update(data),
-            Hasher::Sha512(h) => h.update(data),
-        }
+        self.hasher.update(data);
         self.count += n as u64;
         Ok(n)
     }
@@ -173,11 +165,11 @@ impl<R: Read> Read for Hashing<R> {
 
 impl<R> Hashing<R> {
     fn hex(self) -> String {
-        let bytes = match self.hasher {
-            Hasher::Sha256(h) => h.finalize().to_vec(),
-            Hasher::Sha512(h) => h.finalize().to_vec(),
-        };
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        self.hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -279,22 +271,24 @@ impl Unpacker<'_> {
                 ),
             ));
         };
+        // Only sha256 digests are accepted (as everywhere blobs are read): one of another
+        // algorithm is refused, never read unverified.
         let (algorithm, want) = digest.split_once(':').unwrap_or(("", ""));
-        let hasher = match algorithm {
-            "sha256" => Hasher::Sha256(sha2::Sha256::new()),
-            "sha512" => Hasher::Sha512(sha2::Sha512::new()),
-            other => {
-                return Err(self.layer_err(
-                    digest,
-                    format!("digest algorithm {other:?} is not supported (sha256, sha512 are)"),
-                ))
-            }
-        };
-        let blob = source.open_blob(digest).map_err(|e| RootfsError::Source {
-            image: self.image.clone(),
-            digest: digest.to_string(),
-            source: e,
-        })?;
+        if algorithm != "sha256" {
+            return Err(self.layer_err(
+                digest,
+                format!("digest algorithm {algorithm:?} is not supported (only sha256 is)"),
+            ));
+        }
+        let hasher = sha2::Sha256::new();
+        // Sized: a blob longer than its descriptor says fails instead of being read on.
+        let blob = source
+            .open_blob_sized(digest, layer.size)
+            .map_err(|e| RootfsError::Source {
+                image: self.image.clone(),
+                digest: digest.to_string(),
+                source: e,
+            })?;
         let mut hashed = Hashing {
             inner: blob,
             hasher,
@@ -1653,7 +1647,8 @@ mod tests {
         let e = unpack(&mem, &[wrong_size], &d.path().join("s"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("manifest says"), "{e}");
+        // The sized blob reader stops it first, naming both sizes.
+        assert!(e.contains("of the 2049 bytes its descriptor says"), "{e}");
         let odd = Layer {
             media_type: "application/vnd.oci.image.layer.v1.tar+encrypted".into(),
             ..good
