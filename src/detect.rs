@@ -68,7 +68,9 @@ pub struct BinfmtState {
 }
 
 impl BinfmtState {
-    /// Enabled entries whose magic matches the start of `image`, newest-registered last.
+    /// Enabled entries whose magic matches the start of `image`, in `entries` order (sorted by
+    /// name, not by registration: [`crate::binfmt::order::entry_in_use`] picks the one the kernel
+    /// uses).
     pub fn matching(&self, image: &[u8]) -> Vec<&KernelEntry> {
         if self.enabled != Some(true) {
             return Vec::new();
