@@ -959,11 +959,16 @@ pub(super) fn is_retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || (500..=599).contains(&status)
 }
 
+/// Whether a failed request may succeed when sent again. A refused connection is not retried:
+/// nothing listens there (a wrong port, a registry that is down), and retrying it for the whole
+/// `--retry-timeout` would only delay the error; go-containerregistry and containerd do not
+/// retry it either. Resets, cut answers and timeouts are what a flaky network does: retried.
 pub(super) fn is_retryable_error(error: &ureq::Error) -> bool {
-    matches!(
-        error,
-        ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
-    )
+    match error {
+        ureq::Error::Io(e) => e.kind() != io::ErrorKind::ConnectionRefused,
+        ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed => true,
+        _ => false,
+    }
 }
 
 /// `Retry-After` in seconds. HTTP dates are not parsed; the caller falls back to its backoff.
@@ -1435,6 +1440,34 @@ mod tests {
         assert!(waits.iter().any(|w| *w < ceiling / 4), "{waits:?}");
         assert!(waits.iter().any(|w| *w > ceiling * 3 / 4), "{waits:?}");
         assert_eq!(full_jitter(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_refused_connection_is_not_retried_but_a_reset_one_is() {
+        let io = |kind| ureq::Error::Io(io::Error::new(kind, "x"));
+        assert!(!is_retryable_error(&io(io::ErrorKind::ConnectionRefused)));
+        assert!(is_retryable_error(&io(io::ErrorKind::ConnectionReset)));
+        assert!(is_retryable_error(&io(io::ErrorKind::UnexpectedEof)));
+        assert!(!is_retryable_error(&ureq::Error::HostNotFound));
+    }
+
+    /// A registry address where nothing listens fails at once, not after the retry timeout.
+    #[test]
+    fn nothing_listening_fails_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = Client::new(ClientOptions::default(), DockerConfig::default());
+        let reference: Reference = format!("127.0.0.1:{port}/app:1").parse().unwrap();
+        let start = Instant::now();
+        assert!(client.get_manifest(&reference).is_err());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
