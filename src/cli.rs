@@ -44,6 +44,11 @@ pub enum Command {
     Push(PushArgs),
     /// Image indexes in a registry: `manifest create` merges images already pushed.
     Manifest(ManifestArgs),
+    /// Check credentials against a registry and store them where docker would (credential
+    /// helper or $DOCKER_CONFIG/config.json).
+    Login(LoginArgs),
+    /// Remove a registry's stored credentials (from its credential helper and config.json).
+    Logout(LogoutArgs),
     /// INTERNAL, hidden, unstable: one layer per directory into an OCI layout, optionally
     /// pushed; prints timings as JSON. Drives bench/push.sh until `rcross build` exists.
     #[command(name = "oci-push-dir", hide = true)]
@@ -467,4 +472,41 @@ pub struct ManifestCreateArgs {
     /// Use plain HTTP for the registry (loopback registries always use it).
     #[arg(long)]
     pub insecure: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry, e.g. ghcr.io or 127.0.0.1:5000 (default: Docker Hub).
+    #[arg(value_name = "REGISTRY")]
+    pub registry: Option<String>,
+
+    /// User name.
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub username: Option<String>,
+
+    /// Read the password (or token) from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// The password as an argument: visible to other users in ps and kept in shell history;
+    /// accepted with a warning. Use --password-stdin.
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "PASSWORD",
+        conflicts_with = "password_stdin",
+        hide_short_help = true
+    )]
+    pub password: Option<String>,
+
+    /// Use plain HTTP for this registry (loopback registries always use it).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry, e.g. ghcr.io or 127.0.0.1:5000 (default: Docker Hub).
+    #[arg(value_name = "REGISTRY")]
+    pub registry: Option<String>,
 }

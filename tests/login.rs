@@ -1,0 +1,335 @@
+//! `rcross login` / `logout` end to end: the real rcross binary against Debian's
+//! docker-registry behind htpasswd auth, a private DOCKER_CONFIG, and a credential helper that
+//! is a shell script on the PATH of the rcross process.
+
+mod common_registry;
+mod prereq;
+
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common_registry::RealRegistry;
+
+const USER: &str = "builder";
+const PASSWORD: &str = "s3cret-pw-4711";
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        Env { dir }
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("docker")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.config_dir().join("config.json")
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.config_path()).unwrap()).unwrap()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let path = format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rcross"));
+        command
+            .args(args)
+            .env("DOCKER_CONFIG", self.config_dir())
+            .env("PATH", path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// rcross with `stdin` on its standard input.
+    fn rcross(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self.command(args).spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        eprintln!(
+            "rcross {}\n--- stdout\n{}--- stderr\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains(PASSWORD), "the password was echoed: {all}");
+        out
+    }
+
+    fn login(&self, registry: &str, password: &str) -> Output {
+        self.rcross(
+            &["login", registry, "-u", USER, "--password-stdin"],
+            &format!("{password}\n"),
+        )
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn layout(dir: &Path) -> PathBuf {
+    let layout_dir = dir.join("layout");
+    std::fs::create_dir_all(&layout_dir).unwrap();
+    common_registry::write_layout(&layout_dir);
+    layout_dir
+}
+
+fn push(env: &Env, layout_dir: &Path, tag: &str) -> Output {
+    env.rcross(
+        &["push", &format!("oci:{}:multi", layout_dir.display()), tag],
+        "",
+    )
+}
+
+/// Wrong password: exit 1, nothing stored. Login: stored in auths (0600), used by push. Logout:
+/// removed, and the next push is refused with the login hint.
+#[test]
+fn login_push_logout_against_htpasswd_registry() {
+    let Some(registry) = RealRegistry::start_with_auth(USER, PASSWORD) else {
+        return;
+    };
+    let env = Env::new();
+    let layout_dir = layout(env.dir.path());
+    let tag = format!("{}/private/hello:1", registry.addr);
+
+    let wrong = env.login(&registry.addr, "not-the-password");
+    assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));
+    assert!(stderr(&wrong).contains("refused"), "{}", stderr(&wrong));
+    assert!(
+        !env.config_path().exists(),
+        "a refused login must store nothing"
+    );
+
+    let ok = env.login(&registry.addr, PASSWORD);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let mode = std::fs::metadata(env.config_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let auth = env.config()["auths"][&registry.addr]["auth"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!auth.is_empty());
+
+    let pushed = push(&env, &layout_dir, &tag);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+
+    let out = env.rcross(&["--json", "logout", &registry.addr], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["logged_out"], true);
+    assert!(env.config()["auths"].get(&registry.addr).is_none());
+
+    let refused = push(
+        &env,
+        &layout_dir,
+        &format!("{}/private/other:1", registry.addr),
+    );
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(&format!("rcross login {}", registry.addr)),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+/// Two logins at the same moment, to two registries: both entries land, and an entry and key
+/// rcross does not know survive.
+#[test]
+fn concurrent_logins_to_two_registries_both_land() {
+    let (Some(a), Some(b)) = (
+        RealRegistry::start_with_auth(USER, PASSWORD),
+        RealRegistry::start_with_auth(USER, PASSWORD),
+    ) else {
+        return;
+    };
+    let env = Env::new();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(
+        env.config_path(),
+        r#"{"auths":{"elsewhere.example":{"auth":"eDp5"}},"detachKeys":"ctrl-x"}"#,
+    )
+    .unwrap();
+    for _round in 0..3 {
+        let children: Vec<_> = [&a.addr, &b.addr]
+            .iter()
+            .map(|addr| {
+                let mut child = env
+                    .command(&["login", addr, "-u", USER, "--password-stdin"])
+                    .spawn()
+                    .unwrap();
+                let mut stdin = child.stdin.take().unwrap();
+                stdin.write_all(PASSWORD.as_bytes()).unwrap();
+                drop(stdin);
+                child
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        let config = env.config();
+        for addr in [&a.addr, &b.addr] {
+            assert!(
+                config["auths"][addr]["auth"].is_string(),
+                "{addr} missing: {config}"
+            );
+        }
+        assert_eq!(config["auths"]["elsewhere.example"]["auth"], "eDp5");
+        assert_eq!(config["detachKeys"], "ctrl-x");
+        // The next round starts from one registry logged out.
+        let out = env.rcross(&["logout", &a.addr], "");
+        assert!(out.status.success());
+    }
+}
+
+/// With `credsStore` set, login stores through `docker-credential-x store` (the secret on its
+/// stdin, never in config.json), push reads it back with `get`, logout runs `erase`.
+#[test]
+fn login_through_a_credential_helper() {
+    let Some(registry) = RealRegistry::start_with_auth(USER, PASSWORD) else {
+        return;
+    };
+    let env = Env::new();
+    let vault = env.dir.path().join("vault");
+    std::fs::create_dir(&vault).unwrap();
+    let log = env.dir.path().join("helper.log");
+    // A file-backed helper: one file per server URL holding the JSON it was given.
+    let helper = env.dir.path().join("bin/docker-credential-x");
+    std::fs::write(
+        &helper,
+        format!(
+            r#"#!/bin/sh
+input=$(cat)
+echo "$1" >> '{log}'
+case "$1" in
+store)
+  server=$(printf '%s' "$input" | sed 's/.*"ServerURL":"\([^"]*\)".*/\1/')
+  key=$(printf '%s' "$server" | tr '/:' '__')
+  printf '%s' "$input" > '{vault}'/"$key" ;;
+get)
+  key=$(printf '%s' "$input" | tr '/:' '__')
+  if [ -f '{vault}'/"$key" ]; then cat '{vault}'/"$key"; else echo 'credentials not found in native keychain'; exit 1; fi ;;
+erase)
+  key=$(printf '%s' "$input" | tr '/:' '__')
+  if [ -f '{vault}'/"$key" ]; then rm '{vault}'/"$key"; else echo 'credentials not found in native keychain'; exit 1; fi ;;
+*) exit 2 ;;
+esac
+"#,
+            log = log.display(),
+            vault = vault.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(env.config_path(), r#"{"credsStore":"x"}"#).unwrap();
+
+    let wrong = env.login(&registry.addr, "nope");
+    assert_eq!(wrong.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "");
+
+    let ok = env.rcross(
+        &[
+            "--json",
+            "login",
+            &registry.addr,
+            "-u",
+            USER,
+            "--password-stdin",
+        ],
+        PASSWORD,
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let answer: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(answer["stored_in"]["program"], "docker-credential-x");
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    assert!(!config.contains(PASSWORD), "{config}");
+    assert_eq!(env.config()["auths"][&registry.addr], serde_json::json!({}));
+    assert_eq!(env.config()["credsStore"], "x");
+    let stored = std::fs::read_to_string(vault.join(registry.addr.replace(':', "_"))).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({"ServerURL": registry.addr, "Username": USER, "Secret": PASSWORD})
+    );
+
+    let layout_dir = layout(env.dir.path());
+    let pushed = push(
+        &env,
+        &layout_dir,
+        &format!("{}/private/hello:1", registry.addr),
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+
+    let out = env.rcross(&["logout", &registry.addr], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("docker-credential-x"));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "store\nget\nerase\n"
+    );
+    assert!(std::fs::read_dir(&vault).unwrap().next().is_none());
+    let refused = push(
+        &env,
+        &layout_dir,
+        &format!("{}/private/other:1", registry.addr),
+    );
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(
+        stderr(&refused).contains("docker-credential-x has no credentials"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+/// `-p` works but warns; no password at all is a usage error that says how to give one.
+#[test]
+fn password_arguments() {
+    let Some(registry) = RealRegistry::start_with_auth(USER, "argument-pw") else {
+        return;
+    };
+    let env = Env::new();
+    let out = env.rcross(
+        &["login", &registry.addr, "-u", USER, "-p", "argument-pw"],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--password-stdin"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("argument-pw"));
+    let out = env.rcross(&["login", &registry.addr, "-u", USER], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--password-stdin"));
+}
