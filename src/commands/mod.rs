@@ -15,6 +15,7 @@ pub mod plan;
 pub mod push;
 pub mod run;
 pub mod setup;
+pub mod tags;
 pub mod toolchain;
 pub mod verify;
 
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::Manifest(a) => manifest::run(a, cli.json),
         Command::Login(a) => login::run_login(a, cli.json),
         Command::Logout(a) => login::run_logout(a, cli.json),
+        Command::Tags(a) => tags::run(a, cli.json),
     }
 }
 
