@@ -558,6 +558,11 @@ pub struct TagPolicyArgs {
     /// Do not stamp org.opencontainers.image.{version,revision,source,created} from git.
     #[arg(long)]
     pub no_git_labels: bool,
+
+    /// Push only the -t tags: no computed tags, even when [tags] images is set (a matrix job
+    /// that pushes one platform by digest for a later `rcross manifest create`).
+    #[arg(long, conflicts_with = "images")]
+    pub no_git_tags: bool,
 }
 
 #[derive(Debug, Args)]

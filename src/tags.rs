@@ -244,13 +244,17 @@ pub struct Overrides {
     pub prefix: Option<String>,
     pub extra: Vec<String>,
     pub no_labels: bool,
+    /// No computed tags at all (the images are dropped).
+    pub no_tags: bool,
 }
 
 impl Policy {
     /// The file's `[tags]` with `flags` over it.
     pub fn resolve(file: &TagConfig, flags: &Overrides) -> Result<Policy, TagError> {
         let mut policy = Policy {
-            images: if flags.images.is_empty() {
+            images: if flags.no_tags {
+                Vec::new()
+            } else if flags.images.is_empty() {
                 file.images.clone()
             } else {
                 flags.images.clone()

@@ -24,6 +24,7 @@ pub(super) fn overrides(args: &TagPolicyArgs) -> Overrides {
         prefix: args.tag_prefix.clone(),
         extra: args.extra_tags.clone(),
         no_labels: args.no_git_labels,
+        no_tags: args.no_git_tags,
     }
 }
 
