@@ -605,7 +605,16 @@ pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
     if which::which("git").is_err() {
         return Ok(None);
     }
-    let (inside, stdout, _) = git(&["rev-parse", "--is-inside-work-tree"])?;
+    let (inside, stdout, stderr) = git(&["rev-parse", "--is-inside-work-tree"])?;
+    if !inside && !stderr.contains("not a git repository") && !stderr.is_empty() {
+        // A work tree git refuses to read (`dubious ownership` in CI containers) is not
+        // "no git": say why, and that `git config --global --add safe.directory DIR` fixes it.
+        return Err(TagError::Git {
+            dir: shown.clone(),
+            args: "rev-parse --is-inside-work-tree".to_string(),
+            message: stderr,
+        });
+    }
     if !inside || stdout != "true" {
         return Ok(None);
     }

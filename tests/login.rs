@@ -333,3 +333,52 @@ fn password_arguments() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--password-stdin"));
 }
+
+/// A registry with a token server (Bearer challenge): login asks the token server with Basic
+/// credentials, as docker does (service and account, no scope), then opens /v2/ with the
+/// token; a token server's 401 is refused credentials (exit 1, nothing stored).
+#[test]
+fn login_through_a_token_server() {
+    use base64::Engine as _;
+    use common_registry::{FakeRegistry, Reply};
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    let tokens = FakeRegistry::start(move |request, _| {
+        if request.path() == "/token" && request.header("authorization") == Some(&expected) {
+            Reply::json(200, r#"{"token":"tok-123","expires_in":300}"#)
+        } else {
+            Reply::json(
+                401,
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad creds"}]}"#,
+            )
+        }
+    });
+    let realm = format!("http://{}/token", tokens.addr);
+    let registry = FakeRegistry::start_on("127.0.0.2", move |request, _| {
+        if request.path() == "/v2/" && request.header("authorization") == Some("Bearer tok-123") {
+            Reply::json(200, "{}")
+        } else {
+            Reply::json(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#).header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="{realm}",service="fake-registry""#),
+            )
+        }
+    });
+    let env = Env::new();
+    let wrong = env.login(&registry.addr, "wrong");
+    assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));
+    assert!(stderr(&wrong).contains("token server answered HTTP 401"));
+    assert!(!env.config_path().exists());
+
+    let ok = env.login(&registry.addr, PASSWORD);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(env.config()["auths"][&registry.addr]["auth"].is_string());
+    let asked: Vec<String> = tokens.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(
+        asked.last().map(String::as_str),
+        Some(format!("/token?service=fake-registry&account={USER}").as_str()),
+        "{asked:?}"
+    );
+}

@@ -284,6 +284,28 @@ fn bad_tags_and_no_git_are_errors_naming_the_value() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not in a git work tree"));
+
+    // A work tree git will not read (another owner, as in CI containers): git's words and fix.
+    let other = Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(repo.path())
+        .status()
+        .unwrap();
+    if !prereq::require(
+        other.success(),
+        "root, to chown a repository to another user",
+    ) {
+        return;
+    }
+    let out = repo.rcross(
+        &["tags"],
+        &[
+            ("GIT_CONFIG_GLOBAL", "/dev/null"),
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("safe.directory"));
 }
 
 /// `[tags]` in rcross.toml drives `rcross build --push`: a release tag is pushed under every
