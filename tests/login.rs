@@ -382,3 +382,66 @@ fn login_through_a_token_server() {
         "{asked:?}"
     );
 }
+
+/// At a terminal (a pseudo-terminal from util-linux's `script`), login asks for the user name
+/// and, without echo, the password.
+#[test]
+fn login_prompts_at_a_terminal() {
+    if !prereq::tool("script", "bsdutils") {
+        return;
+    }
+    let Some(registry) = RealRegistry::start_with_auth(USER, PASSWORD) else {
+        return;
+    };
+    let env = Env::new();
+    let command = format!("{} login {}", env!("CARGO_BIN_EXE_rcross"), registry.addr);
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DOCKER_CONFIG", env.config_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The terminal's output, as it comes.
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let seen = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let wait_for = |what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !String::from_utf8_lossy(&seen.lock().unwrap()).contains(what) {
+            assert!(std::time::Instant::now() < deadline, "no {what:?} prompt");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for("Username: ");
+    stdin.write_all(format!("{USER}\n").as_bytes()).unwrap();
+    // The password only once the prompt for it shows: the echo is off by then.
+    wait_for("Password: ");
+    stdin.write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let all = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+
+    eprintln!("{all}");
+    assert!(status.success(), "{all}");
+    assert!(
+        all.contains("Username: ") && all.contains("Password: "),
+        "{all}"
+    );
+    assert!(all.contains("Login Succeeded"), "{all}");
+    assert!(!all.contains(PASSWORD), "the password was echoed: {all}");
+    assert!(env.config()["auths"][&registry.addr]["auth"].is_string());
+}

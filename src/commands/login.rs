@@ -1,6 +1,6 @@
 //! `rcross login` / `rcross logout`: parse, call `crate::registry::login`, print, exit.
 
-use std::io::Read as _;
+use std::io::{BufRead as _, IsTerminal as _, Read as _};
 use std::path::PathBuf;
 
 use crate::cli::{LoginArgs, LogoutArgs};
@@ -32,11 +32,23 @@ fn config_path() -> exit::Result<PathBuf> {
 
 pub fn run_login(args: LoginArgs, json: bool) -> exit::Result<u8> {
     let registry = login::registry_name(args.registry.as_deref()).map_err(failure)?;
-    let username = args.username.filter(|u| !u.is_empty()).ok_or_else(|| {
-        Failure::usage(anyhow::anyhow!(
-            "rcross login {registry} needs a user name: -u USER (and the password on stdin with --password-stdin)"
-        ))
-    })?;
+    // At a terminal, what is missing is asked for, as docker login does; in a pipeline it is
+    // an error that says which flag gives it.
+    let interactive = !args.password_stdin && std::io::stdin().is_terminal();
+    let username = match args.username.filter(|u| !u.is_empty()) {
+        Some(u) => u,
+        None if interactive => prompt("Username: ", false)?,
+        None => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "rcross login {registry} needs a user name: -u USER (and the password on stdin with --password-stdin)"
+            )))
+        }
+    };
+    if username.is_empty() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "rcross login {registry}: the user name is empty"
+        )));
+    }
     let password = match (args.password_stdin, args.password) {
         (true, _) => {
             let mut bytes = Vec::new();
@@ -62,6 +74,7 @@ pub fn run_login(args: LoginArgs, json: bool) -> exit::Result<u8> {
             );
             p
         }
+        (false, None) if interactive => prompt("Password: ", true)?,
         (false, None) => {
             return Err(Failure::usage(anyhow::anyhow!(
                 "no password: pipe it in with --password-stdin, e.g. `echo \"$TOKEN\" | rcross login {registry} -u {username} --password-stdin`"
@@ -103,6 +116,34 @@ pub fn run_login(args: LoginArgs, json: bool) -> exit::Result<u8> {
         println!("Login Succeeded");
     }
     Ok(exit::OK)
+}
+
+/// One line from the terminal on stdin, after `label` on stderr; with `hidden` the terminal does
+/// not echo it (its settings are put back afterwards).
+fn prompt(label: &str, hidden: bool) -> exit::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let stdin = std::io::stdin();
+    // Echo goes off before the prompt shows, so nothing typed after it is echoed.
+    let saved = if hidden {
+        let saved = tcgetattr(&stdin)
+            .map_err(|e| Failure::env(anyhow::anyhow!("cannot read the terminal settings: {e}")))?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&stdin, SetArg::TCSANOW, &quiet)
+            .map_err(|e| Failure::env(anyhow::anyhow!("cannot turn the terminal echo off: {e}")))?;
+        Some(saved)
+    } else {
+        None
+    };
+    eprint!("{label}");
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(saved) = saved {
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+        eprintln!();
+    }
+    read.map_err(|e| Failure::env(anyhow::anyhow!("cannot read from the terminal: {e}")))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 pub fn run_logout(args: LogoutArgs, json: bool) -> exit::Result<u8> {
