@@ -7,7 +7,8 @@
 //!
 //! `release.sh setup` runs `sudo rcross setup`; `sudo` here is a script that runs its command
 //! as root of a private user+mount namespace with its own binfmt_misc, so the machine's
-//! handler table is never touched.
+//! handler table is never touched. `docker` on that PATH is a script that records being called,
+//! and a step that calls it fails: the pipelines need no docker CLI.
 
 mod common_registry;
 mod prereq;
@@ -169,6 +170,17 @@ impl World {
         )
         .unwrap();
         std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // No docker CLI: one that only records that something called it.
+        let docker = bin.join("docker");
+        std::fs::write(
+            &docker,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> '{}'\nexit 127\n",
+                dir.path().join("docker-called").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
 
         let repo = dir.path().join("repo");
         std::fs::create_dir_all(repo.join("examples/ci")).unwrap();
@@ -267,6 +279,10 @@ mode = "0644"
         );
         eprintln!("$ {line}\n{all}");
         assert!(out.status.success(), "step `{line}` failed:\n{all}");
+        assert!(
+            !self.dir.path().join("docker-called").exists(),
+            "step `{line}` ran the docker CLI"
+        );
         assert!(!all.contains(PASSWORD), "the password was printed: {all}");
     }
 
