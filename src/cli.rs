@@ -45,6 +45,14 @@ pub enum Command {
     Push(PushArgs),
     /// Image indexes in a registry: `manifest create` merges images already pushed.
     Manifest(ManifestArgs),
+    /// Check credentials against a registry and store them where docker would (credential
+    /// helper or $DOCKER_CONFIG/config.json).
+    Login(LoginArgs),
+    /// Remove a registry's stored credentials (from its credential helper and config.json).
+    Logout(LogoutArgs),
+    /// Print the tags (and labels, SOURCE_DATE_EPOCH) a build of this git checkout gets from
+    /// the tag policy ([tags] in rcross.toml and the flags).
+    Tags(TagsArgs),
     /// INTERNAL, hidden, unstable: one layer per directory into an OCI layout, optionally
     /// pushed; prints timings as JSON. Drives bench/push.sh until `rcross build` exists.
     #[command(name = "oci-push-dir", hide = true)]
@@ -447,6 +455,9 @@ pub struct BuildArgs {
     pub retry: RetryArgs,
 
     #[command(flatten)]
+    pub tag_policy: TagPolicyArgs,
+
+    #[command(flatten)]
     pub paths: ToolchainPaths,
 }
 
@@ -511,6 +522,101 @@ pub struct ManifestCreateArgs {
     pub insecure: bool,
     #[command(flatten)]
     pub retry: RetryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry, e.g. ghcr.io or 127.0.0.1:5000 (default: Docker Hub).
+    #[arg(value_name = "REGISTRY")]
+    pub registry: Option<String>,
+
+    /// User name.
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub username: Option<String>,
+
+    /// Read the password (or token) from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// The password as an argument: visible to other users in ps and kept in shell history;
+    /// accepted with a warning. Use --password-stdin.
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "PASSWORD",
+        conflicts_with = "password_stdin",
+        hide_short_help = true
+    )]
+    pub password: Option<String>,
+
+    /// Use plain HTTP for this registry (loopback registries always use it).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry, e.g. ghcr.io or 127.0.0.1:5000 (default: Docker Hub).
+    #[arg(value_name = "REGISTRY")]
+    pub registry: Option<String>,
+}
+
+/// The tag policy: which tags a build of a git checkout gets. Also settable in rcross.toml's
+/// [tags] table; flags win.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TagPolicyArgs {
+    /// Image repository (REGISTRY/REPO, repeatable) to tag with every tag the policy computes
+    /// from git; overrides [tags] images.
+    #[arg(long = "image", value_name = "REGISTRY/REPO")]
+    pub images: Vec<String>,
+
+    /// Tags for a release tag vX.Y.Z: version, major-minor, major, latest (comma-separated
+    /// subset); default: all of them.
+    #[arg(long, value_name = "LIST")]
+    pub release_tags: Option<String>,
+
+    /// The repository's default branch (its builds may add `edge`); default: main.
+    #[arg(long, value_name = "BRANCH")]
+    pub default_branch: Option<String>,
+
+    /// Tag builds of the default branch `edge`.
+    #[arg(long)]
+    pub edge: bool,
+
+    /// Do not add sha-<short> to branch builds.
+    #[arg(long)]
+    pub no_sha_tag: bool,
+
+    /// Add the tag build-ID; `auto` takes ID from GITHUB_RUN_NUMBER or CI_PIPELINE_IID.
+    #[arg(long, value_name = "ID|auto")]
+    pub build_number: Option<String>,
+
+    /// Prefix of release tags (default: v).
+    #[arg(long, value_name = "PREFIX")]
+    pub tag_prefix: Option<String>,
+
+    /// Extra tag (repeatable), checked against the tag grammar.
+    #[arg(long = "extra-tag", value_name = "TAG")]
+    pub extra_tags: Vec<String>,
+
+    /// Do not stamp org.opencontainers.image.{version,revision,source,created} from git.
+    #[arg(long)]
+    pub no_git_labels: bool,
+
+    /// Push only the -t tags: no computed tags, even when [tags] images is set (a matrix job
+    /// that pushes one platform by digest for a later `rcross manifest create`).
+    #[arg(long, conflicts_with = "images")]
+    pub no_git_tags: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// The project directory (holding rcross.toml; its git work tree is read).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub policy: TagPolicyArgs,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod oci;
 pub mod platform;
 pub mod registry;
 pub mod setup;
+pub mod tags;
 pub mod toolchain;
 pub mod userdir;
 pub mod walk;

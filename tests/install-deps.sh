@@ -25,7 +25,7 @@ MAIN_PKGS=(
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
 )
 TEST_PKGS=(
-  util-linux file
+  util-linux file git
   docker-registry skopeo apache2-utils
   gcc-arm-linux-gnueabi libc6-dev-armel-cross
   gcc-i686-linux-gnu libc6-dev-i386-cross
@@ -174,6 +174,7 @@ if [ "$group" = all ]; then
   check_tool docker-registry docker-registry
   check_tool skopeo skopeo
   check_tool apache2-utils htpasswd
+  check_tool git git
   check_tool tar tar
   check_tool gzip gzip
   check_tool zstd zstd

@@ -46,6 +46,8 @@ pub struct Project {
     /// `[builders]`: platforms built natively on another Docker engine, by endpoint as written
     /// (`unix://…`, `tcp://HOST:PORT`, `ssh://USER@HOST`).
     pub builders: BTreeMap<Platform, String>,
+    /// `[tags]`: the tag policy (see `crate::tags`).
+    pub tags: crate::tags::TagConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +137,8 @@ struct RawFile {
     config: RawConfig,
     #[serde(default)]
     builders: Option<toml::Spanned<BTreeMap<String, toml::Spanned<String>>>>,
+    #[serde(default)]
+    tags: crate::tags::TagConfig,
 }
 
 #[derive(Deserialize)]
@@ -460,6 +464,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
             annotations: c.annotations,
         },
         builders,
+        tags: raw.tags,
     })
 }
 

@@ -70,6 +70,9 @@ struct Metadata {
     /// Layers taken from a registry instead of compressed (see `crate::build::reuse`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     reused_layers: Vec<ReusedLayer>,
+    /// What the git checkout gave: version, tags, labels, SOURCE_DATE_EPOCH.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git: Option<crate::tags::Computed>,
     ok: bool,
 }
 
@@ -116,7 +119,42 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     } else {
         super::toolchain::parse_platforms(&args.platforms)?
     };
-    let tags = parse_tags(&args.tags)?;
+    // The tag policy and the labels come from the git checkout the project is in.
+    let git = super::tags::compute_for(&project_dir, &project.tags, &args.tag_policy, false)?;
+    let mut tag_args = args.tags.clone();
+    if let Some(computed) = &git {
+        for r in &computed.references {
+            if !tag_args.contains(r) {
+                tag_args.push(r.clone());
+            }
+        }
+        // What rcross.toml sets explicitly wins.
+        for (k, v) in &computed.labels {
+            project
+                .image
+                .labels
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+            project
+                .image
+                .annotations
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
+        log(format!(
+            "git: version {}, commit {}{}, SOURCE_DATE_EPOCH {}{}",
+            computed.version,
+            computed.commit,
+            if computed.dirty { " (dirty)" } else { "" },
+            computed.source_date_epoch,
+            if computed.references.is_empty() {
+                String::new()
+            } else {
+                format!(", tags {}", computed.tags.join(" "))
+            }
+        ));
+    }
+    let tags = parse_tags(&tag_args)?;
     let output = match &args.output {
         Some(o) => o.clone(),
         None => format!("oci:{}", project_dir.join(".rcross/oci").display()),
@@ -131,7 +169,8 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     )?;
     if args.push && tags.is_empty() {
         return Err(Failure::usage(anyhow::anyhow!(
-            "--push needs at least one -t REGISTRY/REPO:TAG"
+            "--push needs at least one -t REGISTRY/REPO:TAG (or --image REGISTRY/REPO, [tags] \
+             images, to tag from git)"
         )));
     }
     // --load: the platform to load is decided, and the engine reached, before anything builds.
@@ -140,8 +179,12 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         .then(|| super::load::prepare(&platforms))
         .transpose()?;
     let build_args = parse_build_args(&args.build_args)?;
-    let epoch = oci::source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
-        .map_err(Failure::usage)?;
+    // SOURCE_DATE_EPOCH when set, else the commit time in a git work tree, else 0.
+    let epoch = match &git {
+        Some(computed) => computed.source_date_epoch,
+        None => oci::source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
+            .map_err(Failure::usage)?,
+    };
     let compression = match args.compression.as_str() {
         "gzip" => Compression::Gzip { level: 6 },
         "zstd" => Compression::Zstd { level: 3 },
@@ -417,6 +460,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
             pushed: Vec::new(),
             loaded: None,
             reused_layers: Vec::new(),
+            git: git.clone(),
             ok: false,
         };
         finish(&meta, json, args.metadata_file.as_deref())?;
@@ -602,6 +646,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         pushed,
         loaded,
         reused_layers,
+        git,
         ok: true,
     };
     finish(&meta, json, args.metadata_file.as_deref())?;

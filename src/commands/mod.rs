@@ -8,12 +8,14 @@ pub mod env;
 pub mod info;
 pub mod inspect;
 pub mod load;
+pub mod login;
 pub mod manifest;
 pub mod oci_push_dir;
 pub mod plan;
 pub mod push;
 pub mod run;
 pub mod setup;
+pub mod tags;
 pub mod toolchain;
 pub mod verify;
 
@@ -36,6 +38,9 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::Inspect(a) => inspect::run(a, cli.json),
         Command::Push(a) => push::run(a, cli.json),
         Command::Manifest(a) => manifest::run(a, cli.json),
+        Command::Login(a) => login::run_login(a, cli.json),
+        Command::Logout(a) => login::run_logout(a, cli.json),
+        Command::Tags(a) => tags::run(a, cli.json),
     }
 }
 

@@ -292,7 +292,7 @@ fn decode_auth(auth: &str) -> Option<Credentials> {
 }
 
 /// `https://index.docker.io/v1/` → `docker.io`; `http://host:5000/v2/` → `host:5000`.
-fn normalise_key(key: &str) -> String {
+pub(crate) fn normalise_key(key: &str) -> String {
     let key = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))

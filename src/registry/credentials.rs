@@ -29,7 +29,7 @@ pub const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 /// A helper writing more than this (on stdout or stderr) is killed and refused.
 pub const MAX_HELPER_OUTPUT: usize = 1024 * 1024;
 /// What every helper prints, exiting non-zero, when it has nothing for the server.
-const NOT_FOUND: &str = "credentials not found in native keychain";
+pub(crate) const NOT_FOUND: &str = "credentials not found in native keychain";
 /// The user name under which helpers keep identity tokens.
 const TOKEN_USERNAME: &str = "<token>";
 
@@ -72,6 +72,20 @@ pub enum HelperRunError {
 /// interpretation can be tested without processes.
 pub trait HelperRunner: Send + Sync {
     fn get(&self, program: &str, server_url: &str) -> Result<HelperOutput, HelperRunError>;
+
+    /// Runs `PROGRAM ACTION` (`store`, `erase`) with `input` on stdin, for `rcross login` and
+    /// `logout`. Runners that only read credentials need not support it.
+    fn run(
+        &self,
+        program: &str,
+        action: &str,
+        input: &[u8],
+    ) -> Result<HelperOutput, HelperRunError> {
+        let _ = (program, input);
+        Err(HelperRunError::Io(format!(
+            "this credential runner cannot `{action}`"
+        )))
+    }
 }
 
 /// Runs helpers as child processes found on PATH, bounded by `timeout` and `max_output`.
@@ -92,9 +106,18 @@ impl Default for ProcessRunner {
 
 impl HelperRunner for ProcessRunner {
     fn get(&self, program: &str, server_url: &str) -> Result<HelperOutput, HelperRunError> {
+        self.run(program, "get", server_url.as_bytes())
+    }
+
+    fn run(
+        &self,
+        program: &str,
+        action: &str,
+        input: &[u8],
+    ) -> Result<HelperOutput, HelperRunError> {
         let path = which::which(program).map_err(|_| HelperRunError::NotInstalled)?;
         let mut child = Command::new(path)
-            .arg("get")
+            .arg(action)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -102,7 +125,7 @@ impl HelperRunner for ProcessRunner {
             .map_err(|e| HelperRunError::Io(e.to_string()))?;
         if let Some(mut stdin) = child.stdin.take() {
             // A helper that exits without reading makes this fail; its answer still counts.
-            let _ = stdin.write_all(server_url.as_bytes());
+            let _ = stdin.write_all(input);
         }
         let (tx, rx) = mpsc::channel::<(usize, Vec<u8>)>();
         let limit = u64::try_from(self.max_output)
@@ -305,7 +328,7 @@ impl CredentialStore {
             }) => format!(
                 "the identity token{} was refused by {registry}, or {registry} wants a user name \
                  and password (an identity token only works with a token server); log in again \
-                 with `docker login {registry}`",
+                 with `rcross login {registry}` (or `docker login {registry}`)",
                 match source {
                     Source::Helper(program) => format!(" from {program}"),
                     Source::File(_) => format!(" in {config}"),
@@ -316,14 +339,16 @@ impl CredentialStore {
                 ..
             }) => format!(
                 "credentials from {program} were refused by {registry}; check what `echo {} | \
-                 {program} get` answers, or log in again with `docker login {registry}`",
+                 {program} get` answers, or log in again with `rcross login {registry}` (or \
+                 `docker login {registry}`)",
                 server_url(registry)
             ),
             Some(Found {
                 source: Source::File(Some(path)),
                 ..
             }) => format!(
-                "the credentials for {registry} in {} were refused; run `docker login {registry}`",
+                "the credentials for {registry} in {} were refused; log in again with `rcross login \
+                 {registry}` (or `docker login {registry}`)",
                 path.display()
             ),
             Some(Found {
@@ -332,13 +357,13 @@ impl CredentialStore {
             }) => format!("the credentials given for {registry} were refused"),
             None => match self.helper_program(registry) {
                 Some(program) => format!(
-                    "{program} has no credentials for {registry}; run `docker login {registry}` \
-                     (it stores them through {program}), or change credHelpers/credsStore in \
-                     {config}"
+                    "{program} has no credentials for {registry}; run `rcross login {registry}` \
+                     (or `docker login {registry}`; both store them through {program}), or \
+                     change credHelpers/credsStore in {config}"
                 ),
                 None => format!(
-                    "run `docker login {registry}`; credentials are read from {config}, \
-                     credHelpers and credsStore"
+                    "run `rcross login {registry}` (or `docker login {registry}`); credentials \
+                     are read from {config}, credHelpers and credsStore"
                 ),
             },
         }

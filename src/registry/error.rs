@@ -143,8 +143,8 @@ impl RegistryError {
 pub(crate) fn hint_for_status(status: u16, registry: &str, repository: &str) -> String {
     match status {
         401 => format!(
-            "run `docker login {registry}`; credentials are read from ~/.docker/config.json \
-             (or $DOCKER_CONFIG/config.json)"
+            "run `rcross login {registry}` (or `docker login {registry}`); credentials are \
+             read from ~/.docker/config.json (or $DOCKER_CONFIG/config.json)"
         ),
         403 => format!("the credentials for {registry} are not allowed to access {repository}"),
         404 => format!("check that {registry}/{repository} and the tag or digest exist"),

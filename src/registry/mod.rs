@@ -9,6 +9,7 @@ mod client;
 mod credentials;
 mod error;
 mod image;
+pub mod login;
 mod push;
 mod reference;
 
