@@ -1451,25 +1451,6 @@ mod tests {
         assert!(!is_retryable_error(&ureq::Error::HostNotFound));
     }
 
-    /// A registry address where nothing listens fails at once, not after the retry timeout.
-    #[test]
-    fn nothing_listening_fails_at_once() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let client = Client::new(ClientOptions::default(), DockerConfig::default());
-        let reference: Reference = format!("127.0.0.1:{port}/app:1").parse().unwrap();
-        let start = Instant::now();
-        assert!(client.get_manifest(&reference).is_err());
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{:?}",
-            start.elapsed()
-        );
-    }
-
     #[test]
     fn the_retry_budget_ends_at_its_attempts_or_its_deadline() {
         let options = Arc::new(ClientOptions {
