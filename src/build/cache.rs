@@ -188,26 +188,40 @@ fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> T {
         .unwrap_or_default()
 }
 
-/// The ignore rules of a project: `.rcrossignore`, else `.dockerignore` (gitignore syntax; the
-/// `ignore` crate's matcher, which is what ripgrep and cargo-like tools use).
+/// The ignore rules of a project: `.rcrossignore` in gitignore syntax, else `.dockerignore`,
+/// whose patterns Docker always reads from the context's root (`foo` is only the top-level
+/// `foo`), so each is anchored before it goes to the gitignore matcher. Ignoring too much would
+/// let a change go unnoticed, so the Docker file is never read with gitignore's looser rules.
+/// (The `ignore` crate's matcher: what ripgrep uses.)
 fn ignore_rules(project: &Path) -> Result<ignore::gitignore::Gitignore, CacheError> {
     let mut b = ignore::gitignore::GitignoreBuilder::new(project);
-    for name in [".rcrossignore", ".dockerignore"] {
-        let p = project.join(name);
-        if p.is_file() {
-            if let Some(e) = b.add(&p) {
-                return Err(CacheError::Ignore {
-                    path: p,
-                    message: e.to_string(),
-                });
+    let bad = |path: &Path, e: ignore::Error| CacheError::Ignore {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let rcross = project.join(".rcrossignore");
+    let docker = project.join(".dockerignore");
+    if rcross.is_file() {
+        if let Some(e) = b.add(&rcross) {
+            return Err(bad(&rcross, e));
+        }
+    } else if docker.is_file() {
+        let text = std::fs::read_to_string(&docker).map_err(io("read", &docker))?;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
             }
-            break;
+            let (neg, pat) = match line.strip_prefix('!') {
+                Some(rest) => ("!", rest.trim()),
+                None => ("", line),
+            };
+            let pat = pat.trim_start_matches("./").trim_start_matches('/');
+            b.add_line(Some(docker.clone()), &format!("{neg}/{pat}"))
+                .map_err(|e| bad(&docker, e))?;
         }
     }
-    b.build().map_err(|e| CacheError::Ignore {
-        path: project.join(".rcrossignore"),
-        message: e.to_string(),
-    })
+    b.build().map_err(|e| bad(&rcross, e))
 }
 
 /// Digest of a tree: every entry's relative path, kind, permission bits and content (files),
@@ -659,6 +673,29 @@ mod tests {
         // Same size, same second: the racy rule makes it re-read.
         write(&p.path().join("src/a.c"), "int b;");
         assert_ne!(cache.project_digest(p.path()).unwrap(), d1);
+    }
+
+    #[test]
+    fn dockerignore_patterns_are_anchored_at_the_root() {
+        let c = tempfile::tempdir().unwrap();
+        let p = tempfile::tempdir().unwrap();
+        let cache = BuildCache::at(c.path());
+        write(
+            &p.path().join(".dockerignore"),
+            "# c\nbuild\n*.log\n!keep.log\n",
+        );
+        write(&p.path().join("src/build/x.c"), "1");
+        let d1 = cache.project_digest(p.path()).unwrap();
+        // Ignored: the top-level build/ and *.log, not keep.log.
+        write(&p.path().join("build/out.o"), "x");
+        write(&p.path().join("a.log"), "x");
+        assert_eq!(cache.project_digest(p.path()).unwrap(), d1);
+        write(&p.path().join("keep.log"), "x");
+        let d2 = cache.project_digest(p.path()).unwrap();
+        assert_ne!(d2, d1, "a negated pattern keeps the file");
+        // Not ignored: src/build/ (Docker's `build` is only the top-level one).
+        write(&p.path().join("src/build/x.c"), "2");
+        assert_ne!(cache.project_digest(p.path()).unwrap(), d2);
     }
 
     #[test]
