@@ -318,6 +318,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                     break;
                 };
                 let p = item.platform;
+                let mut hit = false;
                 let r = match placement {
                     Placement::Host => {
                         let what = format!(
@@ -358,6 +359,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                                     &out_dir(work.path(), p),
                                     run,
                                 );
+                                hit = used == crate::build::cache::CacheUse::Hit;
                                 if let Ok(mut u) = cache_uses.lock() {
                                     u.push((p, used));
                                 }
@@ -391,6 +393,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                     }
                 };
                 match &r {
+                    Ok(_) if hit => progress.finish(p, "cached"),
                     Ok(secs) => progress.finish(p, &format!("built in {secs:.1}s")),
                     Err(_) => progress.finish(p, "FAILED (details below)"),
                 }
