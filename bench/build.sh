@@ -11,6 +11,9 @@
 #                      podman build --no-cache --platform P of a FROM scratch image per platform,
 #                      podman manifest create + add x3, manifest push --all     (new repo K per run)
 #                  Target: rcross >= 5x faster.
+#   1b. warm cache A = rcross build as in 1 without --no-cache (1 passes it), the build cache
+#                      warm from the warm-up run: no compiler runs; new repo K per run
+#                  B = podman as in 1.                                        Target: >= 20x.
 #   2. no-op re-push
 #                  A = the same rcross build again to the already pushed REG/rc-0 (reproducible:
 #                      nothing is uploaded)
@@ -64,13 +67,14 @@ next() { # next run number for counter $1 (each run of a "new image" op gets a n
   echo $((k + 1)) > "$f"; echo "$k"; }
 pm() { # shellcheck disable=SC2086
   podman $PODMAN_OPTS "$@"; }
-rcross_build() { # REPO: the rcross side, JSON report kept in $W/json/REPO-N.json
-  local n; n=$(next "json-$1"); mkdir -p "$W/json"
-  "$RCROSS" build "$ROOT/examples/hello" --platform "$PLATS" -t "$REG/$1:latest" --push \
-    --output "oci:$W/oci/$1" --json > "$W/json/$1-$n.json"; }
+rcross_build() { # REPO [ARGS]: the rcross side, JSON report kept in $W/json/REPO-N.json
+  local n r=$1; shift; n=$(next "json-$r"); mkdir -p "$W/json"
+  "$RCROSS" build "$ROOT/examples/hello" --platform "$PLATS" -t "$REG/$r:latest" --push \
+    --output "oci:$W/oci/$r" --json "$@" > "$W/json/$r-$n.json"; }
 op() {
   case $1 in
-    rcross-new) rcross_build "rc-$(next rc)" ;;
+    rcross-new) rcross_build "rc-$(next rc)" --no-cache ;;
+    rcross-warm) rcross_build "rcw-$(next rcw)" ;; # build cache warm from the warm-up run
     podman-new)
       local k d a pids=()
       k=$(next pm); d=$W/ctx/pm-$k
@@ -176,6 +180,8 @@ TOML
 # ---- driver ---------------------------------------------------------------------------------
 RUNS=${1:-5}
 export W=${W:-/tmp/rcross-bench-build}
+# rcross's build cache lives under $W too, so runs start cold and the user's cache is untouched
+export XDG_CACHE_HOME=$W/xdg-cache
 [ "$(id -u)" = 0 ] || { echo "run as root (podman with its own storage root)" >&2; exit 1; }
 for t in podman docker-registry skopeo curl make gcc aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc python3 openssl unshare; do
   command -v "$t" > /dev/null || { echo "missing $t; on Debian: apt-get install -y podman docker-registry skopeo time curl make gcc gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf python3 openssl util-linux" >&2; exit 1; }
@@ -233,6 +239,7 @@ want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 m() { local name=$1; shift; want "$name" || return 0
       echo "-- $name"; "$PAIR" "$RUNS" "$@" | tee "$W/$name.txt"; echo; }
 m new-image  "$SELF __op rcross-new"    "$SELF __op podman-new"
+m warm-cache "$SELF __op rcross-warm" "$SELF __op podman-new"
 m no-op-push "$SELF __op rcross-repush" "$SELF __op podman-repush"
 m no-op-push-layout "$SELF __op rcross-push" "$SELF __op podman-repush"
 if want fresh-runner; then fresh_setup $((RUNS + 2)); fi
@@ -252,6 +259,12 @@ if want new-image; then
   echo "registry pm-$last: $(plats "pm-$last")"
   echo "rcross new-image runs (index digest, blobs):"
   for f in "$W"/json/rc-[1-9]*-0.json; do echo "   $(basename "$f" -0.json): $(jf "$f")"; done
+fi
+if want warm-cache; then
+  echo "rcross warm-cache runs (index digest, blobs, platforms cached):"
+  for f in "$W"/json/rcw-*-0.json; do
+    echo "   $(basename "$f" -0.json): $(jf "$f"), cached $(python3 -c 'import json,sys; print(sum(p["cached"] for p in json.load(open(sys.argv[1]))["platforms"]))' "$f")/3"
+  done
 fi
 if want no-op-push; then
   echo "rcross no-op runs:"; for f in "$W"/json/rc-0-[1-9]*.json; do echo "   $(basename "$f" .json): $(jf "$f")"; done
@@ -273,7 +286,8 @@ row() { local name=$1 target=$2 a b r
     "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2fx", (a>0)?b/a:0}')" "$target"; }
 echo "== summary (wall seconds, medians of $RUNS runs; load now $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-16s %10s %10s %12s %12s   %s\n' "" "A median" "B median" "A/B pairs" "speedup B/A" "target"
-want new-image && row new-image "rcross >= 5x faster (A=rcross, B=podman)"
+want new-image && row new-image "rcross >= 5x faster (A=rcross --no-cache, B=podman)"
+want warm-cache && row warm-cache "rcross >= 20x faster (A=rcross, build cache warm, B=podman)"
 want no-op-push && row no-op-push "rcross >= 3x faster (A=rcross build --push, B=podman)"
 want no-op-push-layout && row no-op-push-layout "rcross >= 3x faster (A=rcross push of the layout, B=podman)"
 want fresh-runner && row fresh-runner "rcross >= 5x faster (A=rcross fresh clone, B=podman fresh storage; 3 x 200 MiB)"

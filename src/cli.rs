@@ -53,6 +53,8 @@ pub enum Command {
     /// Print the tags (and labels, SOURCE_DATE_EPOCH) a build of this git checkout gets from
     /// the tag policy ([tags] in rcross.toml and the flags).
     Tags(TagsArgs),
+    /// The build cache (host builds' output trees by their inputs): `cache prune`.
+    Cache(CacheArgs),
     /// INTERNAL, hidden, unstable: one layer per directory into an OCI layout, optionally
     /// pushed; prints timings as JSON. Drives bench/push.sh until `rcross build` exists.
     #[command(name = "oci-push-dir", hide = true)]
@@ -421,6 +423,11 @@ pub struct BuildArgs {
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
 
+    /// Run every build command, neither reading nor filling the build cache (as
+    /// `[build] cache = false`).
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+
     /// Use plain HTTP for the registries of the tags (loopback registries always use it).
     #[arg(long)]
     pub insecure: bool,
@@ -607,6 +614,25 @@ pub struct TagPolicyArgs {
     /// that pushes one platform by digest for a later `rcross manifest create`).
     #[arg(long, conflicts_with = "images")]
     pub no_git_tags: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Remove least recently used build cache entries down to a size limit.
+    Prune {
+        /// Remove everything: every entry, the stat caches and the compiler identities.
+        #[arg(long)]
+        all: bool,
+        /// Keep at most this many bytes of entries.
+        #[arg(long = "max-bytes", value_name = "BYTES", default_value_t = crate::build::cache::DEFAULT_LIMIT)]
+        max_bytes: u64,
+    },
 }
 
 #[derive(Debug, Args)]

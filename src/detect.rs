@@ -340,28 +340,45 @@ pub fn probe_some(
     state: &BinfmtState,
     platforms: impl IntoIterator<Item = Platform>,
 ) -> Vec<PlatformRun> {
-    let mut done: Vec<(Vec<u8>, RunMode)> = Vec::new();
-    let mut out = Vec::new();
+    // Each distinct program runs once (ARM variants share one), all of them at once.
+    let mut wanted: Vec<(Platform, usize)> = Vec::new();
+    let mut progs: Vec<Vec<u8>> = Vec::new();
     for p in platforms {
         let Some(prog) = binfmt::selftest::program(&p) else {
             continue;
         };
-        let mode = if let Some((_, m)) = done.iter().find(|(b, _)| *b == prog) {
-            m.clone()
-        } else {
-            // The kernel tries the newest matching binfmt_misc entry first.
-            let matched = state.matching(&prog).into_iter().last();
-            let m = classify_probe(host.run_program(&prog).map_err(|e| e.to_string()), matched);
-            done.push((prog, m.clone()));
-            m
+        let k = match progs.iter().position(|b| *b == prog) {
+            Some(k) => k,
+            None => {
+                progs.push(prog);
+                progs.len() - 1
+            }
         };
-        let mode = match mode {
-            RunMode::Native if !p.may_run_natively_on(&host_platform) => hidden_handler(),
-            m => m,
-        };
-        out.push(PlatformRun { platform: p, mode });
+        wanted.push((p, k));
     }
-    out
+    let refs: Vec<&[u8]> = progs.iter().map(Vec::as_slice).collect();
+    let modes: Vec<RunMode> = host
+        .run_programs(&refs)
+        .into_iter()
+        .zip(&progs)
+        .map(|(r, prog)| {
+            // The kernel tries the newest matching binfmt_misc entry first.
+            let matched = state.matching(prog).into_iter().last();
+            classify_probe(r.map_err(|e| e.to_string()), matched)
+        })
+        .collect();
+    wanted
+        .into_iter()
+        .map(|(p, k)| {
+            let mode = match modes.get(k).cloned().unwrap_or_else(|| RunMode::No {
+                reason: "the probe program was not run".into(),
+            }) {
+                RunMode::Native if !p.may_run_natively_on(&host_platform) => hidden_handler(),
+                m => m,
+            };
+            PlatformRun { platform: p, mode }
+        })
+        .collect()
 }
 
 #[cfg(test)]

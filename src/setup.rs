@@ -406,7 +406,10 @@ pub fn gather(
         .iter()
         .filter_map(|h| detect::find_emulator(host, h))
         .collect();
-    let native = detect::probe_platforms(host, host_platform, &binfmt)
+    // Only platforms the CPU might run itself can be native; probing the others would start
+    // an emulator per registered handler just to learn what the self-tests learn anyway.
+    let candidates = Platform::all().filter(|p| p.may_run_natively_on(&host_platform));
+    let native = detect::probe_some(host, host_platform, &binfmt, candidates)
         .into_iter()
         .filter(|r| r.mode == RunMode::Native)
         .map(|r| r.platform)
@@ -513,7 +516,11 @@ pub fn apply(host: &dyn Host, plan: &Plan, test: bool) -> Result<Vec<Outcome>, A
 
 fn apply_items(host: &dyn Host, plan: &Plan, test: bool) -> Result<Vec<Outcome>, ApplyError> {
     let dir = &plan.binfmt_misc;
+    // Registrations go one after another (they may remove each other's shadowing entries);
+    // the self-tests are independent programs and run all at once afterwards, each result
+    // put back in its item's place so the output order does not depend on timing.
     let mut out = Vec::new();
+    let mut pending: Vec<(usize, Vec<u8>)> = Vec::new();
     for item in &plan.items {
         let error = apply_item(host, dir, item).err();
         let self_test = if !test {
@@ -525,7 +532,13 @@ fn apply_items(host: &dyn Host, plan: &Plan, test: bool) -> Result<Vec<Outcome>,
                 Action::Register { .. }
                 | Action::Unchanged { .. }
                 | Action::Native
-                | Action::Conflict { .. } => self_test(host, item),
+                | Action::Conflict { .. } => match self_test_program(item) {
+                    Ok(prog) => {
+                        pending.push((out.len(), prog));
+                        SelfTest::Failed("the test program was not run".into())
+                    }
+                    Err(skip) => skip,
+                },
                 Action::Refuse { .. } => SelfTest::Skipped("not registered".into()),
                 Action::Skip { .. } | Action::Remove { .. } => SelfTest::Skipped(String::new()),
             }
@@ -535,6 +548,12 @@ fn apply_items(host: &dyn Host, plan: &Plan, test: bool) -> Result<Vec<Outcome>,
             error,
             self_test,
         });
+    }
+    let programs: Vec<&[u8]> = pending.iter().map(|(_, p)| p.as_slice()).collect();
+    for ((i, _), result) in pending.iter().zip(host.run_programs(&programs)) {
+        if let Some(o) = out.get_mut(*i) {
+            o.self_test = judge_self_test(result);
+        }
     }
     Ok(out)
 }
@@ -595,11 +614,15 @@ fn apply_item(host: &dyn Host, dir: &Path, item: &Item) -> Result<(), String> {
     Ok(())
 }
 
-fn self_test(host: &dyn Host, item: &Item) -> SelfTest {
-    let Some(prog) = item.platforms.first().and_then(binfmt::selftest::program) else {
-        return SelfTest::Skipped(format!("no test program for {}", item.handler));
-    };
-    match host.run_program(&prog) {
+fn self_test_program(item: &Item) -> Result<Vec<u8>, SelfTest> {
+    item.platforms
+        .first()
+        .and_then(binfmt::selftest::program)
+        .ok_or_else(|| SelfTest::Skipped(format!("no test program for {}", item.handler)))
+}
+
+fn judge_self_test(result: std::io::Result<ProbeOutcome>) -> SelfTest {
+    match result {
         Ok(ProbeOutcome::Exited(c)) if c == binfmt::selftest::EXIT_CODE => SelfTest::Ok,
         Ok(o) => SelfTest::Failed(detect::describe_outcome(&o)),
         Err(e) => SelfTest::Failed(format!("could not run the test program: {e}")),

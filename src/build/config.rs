@@ -64,6 +64,8 @@ pub struct BuildStep {
     pub image: Option<String>,
     /// When the command runs in a container of `image` instead of on the host.
     pub container: ContainerPolicy,
+    /// Whether host builds may be answered from the build cache (`crate::build::cache`).
+    pub cache: bool,
 }
 
 /// `[build] container`: when a platform's build runs in a target-platform container of
@@ -162,6 +164,9 @@ struct RawBuild {
     image: Option<toml::Spanned<String>>,
     #[serde(default)]
     container: Option<toml::Spanned<String>>,
+    /// `[build] cache = false` turns the input-addressed build cache off.
+    #[serde(default)]
+    cache: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -451,6 +456,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
             lang,
             image,
             container,
+            cache: raw.build.cache.unwrap_or(true),
         },
         artifacts,
         image: ImageConfig {

@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod base;
+pub mod cache;
 pub mod chroot;
 pub mod config;
 pub mod place;

@@ -47,6 +47,8 @@ struct PlatformResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     build_image: Option<String>,
     seconds: f64,
+    /// Whether the output came from the build cache (the command did not run).
+    cached: bool,
     files: Vec<String>,
     findings: Vec<Finding>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -299,6 +301,10 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         vars.extend(build_args.iter().cloned());
         envs.push((item, placement, vars));
     }
+    // The build cache answers host builds (container, chroot and remote builds are not
+    // cached: what they see is not only what this host can digest).
+    let cache = cache_for(&args, &project, &project_dir);
+    let cache_uses: Mutex<Vec<(Platform, crate::build::cache::CacheUse)>> = Mutex::new(Vec::new());
     let queue = Mutex::new(envs.iter().rev().collect::<Vec<_>>());
     let results: Mutex<Vec<(Platform, Result<f64, StepFailure>)>> = Mutex::new(Vec::new());
     let workdir = project_dir.join(&project.build.workdir);
@@ -312,6 +318,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                     break;
                 };
                 let p = item.platform;
+                let mut hit = false;
                 let r = match placement {
                     Placement::Host => {
                         let what = format!(
@@ -323,16 +330,43 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                                 .unwrap_or_default()
                         );
                         progress.start(p, &what);
-                        build_one(
-                            &project,
-                            &workdir,
-                            work.path(),
-                            p,
-                            vars,
-                            epoch,
-                            &progress,
-                            &what,
-                        )
+                        let run = || {
+                            build_one(
+                                &project,
+                                &workdir,
+                                work.path(),
+                                p,
+                                vars,
+                                epoch,
+                                &progress,
+                                &what,
+                            )
+                        };
+                        match &cache {
+                            Some((c, digest)) => {
+                                let mut env = vars.clone();
+                                env.push(("RCROSS_PLATFORM".into(), p.to_string()));
+                                env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string()));
+                                let req = crate::build::cache::Request {
+                                    project_digest: digest,
+                                    command: &project.build.command,
+                                    workdir: &project.build.workdir,
+                                    env: &env,
+                                };
+                                let (r, used) = crate::build::cache::run_cached(
+                                    c,
+                                    &req,
+                                    &out_dir(work.path(), p),
+                                    run,
+                                );
+                                hit = used == crate::build::cache::CacheUse::Hit;
+                                if let Ok(mut u) = cache_uses.lock() {
+                                    u.push((p, used));
+                                }
+                                r
+                            }
+                            None => run(),
+                        }
                     }
                     _ => {
                         let runner = runners.get(placement);
@@ -359,6 +393,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                     }
                 };
                 match &r {
+                    Ok(_) if hit => progress.finish(p, "cached"),
                     Ok(secs) => progress.finish(p, &format!("built in {secs:.1}s")),
                     Err(_) => progress.finish(p, "FAILED (details below)"),
                 }
@@ -370,6 +405,19 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     });
     drop(progress);
     let results = results.into_inner().unwrap_or_default();
+    let mut cache_uses = cache_uses.into_inner().unwrap_or_default();
+    cache_uses.sort_by_key(|(p, _)| p.to_string());
+    for (p, used) in &cache_uses {
+        use crate::build::cache::CacheUse;
+        match used {
+            CacheUse::Hit => log(format!("{p}: cached (the build command did not run)")),
+            CacheUse::Miss => {}
+            CacheUse::Corrupt(why) => log(format!(
+                "{p}: the build cache entry was corrupt ({why}): removed and rebuilt"
+            )),
+            CacheUse::Error(e) => log(format!("{p}: {e}")),
+        }
+    }
     let mut failed: Vec<String> = results
         .iter()
         .filter_map(|(_, r)| r.as_ref().err())
@@ -429,6 +477,9 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
                 runner: runners.describe(placement),
                 build_image: images.get(&p).map(|i| i.to_string()),
                 seconds,
+                cached: cache_uses
+                    .iter()
+                    .any(|(q, u)| *q == p && *u == crate::build::cache::CacheUse::Hit),
                 files: placed.iter().map(|a| a.target.clone()).collect(),
                 findings,
                 manifest: None,
@@ -918,6 +969,27 @@ fn finish(meta: &Metadata, json: bool, metadata_file: Option<&Path>) -> exit::Re
         println!("{d}");
     }
     Ok(())
+}
+
+/// The build cache and the project's digest, unless turned off (`--no-cache`, `[build] cache =
+/// false`); a cache that cannot be used is reported and the build goes on without it.
+fn cache_for(
+    args: &BuildArgs,
+    project: &Project,
+    project_dir: &Path,
+) -> Option<(crate::build::cache::BuildCache, String)> {
+    if args.no_cache || !project.build.cache {
+        return None;
+    }
+    let cache = crate::build::cache::BuildCache::open_default()
+        .and_then(|c| c.project_digest(project_dir).map(|d| (c, d)));
+    match cache {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log(format!("{e}; building without it"));
+            None
+        }
+    }
 }
 
 fn out_dir(work: &Path, p: Platform) -> PathBuf {

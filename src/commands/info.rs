@@ -37,7 +37,13 @@ struct InfoReport {
 pub fn run(args: InfoArgs, json: bool) -> exit::Result<u8> {
     let host = LinuxHost;
     let catalog = Catalog::load(&args.paths.binfmt_dir).map_err(Failure::usage)?;
-    let report = gather(&host, &catalog, &args.paths.binfmt_misc)?;
+    // The engine's answer (a few round trips on its socket) comes while the probes run.
+    let report = std::thread::scope(|s| {
+        let docker = s.spawn(|| LinuxHost.docker_version());
+        gather(&host, &catalog, &args.paths.binfmt_misc, || {
+            docker.join().ok().flatten()
+        })
+    })?;
     if json {
         super::print_json(&report)?;
     } else {
@@ -46,7 +52,12 @@ pub fn run(args: InfoArgs, json: bool) -> exit::Result<u8> {
     Ok(exit::OK)
 }
 
-fn gather(host: &dyn Host, catalog: &Catalog, dir: &std::path::Path) -> exit::Result<InfoReport> {
+fn gather(
+    host: &dyn Host,
+    catalog: &Catalog,
+    dir: &std::path::Path,
+    docker_version: impl FnOnce() -> Option<String>,
+) -> exit::Result<InfoReport> {
     let platform = detect::host_platform(host).map_err(Failure::env)?;
     let uname = host
         .uname()
@@ -67,7 +78,7 @@ fn gather(host: &dyn Host, catalog: &Catalog, dir: &std::path::Path) -> exit::Re
         .iter()
         .filter_map(|h| detect::find_emulator(host, h))
         .collect();
-    let version = host.docker_version();
+    let version = docker_version();
     Ok(InfoReport {
         host: HostReport {
             platform,

@@ -2,6 +2,7 @@
 //! only place that prints.
 
 pub mod build;
+pub mod cache;
 mod containers;
 pub mod elf;
 pub mod env;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::Login(a) => login::run_login(a, cli.json),
         Command::Logout(a) => login::run_logout(a, cli.json),
         Command::Tags(a) => tags::run(a, cli.json),
+        Command::Cache(a) => cache::run(a, cli.json),
     }
 }
 

@@ -141,6 +141,12 @@ pub trait Host {
     fn find_program(&self, name: &str) -> Option<PathBuf>;
     /// Write `image` to a private temporary file, execute it and report how it ended.
     fn run_program(&self, image: &[u8]) -> io::Result<ProbeOutcome>;
+    /// [`Host::run_program`] for several independent programs, results in the same order.
+    /// The real host runs them all at once (setup runs a dozen probes and self-tests, each
+    /// mostly an emulator's start-up wait); this default runs them one after another.
+    fn run_programs(&self, images: &[&[u8]]) -> Vec<io::Result<ProbeOutcome>> {
+        images.iter().map(|i| self.run_program(i)).collect()
+    }
     /// The Docker engine's version when one answers on its socket.
     fn docker_version(&self) -> Option<String>;
 

@@ -387,8 +387,11 @@ fn apply_mounts_registers_persists_and_self_tests() {
         plan2.items
     );
     let before = host.changes().len();
-    apply(&host, &plan2, true).unwrap();
+    let out2 = apply(&host, &plan2, true).unwrap();
     assert_eq!(host.changes().len(), before, "{:?}", host.changes());
+    // Already registered and correct, yet still self-tested (issue 13 §3).
+    let aarch64 = out2.iter().find(|o| o.item.handler == "aarch64").unwrap();
+    assert_eq!(aarch64.self_test, SelfTest::Ok, "{aarch64:?}");
 }
 
 #[test]
