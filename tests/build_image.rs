@@ -44,12 +44,22 @@ fn builds_a_reproducible_three_platform_layout_that_skopeo_reads() {
             &out1,
             "--metadata-file",
             meta.to_str().unwrap(),
+            // Both builds compile: the digests are compared, not a cache hit with itself.
+            "--no-cache",
         ],
         &[],
     );
     assert!(a.status.success());
     let b = rcross(
-        &["build", ex, "--platform", PLATFORMS, "--output", &out2],
+        &[
+            "build",
+            ex,
+            "--platform",
+            PLATFORMS,
+            "--output",
+            &out2,
+            "--no-cache",
+        ],
         &[],
     );
     assert!(b.status.success());

@@ -519,9 +519,15 @@ pub fn example_hello() -> PathBuf {
 }
 
 /// Run the rcross binary with extra environment; its output is echoed for failing tests.
+/// Its caches (build outputs, unpacked roots) live under the target directory unless `env`
+/// names another `XDG_CACHE_HOME`, so tests never read or fill the user's own cache.
 pub fn rcross(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_rcross"))
         .args(args)
+        .env(
+            "XDG_CACHE_HOME",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("rcross-cache"),
+        )
         .envs(env.iter().copied())
         .output()
         .unwrap();
