@@ -80,7 +80,8 @@ pub struct CiEnv {
 }
 
 impl CiEnv {
-    const NAMES: &'static [&'static str] = &[
+    /// Every CI variable the policy reads.
+    pub const NAMES: &'static [&'static str] = &[
         "GITHUB_RUN_NUMBER",
         "GITHUB_REF_TYPE",
         "GITHUB_REF_NAME",

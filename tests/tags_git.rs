@@ -15,23 +15,6 @@ use serde_json::Value;
 const RCROSS: &str = env!("CARGO_BIN_EXE_rcross");
 /// 2023-11-14T22:13:20Z, and each further commit a day later.
 const T0: u64 = 1_700_000_000;
-/// CI variables the policy reads; removed so the machine running the test plays no part.
-const CI_VARS: &[&str] = &[
-    "GITHUB_RUN_NUMBER",
-    "GITHUB_REF_TYPE",
-    "GITHUB_REF_NAME",
-    "GITHUB_HEAD_REF",
-    "GITHUB_SERVER_URL",
-    "GITHUB_REPOSITORY",
-    "CI_PIPELINE_IID",
-    "CI_COMMIT_BRANCH",
-    "CI_COMMIT_REF_NAME",
-    "CI_COMMIT_TAG",
-    "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME",
-    "CI_DEFAULT_BRANCH",
-    "CI_PROJECT_URL",
-    "SOURCE_DATE_EPOCH",
-];
 
 struct Repo {
     dir: tempfile::TempDir,
@@ -110,7 +93,12 @@ impl Repo {
     fn rcross(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(RCROSS);
         command.args(args).current_dir(self.path());
-        for v in CI_VARS {
+        // The CI variables the policy reads, and SOURCE_DATE_EPOCH, are removed so the machine
+        // running the test plays no part.
+        for v in rcross::tags::CiEnv::NAMES
+            .iter()
+            .chain(&["SOURCE_DATE_EPOCH"])
+        {
             command.env_remove(v);
         }
         let out = command.envs(env.iter().copied()).output().unwrap();
