@@ -105,6 +105,9 @@ struct StatEntry {
     sha256: String,
 }
 
+/// Serialises the read-merge-write of `tools.json` between the platforms of one build.
+static TOOLS_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Tools {
     /// By path: (size, mtime ns, identity).
@@ -413,8 +416,9 @@ impl BuildCache {
             .or_else(|| std::env::var("PATH").ok())
             .unwrap_or_default();
         let file = self.root.join("tools.json");
-        let mut tools: Tools = read_json(&file);
-        let mut changed = false;
+        let tools: Tools = read_json(&file);
+        // What this call learnt; merged into the file as it is at write time.
+        let mut learnt = BTreeMap::new();
         let mut out = Vec::new();
         for (k, v) in env {
             if !(TOOL_VARS.contains(&k.as_str()) || k.ends_with("_LINKER")) {
@@ -447,17 +451,20 @@ impl BuildCache {
                         ),
                         Err(e) => format!("cannot run --version: {e}"),
                     };
-                    tools
-                        .tools
-                        .insert(key.clone(), (stamp.0, stamp.1, id.clone()));
-                    changed = true;
+                    learnt.insert(key.clone(), (stamp.0, stamp.1, id.clone()));
                     id
                 }
             };
             out.push(format!("{k}={key}\n{id}"));
         }
-        if changed {
-            let json = serde_json::to_vec(&tools).unwrap_or_default();
+        if !learnt.is_empty() {
+            // Platforms build in parallel threads: writing back the copy read above would drop
+            // what another platform wrote meanwhile, and its compilers would run `--version`
+            // again on every build. Re-read and merge under a lock instead.
+            let _guard = TOOLS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            let mut current: Tools = read_json(&file);
+            current.tools.extend(learnt);
+            let json = serde_json::to_vec(&current).unwrap_or_default();
             write_atomic(&file, &json)?;
         }
         Ok(out)
@@ -656,6 +663,47 @@ mod tests {
     fn write(p: &Path, s: &str) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, s).unwrap();
+    }
+
+    /// Platforms build in parallel threads, each asking for its compilers' identities: every
+    /// identity must be remembered, so a second build runs no `--version` at all.
+    #[test]
+    fn concurrent_platforms_keep_every_tool_identity() {
+        use std::os::unix::fs::PermissionsExt;
+        let c = tempfile::tempdir().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        let log = bin.path().join("ran.log");
+        let names = ["cc-a", "cc-b", "cc-c", "cc-d"];
+        for n in names {
+            let p = bin.path().join(n);
+            // Slow enough that every thread reads tools.json before any writes it.
+            write(
+                &p,
+                &format!(
+                    "#!/bin/sh\necho {n} >> {}\nsleep 0.2\necho {n} 1.0\n",
+                    log.display()
+                ),
+            );
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let cache = BuildCache::at(c.path());
+        let env = |n: &str| vec![("CC".to_string(), bin.path().join(n).display().to_string())];
+        std::thread::scope(|s| {
+            for n in names {
+                let (cache, env) = (&cache, env(n));
+                s.spawn(move || cache.tool_identities(&env).unwrap());
+            }
+        });
+        for n in names {
+            let ids = cache.tool_identities(&env(n)).unwrap();
+            assert!(ids[0].contains(&format!("{n} 1.0")), "{ids:?}");
+        }
+        let ran = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            ran.lines().count(),
+            names.len(),
+            "a compiler's --version ran again after a parallel build remembered it:\n{ran}"
+        );
     }
 
     #[test]
