@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -583,25 +583,40 @@ impl TagError {
 
 /// Reads [`GitFacts`] for the work tree holding `dir` by running `git`. `Ok(None)`: `dir` is
 /// not in a git work tree (or git is not installed).
+///
+/// Every build in a work tree pays for this, so after the one check that must come first (is
+/// this a work tree?) the remaining questions go to `git` processes that run at the same time,
+/// and one `for-each-ref` answers both "every tag" and "tags at HEAD".
 pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
     let shown = dir.display().to_string();
-    let git = |args: &[&str]| -> Result<(bool, String, String), TagError> {
-        let out = Command::new("git")
-            .arg("-C")
+    let command = |args: &[&str]| {
+        let mut c = Command::new("git");
+        c.arg("-C")
             .arg(dir)
             .args(args)
             .env("LC_ALL", "C")
-            .output()
-            .map_err(|e| TagError::Git {
-                dir: shown.clone(),
-                args: args.join(" "),
-                message: format!("cannot run git: {e}"),
-            })?;
-        Ok((
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let cannot_run = |args: &[&str], e: std::io::Error| TagError::Git {
+        dir: shown.clone(),
+        args: args.join(" "),
+        message: format!("cannot run git: {e}"),
+    };
+    let finish = |out: std::process::Output| -> (bool, String, String) {
+        (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).trim().to_string(),
             String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
+        )
+    };
+    let git = |args: &[&str]| -> Result<(bool, String, String), TagError> {
+        command(args)
+            .output()
+            .map(finish)
+            .map_err(|e| cannot_run(args, e))
     };
     if which::which("git").is_err() {
         return Ok(None);
@@ -619,19 +634,47 @@ pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
     if !inside || stdout != "true" {
         return Ok(None);
     }
-    let must = |args: &[&str]| -> Result<String, TagError> {
-        let (ok, stdout, stderr) = git(args)?;
-        if ok {
-            Ok(stdout)
+    // Independent questions, asked at once; answers are collected in order below.
+    const HEAD: &[&str] = &["log", "-1", "--format=%H %ct", "HEAD"];
+    const BRANCH: &[&str] = &["symbolic-ref", "--quiet", "--short", "HEAD"];
+    const TAGS: &[&str] = &[
+        "for-each-ref",
+        "--format=%(refname:strip=2) %(objectname) %(*objectname)",
+        "refs/tags",
+    ];
+    const STATUS: &[&str] = &["status", "--porcelain", "--untracked-files=no"];
+    const DESCRIBE: &[&str] = &["describe", "--tags", "--abbrev=7"];
+    const ORIGIN: &[&str] = &["remote", "get-url", "origin"];
+    let mut children = Vec::new();
+    for args in [HEAD, BRANCH, TAGS, STATUS, DESCRIBE, ORIGIN] {
+        children.push((
+            args,
+            command(args).spawn().map_err(|e| cannot_run(args, e))?,
+        ));
+    }
+    let mut answers = Vec::new();
+    for (args, child) in children {
+        answers.push((
+            args,
+            child
+                .wait_with_output()
+                .map(finish)
+                .map_err(|e| cannot_run(args, e))?,
+        ));
+    }
+    let must = |i: usize| -> Result<String, TagError> {
+        let (args, (ok, stdout, stderr)) = &answers[i];
+        if *ok {
+            Ok(stdout.clone())
         } else {
             Err(TagError::Git {
                 dir: shown.clone(),
                 args: args.join(" "),
-                message: stderr,
+                message: stderr.clone(),
             })
         }
     };
-    let commit = must(&["rev-parse", "--verify", "HEAD"]).map_err(|e| match e {
+    let head = must(0).map_err(|e| match e {
         TagError::Git { dir, args, message } => TagError::Git {
             dir,
             args,
@@ -639,25 +682,34 @@ pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
         },
         other => other,
     })?;
-    let time = must(&["log", "-1", "--format=%ct", "HEAD"])?;
+    let (commit, time) = head.split_once(' ').unwrap_or((head.as_str(), ""));
+    let commit = commit.to_string();
     let commit_time = time.parse::<u64>().map_err(|_| TagError::Git {
         dir: shown.clone(),
-        args: "log -1 --format=%ct HEAD".to_string(),
-        message: format!("answered {time:?}, not a time"),
+        args: HEAD.join(" "),
+        message: format!("answered {head:?}, not a commit and a time"),
     })?;
-    let (on_branch, branch, _) = git(&["symbolic-ref", "--quiet", "--short", "HEAD"])?;
-    let lines = |s: String| -> Vec<String> {
-        s.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    let tags_at_head = lines(must(&["tag", "--points-at", "HEAD"])?);
-    let all_tags = lines(must(&["tag", "--list"])?);
-    let dirty = !must(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
-    let (described, describe, _) = git(&["describe", "--tags", "--abbrev=7"])?;
-    let (has_origin, origin, _) = git(&["remote", "get-url", "origin"])?;
+    let (on_branch, branch, _) = answers[1].1.clone();
+    // `for-each-ref` lists tags in refname order, as `git tag --list` does; a tag points at
+    // HEAD when it names the commit itself or (annotated) peels to it, as `--points-at` says.
+    let mut tags_at_head = Vec::new();
+    let mut all_tags = Vec::new();
+    for line in must(2)?.lines() {
+        let mut fields = line.split(' ');
+        let (Some(name), object, peeled) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
+        if name.is_empty() {
+            continue;
+        }
+        if object == Some(commit.as_str()) || peeled == Some(commit.as_str()) {
+            tags_at_head.push(name.to_string());
+        }
+        all_tags.push(name.to_string());
+    }
+    let dirty = !must(3)?.is_empty();
+    let (described, describe, _) = answers[4].1.clone();
+    let (has_origin, origin, _) = answers[5].1.clone();
     let remote_url = if has_origin {
         Some(origin)
     } else {
