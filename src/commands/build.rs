@@ -121,8 +121,34 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     } else {
         super::toolchain::parse_platforms(&args.platforms)?
     };
-    // The tag policy and the labels come from the git checkout the project is in.
-    let git = super::tags::compute_for(&project_dir, &project.tags, &args.tag_policy, false)?;
+    // The tag policy and the labels come from the git checkout the project is in. Its `git`
+    // processes run while the host is probed and the build is planned (neither needs them).
+    let git_facts = {
+        let (dir, file, policy) = (
+            project_dir.clone(),
+            project.tags.clone(),
+            args.tag_policy.clone(),
+        );
+        std::thread::spawn(move || super::tags::compute_for(&dir, &file, &policy, false))
+    };
+    // Plan: every platform must build natively or with a cross toolchain.
+    let lang = match project.build.lang.as_str() {
+        "auto" => super::plan::detect_lang(&project_dir.join(&project.build.workdir)),
+        l => l
+            .parse::<Lang>()
+            .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?,
+    };
+    // Only the facts this build needs: probing every tool costs up to seconds on some hosts.
+    let scope = crate::toolchain::Scope {
+        platforms: Some(&platforms),
+        lang: Some(lang),
+    };
+    let (catalog, _handlers, facts) = super::toolchain::load_scoped(&host, &args.paths, scope)?;
+    let plan =
+        crate::toolchain::plan::plan(&facts, &catalog, &platforms, lang).map_err(Failure::usage)?;
+    let git = git_facts
+        .join()
+        .map_err(|_| Failure::from(anyhow::anyhow!("reading the git facts panicked")))??;
     let mut tag_args = args.tags.clone();
     if let Some(computed) = &git {
         for r in &computed.references {
@@ -199,21 +225,6 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     // Read what the registry already has while the platforms build.
     let reuse = start_reuse(&args, &tags, compression)?;
 
-    // Plan: every platform must build natively or with a cross toolchain.
-    let lang = match project.build.lang.as_str() {
-        "auto" => super::plan::detect_lang(&project_dir.join(&project.build.workdir)),
-        l => l
-            .parse::<Lang>()
-            .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?,
-    };
-    // Only the facts this build needs: probing every tool costs up to seconds on some hosts.
-    let scope = crate::toolchain::Scope {
-        platforms: Some(&platforms),
-        lang: Some(lang),
-    };
-    let (catalog, _handlers, facts) = super::toolchain::load_scoped(&host, &args.paths, scope)?;
-    let plan =
-        crate::toolchain::plan::plan(&facts, &catalog, &platforms, lang).map_err(Failure::usage)?;
     // Place every platform: host toolchain, build container (here, emulated when foreign) or
     // a remote builder.
     let mut builders = project.builders.clone();
