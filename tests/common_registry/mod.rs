@@ -519,15 +519,14 @@ pub fn example_hello() -> PathBuf {
 }
 
 /// Run the rcross binary with extra environment; its output is echoed for failing tests.
-/// Its caches (build outputs, unpacked roots) live under the target directory unless `env`
-/// names another `XDG_CACHE_HOME`, so tests never read or fill the user's own cache.
+/// Each call gets caches of its own (build outputs, unpacked roots) in a fresh directory under
+/// the target directory, unless `env` names an `XDG_CACHE_HOME`: tests never read or fill the
+/// user's cache, and one test's cached build never answers another's (whose command must run).
 pub fn rcross(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let cache = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rcross"))
         .args(args)
-        .env(
-            "XDG_CACHE_HOME",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("rcross-cache"),
-        )
+        .env("XDG_CACHE_HOME", cache.path())
         .envs(env.iter().copied())
         .output()
         .unwrap();
