@@ -22,22 +22,10 @@ use serde_json::Value;
 
 const USER: &str = "ci-bot";
 const PASSWORD: &str = "recipe-pw-0815";
-/// Variables of the machine running the test that would change what the recipes do.
+/// Variables of the machine running the test that would change what the recipes do, besides
+/// the CI variables the tag policy reads ([`rcross::tags::CiEnv::NAMES`]).
 const CLEARED: &[&str] = &[
-    "GITHUB_RUN_NUMBER",
-    "GITHUB_REF_TYPE",
-    "GITHUB_REF_NAME",
-    "GITHUB_HEAD_REF",
-    "GITHUB_SERVER_URL",
-    "GITHUB_REPOSITORY",
     "GITHUB_ACTOR",
-    "CI_PIPELINE_IID",
-    "CI_COMMIT_BRANCH",
-    "CI_COMMIT_REF_NAME",
-    "CI_COMMIT_TAG",
-    "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME",
-    "CI_DEFAULT_BRANCH",
-    "CI_PROJECT_URL",
     "CI_REGISTRY",
     "CI_REGISTRY_IMAGE",
     "CI_REGISTRY_USER",
@@ -262,7 +250,7 @@ mode = "0644"
         );
         let mut command = Command::new("sh");
         command.arg("-c").arg(line).current_dir(self.repo());
-        for v in CLEARED {
+        for v in rcross::tags::CiEnv::NAMES.iter().chain(CLEARED) {
             command.env_remove(v);
         }
         let out = command
