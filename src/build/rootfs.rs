@@ -271,24 +271,20 @@ impl Unpacker<'_> {
                 ),
             ));
         };
-        // Only sha256 digests are accepted (as everywhere blobs are read): one of another
-        // algorithm is refused, never read unverified.
-        let (algorithm, want) = digest.split_once(':').unwrap_or(("", ""));
-        if algorithm != "sha256" {
-            return Err(self.layer_err(
-                digest,
-                format!("digest algorithm {algorithm:?} is not supported (only sha256 is)"),
-            ));
-        }
+        // Only sha256 digests are accepted, by the rule every blob reader follows: one of
+        // another algorithm is refused, never read unverified.
+        let source_error = |e| RootfsError::Source {
+            image: self.image.clone(),
+            digest: digest.to_string(),
+            source: e,
+        };
+        crate::image::require_sha256(&source.describe(), digest).map_err(source_error)?;
+        let want = digest.split_once(':').map_or("", |(_, hex)| hex);
         let hasher = sha2::Sha256::new();
         // Sized: a blob longer than its descriptor says fails instead of being read on.
         let blob = source
             .open_blob_sized(digest, layer.size)
-            .map_err(|e| RootfsError::Source {
-                image: self.image.clone(),
-                digest: digest.to_string(),
-                source: e,
-            })?;
+            .map_err(source_error)?;
         let mut hashed = Hashing {
             inner: blob,
             hasher,
@@ -338,7 +334,7 @@ impl Unpacker<'_> {
             return Err(self.layer_err(
                 digest,
                 format!(
-                    "the blob's content has digest {algorithm}:{got}; it is damaged or was \
+                    "the blob's content has digest sha256:{got}; it is damaged or was \
                      replaced: fetch the image again"
                 ),
             ));
