@@ -3,27 +3,10 @@
 //! exactly as it has them (the same compressed blobs, the same diff_ids), its history and its
 //! run configuration as defaults that the project's `[config]` overrides.
 
-use std::collections::BTreeMap;
-
-use crate::walk::image::OciPlatform;
-use serde::Deserialize;
-
-use crate::image::{ImageSource, SourceError};
-use crate::oci::{History, Layer, RunConfig, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD};
+use crate::image::model::oci_layer_media_type;
+use crate::image::{self, ImageSource, LoadedImage, ReadError, ResolveLimits, SourceError};
+use crate::oci::{History, Layer, RunConfig};
 use crate::platform::Platform;
-
-/// Largest manifest, index or config read from a base.
-const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
-/// Nesting of indexes inside indexes followed.
-const MAX_DEPTH: usize = 4;
-
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 
 /// The manifest annotations that record which base an image was built on.
 pub const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
@@ -92,186 +75,19 @@ pub struct BasePlatform {
     pub run: RunConfig,
 }
 
-#[derive(Deserialize)]
-struct Doc {
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<Vec<Desc>>,
-    #[serde(default)]
-    config: Option<Desc>,
-    #[serde(default)]
-    layers: Option<Vec<Desc>>,
-}
-
-#[derive(Deserialize, Clone)]
-struct Desc {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    #[serde(default)]
-    size: u64,
-    #[serde(default)]
-    platform: Option<OciPlatform>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-struct ConfigDoc {
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    variant: Option<String>,
-    #[serde(default)]
-    config: Option<RunDoc>,
-    #[serde(default)]
-    rootfs: Option<RootFsDoc>,
-    #[serde(default)]
-    history: Option<Vec<History>>,
-}
-
-#[derive(Deserialize, Default)]
-struct RunDoc {
-    #[serde(rename = "Env", default)]
-    env: Option<Vec<String>>,
-    #[serde(rename = "Entrypoint", default)]
-    entrypoint: Option<Vec<String>>,
-    #[serde(rename = "Cmd", default)]
-    cmd: Option<Vec<String>>,
-    #[serde(rename = "WorkingDir", default)]
-    working_dir: Option<String>,
-    #[serde(rename = "User", default)]
-    user: Option<String>,
-    #[serde(rename = "ExposedPorts", default)]
-    exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
-    #[serde(rename = "Labels", default)]
-    labels: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize)]
-struct RootFsDoc {
-    #[serde(default)]
-    diff_ids: Vec<String>,
-}
-
-/// A manifest of the base, with the platform its index (or its config) gives.
-struct Candidate {
-    platform: Option<Platform>,
-    /// As written, for messages.
-    shown: String,
-    digest: String,
-    bytes: Option<Vec<u8>>,
-}
-
-struct Resolver<'a> {
-    src: &'a dyn ImageSource,
-    base: String,
-}
-
-impl Resolver<'_> {
-    fn source(&self, source: SourceError) -> BaseError {
-        BaseError::Source {
-            base: self.base.clone(),
-            source,
+impl BaseError {
+    fn read(base: &str, e: ReadError) -> BaseError {
+        match e {
+            ReadError::Source(source) => BaseError::Source {
+                base: base.to_string(),
+                source,
+            },
+            ReadError::Invalid { what, message } => BaseError::Invalid {
+                base: base.to_string(),
+                what,
+                message,
+            },
         }
-    }
-
-    fn invalid(&self, what: impl Into<String>, message: impl Into<String>) -> BaseError {
-        BaseError::Invalid {
-            base: self.base.clone(),
-            what: what.into(),
-            message: message.into(),
-        }
-    }
-
-    fn parse<T: for<'de> Deserialize<'de>>(
-        &self,
-        what: &str,
-        bytes: &[u8],
-    ) -> Result<T, BaseError> {
-        serde_json::from_slice(bytes).map_err(|e| self.invalid(what, format!("not valid: {e}")))
-    }
-
-    fn fetch(&self, digest: &str) -> Result<Vec<u8>, BaseError> {
-        self.src
-            .blob_bytes(digest, MAX_DOCUMENT)
-            .map_err(|e| self.source(e))
-    }
-
-    /// Every image manifest reachable from `bytes` (an index or a manifest).
-    fn collect(
-        &self,
-        what: &str,
-        bytes: Vec<u8>,
-        depth: usize,
-        out: &mut Vec<Candidate>,
-    ) -> Result<(), BaseError> {
-        let doc: Doc = self.parse(what, &bytes)?;
-        let Some(manifests) = doc.manifests else {
-            if doc.config.is_none() {
-                return Err(self.invalid(
-                    what,
-                    format!(
-                        "neither an image index nor an image manifest ({})",
-                        doc.media_type.as_deref().unwrap_or("no mediaType")
-                    ),
-                ));
-            }
-            out.push(Candidate {
-                platform: None,
-                shown: String::new(),
-                digest: crate::oci::sha256_digest(&bytes),
-                bytes: Some(bytes),
-            });
-            return Ok(());
-        };
-        for d in manifests {
-            match d.media_type.as_str() {
-                OCI_INDEX | DOCKER_LIST => {
-                    if depth >= MAX_DEPTH {
-                        return Err(self.invalid(what, "indexes nested too deeply"));
-                    }
-                    let inner = self.fetch(&d.digest)?;
-                    self.collect(&d.digest, inner, depth + 1, out)?;
-                }
-                OCI_MANIFEST | DOCKER_MANIFEST => {
-                    // Attestations and other artifacts carry "unknown/unknown".
-                    let shown = d.platform.as_ref().map(OciPlatform::display);
-                    if shown.as_deref() == Some("unknown/unknown")
-                        || d.annotations.contains_key("vnd.docker.reference.type")
-                    {
-                        continue;
-                    }
-                    out.push(Candidate {
-                        platform: d.platform.as_ref().and_then(OciPlatform::parse),
-                        shown: shown.unwrap_or_default(),
-                        digest: d.digest,
-                        bytes: None,
-                    });
-                }
-                // Anything else (artifacts, signatures) is not an image to build on.
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// The manifest and config of `digest`, and the platform its config names.
-    fn load(&self, digest: &str, bytes: Option<Vec<u8>>) -> Result<(Doc, ConfigDoc), BaseError> {
-        let bytes = match bytes {
-            Some(b) => b,
-            None => self.fetch(digest)?,
-        };
-        let manifest: Doc = self.parse(digest, &bytes)?;
-        let Some(config) = &manifest.config else {
-            return Err(self.invalid(digest, "an image manifest without a config"));
-        };
-        let config_bytes = self.fetch(&config.digest)?;
-        let config: ConfigDoc = self.parse(&format!("config {}", config.digest), &config_bytes)?;
-        Ok((manifest, config))
     }
 }
 
@@ -281,51 +97,22 @@ pub fn resolve(
     src: &dyn ImageSource,
     platforms: &[Platform],
 ) -> Result<Vec<BasePlatform>, BaseError> {
-    let r = Resolver {
-        src,
-        base: src.describe(),
-    };
-    let (_media, root) = src.root().map_err(|e| r.source(e))?;
-    let mut candidates = Vec::new();
-    r.collect("the root manifest", root, 0, &mut candidates)?;
-    // Manifests without a platform in their index (or a lone manifest): their config says.
-    let mut loaded: BTreeMap<String, (Doc, ConfigDoc)> = BTreeMap::new();
-    for c in candidates.iter_mut().filter(|c| c.platform.is_none()) {
-        if !c.shown.is_empty() {
-            continue;
-        }
-        let (manifest, config) = r.load(&c.digest, c.bytes.take())?;
-        let p = OciPlatform {
-            os: config.os.clone(),
-            architecture: config.architecture.clone(),
-            variant: config.variant.clone(),
-        };
-        c.shown = p.display();
-        c.platform = p.parse();
-        loaded.insert(c.digest.clone(), (manifest, config));
-    }
+    let base = src.describe();
+    let mut resolved =
+        image::resolve(src, ResolveLimits::default()).map_err(|e| BaseError::read(&base, e))?;
     let mut out = Vec::new();
     for &platform in platforms {
-        let mut digests: Vec<&str> = candidates
-            .iter()
-            .filter(|c| c.platform == Some(platform))
-            .map(|c| c.digest.as_str())
+        let mut digests: Vec<&str> = resolved
+            .for_platform(platform)
+            .map(|i| i.digest())
             .collect();
         digests.sort_unstable();
         digests.dedup();
         let digest = match digests.as_slice() {
             [] => {
-                let mut available: Vec<String> = candidates
-                    .iter()
-                    .map(|c| match c.platform {
-                        Some(p) => p.to_string(),
-                        None => c.shown.clone(),
-                    })
-                    .collect();
-                available.sort();
-                available.dedup();
+                let available = resolved.available();
                 return Err(BaseError::NoPlatform {
-                    base: r.base.clone(),
+                    base,
                     platform,
                     available: if available.is_empty() {
                         "no image manifests".into()
@@ -337,37 +124,38 @@ pub fn resolve(
             [one] => one.to_string(),
             many => {
                 return Err(BaseError::Ambiguous {
-                    base: r.base.clone(),
+                    base,
                     platform,
                     digests: many.join(", "),
                 })
             }
         };
-        let (manifest, config) = match loaded.remove(&digest) {
-            Some(pair) => pair,
-            None => r.load(&digest, None)?,
+        let Some(image) = resolved.images.iter_mut().find(|i| i.digest() == digest) else {
+            continue;
         };
-        out.push(platform_part(&r, platform, &digest, manifest, config)?);
+        let loaded = image.load(src).map_err(|e| BaseError::read(&base, e))?;
+        out.push(platform_part(&base, platform, &digest, loaded)?);
     }
     Ok(out)
 }
 
 fn platform_part(
-    r: &Resolver<'_>,
+    base: &str,
     platform: Platform,
     digest: &str,
-    manifest: Doc,
-    config: ConfigDoc,
+    loaded: &LoadedImage,
 ) -> Result<BasePlatform, BaseError> {
+    let invalid = |what: String, message: String| BaseError::Invalid {
+        base: base.to_string(),
+        what,
+        message,
+    };
+    let config = &loaded.config;
     if !config.architecture.is_empty() {
-        let said = OciPlatform {
-            os: config.os.clone(),
-            architecture: config.architecture.clone(),
-            variant: config.variant.clone(),
-        };
-        if said.parse() != Some(platform) {
-            return Err(r.invalid(
-                digest,
+        let said = config.platform();
+        if said.platform() != Some(platform) {
+            return Err(invalid(
+                digest.to_string(),
                 format!(
                     "listed as {platform} but its config says {}; the base image is inconsistent",
                     said.display()
@@ -375,11 +163,11 @@ fn platform_part(
             ));
         }
     }
-    let descs = manifest.layers.unwrap_or_default();
-    let diff_ids = config.rootfs.map(|f| f.diff_ids).unwrap_or_default();
+    let descs = &loaded.manifest.layers;
+    let diff_ids = config.diff_ids();
     if descs.len() != diff_ids.len() {
-        return Err(r.invalid(
-            digest,
+        return Err(invalid(
+            digest.to_string(),
             format!(
                 "{} layers but its config lists {} diff_ids",
                 descs.len(),
@@ -388,34 +176,33 @@ fn platform_part(
         ));
     }
     let mut layers = Vec::new();
-    for (d, diff_id) in descs.into_iter().zip(diff_ids) {
-        let media_type = match d.media_type.as_str() {
-            MEDIA_TYPE_LAYER_GZIP | MEDIA_TYPE_LAYER_ZSTD | OCI_LAYER_TAR => d.media_type.clone(),
-            // The same bytes under their OCI name, as an OCI manifest must spell them.
-            DOCKER_LAYER_GZIP => MEDIA_TYPE_LAYER_GZIP.to_string(),
-            DOCKER_LAYER_TAR => OCI_LAYER_TAR.to_string(),
-            other => {
-                return Err(r.invalid(
-                    format!("layer {}", d.digest),
-                    format!(
-                        "media type {other:?} cannot be carried into a new image (only \
-                         distributable tar, tar+gzip and tar+zstd layers can)"
-                    ),
-                ))
-            }
+    for (d, diff_id) in descs.iter().zip(diff_ids) {
+        // The same bytes under their OCI name, as an OCI manifest must spell them.
+        let Some(media_type) = oci_layer_media_type(&d.media_type) else {
+            return Err(invalid(
+                format!("layer {}", d.digest),
+                format!(
+                    "media type {:?} cannot be carried into a new image (only distributable \
+                     tar, tar+gzip and tar+zstd layers can)",
+                    d.media_type
+                ),
+            ));
         };
         // Layers are read (unpacked, copied) only when their content can be verified.
-        crate::image::require_sha256(&r.base, &d.digest).map_err(|e| r.source(e))?;
+        crate::image::require_sha256(base, &d.digest).map_err(|source| BaseError::Source {
+            base: base.to_string(),
+            source,
+        })?;
         layers.push(Layer {
-            media_type,
-            digest: d.digest,
+            media_type: media_type.to_string(),
+            digest: d.digest.clone(),
             size: d.size,
-            diff_id,
+            diff_id: diff_id.clone(),
             uncompressed_size: 0,
         });
     }
-    let run = config.config.unwrap_or_default();
-    let mut history = config.history.unwrap_or_default();
+    let run = config.config.clone().unwrap_or_default();
+    let mut history = config.history.clone().unwrap_or_default();
     if history.is_empty() {
         history = layers
             .iter()
@@ -493,61 +280,30 @@ pub fn merge(base: &RunConfig, ours: &RunConfig) -> RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
-
-    /// Blobs by digest, the root given as bytes.
-    struct Mem {
-        root: Vec<u8>,
-        blobs: BTreeMap<String, Vec<u8>>,
-    }
-
-    impl Mem {
-        fn add(&mut self, bytes: &[u8]) -> String {
-            let d = crate::oci::sha256_digest(bytes);
-            self.blobs.insert(d.clone(), bytes.to_vec());
-            d
-        }
-    }
-
-    impl ImageSource for Mem {
-        fn describe(&self) -> String {
-            "mem".into()
-        }
-        fn root(&self) -> Result<(String, Vec<u8>), SourceError> {
-            Ok((OCI_INDEX.into(), self.root.clone()))
-        }
-        fn blob_bytes(&self, digest: &str, _max: u64) -> Result<Vec<u8>, SourceError> {
-            self.blobs
-                .get(digest)
-                .cloned()
-                .ok_or(SourceError::NotFound {
-                    what: digest.into(),
-                })
-        }
-        fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>, SourceError> {
-            Ok(Box::new(std::io::Cursor::new(self.blob_bytes(digest, 0)?)))
-        }
-    }
+    use crate::image::model::{
+        MEDIA_TYPE_DOCKER_LAYER_GZIP as DOCKER_LAYER_GZIP,
+        MEDIA_TYPE_DOCKER_MANIFEST as DOCKER_MANIFEST,
+        MEDIA_TYPE_DOCKER_MANIFEST_LIST as DOCKER_LIST, MEDIA_TYPE_OCI_LAYER_GZIP,
+        MEDIA_TYPE_OCI_MANIFEST as OCI_MANIFEST,
+    };
+    use crate::image::testing::MemorySource;
 
     /// A Docker manifest list as registries serve them: arm64 without a variant, an attestation
     /// manifest, docker layer media types, null Env/Labels.
     #[test]
     fn resolves_a_docker_manifest_list() {
-        let mut mem = Mem {
-            root: Vec::new(),
-            blobs: BTreeMap::new(),
-        };
+        let mut mem = MemorySource::default();
         let mut entries = Vec::new();
         for arch in ["amd64", "arm64"] {
             let config = format!(
                 r#"{{"architecture":"{arch}","os":"linux","config":{{"Env":["PATH=/bin"],"Cmd":["sh"],"Labels":null,"WorkingDir":""}},"rootfs":{{"type":"layers","diff_ids":["sha256:{arch}"]}},"history":[{{"created_by":"ADD {arch}","author":"x"}}]}}"#
             );
-            let c = mem.add(config.as_bytes());
+            let c = mem.add(config.as_bytes()).digest;
             let manifest = format!(
                 r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{c}","size":{}}},"layers":[{{"mediaType":"{DOCKER_LAYER_GZIP}","digest":"sha256:l{arch}","size":7}}]}}"#,
                 config.len()
             );
-            let m = mem.add(manifest.as_bytes());
+            let m = mem.add(manifest.as_bytes()).digest;
             entries.push(format!(
                 r#"{{"mediaType":"{DOCKER_MANIFEST}","digest":"{m}","size":{},"platform":{{"os":"linux","architecture":"{arch}"}}}}"#,
                 manifest.len()
@@ -568,7 +324,7 @@ mod tests {
         let p = &parts[0];
         assert_eq!(p.layers[0].digest, "sha256:larm64");
         assert_eq!(p.layers[0].diff_id, "sha256:arm64");
-        assert_eq!(p.layers[0].media_type, MEDIA_TYPE_LAYER_GZIP);
+        assert_eq!(p.layers[0].media_type, MEDIA_TYPE_OCI_LAYER_GZIP);
         assert_eq!(p.run.env, ["PATH=/bin"]);
         assert_eq!(p.run.cmd, Some(vec!["sh".to_string()]));
         assert_eq!(p.run.workdir, None);

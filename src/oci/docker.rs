@@ -4,18 +4,18 @@
 
 use std::io::{self, BufWriter, Read, Write};
 
-use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
+use serde::Serialize;
 
 use super::error::OciError;
 use super::image::Descriptor;
 use super::layout::OciLayout;
-use super::{MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD};
+use crate::image::model::LayerCompression;
+use crate::image::{BlobFault, ImageConfig, ImageManifest, MediaKind, Sha256, VerifiedBlob};
 
 /// A writer that hashes and counts what passes through.
 struct Hashing<W> {
     inner: W,
-    hasher: sha2::Sha256,
+    hasher: Sha256,
     size: u64,
 }
 
@@ -29,22 +29,6 @@ impl<W: Write> Write for Hashing<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-#[derive(Deserialize)]
-struct ManifestDoc {
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct ConfigDoc {
-    rootfs: RootFs,
-}
-
-#[derive(Deserialize)]
-struct RootFs {
-    diff_ids: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -78,31 +62,29 @@ impl OciLayout {
         }
         let temp = self.temp_blob()?;
         let temp_path = temp.path().to_path_buf();
-        let mut writer = Hashing {
-            inner: BufWriter::with_capacity(1 << 20, temp),
-            hasher: sha2::Sha256::new(),
-            size: 0,
-        };
+        let mut writer = BufWriter::with_capacity(1 << 20, temp);
         let mismatch = |message: String| OciError::BlobMismatch {
             digest: digest.to_string(),
             from: source.to_string(),
             message,
         };
         // One byte past the descriptor's size tells a longer blob; nothing more is read.
-        io::copy(&mut from.take(size.saturating_add(1)), &mut writer)
-            .map_err(|e| mismatch(format!("reading failed: {e}")))?;
-        let got = format!("sha256:{:x}", writer.hasher.clone().finalize());
-        if writer.size != size {
-            return Err(mismatch(format!(
-                "{} bytes arrived, its descriptor says {size}",
-                writer.size
-            )));
-        }
-        if got != digest {
-            return Err(mismatch(format!("the content hashes to {got}")));
-        }
+        let mut verified = VerifiedBlob::new(from, digest, Some(size));
+        io::copy(&mut verified, &mut writer).map_err(|e| {
+            mismatch(match BlobFault::of(&e) {
+                Some(BlobFault::Long { size, .. }) => {
+                    format!("more than {size} bytes arrived, its descriptor says {size}")
+                }
+                Some(BlobFault::Short { read, size, .. }) => {
+                    format!("{read} bytes arrived, its descriptor says {size}")
+                }
+                Some(BlobFault::Digest { actual, .. }) => {
+                    format!("the content hashes to sha256:{actual}")
+                }
+                None => format!("reading failed: {e}"),
+            })
+        })?;
         let temp = writer
-            .inner
             .into_inner()
             .map_err(|e| OciError::io("writing", &temp_path, e.into_error()))?;
         self.persist(temp, &path)
@@ -123,17 +105,17 @@ impl OciLayout {
         };
         let bad = |message: String| OciError::layout(self.root(), message);
         let manifest_bytes = self.read_blob(&manifest.digest)?;
-        let doc: ManifestDoc = serde_json::from_slice(&manifest_bytes)
+        let doc = ImageManifest::parse(&manifest_bytes)
             .map_err(|e| bad(format!("{} is not an image manifest: {e}", manifest.digest)))?;
         let config_bytes = self.read_blob(&doc.config.digest)?;
-        let config: ConfigDoc = serde_json::from_slice(&config_bytes)
+        let config = ImageConfig::parse(&config_bytes)
             .map_err(|e| bad(format!("config {} is not valid: {e}", doc.config.digest)))?;
-        if config.rootfs.diff_ids.len() != doc.layers.len() {
+        if config.diff_ids().len() != doc.layers.len() {
             return Err(bad(format!(
                 "{} has {} layers but its config {} diff_ids",
                 manifest.digest,
                 doc.layers.len(),
-                config.rootfs.diff_ids.len()
+                config.diff_ids().len()
             )));
         }
         let hex = |d: &str| d.strip_prefix("sha256:").unwrap_or(d).to_string();
@@ -146,7 +128,7 @@ impl OciLayout {
             .map_err(fail)?;
 
         let mut names = Vec::new();
-        for (layer, diff_id) in doc.layers.iter().zip(&config.rootfs.diff_ids) {
+        for (layer, diff_id) in doc.layers.iter().zip(config.diff_ids()) {
             let dir = hex(diff_id);
             let name = format!("{dir}/layer.tar");
             if names.contains(&name) {
@@ -157,31 +139,35 @@ impl OciLayout {
             // up front, and the content must match the diff_id before it is archived.
             let path = self.blob_path(&layer.digest)?;
             let file = std::fs::File::open(&path).map_err(|e| OciError::io("reading", &path, e))?;
-            let file = crate::image::SizedReader::new(file, &layer.digest, layer.size);
-            let mut reader: Box<dyn Read> = match layer.media_type.as_str() {
-                MEDIA_TYPE_LAYER_GZIP => {
-                    Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
-                }
-                MEDIA_TYPE_LAYER_ZSTD => Box::new(
-                    zstd::stream::read::Decoder::new(file)
+            let mut file = VerifiedBlob::new(file, &layer.digest, Some(layer.size));
+            let mut reader: Box<dyn Read> = match layer.kind() {
+                MediaKind::Layer(LayerCompression::Gzip) => Box::new(
+                    flate2::read::MultiGzDecoder::new(io::BufReader::new(&mut file)),
+                ),
+                MediaKind::Layer(LayerCompression::Zstd) => Box::new(
+                    zstd::stream::read::Decoder::new(&mut file)
                         .map_err(|e| OciError::io("reading", &path, e))?,
                 ),
-                _ => Box::new(file),
+                _ => Box::new(&mut file),
             };
             let temp = self.temp_blob()?;
             let temp_path = temp.path().to_path_buf();
             let mut writer = Hashing {
                 inner: BufWriter::with_capacity(1 << 20, temp),
-                hasher: sha2::Sha256::new(),
+                hasher: Sha256::new(),
                 size: 0,
             };
-            io::copy(&mut reader, &mut writer).map_err(|e| {
+            let undecompressable = |e: io::Error| {
                 bad(format!(
                     "layer {} cannot be decompressed ({}): {e}",
                     layer.digest, layer.media_type
                 ))
-            })?;
-            let got = format!("sha256:{:x}", writer.hasher.clone().finalize());
+            };
+            io::copy(&mut reader, &mut writer).map_err(undecompressable)?;
+            drop(reader);
+            // The rest of the blob (compression trailers) still counts for its digest.
+            io::copy(&mut file, &mut io::sink()).map_err(undecompressable)?;
+            let got = writer.hasher.digest();
             if &got != diff_id {
                 return Err(bad(format!(
                     "layer {} decompresses to {got}, but the config's diff_id is {diff_id}",
@@ -227,8 +213,8 @@ impl OciLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::{FileSource, ImageSpec, LayerEntry, LayerOptions, RunConfig};
-    use std::collections::BTreeMap;
+    use crate::oci::image::test_spec;
+    use crate::oci::{FileSource, LayerEntry, LayerOptions};
 
     #[test]
     fn copy_checks_digest_and_size() {
@@ -266,14 +252,7 @@ mod tests {
                 &LayerOptions::default(),
             )
             .unwrap();
-        let spec = ImageSpec {
-            platform: "linux/arm64".parse().unwrap(),
-            layers: vec![layer.clone(), layer.clone()],
-            history: Vec::new(),
-            run: RunConfig::default(),
-            created: 0,
-            annotations: BTreeMap::new(),
-        };
+        let spec = test_spec("linux/arm64", vec![layer.clone(), layer.clone()]);
         let m = layout.write_image(&spec).unwrap();
         let tags = vec!["x/y:1".to_string()];
         let bytes = layout.write_docker_archive(&m, &tags, Vec::new()).unwrap();

@@ -3,68 +3,23 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::Platform;
 
 use super::layer::Layer;
-use super::{sha256_digest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use super::{MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 
-/// An OCI content descriptor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<OciPlatform>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
+pub use crate::image::{Descriptor, History, OciPlatform};
 
-impl Descriptor {
-    /// The descriptor of `bytes` as a blob of `media_type`.
-    pub fn of(media_type: &str, bytes: &[u8]) -> Descriptor {
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest: sha256_digest(bytes),
-            size: bytes.len() as u64,
-            platform: None,
-            annotations: BTreeMap::new(),
-        }
-    }
-
-    /// The descriptor of a written layer.
-    pub fn of_layer(layer: &Layer) -> Descriptor {
-        Descriptor {
-            media_type: layer.media_type.clone(),
-            digest: layer.digest.clone(),
-            size: layer.size,
-            platform: None,
-            annotations: BTreeMap::new(),
-        }
-    }
-}
-
-/// The `platform` of an index entry (and the os/architecture/variant of a config).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OciPlatform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl From<Platform> for OciPlatform {
-    /// arm64 carries variant `v8` and arm its `v5`/`v6`/`v7`, as the index spec recommends and
-    /// as containerd matches them.
-    fn from(platform: Platform) -> Self {
-        OciPlatform {
-            architecture: platform.arch().to_string(),
-            os: platform.os().to_string(),
-            variant: platform.variant().map(str::to_string),
-        }
+/// The descriptor of a written layer.
+fn layer_descriptor(layer: &Layer) -> Descriptor {
+    Descriptor {
+        media_type: layer.media_type.clone(),
+        digest: layer.digest.clone(),
+        size: layer.size,
+        platform: None,
+        annotations: BTreeMap::new(),
     }
 }
 
@@ -80,19 +35,6 @@ pub struct RunConfig {
     /// `80/tcp`, `53/udp`; a bare number means tcp.
     pub exposed_ports: Vec<String>,
     pub labels: BTreeMap<String, String>,
-}
-
-/// One `history` entry of a config.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct History {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub empty_layer: bool,
 }
 
 /// What one platform's image is made of. Layers are in order, base first; base-image layers are
@@ -243,7 +185,7 @@ pub fn image_index(manifests: &[Descriptor], annotations: &BTreeMap<String, Stri
 pub(crate) fn build_image(spec: &ImageSpec) -> (Vec<u8>, Descriptor, Vec<u8>, Descriptor) {
     let config = image_config(spec);
     let config_descriptor = Descriptor::of(MEDIA_TYPE_CONFIG, &config);
-    let layers: Vec<Descriptor> = spec.layers.iter().map(Descriptor::of_layer).collect();
+    let layers: Vec<Descriptor> = spec.layers.iter().map(layer_descriptor).collect();
     let manifest = image_manifest(&config_descriptor, &layers, &spec.annotations);
     let mut manifest_descriptor = Descriptor::of(MEDIA_TYPE_MANIFEST, &manifest);
     manifest_descriptor.platform = Some(spec.platform.into());
@@ -282,9 +224,23 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// A one-platform image of `layers` with nothing else set, for tests.
+#[cfg(test)]
+pub(crate) fn test_spec(platform: &str, layers: Vec<Layer>) -> ImageSpec {
+    ImageSpec {
+        platform: platform.parse().unwrap(),
+        layers,
+        history: Vec::new(),
+        run: RunConfig::default(),
+        created: 0,
+        annotations: BTreeMap::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::sha256_digest;
 
     #[test]
     fn dates() {

@@ -5,94 +5,30 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::registry::{BlobSource, ImagePush, PushBlob, PushManifest, Reference};
+use crate::image::layout::{remote_blob_source, RemoteBlobs, REMOTE_BLOBS_FILE};
+use crate::image::model::REF_NAME_ANNOTATION;
+use crate::image::{BlobFault, ImageIndex, VerifiedBlob};
 
 use super::error::OciError;
 use super::image::{build_image, image_index, Descriptor, ImageSpec};
 use super::layer::{write_layer, Layer, LayerEntry, LayerOptions};
 use super::{MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 
-/// The annotation that names an image in a layout's `index.json` (its "tag").
-pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+/// `index.json`: an image index whose entries are named by [`REF_NAME_ANNOTATION`].
+type TopIndex = ImageIndex;
+
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const INDEX_FILE: &str = "index.json";
 /// Largest manifest, index or config read back from a layout.
-const MAX_DOCUMENT_BYTES: u64 = 4 * 1024 * 1024;
-/// Lists the layer blobs `rcross build --push` reused from a registry without storing them in
-/// the layout (see [`OciLayout::note_remote_blob`]). Not part of the OCI layout spec; other
-/// tools ignore it, and `oci-archive` output never includes it.
-pub const REMOTE_BLOBS_FILE: &str = "rcross-remote-blobs.json";
-/// Largest remote-blob list read back.
-const MAX_REMOTE_NOTE_BYTES: u64 = 4 * 1024 * 1024;
+const MAX_DOCUMENT_BYTES: u64 = crate::image::MAX_DOCUMENT;
 
 /// An OCI image layout directory.
 #[derive(Debug, Clone)]
 pub struct OciLayout {
     root: PathBuf,
-}
-
-#[derive(Serialize, Deserialize)]
-struct TopIndex {
-    #[serde(rename = "schemaVersion")]
-    schema_version: u32,
-    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-}
-
-/// The content of [`REMOTE_BLOBS_FILE`]: digest → the repository (`REGISTRY/REPO`) that has it.
-#[derive(Serialize, Deserialize, Default)]
-struct RemoteBlobs {
-    #[serde(default)]
-    blobs: BTreeMap<String, String>,
-}
-
-/// The repository (`REGISTRY/REPO`) that the layout at `dir` says holds blob `digest`, when the
-/// blob was deliberately not stored there (reused from a registry by `rcross build --push`).
-pub fn remote_blob_source(dir: &Path, digest: &str) -> Option<String> {
-    let file = std::fs::File::open(dir.join(REMOTE_BLOBS_FILE)).ok()?;
-    let mut bytes = Vec::new();
-    file.take(MAX_REMOTE_NOTE_BYTES)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    let note: RemoteBlobs = serde_json::from_slice(&bytes).ok()?;
-    note.blobs.get(digest).cloned()
-}
-
-/// What to say (after "blob DIGEST: ") about blob `digest`, which is not in the layout at
-/// `dir`: where it is and how to get a complete layout, when `rcross build --push` left it out
-/// on purpose; else that the layout is incomplete.
-pub fn missing_blob_message(dir: &Path, digest: &str) -> String {
-    match remote_blob_source(dir, digest) {
-        Some(repository) => format!(
-            "not stored in this layout: `rcross build --push` reused it from \
-             {repository}, which has it, instead of compressing it again (listed in \
-             {REMOTE_BLOBS_FILE}). `rcross push` of this layout fetches it from there; to get a \
-             complete layout, build with --output oci:DIR (reused blobs are then downloaded), or \
-             copy the pushed image: skopeo copy --all docker://{repository}:TAG oci:DIR"
-        ),
-        None => format!(
-            "missing from the layout (no blobs/sha256/{}); the layout is incomplete: write it \
-             again (rcross build --output oci:DIR) or copy the image into it again",
-            digest.strip_prefix("sha256:").unwrap_or(digest)
-        ),
-    }
-}
-
-#[derive(Deserialize)]
-struct AnyManifest {
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
 }
 
 impl OciLayout {
@@ -112,6 +48,7 @@ impl OciLayout {
                 schema_version: 2,
                 media_type: Some(MEDIA_TYPE_INDEX.to_string()),
                 manifests: Vec::new(),
+                annotations: BTreeMap::new(),
             })?;
         }
         OciLayout::open(dir)
@@ -192,9 +129,9 @@ impl OciLayout {
     }
 
     /// Records that layer blob `digest` is deliberately not stored in this layout because
-    /// `repository` (`REGISTRY/REPO`) has it: [`OciLayout::write_image`] accepts it,
-    /// [`OciLayout::push_plan`] fetches it from there when the target lacks it, and readers
-    /// that need its bytes say where it is (see [`missing_blob_message`]).
+    /// `repository` (`REGISTRY/REPO`) has it: [`OciLayout::write_image`] accepts it, a push of
+    /// the layout fetches it from there when the target lacks it, and readers that need its
+    /// bytes say where it is (see [`crate::image::layout::missing_blob_message`]).
     pub fn note_remote_blob(&self, digest: &str, repository: &str) -> Result<(), OciError> {
         self.blob_path(digest)?;
         let mut note = self.read_remote_note();
@@ -218,15 +155,7 @@ impl OciLayout {
     }
 
     fn read_remote_note(&self) -> RemoteBlobs {
-        let path = self.root.join(REMOTE_BLOBS_FILE);
-        std::fs::File::open(&path)
-            .ok()
-            .and_then(|f| {
-                let mut bytes = Vec::new();
-                f.take(MAX_REMOTE_NOTE_BYTES).read_to_end(&mut bytes).ok()?;
-                serde_json::from_slice(&bytes).ok()
-            })
-            .unwrap_or_default()
+        RemoteBlobs::read(&self.root)
     }
 
     /// Writes one platform's config and manifest; returns the manifest's descriptor (with its
@@ -268,8 +197,7 @@ impl OciLayout {
             reason,
         })?;
         let mut top = self.read_top_index()?;
-        top.manifests
-            .retain(|d| d.annotations.get(REF_NAME_ANNOTATION).map(String::as_str) != Some(name));
+        top.manifests.retain(|d| d.ref_name() != Some(name));
         let mut entry = descriptor.clone();
         entry
             .annotations
@@ -288,7 +216,7 @@ impl OciLayout {
         let mut found = top
             .manifests
             .into_iter()
-            .find(|d| d.annotations.get(REF_NAME_ANNOTATION).map(String::as_str) == Some(name))
+            .find(|d| d.ref_name() == Some(name))
             .ok_or_else(|| {
                 OciError::layout(&self.root, format!("no image named {name:?} in index.json"))
             })?;
@@ -300,120 +228,27 @@ impl OciLayout {
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, OciError> {
         let path = self.blob_path(digest)?;
         let file = std::fs::File::open(&path).map_err(|e| OciError::io("reading", &path, e))?;
-        let mut bytes = Vec::new();
-        file.take(MAX_DOCUMENT_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| OciError::io("reading", &path, e))?;
-        if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+        let size = file
+            .metadata()
+            .map_err(|e| OciError::io("reading", &path, e))?
+            .len();
+        if size > MAX_DOCUMENT_BYTES {
             return Err(OciError::layout(
                 &self.root,
                 format!("{digest} is larger than {MAX_DOCUMENT_BYTES} bytes"),
             ));
         }
-        if super::sha256_digest(&bytes) != digest {
-            return Err(OciError::layout(
-                &self.root,
-                format!("blob {digest} does not hash to its name; the layout is corrupt"),
-            ));
-        }
-        Ok(bytes)
-    }
-
-    /// Everything to push for the image named `name`: its blobs (configs and layers, each once),
-    /// its per-platform manifests and the root (index or manifest) last.
-    pub fn push_plan(&self, name: &str) -> Result<ImagePush, OciError> {
-        let root = self.resolve(name)?;
-        let root_bytes = self.read_blob(&root.digest)?;
-        let mut plan = ImagePush {
-            blobs: Vec::new(),
-            manifests: Vec::new(),
-            root: PushManifest {
-                media_type: root.media_type.clone(),
-                digest: root.digest.clone(),
-                bytes: root_bytes.clone(),
-            },
-        };
-        let parsed = parse_document(&self.root, &root.digest, &root_bytes)?;
-        if let Some(manifests) = parsed.manifests {
-            for descriptor in manifests {
-                let bytes = self.read_blob(&descriptor.digest)?;
-                let manifest = parse_document(&self.root, &descriptor.digest, &bytes)?;
-                self.add_manifest_blobs(&mut plan, &descriptor.digest, manifest)?;
-                plan.manifests.push(PushManifest {
-                    media_type: descriptor.media_type,
-                    digest: descriptor.digest,
-                    bytes,
-                });
-            }
-        } else {
-            self.add_manifest_blobs(&mut plan, &root.digest, parsed)?;
-        }
-        Ok(plan)
-    }
-
-    fn add_manifest_blobs(
-        &self,
-        plan: &mut ImagePush,
-        digest: &str,
-        manifest: AnyManifest,
-    ) -> Result<(), OciError> {
-        let (Some(config), Some(layers)) = (manifest.config, manifest.layers) else {
-            return Err(OciError::layout(
-                &self.root,
-                format!(
-                    "{digest} ({}) is neither an image index nor an image manifest",
-                    manifest.media_type.as_deref().unwrap_or("no mediaType")
-                ),
-            ));
-        };
-        for descriptor in std::iter::once(config).chain(layers) {
-            if plan.blobs.iter().any(|b| b.digest == descriptor.digest) {
-                continue;
-            }
-            let path = self.blob_path(&descriptor.digest)?;
-            let size = match std::fs::metadata(&path) {
-                Ok(meta) => meta.len(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // Reused from a registry by `rcross build --push` and not stored here: the
-                    // push takes it from there (HEAD-skipped when the target has it already).
-                    let Some(from) = self
-                        .remote_blob(&descriptor.digest)
-                        .and_then(|r| r.parse::<Reference>().ok())
-                    else {
-                        return Err(OciError::layout(
-                            &self.root,
-                            format!(
-                                "blob {} (named by {digest}): {}",
-                                descriptor.digest,
-                                missing_blob_message(&self.root, &descriptor.digest)
-                            ),
-                        ));
-                    };
-                    plan.blobs.push(PushBlob {
-                        digest: descriptor.digest,
-                        size: descriptor.size,
-                        source: BlobSource::Registry(from),
-                    });
-                    continue;
-                }
-                Err(e) => return Err(OciError::io("reading", &path, e)),
-            };
-            if size != descriptor.size {
-                return Err(OciError::layout(
+        let mut bytes = Vec::new();
+        VerifiedBlob::new(file, digest, Some(size))
+            .read_to_end(&mut bytes)
+            .map_err(|e| match BlobFault::of(&e) {
+                Some(_) => OciError::layout(
                     &self.root,
-                    format!(
-                        "blob {} is {size} bytes but {digest} says {}",
-                        descriptor.digest, descriptor.size
-                    ),
-                ));
-            }
-            plan.blobs.push(PushBlob {
-                digest: descriptor.digest,
-                size,
-                source: BlobSource::File(path),
-            });
-        }
-        Ok(())
+                    format!("blob {digest} does not hash to its name; the layout is corrupt"),
+                ),
+                None => OciError::io("reading", &path, e),
+            })?;
+        Ok(bytes)
     }
 
     /// Writes the layout as an `oci-archive` (an uncompressed tar of the layout directory, its
@@ -512,11 +347,6 @@ impl OciLayout {
     }
 }
 
-fn parse_document(root: &Path, digest: &str, bytes: &[u8]) -> Result<AnyManifest, OciError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| OciError::layout(root, format!("{digest} is not a manifest or index: {e}")))
-}
-
 /// A layout image name: 1 to 255 of letters, digits and `._-:/@+`, not starting with a
 /// separator.
 fn validate_ref_name(name: &str) -> Result<(), String> {
@@ -537,7 +367,8 @@ fn validate_ref_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::{FileSource, RunConfig};
+    use crate::oci::image::test_spec;
+    use crate::oci::FileSource;
 
     #[test]
     fn tags_replace_and_resolve() {
@@ -576,52 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn blobs_kept_in_a_registry_are_pushed_from_there_and_named_when_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = OciLayout::create(dir.path()).unwrap();
-        let layer = Layer {
-            media_type: crate::oci::MEDIA_TYPE_LAYER_GZIP.to_string(),
-            digest: format!("sha256:{}", "ab".repeat(32)),
-            size: 1234,
-            diff_id: format!("sha256:{}", "cd".repeat(32)),
-            uncompressed_size: 0,
-        };
-        let spec = ImageSpec {
-            platform: "linux/arm64".parse().unwrap(),
-            layers: vec![layer.clone()],
-            history: Vec::new(),
-            run: RunConfig::default(),
-            created: 0,
-            annotations: BTreeMap::new(),
-        };
-        let e = layout.write_image(&spec).unwrap_err();
-        assert!(e.to_string().contains("write it first"), "{e}");
-        layout
-            .note_remote_blob(&layer.digest, "127.0.0.1:5000/app")
-            .unwrap();
-        let manifest = layout.write_image(&spec).unwrap();
-        layout.tag(&manifest, "1").unwrap();
-        let plan = layout.push_plan("1").unwrap();
-        let remote = plan
-            .blobs
-            .iter()
-            .find(|b| b.digest == layer.digest)
-            .unwrap();
-        assert_eq!(remote.size, 1234);
-        assert!(
-            matches!(&remote.source, BlobSource::Registry(r) if r.to_string() == "127.0.0.1:5000/app")
-        );
-        let said = missing_blob_message(dir.path(), &layer.digest);
-        assert!(said.contains("127.0.0.1:5000/app") && said.contains("--output oci:DIR"));
-
-        // Without the note, the missing blob is an error that names it.
-        std::fs::remove_file(dir.path().join(REMOTE_BLOBS_FILE)).unwrap();
-        let e = layout.push_plan("1").unwrap_err().to_string();
-        assert!(e.contains(&layer.digest) && e.contains("incomplete"), "{e}");
-    }
-
-    #[test]
-    fn image_plan_and_archive() {
+    fn archive_of_a_two_platform_image() {
         let dir = tempfile::tempdir().unwrap();
         let layout = OciLayout::create(dir.path()).unwrap();
         let layer = layout
@@ -636,22 +422,11 @@ mod tests {
             .unwrap();
         let mut manifests = Vec::new();
         for platform in ["linux/amd64", "linux/arm/v7"] {
-            let spec = ImageSpec {
-                platform: platform.parse().unwrap(),
-                layers: vec![layer.clone()],
-                history: Vec::new(),
-                run: RunConfig::default(),
-                created: 0,
-                annotations: BTreeMap::new(),
-            };
+            let spec = test_spec(platform, vec![layer.clone()]);
             manifests.push(layout.write_image(&spec).unwrap());
         }
         let index = layout.write_index(&manifests, &BTreeMap::new()).unwrap();
         layout.tag(&index, "v1").unwrap();
-        let plan = layout.push_plan("v1").unwrap();
-        assert_eq!(plan.root.digest, index.digest);
-        assert_eq!(plan.manifests.len(), 2);
-        assert_eq!(plan.blobs.len(), 3, "one shared layer and two configs");
         let archive = layout.write_archive(Vec::new()).unwrap();
         let names: Vec<String> = tar::Archive::new(archive.as_slice())
             .entries()

@@ -14,7 +14,7 @@
 mod docker;
 mod error;
 mod gzip;
-mod image;
+pub(crate) mod image;
 mod layer;
 mod layout;
 
@@ -28,23 +28,18 @@ pub use layer::{
     diff_id, entries_from_dir, source_date_epoch, write_layer, Compression, EntryKind, FileSource,
     Layer, LayerEntry, LayerOptions,
 };
-pub use layout::{
-    missing_blob_message, remote_blob_source, OciLayout, REF_NAME_ANNOTATION, REMOTE_BLOBS_FILE,
-};
+pub use crate::image::layout::{missing_blob_message, remote_blob_source, REMOTE_BLOBS_FILE};
+pub use crate::image::model::REF_NAME_ANNOTATION;
+pub use crate::image::sha256_digest;
+pub use layout::OciLayout;
 
 /// `application/vnd.oci.image.index.v1+json`
-pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_TYPE_INDEX: &str = crate::image::model::MEDIA_TYPE_OCI_INDEX;
 /// `application/vnd.oci.image.manifest.v1+json`
-pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_MANIFEST: &str = crate::image::model::MEDIA_TYPE_OCI_MANIFEST;
 /// `application/vnd.oci.image.config.v1+json`
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// `application/vnd.oci.image.layer.v1.tar+gzip`
-pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const MEDIA_TYPE_LAYER_GZIP: &str = crate::image::model::MEDIA_TYPE_OCI_LAYER_GZIP;
 /// `application/vnd.oci.image.layer.v1.tar+zstd`
-pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
-}
+pub const MEDIA_TYPE_LAYER_ZSTD: &str = crate::image::model::MEDIA_TYPE_OCI_LAYER_ZSTD;

@@ -6,19 +6,19 @@ use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sha2::Digest as _;
 use ureq::http;
+
+use crate::image::{BlobFault, VerifiedBlob};
 
 use super::auth::{percent_encode, pick_challenge, Challenge, DockerConfig, Scopes, Secret};
 use super::credentials::{CredentialStore, Found};
 use super::error::{error_excerpt, hint_for_status, sanitise, RegistryError};
 use super::reference::{validate_digest, Reference, ReferenceError};
 
-pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub use crate::image::model::{
+    MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX,
+    MEDIA_TYPE_OCI_MANIFEST,
+};
 
 /// Manifests larger than this are refused (the limit most registries enforce on push).
 pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
@@ -381,13 +381,10 @@ impl Client {
                 return Err(too_large(&url, digest, size, Some(announced)));
             }
         }
-        Ok(BlobReader {
+        let body = RegistryBody {
             inner: response.into_body().into_reader(),
-            hasher: Hasher::new("sha256"),
-            expected: digest.to_string(),
-            url,
-            content_length,
-            size,
+            url: url.clone(),
+            total: size.or(content_length),
             offset: 0,
             resume: Some(Resume {
                 client: self.clone(),
@@ -395,7 +392,12 @@ impl Client {
                 kind,
                 retries: Retries::new(&self.options),
             }),
-            outcome: None,
+        };
+        Ok(BlobReader {
+            verified: VerifiedBlob::new(body, digest, size),
+            expected: digest.to_string(),
+            url,
+            content_length,
         })
     }
 
@@ -1101,63 +1103,40 @@ fn manifest_media_type(bytes: &[u8], content_type: Option<&str>) -> Result<Strin
     }
 }
 
-enum Hasher {
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
-}
-
-impl Hasher {
-    fn new(algorithm: &str) -> Hasher {
-        match algorithm {
-            "sha512" => Hasher::Sha512(sha2::Sha512::new()),
-            _ => Hasher::Sha256(sha2::Sha256::new()),
-        }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Hasher::Sha256(h) => h.update(bytes),
-            Hasher::Sha512(h) => h.update(bytes),
-        }
-    }
-
-    fn finish(&mut self) -> String {
-        match self {
-            Hasher::Sha256(h) => format!("sha256:{:x}", std::mem::take(h).finalize()),
-            Hasher::Sha512(h) => format!("sha512:{:x}", std::mem::take(h).finalize()),
-        }
-    }
-}
-
 /// `algorithm:hex` of `bytes` (sha256 unless `algorithm` is sha512).
 pub fn digest_of(algorithm: &str, bytes: &[u8]) -> String {
-    let mut hasher = Hasher::new(algorithm);
-    hasher.update(bytes);
-    hasher.finish()
+    match algorithm {
+        "sha512" => crate::image::digest::sha512_digest(bytes),
+        _ => crate::image::sha256_digest(bytes),
+    }
 }
 
-/// A blob's content as it arrives. Reaching the end checks the digest: a mismatch is an
-/// `InvalidData` error carrying [`RegistryError::DigestMismatch`], so a caller that reads to the
-/// end never accepts altered content. A connection that breaks (or ends early) part way is
-/// resumed with `Range: bytes=N-` within the retry budget; the digest covers every byte handed
-/// out, whichever answer it came from.
+/// A blob's content as it arrives, through [`VerifiedBlob`]: reaching the end checks the
+/// digest, and a mismatch is an `InvalidData` error carrying [`RegistryError::DigestMismatch`],
+/// so a caller that reads to the end never accepts altered content; with the descriptor's size,
+/// a registry that sends more fails the read after at most `size + 1` bytes. A connection that
+/// breaks (or ends early) part way is resumed with `Range: bytes=N-` within the retry budget;
+/// the digest covers every byte handed out, whichever answer it came from.
 pub struct BlobReader {
-    inner: ureq::BodyReader<'static>,
-    hasher: Hasher,
+    verified: VerifiedBlob<RegistryBody>,
     expected: String,
     url: String,
     /// What the first answer announced.
     content_length: Option<u64>,
-    /// The descriptor's size: more is refused.
-    size: Option<u64>,
+}
+
+/// The bytes of a blob as the registry sends them, resumed when an answer breaks off.
+struct RegistryBody {
+    inner: ureq::BodyReader<'static>,
+    url: String,
+    /// The whole blob's size, when the descriptor or the registry said.
+    total: Option<u64>,
     /// Bytes handed out so far.
     offset: u64,
     resume: Option<Resume>,
-    /// Set at the end of the content: `Ok` or the digest actually received.
-    outcome: Option<Result<(), String>>,
 }
 
-/// What a [`BlobReader`] needs to ask for the rest of its blob.
+/// What a [`RegistryBody`] needs to ask for the rest of its blob.
 struct Resume {
     client: Client,
     reference: Reference,
@@ -1171,11 +1150,60 @@ impl BlobReader {
         self.content_length
     }
 
-    /// The whole blob's size, when the descriptor or the registry said.
-    fn total(&self) -> Option<u64> {
-        self.size.or(self.content_length)
+    fn error_from_io(&self, error: io::Error) -> RegistryError {
+        match error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<RegistryError>())
+        {
+            Some(RegistryError::DigestMismatch {
+                url,
+                expected,
+                actual,
+            }) => RegistryError::DigestMismatch {
+                url: url.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            },
+            Some(RegistryError::InvalidResponse { url, message }) => {
+                RegistryError::InvalidResponse {
+                    url: url.clone(),
+                    message: message.clone(),
+                }
+            }
+            _ => RegistryError::Transport {
+                method: "GET",
+                url: self.url.clone(),
+                message: format!("reading the blob: {}", sanitise(&error.to_string())),
+                attempts: self
+                    .verified
+                    .inner()
+                    .resume
+                    .as_ref()
+                    .map_or(1, |r| r.retries.attempts()),
+                hint: String::new(),
+            },
+        }
     }
 
+    /// The verifier's fault as the registry error it is, naming the URL.
+    fn registry_fault(&self, fault: &BlobFault) -> io::Error {
+        let error = match fault {
+            BlobFault::Digest { actual, .. } => RegistryError::DigestMismatch {
+                url: self.url.clone(),
+                expected: self.expected.clone(),
+                actual: format!("sha256:{actual}"),
+            },
+            BlobFault::Long { size, .. } => too_large(&self.url, &self.expected, *size, None),
+            BlobFault::Short { .. } => RegistryError::InvalidResponse {
+                url: self.url.clone(),
+                message: fault.to_string(),
+            },
+        };
+        io::Error::new(io::ErrorKind::InvalidData, error)
+    }
+}
+
+impl RegistryBody {
     /// After `error` (or an early end): a new answer from `offset` on, or the error to give up
     /// with.
     fn resume(&mut self, error: io::Error) -> io::Result<()> {
@@ -1241,44 +1269,39 @@ impl BlobReader {
         self.inner = inner;
         Ok(())
     }
+}
 
-    fn error_from_io(&self, error: io::Error) -> RegistryError {
-        match error
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<RegistryError>())
-        {
-            Some(RegistryError::DigestMismatch {
-                url,
-                expected,
-                actual,
-            }) => RegistryError::DigestMismatch {
-                url: url.clone(),
-                expected: expected.clone(),
-                actual: actual.clone(),
-            },
-            Some(RegistryError::InvalidResponse { url, message }) => {
-                RegistryError::InvalidResponse {
-                    url: url.clone(),
-                    message: message.clone(),
-                }
-            }
-            _ => RegistryError::Transport {
-                method: "GET",
-                url: self.url.clone(),
-                message: format!("reading the blob: {}", sanitise(&error.to_string())),
-                attempts: self.resume.as_ref().map_or(1, |r| r.retries.attempts()),
-                hint: String::new(),
-            },
+impl Read for RegistryBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
         }
-    }
-
-    fn finish(&mut self) {
-        let actual = self.hasher.finish();
-        self.outcome = Some(if actual == self.expected {
-            Ok(())
-        } else {
-            Err(actual)
-        });
+        loop {
+            let result = match self.inner.read(buf) {
+                Ok(0) => match self.total {
+                    Some(total) if self.offset < total => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the answer ended after {} of {total} bytes", self.offset),
+                    )),
+                    _ => return Ok(0),
+                },
+                other => other,
+            };
+            match result {
+                Ok(n) => {
+                    self.offset += n as u64;
+                    // Progress: a later cut gets a fresh budget.
+                    if let Some(resume) = self.resume.as_mut() {
+                        if resume.retries.attempts() > 1 {
+                            resume.retries = Retries::new(&resume.client.options);
+                        }
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.resume(e)?,
+            }
+        }
     }
 }
 
@@ -1293,59 +1316,12 @@ impl std::fmt::Debug for BlobReader {
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.outcome.is_none() && !buf.is_empty() {
-            // One byte past the descriptor's size is enough to know the registry sends more.
-            let room = match self.size {
-                Some(size) => usize::try_from(size.saturating_add(1) - self.offset.min(size))
-                    .unwrap_or(usize::MAX)
-                    .min(buf.len()),
-                None => buf.len(),
-            };
-            let result = match self.inner.read(&mut buf[..room]) {
-                Ok(0) => match self.total() {
-                    Some(total) if self.offset < total => Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("the answer ended after {} of {total} bytes", self.offset),
-                    )),
-                    _ => Ok(0),
-                },
-                other => other,
-            };
-            match result {
-                Ok(0) => self.finish(),
-                Ok(n) => {
-                    self.offset += n as u64;
-                    if let Some(size) = self.size.filter(|&size| self.offset > size) {
-                        self.resume = None;
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            too_large(&self.url, &self.expected, size, None),
-                        ));
-                    }
-                    self.hasher.update(&buf[..n]);
-                    // Progress: a later cut gets a fresh budget.
-                    if let Some(resume) = self.resume.as_mut() {
-                        if resume.retries.attempts() > 1 {
-                            resume.retries = Retries::new(&resume.client.options);
-                        }
-                    }
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => self.resume(e)?,
-            }
-        }
-        match &self.outcome {
-            Some(Err(actual)) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                RegistryError::DigestMismatch {
-                    url: self.url.clone(),
-                    expected: self.expected.clone(),
-                    actual: actual.clone(),
-                },
-            )),
-            _ => Ok(0),
-        }
+        self.verified
+            .read(buf)
+            .map_err(|e| match BlobFault::of(&e) {
+                Some(fault) => self.registry_fault(fault),
+                None => e,
+            })
     }
 }
 

@@ -66,22 +66,26 @@ impl ImageSource for RegistryImage {
     fn blob_bytes(&self, digest: &str, max: u64) -> Result<Vec<u8>, SourceError> {
         let what = self.what(digest);
         match self.client.blob_bytes(&self.reference, digest, max) {
-            Err(e) if e.status() == Some(404) => {
-                let manifest = self
-                    .client
-                    .get_manifest(&self.reference.with_digest(digest))
-                    .map_err(|e| e.into_source_error(&what))?;
-                if manifest.bytes.len() as u64 > max {
-                    return Err(SourceError::TooLarge {
-                        what,
-                        size: manifest.bytes.len() as u64,
-                        max,
-                    });
-                }
-                Ok(manifest.bytes)
-            }
+            Err(e) if e.status() == Some(404) => self.manifest_bytes(digest, max),
             result => result.map_err(|e| e.into_source_error(&what)),
         }
+    }
+
+    /// From `/manifests/DIGEST`, digest-checked by the client.
+    fn manifest_bytes(&self, digest: &str, max: u64) -> Result<Vec<u8>, SourceError> {
+        let what = self.what(digest);
+        let manifest = self
+            .client
+            .get_manifest(&self.reference.with_digest(digest))
+            .map_err(|e| e.into_source_error(&what))?;
+        if manifest.bytes.len() as u64 > max {
+            return Err(SourceError::TooLarge {
+                what,
+                size: manifest.bytes.len() as u64,
+                max,
+            });
+        }
+        Ok(manifest.bytes)
     }
 
     fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>, SourceError> {

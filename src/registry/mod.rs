@@ -9,6 +9,7 @@ mod client;
 mod credentials;
 mod error;
 mod image;
+mod layout_push;
 pub mod login;
 mod push;
 mod reference;
@@ -25,6 +26,7 @@ pub use credentials::{
 };
 pub use error::RegistryError;
 pub use image::RegistryImage;
+pub use layout_push::layout_push_plan;
 pub use push::{
     BlobOutcome, BlobSource, ImagePush, PushBlob, PushManifest, PushOptions, PushReport,
     MAX_CHUNK_SIZE,

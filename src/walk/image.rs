@@ -4,15 +4,12 @@
 
 use super::{classify_stream, tar::EntryKind, walk_tar_entries, Found};
 use crate::elf::{self, ElfInfo, Finding};
-use crate::image::{ImageSource, SourceError};
+use crate::image::{
+    resolve, ImageManifest, ImageSource, ReadError, ResolveLimits, SourceError, MAX_DOCUMENT,
+};
 use crate::platform::Platform;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// Largest manifest, index or config accepted.
-const MAX_MANIFEST: u64 = 4 * 1024 * 1024;
-/// Nesting of indexes inside indexes accepted.
-const MAX_DEPTH: usize = 4;
 
 /// Why an image could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -56,11 +53,15 @@ pub struct PlatformContents {
 }
 
 /// A manifest not checked, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Skipped {
-    pub platform: String,
-    pub digest: String,
-    pub reason: String,
+pub type Skipped = crate::image::SkippedManifest;
+
+impl From<ReadError> for ImageError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Source(e) => ImageError::Source(e),
+            ReadError::Invalid { what, message } => ImageError::Manifest { what, message },
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -93,63 +94,6 @@ impl ImageReport {
     pub fn ok(&self) -> bool {
         self.platforms.iter().all(|p| p.findings.is_empty())
     }
-}
-
-#[derive(Deserialize)]
-struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    /// Required of layers: nothing is read past it.
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default)]
-    platform: Option<OciPlatform>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-}
-
-/// A platform as an index descriptor or an image config spells it, before normalisation.
-#[derive(Deserialize, Clone, Debug)]
-pub(crate) struct OciPlatform {
-    #[serde(default)]
-    pub(crate) os: String,
-    #[serde(default)]
-    pub(crate) architecture: String,
-    #[serde(default)]
-    pub(crate) variant: Option<String>,
-}
-
-impl OciPlatform {
-    /// As written (`linux/arm64/v8`), for messages.
-    pub(crate) fn display(&self) -> String {
-        match self.variant.as_deref().filter(|v| !v.is_empty()) {
-            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
-            None => format!("{}/{}", self.os, self.architecture),
-        }
-    }
-
-    /// The platform rcross knows it as, if any.
-    pub(crate) fn parse(&self) -> Option<Platform> {
-        Platform::from_oci(&self.os, &self.architecture, self.variant.as_deref()).ok()
-    }
-}
-
-#[derive(Deserialize)]
-struct Doc {
-    #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-}
-
-fn parse_doc(what: &str, bytes: &[u8]) -> Result<Doc, ImageError> {
-    serde_json::from_slice(bytes).map_err(|e| ImageError::Manifest {
-        what: what.to_string(),
-        message: format!("not a valid manifest or index: {e}"),
-    })
 }
 
 /// Verify every platform of the image (or only `only`) against its own platform.
@@ -195,11 +139,20 @@ pub fn read_image(
     src: &dyn ImageSource,
     only: Option<Platform>,
 ) -> Result<ImageContents, ImageError> {
-    let source = src.describe();
-    let (_media, bytes) = src.root()?;
+    let resolved = resolve(src, ResolveLimits::default())?;
+    let source = resolved.source;
+    let mut skipped = resolved.skipped;
     let mut manifests = Vec::new();
-    let mut skipped = Vec::new();
-    collect_manifests(src, &source, &bytes, None, 0, &mut manifests, &mut skipped)?;
+    for image in resolved.images {
+        match image.platform.to_platform() {
+            Ok(platform) => manifests.push((platform, image)),
+            Err(e) => skipped.push(Skipped {
+                platform: image.platform.display(),
+                digest: image.descriptor.digest,
+                reason: format!("platform not checked: {e}"),
+            }),
+        }
+    }
     if let Some(want) = only {
         let available: Vec<String> = manifests.iter().map(|(p, _)| p.to_string()).collect();
         manifests.retain(|(p, _)| *p == want);
@@ -216,8 +169,25 @@ pub fn read_image(
         }
     }
     let mut platforms = Vec::new();
-    for (platform, digest) in manifests {
-        platforms.push(read_platform(src, &source, platform, &digest)?);
+    for (platform, mut image) in manifests {
+        let manifest = match image.loaded.take() {
+            Some(loaded) => loaded.manifest,
+            None => {
+                let what = format!("{platform} manifest {} in {source}", image.digest());
+                let bytes = src.manifest_bytes(image.digest(), MAX_DOCUMENT)?;
+                ImageManifest::parse(&bytes).map_err(|e| ImageError::Manifest {
+                    what,
+                    message: e.to_string(),
+                })?
+            }
+        };
+        platforms.push(read_platform(
+            src,
+            &source,
+            platform,
+            image.digest(),
+            &manifest,
+        )?);
     }
     Ok(ImageContents {
         source,
@@ -226,140 +196,30 @@ pub fn read_image(
     })
 }
 
-/// Find (platform, manifest digest) pairs under an index or a single manifest.
-fn collect_manifests(
-    src: &dyn ImageSource,
-    what: &str,
-    bytes: &[u8],
-    own_digest: Option<&str>,
-    depth: usize,
-    out: &mut Vec<(Platform, String)>,
-    skipped: &mut Vec<Skipped>,
-) -> Result<(), ImageError> {
-    let doc = parse_doc(what, bytes)?;
-    if let Some(list) = doc.manifests {
-        for d in list {
-            let is_index = d.media_type.contains("index") || d.media_type.contains("manifest.list");
-            if is_index {
-                if depth >= MAX_DEPTH {
-                    return Err(ImageError::Manifest {
-                        what: what.to_string(),
-                        message: format!("indexes nested more than {MAX_DEPTH} deep"),
-                    });
-                }
-                let inner = src.blob_bytes(&d.digest, document_limit(&d))?;
-                let w = format!("index {} in {what}", d.digest);
-                collect_manifests(src, &w, &inner, Some(&d.digest), depth + 1, out, skipped)?;
-                continue;
-            }
-            let attestation = d
-                .annotations
-                .get("vnd.docker.reference.type")
-                .is_some_and(|t| t == "attestation-manifest");
-            match &d.platform {
-                Some(p) if attestation || (p.os == "unknown" && p.architecture == "unknown") => {
-                    skipped.push(Skipped {
-                        platform: p.display(),
-                        digest: d.digest.clone(),
-                        reason: "attestation manifest (no filesystem)".into(),
-                    });
-                }
-                Some(p) => match Platform::from_oci(&p.os, &p.architecture, p.variant.as_deref()) {
-                    Ok(plat) => out.push((plat, d.digest.clone())),
-                    Err(e) => skipped.push(Skipped {
-                        platform: p.display(),
-                        digest: d.digest.clone(),
-                        reason: format!("platform not checked: {e}"),
-                    }),
-                },
-                None => {
-                    // No platform in the descriptor: the manifest's config says.
-                    let m = src.blob_bytes(&d.digest, document_limit(&d))?;
-                    let w = format!("manifest {} in {what}", d.digest);
-                    collect_manifests(src, &w, &m, Some(&d.digest), depth + 1, out, skipped)?;
-                }
-            }
-        }
-        return Ok(());
-    }
-    if doc.layers.is_some() {
-        // A single manifest: its platform comes from its config.
-        let digest = match own_digest {
-            Some(d) => d.to_string(),
-            None => format!("sha256:{}", sha256_hex(bytes)),
-        };
-        let Some(config) = doc.config else {
-            return Err(ImageError::Manifest {
-                what: what.to_string(),
-                message: "manifest without config".into(),
-            });
-        };
-        let cfg = src.blob_bytes(&config.digest, document_limit(&config))?;
-        let p: OciPlatform = serde_json::from_slice(&cfg).map_err(|e| ImageError::Manifest {
-            what: format!("config {} in {what}", config.digest),
-            message: e.to_string(),
-        })?;
-        match Platform::from_oci(&p.os, &p.architecture, p.variant.as_deref()) {
-            Ok(plat) => out.push((plat, digest)),
-            Err(e) => skipped.push(Skipped {
-                platform: p.display(),
-                digest,
-                reason: format!("platform not checked: {e}"),
-            }),
-        }
-        return Ok(());
-    }
-    Err(ImageError::Manifest {
-        what: what.to_string(),
-        message: "neither an index (no \"manifests\") nor a manifest (no \"layers\")".into(),
-    })
-}
-
-/// The most bytes read for a manifest or config: its descriptor's size, within the limit for
-/// documents.
-fn document_limit(descriptor: &Descriptor) -> u64 {
-    descriptor.size.unwrap_or(MAX_MANIFEST).min(MAX_MANIFEST)
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn read_platform(
     src: &dyn ImageSource,
     source: &str,
     platform: Platform,
     digest: &str,
+    manifest: &ImageManifest,
 ) -> Result<PlatformContents, ImageError> {
-    let bytes = src.blob_bytes(digest, MAX_MANIFEST)?;
     let what = format!("{platform} manifest {digest} in {source}");
-    let doc = parse_doc(&what, &bytes)?;
-    let Some(layers) = doc.layers else {
-        return Err(ImageError::Manifest {
-            what,
-            message: "no \"layers\"".into(),
-        });
-    };
     let mut files = BTreeMap::new();
     let mut entries = 0u64;
-    for layer in &layers {
+    for layer in &manifest.layers {
         if layer.media_type.contains("encrypted") {
             return Err(ImageError::Manifest {
                 what: format!("layer {} of {what}", layer.digest),
                 message: format!("media type {} cannot be read", layer.media_type),
             });
         }
-        let Some(size) = layer.size else {
+        if layer.size == 0 {
             return Err(ImageError::Manifest {
                 what: format!("layer {} of {what}", layer.digest),
                 message: "the descriptor has no size; a layer is read only up to its size".into(),
             });
-        };
-        let reader = src.open_blob_sized(&layer.digest, size)?;
+        }
+        let reader = src.open_blob_sized(&layer.digest, layer.size)?;
         entries += apply_layer(reader, &mut files).map_err(|error| ImageError::Layer {
             source_name: source.to_string(),
             platform: platform.to_string(),
@@ -370,7 +230,7 @@ fn read_platform(
     Ok(PlatformContents {
         platform,
         manifest: digest.to_string(),
-        layers: layers.len(),
+        layers: manifest.layers.len(),
         entries,
         files,
     })

@@ -2,11 +2,10 @@
 //! layouts. Each one reports what it finds at every path to a visitor; none prints.
 
 pub mod image;
-pub mod oci;
 pub mod tar;
 
+pub use crate::image::layout::OciLayout;
 pub use image::{read_image, verify_image, ImageContents, ImageError, ImageReport, PlatformReport};
-pub use oci::OciLayout;
 
 use crate::elf::{self, ElfError, ElfInfo, FileSource, ReadAt};
 use std::fs::{self, File};

@@ -1,15 +1,22 @@
-//! An OCI image layout directory (`oci-layout`, `index.json`, `blobs/ALG/HEX`) as an
-//! [`ImageSource`]. Blobs are checked against their sha256 digests: small ones when read, layers
-//! when their stream reaches its end. Other digest algorithms are refused, never read unchecked.
+//! An OCI image layout directory (`oci-layout`, `index.json`, `blobs/ALG/HEX`) read as an
+//! [`ImageSource`], and the `rcross-remote-blobs.json` note in which `rcross build --push` lists
+//! the layers it reused from a registry instead of storing them (the writer, [`crate::oci`],
+//! keeps the note; readers ask it where a missing blob is). Blobs are checked against their
+//! sha256 digests through [`VerifiedBlob`]; other digest algorithms are refused, never read
+//! unchecked.
 
-use crate::image::{ImageSource, SourceError};
-use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
+use super::model::{ImageIndex, MEDIA_TYPE_OCI_INDEX};
+use super::{require_sha256, ImageSource, SourceError, VerifiedBlob};
+
 /// Media type of an OCI image index.
-pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+pub const INDEX_MEDIA_TYPE: &str = MEDIA_TYPE_OCI_INDEX;
 /// Largest index.json accepted.
 const MAX_INDEX: u64 = 8 * 1024 * 1024;
 
@@ -24,11 +31,10 @@ impl OciLayout {
     /// Open `dir`; with `reference`, the manifest whose `org.opencontainers.image.ref.name`
     /// annotation has that value is the root instead of the whole index.
     pub fn open(dir: &Path, reference: Option<&str>) -> Result<Self, SourceError> {
-        let what = dir.display().to_string();
         let layout = dir.join("oci-layout");
         let text = fs::read_to_string(&layout).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => SourceError::Invalid {
-                what: what.clone(),
+                what: dir.display().to_string(),
                 message: "not an OCI image layout (no oci-layout file); create one with `skopeo copy ... oci:DIR` or `docker buildx build --output type=oci,tar=false,dest=DIR`".into(),
             },
             _ => SourceError::Io {
@@ -72,7 +78,8 @@ impl OciLayout {
         self.reference.as_deref()
     }
 
-    fn blob_path(&self, digest: &str) -> Result<PathBuf, SourceError> {
+    /// Where blob `digest` is stored (whether or not it is there).
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, SourceError> {
         let bad = || SourceError::Invalid {
             what: format!("digest {digest:?}"),
             message: "not ALGORITHM:HEX".into(),
@@ -98,10 +105,10 @@ impl OciLayout {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // A layer `rcross build --push` reused from a registry is not stored here on
                 // purpose: say where it is and how to get a complete layout.
-                if crate::oci::remote_blob_source(&self.dir, digest).is_some() {
+                if remote_blob_source(&self.dir, digest).is_some() {
                     return Err(SourceError::Invalid {
                         what,
-                        message: crate::oci::missing_blob_message(&self.dir, digest),
+                        message: missing_blob_message(&self.dir, digest),
                     });
                 }
                 Err(SourceError::NotFound { what })
@@ -115,14 +122,6 @@ impl OciLayout {
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl ImageSource for OciLayout {
     fn describe(&self) -> String {
         match &self.reference {
@@ -134,12 +133,11 @@ impl ImageSource for OciLayout {
     fn root(&self) -> Result<(String, Vec<u8>), SourceError> {
         let path = self.dir.join("index.json");
         let what = path.display().to_string();
-        let size = fs::metadata(&path)
-            .map_err(|e| SourceError::Io {
-                what: what.clone(),
-                source: e,
-            })?
-            .len();
+        let io_error = |e| SourceError::Io {
+            what: what.clone(),
+            source: e,
+        };
+        let size = fs::metadata(&path).map_err(io_error)?.len();
         if size > MAX_INDEX {
             return Err(SourceError::TooLarge {
                 what,
@@ -147,36 +145,29 @@ impl ImageSource for OciLayout {
                 max: MAX_INDEX,
             });
         }
-        let bytes = fs::read(&path).map_err(|e| SourceError::Io {
-            what: what.clone(),
-            source: e,
-        })?;
+        let bytes = fs::read(&path).map_err(io_error)?;
         let Some(reference) = &self.reference else {
             return Ok((INDEX_MEDIA_TYPE.to_string(), bytes));
         };
-        let index: serde_json::Value =
+        let index: ImageIndex =
             serde_json::from_slice(&bytes).map_err(|e| SourceError::Invalid {
                 what: what.clone(),
                 message: e.to_string(),
             })?;
-        let found = index["manifests"].as_array().and_then(|m| {
-            m.iter().find(|d| {
-                d["annotations"]["org.opencontainers.image.ref.name"].as_str()
-                    == Some(reference.as_str())
-            })
-        });
-        let Some(desc) = found else {
+        let Some(desc) = index
+            .manifests
+            .into_iter()
+            .find(|d| d.ref_name() == Some(reference.as_str()))
+        else {
             return Err(SourceError::NotFound {
                 what: format!("reference {reference:?} in {what}"),
             });
         };
-        let digest = desc["digest"].as_str().unwrap_or_default();
-        let media = desc["mediaType"].as_str().unwrap_or_default().to_string();
-        Ok((media, self.blob_bytes(digest, MAX_INDEX)?))
+        Ok((desc.media_type, self.blob_bytes(&desc.digest, MAX_INDEX)?))
     }
 
     fn blob_bytes(&self, digest: &str, max: u64) -> Result<Vec<u8>, SourceError> {
-        crate::image::require_sha256(&self.describe(), digest)?;
+        require_sha256(&self.describe(), digest)?;
         let (file, what) = self.open_blob_file(digest)?;
         let size = file
             .metadata()
@@ -189,68 +180,87 @@ impl ImageSource for OciLayout {
             return Err(SourceError::TooLarge { what, size, max });
         }
         let mut data = Vec::with_capacity(size as usize);
-        file.take(max)
+        VerifiedBlob::new(file, digest, Some(size))
             .read_to_end(&mut data)
-            .map_err(|e| SourceError::Io {
-                what: what.clone(),
-                source: e,
+            .map_err(|e| match super::BlobFault::of(&e) {
+                Some(super::BlobFault::Digest { actual, .. }) => SourceError::Invalid {
+                    what: what.clone(),
+                    message: format!("content has digest sha256:{actual}: the layout is damaged"),
+                },
+                Some(fault) => SourceError::Invalid {
+                    what: what.clone(),
+                    message: format!("{fault}: the layout is damaged"),
+                },
+                None => SourceError::Io {
+                    what: what.clone(),
+                    source: e,
+                },
             })?;
-        let want = digest.strip_prefix("sha256:").unwrap_or_default();
-        let got = sha256_hex(&data);
-        if got != want.to_ascii_lowercase() {
-            return Err(SourceError::Invalid {
-                what,
-                message: format!("content has digest sha256:{got}: the layout is damaged"),
-            });
-        }
         Ok(data)
     }
 
-    /// Verified against its sha256 digest at the end of the stream; other algorithms are
-    /// refused rather than read unverified.
+    /// The stored bytes, unverified; [`ImageSource::open_blob_sized`] verifies them.
     fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>, SourceError> {
-        crate::image::require_sha256(&self.describe(), digest)?;
-        let (file, what) = self.open_blob_file(digest)?;
-        Ok(Box::new(Verified {
-            inner: file,
-            hasher: Sha256::new(),
-            want: digest
-                .strip_prefix("sha256:")
-                .unwrap_or_default()
-                .to_ascii_lowercase(),
-            what,
-            done: false,
-        }))
+        require_sha256(&self.describe(), digest)?;
+        let (file, _) = self.open_blob_file(digest)?;
+        Ok(Box::new(file))
     }
 }
 
-/// A reader that fails at its end when the bytes read do not have the expected sha256.
-struct Verified<R> {
-    inner: R,
-    hasher: Sha256,
-    want: String,
-    what: String,
-    done: bool,
+/// Lists the layer blobs `rcross build --push` reused from a registry without storing them in
+/// the layout. Not part of the OCI layout spec; other tools ignore it, and `oci-archive` output
+/// never includes it.
+pub const REMOTE_BLOBS_FILE: &str = "rcross-remote-blobs.json";
+/// Largest remote-blob list read back.
+const MAX_REMOTE_NOTE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The content of [`REMOTE_BLOBS_FILE`]: digest → the repository (`REGISTRY/REPO`) that has it.
+#[derive(Debug, Serialize, Deserialize, Default)]
+pub struct RemoteBlobs {
+    #[serde(default)]
+    pub blobs: BTreeMap<String, String>,
 }
 
-impl<R: Read> Read for Verified<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            self.hasher.update(&buf[..n]);
-        } else if !buf.is_empty() && !self.done {
-            self.done = true;
-            let got = hex(&self.hasher.clone().finalize());
-            if got != self.want {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{} has digest sha256:{got}: the layout is damaged",
-                        self.what
-                    ),
-                ));
-            }
+impl RemoteBlobs {
+    /// The note of the layout at `dir`; empty when there is none or it cannot be read.
+    pub fn read(dir: &Path) -> RemoteBlobs {
+        let Ok(file) = std::fs::File::open(dir.join(REMOTE_BLOBS_FILE)) else {
+            return RemoteBlobs::default();
+        };
+        let mut bytes = Vec::new();
+        if file
+            .take(MAX_REMOTE_NOTE_BYTES)
+            .read_to_end(&mut bytes)
+            .is_err()
+        {
+            return RemoteBlobs::default();
         }
-        Ok(n)
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+}
+
+/// The repository (`REGISTRY/REPO`) that the layout at `dir` says holds blob `digest`, when the
+/// blob was deliberately not stored there (reused from a registry by `rcross build --push`).
+pub fn remote_blob_source(dir: &Path, digest: &str) -> Option<String> {
+    RemoteBlobs::read(dir).blobs.remove(digest)
+}
+
+/// What to say (after "blob DIGEST: ") about blob `digest`, which is not in the layout at
+/// `dir`: where it is and how to get a complete layout, when `rcross build --push` left it out
+/// on purpose; else that the layout is incomplete.
+pub fn missing_blob_message(dir: &Path, digest: &str) -> String {
+    match remote_blob_source(dir, digest) {
+        Some(repository) => format!(
+            "not stored in this layout: `rcross build --push` reused it from \
+             {repository}, which has it, instead of compressing it again (listed in \
+             {REMOTE_BLOBS_FILE}). `rcross push` of this layout fetches it from there; to get a \
+             complete layout, build with --output oci:DIR (reused blobs are then downloaded), or \
+             copy the pushed image: skopeo copy --all docker://{repository}:TAG oci:DIR"
+        ),
+        None => format!(
+            "missing from the layout (no blobs/sha256/{}); the layout is incomplete: write it \
+             again (rcross build --output oci:DIR) or copy the image into it again",
+            digest.strip_prefix("sha256:").unwrap_or(digest)
+        ),
     }
 }
