@@ -31,18 +31,10 @@
 use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 
-use serde::Deserialize;
-
-use crate::oci::{
-    self, Compression, Layer, LayerEntry, LayerOptions, OciError, OciLayout, MEDIA_TYPE_LAYER_GZIP,
-};
-use crate::registry::{
-    Client, Reference, RegistryError, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST,
-    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
-};
-
-/// Largest manifest, index or config read while building the map.
-const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
+use crate::image::model::oci_layer_media_type;
+use crate::image::{self, ReadError, ResolveLimits, SourceError, MAX_DOCUMENT};
+use crate::oci::{self, Compression, Layer, LayerEntry, LayerOptions, OciError, OciLayout};
+use crate::registry::{Client, Reference, RegistryImage};
 /// Image manifests read per reference (an index's platforms, nested indexes included).
 const MAX_MANIFESTS: usize = 64;
 /// Layers taken per reference, all manifests together.
@@ -51,7 +43,6 @@ const MAX_LAYERS: usize = 4096;
 const MAX_DEPTH: usize = 2;
 /// Largest layer size believed (1 TiB): anything larger is a broken descriptor.
 const MAX_LAYER_SIZE: u64 = 1 << 40;
-const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// An image whose layers may be reused.
 #[derive(Debug, Clone)]
@@ -180,40 +171,21 @@ pub fn gather(client: &Client, sources: &[ReuseSource], compression: Compression
 enum Unusable {
     /// The tag (or repository) does not exist.
     Missing,
-    Registry(RegistryError),
+    /// The registry could not be read; what it said.
+    Registry(String),
     /// Its documents are malformed or inconsistent.
     Invalid(String),
 }
 
-#[derive(Deserialize)]
-struct Doc {
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<Vec<Desc>>,
-    #[serde(default)]
-    config: Option<Desc>,
-    #[serde(default)]
-    layers: Option<Vec<Desc>>,
-}
-
-#[derive(Deserialize)]
-struct Desc {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    #[serde(default)]
-    size: u64,
-}
-
-#[derive(Deserialize)]
-struct ConfigDoc {
-    rootfs: RootFs,
-}
-
-#[derive(Deserialize)]
-struct RootFs {
-    diff_ids: Vec<String>,
+impl From<ReadError> for Unusable {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Source(SourceError::Transport { .. } | SourceError::Io { .. }) => {
+                Unusable::Registry(e.to_string())
+            }
+            e => Unusable::Invalid(e.to_string()),
+        }
+    }
 }
 
 fn is_sha256(digest: &str) -> bool {
@@ -222,44 +194,38 @@ fn is_sha256(digest: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, Unusable> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Unusable::Invalid(format!("{what} is not valid: {e}")))
-}
-
-/// The (diff_id, blob) pairs of one reference's image(s) whose layers have `compression`.
+/// The (diff_id, blob) pairs of one reference's image(s) whose layers have `compression`: the
+/// image resolved as every reader resolves images, each platform's manifest and config read.
 fn read_source(
     client: &Client,
     reference: &Reference,
     compression: Compression,
 ) -> Result<Vec<(String, Known)>, Unusable> {
-    let root = client
-        .get_manifest(reference)
-        .map_err(|e| match e.status() {
-            Some(404) => Unusable::Missing,
-            _ => Unusable::Registry(e),
-        })?;
+    let image = RegistryImage::new(client.clone(), reference.clone());
+    // The root first, to tell a tag that does not exist (yet) from a registry that fails.
+    image.root_manifest().map_err(|e| match e.status() {
+        Some(404) => Unusable::Missing,
+        _ => Unusable::Registry(e.to_string()),
+    })?;
+    let limits = ResolveLimits {
+        max_depth: MAX_DEPTH,
+        max_manifests: MAX_MANIFESTS,
+    };
+    let resolved = image::resolve(&image, limits)?;
     let mut repository = reference.clone();
     repository.tag = None;
     repository.digest = None;
-    let mut manifests = Vec::new();
-    collect(
-        client,
-        reference,
-        "its manifest",
-        &root.bytes,
-        0,
-        &mut manifests,
-    )?;
     let wanted = compression.media_type();
     let mut out = Vec::new();
-    for (digest, bytes) in manifests {
-        let doc: Doc = parse(&format!("manifest {digest}"), &bytes)?;
-        let (Some(config), Some(layers)) = (doc.config, doc.layers) else {
+    for mut manifest in resolved.images {
+        let digest = manifest.digest().to_string();
+        if !is_sha256(&digest) {
             return Err(Unusable::Invalid(format!(
-                "manifest {digest} has no config or no layers"
+                "manifest {digest:?} is not named by a sha256 digest"
             )));
-        };
+        }
+        let loaded = manifest.take_loaded(&image)?;
+        let (config, layers) = (loaded.manifest.config, loaded.manifest.layers);
         if !is_sha256(&config.digest) || config.size > MAX_DOCUMENT {
             return Err(Unusable::Invalid(format!(
                 "manifest {digest}: config descriptor {:?} ({} bytes) is not a sha256 digest of \
@@ -267,19 +233,7 @@ fn read_source(
                 config.digest, config.size
             )));
         }
-        let config_bytes = client
-            .blob_bytes(reference, &config.digest, config.size)
-            .map_err(Unusable::Registry)?;
-        if config_bytes.len() as u64 != config.size {
-            return Err(Unusable::Invalid(format!(
-                "config {} is {} bytes, manifest {digest} says {}",
-                config.digest,
-                config_bytes.len(),
-                config.size
-            )));
-        }
-        let config_doc: ConfigDoc = parse(&format!("config {}", config.digest), &config_bytes)?;
-        let diff_ids = config_doc.rootfs.diff_ids;
+        let diff_ids = loaded.config.diff_ids();
         if diff_ids.len() != layers.len() {
             return Err(Unusable::Invalid(format!(
                 "manifest {digest} has {} layers but its config {} lists {} diff_ids",
@@ -294,7 +248,7 @@ fn read_source(
             )));
         }
         for (layer, diff_id) in layers.into_iter().zip(diff_ids) {
-            if !is_sha256(&layer.digest) || !is_sha256(&diff_id) {
+            if !is_sha256(&layer.digest) || !is_sha256(diff_id) {
                 return Err(Unusable::Invalid(format!(
                     "manifest {digest}: layer {:?} or its diff_id {diff_id:?} is not a sha256 \
                      digest",
@@ -307,17 +261,14 @@ fn read_source(
                     layer.digest, layer.size
                 )));
             }
-            let media_type = match layer.media_type.as_str() {
-                DOCKER_LAYER_GZIP => MEDIA_TYPE_LAYER_GZIP,
-                other => other,
-            };
-            if media_type != wanted {
+            // Docker's gzip layers are the same bytes under their OCI name.
+            if oci_layer_media_type(&layer.media_type) != Some(wanted) {
                 continue;
             }
             out.push((
-                diff_id,
+                diff_id.clone(),
                 Known {
-                    media_type: media_type.to_string(),
+                    media_type: wanted.to_string(),
                     digest: layer.digest,
                     size: layer.size,
                     from: repository.clone(),
@@ -326,74 +277,6 @@ fn read_source(
         }
     }
     Ok(out)
-}
-
-/// Every image manifest (digest, bytes) reachable from `bytes` (an index or a manifest).
-fn collect(
-    client: &Client,
-    reference: &Reference,
-    what: &str,
-    bytes: &[u8],
-    depth: usize,
-    out: &mut Vec<(String, Vec<u8>)>,
-) -> Result<(), Unusable> {
-    let doc: Doc = parse(what, bytes)?;
-    let Some(manifests) = doc.manifests else {
-        if doc.config.is_none() {
-            return Err(Unusable::Invalid(format!(
-                "{what} is neither an image index nor an image manifest ({})",
-                doc.media_type.as_deref().unwrap_or("no mediaType")
-            )));
-        }
-        out.push((oci::sha256_digest(bytes), bytes.to_vec()));
-        return Ok(());
-    };
-    for d in manifests {
-        let nested = matches!(
-            d.media_type.as_str(),
-            MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_MANIFEST_LIST
-        );
-        if !nested
-            && !matches!(
-                d.media_type.as_str(),
-                MEDIA_TYPE_OCI_MANIFEST | MEDIA_TYPE_DOCKER_MANIFEST
-            )
-        {
-            continue; // artifacts, signatures: no layers to reuse
-        }
-        if !is_sha256(&d.digest) || d.size > MAX_DOCUMENT {
-            return Err(Unusable::Invalid(format!(
-                "{what} lists {:?} ({} bytes), not a sha256 digest of at most {MAX_DOCUMENT} bytes",
-                d.digest, d.size
-            )));
-        }
-        if out.len() >= MAX_MANIFESTS {
-            return Err(Unusable::Invalid(format!(
-                "more than {MAX_MANIFESTS} image manifests"
-            )));
-        }
-        let manifest = client
-            .get_manifest(&reference.with_digest(&d.digest))
-            .map_err(Unusable::Registry)?;
-        if nested {
-            if depth >= MAX_DEPTH {
-                return Err(Unusable::Invalid(format!(
-                    "{what}: indexes nested too deeply"
-                )));
-            }
-            collect(
-                client,
-                reference,
-                &format!("index {}", d.digest),
-                &manifest.bytes,
-                depth + 1,
-                out,
-            )?;
-        } else {
-            out.push((d.digest, manifest.bytes));
-        }
-    }
-    Ok(())
 }
 
 /// How reused layers are handled while the image is assembled.

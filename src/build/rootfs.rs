@@ -26,11 +26,10 @@
 //! is renamed into place, so a root in the cache is always whole; a concurrent unpack of the
 //! same manifest loses the rename and uses the winner's.
 
-use crate::image::{ImageSource, SourceError};
+use crate::image::{BlobFault, ImageSource, SourceError};
 use crate::oci::Layer;
 use crate::walk::tar::{self, Entry, EntryKind};
 use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufReader, Read};
@@ -146,30 +145,15 @@ fn compression_of(media_type: &str) -> Option<Compression> {
     }
 }
 
-/// Reads a blob, hashing and counting what passes.
-struct Hashing<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-    count: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let data = buf.get(..n).unwrap_or_default();
-        self.hasher.update(data);
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-impl<R> Hashing<R> {
-    fn hex(self) -> String {
-        self.hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+/// What to say of a blob that could not be read to its end.
+fn blob_failure(e: &io::Error) -> String {
+    match BlobFault::of(e) {
+        Some(BlobFault::Digest { actual, .. }) => format!(
+            "the blob's content has digest sha256:{actual}; it is damaged or was replaced: \
+             fetch the image again"
+        ),
+        Some(fault) => format!("{fault}; it is damaged or truncated"),
+        None => format!("the blob cannot be read: {e}; it is damaged or was replaced"),
     }
 }
 
@@ -279,24 +263,19 @@ impl Unpacker<'_> {
             source: e,
         };
         crate::image::require_sha256(&source.describe(), digest).map_err(source_error)?;
-        let want = digest.split_once(':').map_or("", |(_, hex)| hex);
-        let hasher = sha2::Sha256::new();
-        // Sized: a blob longer than its descriptor says fails instead of being read on.
-        let blob = source
+        // Verified: a blob longer or shorter than its descriptor says, or whose content does
+        // not hash to its digest, fails the read (the source's one verifying reader hashes it;
+        // nothing here hashes it again).
+        let mut blob = source
             .open_blob_sized(digest, layer.size)
             .map_err(source_error)?;
-        let mut hashed = Hashing {
-            inner: blob,
-            hasher,
-            count: 0,
-        };
         let mut state = LayerState {
             digest: digest.to_string(),
             unpacked: HashSet::new(),
         };
         let mut failure: Option<RootfsError> = None;
-        let result = {
-            let mut br = BufReader::with_capacity(256 * 1024, &mut hashed);
+        let (result, drained) = {
+            let mut br = BufReader::with_capacity(256 * 1024, &mut blob);
             let mut visit = |entry: &Entry, content: &mut dyn Read| -> io::Result<()> {
                 match self.entry(&mut state, entry, content) {
                     Ok(()) => Ok(()),
@@ -316,41 +295,20 @@ impl Unpacker<'_> {
                     Err(source) => Err(tar::TarError::Io { offset: 0, source }),
                 },
             };
-            // The rest of the blob (compression trailers, padding) counts for the digest.
-            let drained = io::copy(&mut br, &mut io::sink());
-            r.and_then(|n| {
-                drained
-                    .map(|_| n)
-                    .map_err(|source| tar::TarError::Io { offset: 0, source })
-            })
+            // The rest of the blob (compression trailers, padding) counts for the digest, and
+            // a damaged blob explains whatever the tar reader made of it.
+            (r, io::copy(&mut br, &mut io::sink()))
         };
         if let Some(e) = failure {
             return Err(e);
         }
-        let count = hashed.count;
-        let got = hashed.hex();
-        let complete = layer.size == 0 || count == layer.size;
-        if complete && got != want.to_ascii_lowercase() {
-            return Err(self.layer_err(
-                digest,
-                format!(
-                    "the blob's content has digest sha256:{got}; it is damaged or was \
-                     replaced: fetch the image again"
-                ),
-            ));
+        if let Err(e) = drained {
+            return Err(self.layer_err(digest, blob_failure(&e)));
         }
         match result {
             Err(e) => Err(self.layer_err(
                 digest,
                 format!("not a readable tar layer: {e}; the blob is damaged or not a layer"),
-            )),
-            Ok(_) if !complete => Err(self.layer_err(
-                digest,
-                format!(
-                    "the blob is {count} bytes but the manifest says {}; it is damaged or \
-                     truncated",
-                    layer.size
-                ),
             )),
             Ok(n) => {
                 self.stats.entries += n;

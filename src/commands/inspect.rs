@@ -1,17 +1,13 @@
-//! `rcross inspect REF|oci:DIR`: the index, its platforms, digests and sizes, and the
-//! verification verdict per platform.
+//! `rcross inspect REF|oci:DIR`: the index, its platforms (nested indexes descended, attestations
+//! listed as skipped), digests and sizes, and the verification verdict per platform.
 
 use super::verify::{image_failure, open_image};
 use crate::cli::InspectArgs;
 use crate::elf::Finding;
-use crate::exit::{self, Failure};
-use crate::image::ImageSource;
+use crate::exit;
+use crate::image::{self, ImageSource, PlatformImage, ReadError, ResolveLimits, SkippedManifest};
 use crate::walk;
 use serde::Serialize;
-use serde_json::Value;
-
-/// Manifests and configs are small; refuse anything larger than this.
-const MAX_DOCUMENT: u64 = 4 << 20;
 
 #[derive(Debug, Serialize)]
 struct LayerInfo {
@@ -47,113 +43,55 @@ struct Inspection {
     digest: String,
     size: u64,
     manifests: Vec<ManifestInfo>,
+    /// Attestations and other manifests that are not images of a platform.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<SkippedManifest>,
     ok: bool,
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(bytes);
-    format!(
-        "sha256:{}",
-        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
-
-fn bad(src: &dyn ImageSource, what: &str, msg: impl std::fmt::Display) -> Failure {
-    Failure::check(anyhow::anyhow!("{}: {what}: {msg}", src.describe()))
-}
-
-fn parse(src: &dyn ImageSource, what: &str, bytes: &[u8]) -> exit::Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| bad(src, what, format!("not JSON: {e}")))
-}
-
-fn platform_string(p: &Value) -> String {
-    let mut s = format!(
-        "{}/{}",
-        p["os"].as_str().unwrap_or("unknown"),
-        p["architecture"].as_str().unwrap_or("unknown")
-    );
-    if let Some(v) = p["variant"].as_str() {
-        s.push('/');
-        s.push_str(v);
-    }
-    s
-}
-
+/// One image manifest of the source: its platform as written, digest, size, config, layers.
 fn manifest_info(
     src: &dyn ImageSource,
-    digest: &str,
-    size: u64,
-    platform: Option<String>,
-    bytes: &[u8],
-) -> exit::Result<ManifestInfo> {
-    let m = parse(src, digest, bytes)?;
-    let layers: Vec<LayerInfo> = m["layers"]
-        .as_array()
-        .map(|ls| {
-            ls.iter()
-                .map(|l| LayerInfo {
-                    digest: l["digest"].as_str().unwrap_or("").to_string(),
-                    size: l["size"].as_u64().unwrap_or(0),
-                    media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
-                })
-                .collect()
+    mut image: PlatformImage,
+) -> Result<ManifestInfo, ReadError> {
+    let loaded = image.take_loaded(src)?;
+    let layers: Vec<LayerInfo> = loaded
+        .manifest
+        .layers
+        .iter()
+        .map(|l| LayerInfo {
+            digest: l.digest.clone(),
+            size: l.size,
+            media_type: l.media_type.clone(),
         })
-        .unwrap_or_default();
-    let config = m["config"]["digest"].as_str().map(str::to_string);
-    let platform = match (platform, &config) {
-        (Some(p), _) => p,
-        (None, Some(c)) => {
-            let cfg = src
-                .blob_bytes(c, MAX_DOCUMENT)
-                .map_err(|e| bad(src, c, e))?;
-            platform_string(&parse(src, c, &cfg)?)
-        }
-        (None, None) => "unknown/unknown".into(),
+        .collect();
+    let size = match image.descriptor.size {
+        0 => loaded.bytes.len() as u64,
+        size => size,
     };
     Ok(ManifestInfo {
-        platform,
-        digest: digest.to_string(),
+        platform: image.platform.display(),
+        digest: image.descriptor.digest,
         size,
         layers_size: layers.iter().map(|l| l.size).sum(),
         layers,
-        config,
+        config: Some(loaded.manifest.config.digest),
         verification: None,
     })
 }
 
 pub fn run(args: InspectArgs, json: bool) -> exit::Result<u8> {
     let src = open_image(&args.target)?;
-    let (media_type, root) = src
-        .root()
-        .map_err(|e| image_failure(walk::ImageError::Source(e)))?;
-    let digest = sha256(&root);
-    let doc = parse(src.as_ref(), "root", &root)?;
-    let mut manifests = Vec::new();
-    if let Some(list) = doc["manifests"].as_array() {
-        for d in list {
-            let md = d["digest"].as_str().unwrap_or("").to_string();
-            let bytes = src
-                .blob_bytes(&md, MAX_DOCUMENT)
-                .map_err(|e| bad(src.as_ref(), &md, e))?;
-            let platform = d.get("platform").map(platform_string);
-            manifests.push(manifest_info(
-                src.as_ref(),
-                &md,
-                d["size"].as_u64().unwrap_or(bytes.len() as u64),
-                platform,
-                &bytes,
-            )?);
-        }
-    } else {
-        manifests.push(manifest_info(
-            src.as_ref(),
-            &digest,
-            root.len() as u64,
-            None,
-            &root,
-        )?);
-    }
+    // The same walk `verify` makes: nested indexes are descended, attestations skipped.
+    let resolved = image::resolve(src.as_ref(), ResolveLimits::default())
+        .map_err(|e| image_failure(e.into()))?;
+    let root = resolved.root;
+    let mut manifests = resolved
+        .images
+        .into_iter()
+        .map(|i| manifest_info(src.as_ref(), i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| image_failure(e.into()))?;
     let mut ok = true;
     if !args.no_verify {
         let report = walk::verify_image(src.as_ref(), None).map_err(image_failure)?;
@@ -169,11 +107,12 @@ pub fn run(args: InspectArgs, json: bool) -> exit::Result<u8> {
         }
     }
     let out = Inspection {
-        source: src.describe(),
-        media_type,
-        digest,
-        size: root.len() as u64,
+        source: resolved.source,
+        media_type: root.media_type,
+        digest: root.digest,
+        size: root.bytes.len() as u64,
         manifests,
+        skipped: resolved.skipped,
         ok,
     };
     if json {
@@ -220,5 +159,8 @@ fn print_text(i: &Inspection) {
                 println!("      {}: {}", f.path, f.message);
             }
         }
+    }
+    for s in &i.skipped {
+        println!("  {:<16} {}  skipped: {}", s.platform, s.digest, s.reason);
     }
 }

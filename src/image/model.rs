@@ -193,7 +193,7 @@ pub enum DocumentError {
     Json(String),
     #[error("neither an image index nor an image manifest ({0})")]
     NotImage(String),
-    #[error("not a valid {what}: {message}")]
+    #[error("{what} is not valid: {message}")]
     Invalid { what: &'static str, message: String },
 }
 
@@ -391,7 +391,7 @@ mod tests {
             Err(DocumentError::Json(_))
         ));
         let e = Document::parse(br#"{"manifests":5}"#).unwrap_err();
-        assert!(e.to_string().contains("image index"), "{e}");
+        assert!(e.to_string().contains("image index is not valid"), "{e}");
         let big = vec![b' '; MAX_DOCUMENT as usize + 1];
         assert!(matches!(
             Document::parse(&big),
