@@ -11,7 +11,7 @@
 //! - `tmp/` entries being written; each is renamed into `entries/` only when complete.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use crate::image::digest::{sha256_hex, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -133,10 +133,6 @@ fn ns(secs: i64, nsec: i64) -> i128 {
     secs as i128 * 1_000_000_000 + nsec as i128
 }
 
-fn hex(d: impl AsRef<[u8]>) -> String {
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn hash_file(path: &Path) -> Result<String, CacheError> {
     let mut f = std::fs::File::open(path).map_err(io("read", path))?;
     let mut h = Sha256::new();
@@ -148,12 +144,12 @@ fn hash_file(path: &Path) -> Result<String, CacheError> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(h.finalize()))
+    Ok(h.hex())
 }
 
 /// A length-prefixed field, so no two different sequences of fields hash alike.
 fn field(h: &mut Sha256, bytes: &[u8]) {
-    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(&(bytes.len() as u64).to_le_bytes());
     h.update(bytes);
 }
 
@@ -285,7 +281,7 @@ fn tree_digest(
         // Depth first in name order: push in reverse so the smallest name comes off first.
         stack.extend(subdirs.into_iter().rev());
     }
-    Ok((format!("sha256:{}", hex(h.finalize())), bytes))
+    Ok((format!("sha256:{}", h.hex()), bytes))
 }
 
 fn stat_entry(md: &std::fs::Metadata, sha256: &str) -> StatEntry {
@@ -369,7 +365,7 @@ impl BuildCache {
         let rules = ignore_rules(&project)?;
         let stat_file = self.root.join("stat").join(format!(
             "{}.json",
-            &hex(Sha256::digest(project.as_os_str().as_encoded_bytes()))[..32]
+            &sha256_hex(project.as_os_str().as_encoded_bytes())[..32]
         ));
         let old: StatCache = read_json(&stat_file);
         let racy_from = old.written_ns.div_euclid(1_000_000_000);
@@ -495,7 +491,7 @@ impl BuildCache {
         for id in self.tool_identities(&last)? {
             field(&mut h, id.as_bytes());
         }
-        Ok(hex(h.finalize()))
+        Ok(h.hex())
     }
 
     fn entry(&self, key: &str) -> PathBuf {

@@ -507,20 +507,11 @@ impl Read for ExactReader {
     }
 }
 
-/// SHA-256 and a byte count. ring's assembly (AVX2, or SHA-NI where the CPU has it) hashes
-/// about twice as fast as the sha2 crate's portable code, and layers are hashed twice.
+/// SHA-256 and a byte count.
+#[derive(Default)]
 pub(crate) struct Sha256Count {
-    hasher: ring::digest::Context,
+    hasher: crate::image::Sha256,
     pub(crate) count: u64,
-}
-
-impl Default for Sha256Count {
-    fn default() -> Self {
-        Sha256Count {
-            hasher: ring::digest::Context::new(&ring::digest::SHA256),
-            count: 0,
-        }
-    }
 }
 
 impl Sha256Count {
@@ -530,13 +521,7 @@ impl Sha256Count {
     }
 
     pub(crate) fn digest(&self) -> String {
-        let digest = self.hasher.clone().finish();
-        let mut out = String::with_capacity(7 + 64);
-        out.push_str("sha256:");
-        for byte in digest.as_ref() {
-            out.push_str(&format!("{byte:02x}"));
-        }
-        out
+        self.hasher.digest()
     }
 }
 
