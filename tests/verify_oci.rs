@@ -432,3 +432,84 @@ fn damaged_layouts_are_errors_not_crashes() {
     let (code, _, err) = run(&["verify", &spec]);
     assert_eq!(code, 1, "{err}");
 }
+
+/// `rcross build` writes `index.json` with one entry, the image's index, named `latest`:
+/// `rcross inspect oci:DIR` descends into it as `verify` does and as `inspect oci:DIR:latest`
+/// does, one line per platform, instead of one `unknown/unknown … not verified` line.
+#[test]
+fn inspect_descends_the_nested_index_of_a_built_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = Layout::new(&tmp.path().join("img"));
+    let amd64 = l.manifest(
+        "linux",
+        "amd64",
+        None,
+        vec![(GZIP, tar_layer(&[("etc/motd", E::File(b"hello"))]))],
+    );
+    let armv7 = l.manifest(
+        "linux",
+        "arm",
+        Some("v7"),
+        vec![(GZIP, tar_layer(&[("etc/motd", E::File(b"hello"))]))],
+    );
+    let (amd64_digest, armv7_digest) = (
+        amd64["digest"].as_str().unwrap().to_string(),
+        armv7["digest"].as_str().unwrap().to_string(),
+    );
+    let inner = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [amd64, armv7],
+    });
+    let mut nested = l.blob(
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&inner).unwrap(),
+    );
+    nested["annotations"] = json!({"org.opencontainers.image.ref.name": "latest"});
+    let spec = l.index(vec![nested]);
+
+    let (code, out, err) = run(&["inspect", &spec]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("unknown/unknown"), "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(" layer(s), ")).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (line, (platform, digest)) in lines.iter().zip([
+        ("linux/amd64", &amd64_digest),
+        ("linux/arm/v7", &armv7_digest),
+    ]) {
+        assert!(
+            line.trim_start().starts_with(platform) && line.contains(digest.as_str()),
+            "{line}"
+        );
+        assert!(
+            line.contains("1 layer(s)") && line.contains("verified: ok"),
+            "{line}"
+        );
+    }
+    // The same platforms as the named image and as verify.
+    let (code, named, _) = run(&["inspect", &format!("{spec}:latest")]);
+    assert_eq!(code, 0, "{named}");
+    let named_lines: Vec<&str> = named
+        .lines()
+        .filter(|l| l.contains(" layer(s), "))
+        .collect();
+    assert_eq!(named_lines, lines);
+    let (code, verified, _) = run(&["verify", &spec]);
+    assert_eq!(code, 0, "{verified}");
+    assert!(
+        verified.contains(&format!(
+            "linux/amd64: ok, 0 ELF files in {spec} ({amd64_digest})"
+        )),
+        "{verified}"
+    );
+    let (code, json_out, _) = run(&["--json", "inspect", &spec]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&json_out).unwrap();
+    let platforms: Vec<&str> = v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm/v7"]);
+}

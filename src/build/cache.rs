@@ -10,8 +10,8 @@
 //! - `tools.json` compiler identities (`--version` output) by path, size and mtime;
 //! - `tmp/` entries being written; each is renamed into `entries/` only when complete.
 
-use serde::{Deserialize, Serialize};
 use crate::image::digest::{sha256_hex, Sha256};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

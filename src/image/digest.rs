@@ -87,7 +87,11 @@ pub enum BlobFault {
     )]
     Long { digest: String, size: u64 },
     #[error("blob {digest} ended after {read} of the {size} bytes its descriptor says")]
-    Short { digest: String, read: u64, size: u64 },
+    Short {
+        digest: String,
+        read: u64,
+        size: u64,
+    },
     #[error("blob {digest} has digest sha256:{actual}: it is damaged or was replaced")]
     Digest { digest: String, actual: String },
 }

@@ -18,14 +18,12 @@ pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json"
 pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
     "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const MEDIA_TYPE_DOCKER_MANIFEST: &str =
-    "application/vnd.docker.distribution.manifest.v2+json";
+pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const MEDIA_TYPE_OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const MEDIA_TYPE_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const MEDIA_TYPE_OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const MEDIA_TYPE_DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
-pub const MEDIA_TYPE_DOCKER_LAYER_GZIP: &str =
-    "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const MEDIA_TYPE_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// The annotation Docker's buildkit puts on attestation manifests in an index.
 pub const REFERENCE_TYPE_ANNOTATION: &str = "vnd.docker.reference.type";
@@ -75,7 +73,9 @@ impl Descriptor {
 
     /// The name `index.json` gives it (`org.opencontainers.image.ref.name`).
     pub fn ref_name(&self) -> Option<&str> {
-        self.annotations.get(REF_NAME_ANNOTATION).map(String::as_str)
+        self.annotations
+            .get(REF_NAME_ANNOTATION)
+            .map(String::as_str)
     }
 
     /// The most bytes read for the document it points to: its size, within
@@ -369,10 +369,7 @@ mod tests {
             r#"{{"schemaVersion":2,"mediaType":"{MEDIA_TYPE_DOCKER_MANIFEST}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:cc","size":3}},"layers":[{{"mediaType":"{MEDIA_TYPE_DOCKER_LAYER_GZIP}","digest":"sha256:ll","size":9}}]}}"#
         );
         let m = ImageManifest::parse(manifest.as_bytes()).unwrap();
-        assert_eq!(
-            m.layers[0].kind(),
-            MediaKind::Layer(LayerCompression::Gzip)
-        );
+        assert_eq!(m.layers[0].kind(), MediaKind::Layer(LayerCompression::Gzip));
         assert_eq!(
             oci_layer_media_type(&m.layers[0].media_type),
             Some(MEDIA_TYPE_OCI_LAYER_GZIP)

@@ -67,7 +67,11 @@ impl OciPlatform {
         let (arch, variant) = match arch.as_str() {
             "i386" => ("386".to_string(), String::new()),
             "x86_64" | "x86-64" | "amd64" => {
-                let v = if variant == "v1" { String::new() } else { variant };
+                let v = if variant == "v1" {
+                    String::new()
+                } else {
+                    variant
+                };
                 ("amd64".to_string(), v)
             }
             "aarch64" | "arm64" => {
@@ -193,10 +197,7 @@ mod tests {
             assert_eq!(oci.platform(), Some(platform), "{platform}");
             assert_eq!(oci.canonical().0, platform.to_string());
         }
-        assert_eq!(
-            p("linux", "arm64", Some("v8")).canonical().0,
-            "linux/arm64"
-        );
+        assert_eq!(p("linux", "arm64", Some("v8")).canonical().0, "linux/arm64");
         let odd = p("plan9", "mips", Some("x"));
         assert_eq!(odd.canonical(), ("plan9/mips/x".to_string(), odd.clone()));
         assert!(p("linux", "arm64", Some("v9")).to_platform().is_err());

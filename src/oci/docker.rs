@@ -214,7 +214,6 @@ impl OciLayout {
 mod tests {
     use super::*;
     use crate::oci::image::test_spec;
-    use crate::oci::{FileSource, LayerEntry, LayerOptions};
 
     #[test]
     fn copy_checks_digest_and_size() {
@@ -242,16 +241,7 @@ mod tests {
     fn docker_archive_has_uncompressed_layers() {
         let dir = tempfile::tempdir().unwrap();
         let layout = OciLayout::create(dir.path()).unwrap();
-        let layer = layout
-            .write_layer(
-                &[LayerEntry::file(
-                    "a",
-                    FileSource::Bytes(b"hi".to_vec()),
-                    0o644,
-                )],
-                &LayerOptions::default(),
-            )
-            .unwrap();
+        let layer = crate::oci::layout::test_layer(&layout, "a");
         let spec = test_spec("linux/arm64", vec![layer.clone(), layer.clone()]);
         let m = layout.write_image(&spec).unwrap();
         let tags = vec!["x/y:1".to_string()];

@@ -364,11 +364,34 @@ fn validate_ref_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A layer of one small file written into `layout`, for tests.
+#[cfg(test)]
+pub(crate) fn test_layer(layout: &OciLayout, name: &str) -> Layer {
+    let file = LayerEntry::file(name, super::layer::FileSource::Bytes(b"hi".to_vec()), 0o755);
+    layout
+        .write_layer(&[file], &LayerOptions::default())
+        .unwrap()
+}
+
+/// A layout at `dir` holding an index over linux/amd64 and linux/arm/v7 images that share one
+/// layer, named `v1`; and the index's descriptor. For tests.
+#[cfg(test)]
+pub(crate) fn test_two_platform_layout(dir: &Path) -> (OciLayout, Descriptor) {
+    let layout = OciLayout::create(dir).unwrap();
+    let layer = test_layer(&layout, "hello");
+    let mut manifests = Vec::new();
+    for platform in ["linux/amd64", "linux/arm/v7"] {
+        let spec = super::image::test_spec(platform, vec![layer.clone()]);
+        manifests.push(layout.write_image(&spec).unwrap());
+    }
+    let index = layout.write_index(&manifests, &BTreeMap::new()).unwrap();
+    layout.tag(&index, "v1").unwrap();
+    (layout, index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::image::test_spec;
-    use crate::oci::FileSource;
 
     #[test]
     fn tags_replace_and_resolve() {
@@ -409,24 +432,7 @@ mod tests {
     #[test]
     fn archive_of_a_two_platform_image() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = OciLayout::create(dir.path()).unwrap();
-        let layer = layout
-            .write_layer(
-                &[LayerEntry::file(
-                    "hello",
-                    FileSource::Bytes(b"hi".to_vec()),
-                    0o755,
-                )],
-                &LayerOptions::default(),
-            )
-            .unwrap();
-        let mut manifests = Vec::new();
-        for platform in ["linux/amd64", "linux/arm/v7"] {
-            let spec = test_spec(platform, vec![layer.clone()]);
-            manifests.push(layout.write_image(&spec).unwrap());
-        }
-        let index = layout.write_index(&manifests, &BTreeMap::new()).unwrap();
-        layout.tag(&index, "v1").unwrap();
+        let (layout, _) = test_two_platform_layout(dir.path());
         let archive = layout.write_archive(Vec::new()).unwrap();
         let names: Vec<String> = tar::Archive::new(archive.as_slice())
             .entries()

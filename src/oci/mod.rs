@@ -16,8 +16,11 @@ mod error;
 mod gzip;
 pub(crate) mod image;
 mod layer;
-mod layout;
+pub(crate) mod layout;
 
+pub use crate::image::layout::{missing_blob_message, remote_blob_source, REMOTE_BLOBS_FILE};
+pub use crate::image::model::REF_NAME_ANNOTATION;
+pub use crate::image::sha256_digest;
 pub use error::OciError;
 pub use gzip::GZIP_BLOCK_SIZE;
 pub use image::{
@@ -28,9 +31,8 @@ pub use layer::{
     diff_id, entries_from_dir, source_date_epoch, write_layer, Compression, EntryKind, FileSource,
     Layer, LayerEntry, LayerOptions,
 };
-pub use crate::image::layout::{missing_blob_message, remote_blob_source, REMOTE_BLOBS_FILE};
-pub use crate::image::model::REF_NAME_ANNOTATION;
-pub use crate::image::sha256_digest;
+#[cfg(test)]
+pub(crate) use layout::test_two_platform_layout;
 pub use layout::OciLayout;
 
 /// `application/vnd.oci.image.index.v1+json`

@@ -132,8 +132,7 @@ impl OciLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::{FileSource, Layer, LayerEntry, LayerOptions};
-    use std::collections::BTreeMap;
+    use crate::oci::Layer;
 
     #[test]
     fn blobs_kept_in_a_registry_are_pushed_from_there_and_named_when_missing() {
@@ -176,24 +175,7 @@ mod tests {
     #[test]
     fn a_two_platform_image_pushes_each_blob_once() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = OciLayout::create(dir.path()).unwrap();
-        let layer = layout
-            .write_layer(
-                &[LayerEntry::file(
-                    "hello",
-                    FileSource::Bytes(b"hi".to_vec()),
-                    0o755,
-                )],
-                &LayerOptions::default(),
-            )
-            .unwrap();
-        let mut manifests = Vec::new();
-        for platform in ["linux/amd64", "linux/arm/v7"] {
-            let spec = crate::oci::image::test_spec(platform, vec![layer.clone()]);
-            manifests.push(layout.write_image(&spec).unwrap());
-        }
-        let index = layout.write_index(&manifests, &BTreeMap::new()).unwrap();
-        layout.tag(&index, "v1").unwrap();
+        let (layout, index) = crate::oci::test_two_platform_layout(dir.path());
         let plan = layout_push_plan(&layout, "v1").unwrap();
         assert_eq!(plan.root.digest, index.digest);
         assert_eq!(plan.manifests.len(), 2);

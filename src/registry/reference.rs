@@ -393,55 +393,61 @@ mod tests {
         (a.into(), b.into(), t.map(Into::into), d.map(Into::into))
     }
 
+    /// Each input and the (registry, repository, tag, digest) it parses to.
+    fn check_parts(table: &[(&str, (&str, &str, Option<&str>, Option<&str>))]) {
+        for (input, (registry, repository, tag, digest)) in table {
+            assert_eq!(
+                parts(input),
+                own(registry, repository, *tag, *digest),
+                "{input}"
+            );
+        }
+    }
+
     #[test]
     fn docker_hub_defaults() {
-        assert_eq!(
-            parts("alpine"),
-            own("docker.io", "library/alpine", None, None)
-        );
-        assert_eq!(
-            parts("alpine:3.19"),
-            own("docker.io", "library/alpine", Some("3.19"), None)
-        );
-        assert_eq!(parts("user/app"), own("docker.io", "user/app", None, None));
-        assert_eq!(
-            parts("docker.io/alpine"),
-            own("docker.io", "library/alpine", None, None)
-        );
-        assert_eq!(
-            parts("index.docker.io/library/alpine:edge"),
-            own("docker.io", "library/alpine", Some("edge"), None)
-        );
+        check_parts(&[
+            ("alpine", ("docker.io", "library/alpine", None, None)),
+            (
+                "alpine:3.19",
+                ("docker.io", "library/alpine", Some("3.19"), None),
+            ),
+            ("user/app", ("docker.io", "user/app", None, None)),
+            (
+                "docker.io/alpine",
+                ("docker.io", "library/alpine", None, None),
+            ),
+            (
+                "index.docker.io/library/alpine:edge",
+                ("docker.io", "library/alpine", Some("edge"), None),
+            ),
+        ]);
         assert_eq!(parse("alpine").api_host(), "registry-1.docker.io");
         assert_eq!(parse("alpine").manifest_ref(), "latest");
     }
 
     #[test]
     fn registry_detection() {
-        assert_eq!(parts("localhost/app"), own("localhost", "app", None, None));
-        assert_eq!(
-            parts("localhost:5000/app:1"),
-            own("localhost:5000", "app", Some("1"), None)
-        );
-        assert_eq!(
-            parts("ghcr.io/owner/app:v1.2.3"),
-            own("ghcr.io", "owner/app", Some("v1.2.3"), None)
-        );
-        assert_eq!(
-            parts("127.0.0.1:5000/a/b/c"),
-            own("127.0.0.1:5000", "a/b/c", None, None)
-        );
-        assert_eq!(
-            parts("[::1]:5000/app:x"),
-            own("[::1]:5000", "app", Some("x"), None)
-        );
-        // Uppercase in the first component can only be a host.
-        assert_eq!(parts("MyHost/app"), own("MyHost", "app", None, None));
-        // No '.', ':' or localhost: a Docker Hub user, not a registry.
-        assert_eq!(
-            parts("myhost/app"),
-            own("docker.io", "myhost/app", None, None)
-        );
+        check_parts(&[
+            ("localhost/app", ("localhost", "app", None, None)),
+            (
+                "localhost:5000/app:1",
+                ("localhost:5000", "app", Some("1"), None),
+            ),
+            (
+                "ghcr.io/owner/app:v1.2.3",
+                ("ghcr.io", "owner/app", Some("v1.2.3"), None),
+            ),
+            (
+                "127.0.0.1:5000/a/b/c",
+                ("127.0.0.1:5000", "a/b/c", None, None),
+            ),
+            ("[::1]:5000/app:x", ("[::1]:5000", "app", Some("x"), None)),
+            // Uppercase in the first component can only be a host.
+            ("MyHost/app", ("MyHost", "app", None, None)),
+            // No '.', ':' or localhost: a Docker Hub user, not a registry.
+            ("myhost/app", ("docker.io", "myhost/app", None, None)),
+        ]);
         assert_eq!(parse("ghcr.io/a").api_host(), "ghcr.io");
     }
 
