@@ -136,11 +136,12 @@ fn read_source(client: &Client, resolved: &Resolved) -> exit::Result<Vec<SourceP
     Ok(parts)
 }
 
+/// A source as the user wrote it, and parsed.
+type SourceArg = (String, Reference);
+
 /// The tags and sources of the command line, checked: tags (not digests) in one registry, and
 /// sources in that registry.
-fn parse_references(
-    args: &ManifestCreateArgs,
-) -> exit::Result<(Vec<Reference>, Vec<(String, Reference)>)> {
+fn parse_references(args: &ManifestCreateArgs) -> exit::Result<(Vec<Reference>, Vec<SourceArg>)> {
     let parse = |what: &str, s: &str| {
         s.parse::<Reference>()
             .map_err(|e| Failure::usage(anyhow::anyhow!("{what} {s}: {e}")))
@@ -150,7 +151,7 @@ fn parse_references(
         .iter()
         .map(|t| parse("tag", t))
         .collect::<Result<_, _>>()?;
-    let sources: Vec<(String, Reference)> = args
+    let sources: Vec<SourceArg> = args
         .sources
         .iter()
         .map(|s| parse("source", s).map(|r| (s.clone(), r)))

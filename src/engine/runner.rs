@@ -208,12 +208,10 @@ impl DockerEngine {
         let bytes = layout
             .read_blob(manifest)
             .map_err(|e| self.image_error(job, e.to_string()))?;
-        let doc: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| self.image_error(job, format!("manifest {manifest} is not JSON: {e}")))?;
-        let config = doc["config"]["digest"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let config = crate::image::ImageManifest::parse(&bytes)
+            .map_err(|e| self.image_error(job, format!("manifest {manifest}: {e}")))?
+            .config
+            .digest;
         let tag = layout_tag(dir, manifest);
         if let Some(existing) = self.inspect_image(&tag)? {
             if existing.id == config || existing.id == manifest {

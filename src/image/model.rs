@@ -173,15 +173,54 @@ pub enum Document {
     Manifest(ImageManifest),
 }
 
-/// Only what tells an index from a manifest, read first.
-#[derive(Deserialize)]
-struct Shape {
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<serde_json::Value>,
-    #[serde(default)]
-    config: Option<serde_json::Value>,
+/// What a manifest or index says of itself, read before the rest: its `mediaType` field and
+/// which of the fields that tell an index from a manifest it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentHead {
+    /// The `mediaType` field, when there is one (a non-empty string).
+    pub media_type: Option<String>,
+    /// It has `manifests` (an index).
+    pub has_manifests: bool,
+    /// It has `config` and `layers` (a manifest).
+    pub has_config_and_layers: bool,
+    /// It has `config`.
+    pub has_config: bool,
+}
+
+/// Why [`DocumentHead::read`] refused a document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("not JSON ({0})")]
+    NotJson(String),
+    #[error("JSON but not an object")]
+    NotObject,
+    #[error("mediaType is not a non-empty string")]
+    BadMediaType,
+}
+
+impl DocumentHead {
+    pub fn read(bytes: &[u8]) -> Result<DocumentHead, HeadError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| HeadError::NotJson(e.to_string()))?;
+        let object = value.as_object().ok_or(HeadError::NotObject)?;
+        let media_type = match object.get("mediaType") {
+            None => None,
+            Some(field) => Some(
+                field
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .ok_or(HeadError::BadMediaType)?,
+            ),
+        };
+        let has_config = object.get("config").is_some_and(|v| !v.is_null());
+        Ok(DocumentHead {
+            media_type,
+            has_manifests: object.get("manifests").is_some_and(|v| !v.is_null()),
+            has_config_and_layers: has_config && object.contains_key("layers"),
+            has_config,
+        })
+    }
 }
 
 /// Why a document cannot be read.
@@ -213,26 +252,31 @@ impl Document {
     /// media types, and none.
     pub fn parse(bytes: &[u8]) -> Result<Document, DocumentError> {
         bounded(bytes)?;
-        let shape: Shape =
-            serde_json::from_slice(bytes).map_err(|e| DocumentError::Json(e.to_string()))?;
+        let head = DocumentHead::read(bytes).map_err(|e| match e {
+            HeadError::NotJson(e) => DocumentError::Json(e),
+            e => DocumentError::Invalid {
+                what: "manifest or index",
+                message: e.to_string(),
+            },
+        })?;
         let invalid = |what| {
             move |e: serde_json::Error| DocumentError::Invalid {
                 what,
                 message: e.to_string(),
             }
         };
-        if shape.manifests.is_some() {
+        if head.has_manifests {
             return serde_json::from_slice(bytes)
                 .map(Document::Index)
                 .map_err(invalid("image index"));
         }
-        if shape.config.is_some() {
+        if head.has_config {
             return serde_json::from_slice(bytes)
                 .map(Document::Manifest)
                 .map_err(invalid("image manifest"));
         }
         Err(DocumentError::NotImage(
-            shape.media_type.unwrap_or_else(|| "no mediaType".into()),
+            head.media_type.unwrap_or_else(|| "no mediaType".into()),
         ))
     }
 

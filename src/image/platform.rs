@@ -134,7 +134,8 @@ mod tests {
 
     #[test]
     fn normalisation_follows_containerd() {
-        let table: &[((&str, Option<&str>), (&str, Option<&str>))] = &[
+        type ArchVariant<'a> = (&'a str, Option<&'a str>);
+        let table: &[(ArchVariant, ArchVariant)] = &[
             (("amd64", None), ("amd64", None)),
             (("amd64", Some("v1")), ("amd64", None)),
             (("amd64", Some("v3")), ("amd64", Some("v3"))),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use ureq::http;
 
+use crate::image::model::{DocumentHead, HeadError};
 use crate::image::{BlobFault, VerifiedBlob};
 
 use super::auth::{percent_encode, pick_challenge, Challenge, DockerConfig, Scopes, Secret};
@@ -1064,21 +1065,16 @@ pub(super) fn read_error_excerpt(response: http::Response<ureq::Body>) -> String
 /// The media type of a manifest: its `mediaType` field (covered by the digest), else the
 /// Content-Type header when it is specific. The body must be a JSON object.
 fn manifest_media_type(bytes: &[u8], content_type: Option<&str>) -> Result<String, String> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        format!(
+    let head = DocumentHead::read(bytes).map_err(|e| match e {
+        HeadError::NotJson(e) => format!(
             "manifest is not JSON ({e}); it starts with {:?}",
             sanitise(&String::from_utf8_lossy(&bytes[..bytes.len().min(60)]))
-        )
+        ),
+        HeadError::NotObject => "manifest is JSON but not an object".to_string(),
+        HeadError::BadMediaType => "manifest mediaType is not a non-empty string".to_string(),
     })?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| "manifest is JSON but not an object".to_string())?;
-    if let Some(field) = object.get("mediaType") {
-        return field
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| "manifest mediaType is not a non-empty string".to_string());
+    if let Some(media_type) = head.media_type {
+        return Ok(media_type);
     }
     let header = content_type
         .and_then(|ct| ct.split(';').next())
@@ -1093,10 +1089,8 @@ fn manifest_media_type(bytes: &[u8], content_type: Option<&str>) -> Result<Strin
     match header {
         Some(media_type) => Ok(media_type.to_string()),
         // An OCI manifest may omit mediaType; its shape tells which one it is.
-        None if object.contains_key("manifests") => Ok(MEDIA_TYPE_OCI_INDEX.to_string()),
-        None if object.contains_key("config") && object.contains_key("layers") => {
-            Ok(MEDIA_TYPE_OCI_MANIFEST.to_string())
-        }
+        None if head.has_manifests => Ok(MEDIA_TYPE_OCI_INDEX.to_string()),
+        None if head.has_config_and_layers => Ok(MEDIA_TYPE_OCI_MANIFEST.to_string()),
         None => {
             Err("manifest has no mediaType and the registry sent no usable Content-Type".into())
         }

@@ -393,8 +393,11 @@ mod tests {
         (a.into(), b.into(), t.map(Into::into), d.map(Into::into))
     }
 
-    /// Each input and the (registry, repository, tag, digest) it parses to.
-    fn check_parts(table: &[(&str, (&str, &str, Option<&str>, Option<&str>))]) {
+    /// (registry, repository, tag, digest)
+    type Parts<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
+    /// Each input and the parts it parses to.
+    fn check_parts(table: &[(&str, Parts)]) {
         for (input, (registry, repository, tag, digest)) in table {
             assert_eq!(
                 parts(input),
