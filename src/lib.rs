@@ -16,6 +16,7 @@ pub mod image;
 pub mod oci;
 pub mod platform;
 pub mod registry;
+pub mod runner;
 pub mod setup;
 pub mod tags;
 pub mod toolchain;

@@ -9,4 +9,3 @@ pub mod place;
 pub mod progress;
 pub mod reuse;
 pub mod rootfs;
-pub mod runner;

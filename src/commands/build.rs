@@ -1042,7 +1042,7 @@ fn build_one(
         .env("SOURCE_DATE_EPOCH", epoch.to_string());
     let mut tee = Tee::new(log, progress, p, what);
     // Its own process group, killed when the command exits (see run_in_process_group).
-    let status = crate::build::runner::run_in_process_group(&mut command, &mut tee)
+    let status = crate::runner::run_in_process_group(&mut command, &mut tee)
         .map_err(|e| fail(format!("running sh -c for the build command: {e}")))?;
     tee.flush_line();
     drop(tee);
