@@ -616,6 +616,24 @@ pub struct TagPolicyArgs {
     pub no_git_tags: bool,
 }
 
+impl TagPolicyArgs {
+    /// The flags as overrides of `[tags]`.
+    pub fn overrides(&self) -> crate::tags::Overrides {
+        crate::tags::Overrides {
+            images: self.images.clone(),
+            release: self.release_tags.clone(),
+            default_branch: self.default_branch.clone(),
+            edge: self.edge,
+            no_sha: self.no_sha_tag,
+            build_number: self.build_number.clone(),
+            prefix: self.tag_prefix.clone(),
+            extra: self.extra_tags.clone(),
+            no_labels: self.no_git_labels,
+            no_tags: self.no_git_tags,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CacheArgs {
     #[command(subcommand)]

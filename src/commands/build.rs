@@ -25,7 +25,7 @@ use crate::platform::Platform;
 use crate::registry::PushOptions;
 use crate::registry::Reference;
 use crate::toolchain::plan::{Lang, Strategy};
-use crate::toolchain::render::{self, EnvInput};
+use crate::toolchain::render;
 use crate::walk::{self, Found};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -119,7 +119,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
     let platforms = if args.platforms.is_empty() {
         project.platforms.clone()
     } else {
-        super::toolchain::parse_platforms(&args.platforms)?
+        super::parse_platforms(&args.platforms)?
     };
     // The tag policy and the labels come from the git checkout the project is in. Its `git`
     // processes run while the host is probed and the build is planned (neither needs them).
@@ -127,9 +127,9 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         let (dir, file, policy) = (
             project_dir.clone(),
             project.tags.clone(),
-            args.tag_policy.clone(),
+            args.tag_policy.overrides(),
         );
-        std::thread::spawn(move || super::tags::compute_for(&dir, &file, &policy, false))
+        std::thread::spawn(move || crate::tags::compute_for(&dir, &file, &policy, false))
     };
     // Plan: every platform must build natively or with a cross toolchain.
     let lang = match project.build.lang.as_str() {
@@ -143,12 +143,28 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         platforms: Some(&platforms),
         lang: Some(lang),
     };
-    let (catalog, _handlers, facts) = super::toolchain::load_scoped(&host, &args.paths, scope)?;
+    let (catalog, _handlers, facts) = super::load_toolchains(&host, &args.paths, scope)?;
     let plan =
         crate::toolchain::plan::plan(&facts, &catalog, &platforms, lang).map_err(Failure::usage)?;
-    let git = git_facts
+    let git = match git_facts
         .join()
-        .map_err(|_| Failure::from(anyhow::anyhow!("reading the git facts panicked")))??;
+        .map_err(|_| Failure::from(anyhow::anyhow!("reading the git facts panicked")))?
+    {
+        Ok(crate::tags::Checkout::Computed(c)) => Some(c),
+        Ok(crate::tags::Checkout::NotGit) => None,
+        Ok(crate::tags::Checkout::Unreadable(e)) => {
+            log(format!(
+                "warning: no git facts for the build (labels, SOURCE_DATE_EPOCH): {e}"
+            ));
+            None
+        }
+        Err(e) => {
+            return Err(Failure {
+                code: e.exit_code(),
+                error: e.into(),
+            })
+        }
+    };
     let mut tag_args = args.tags.clone();
     if let Some(computed) = &git {
         for r in &computed.references {
@@ -296,15 +312,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
             Failure::usage(anyhow::anyhow!("rcross has no toolchain data for {p}"))
         })?;
         let vars = if *placement == Placement::Host {
-            let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
-            let input = EnvInput {
-                spec,
-                toolchain,
-                runner: super::toolchain::runner(&p),
-                sysroot: None,
-                linker_wrapper: super::toolchain::linker_wrapper(&host, toolchain),
-            };
-            render::env_vars(&input)
+            render::env_vars(&super::env_input(&host, &catalog, &facts, p, None)?)
         } else {
             container_env(spec)
         };

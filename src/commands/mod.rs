@@ -20,8 +20,12 @@ pub mod tags;
 pub mod toolchain;
 pub mod verify;
 
-use crate::cli::{Cli, Command};
-use crate::exit;
+use crate::cli::{Cli, Command, ToolchainPaths};
+use crate::exit::{self, Failure};
+use crate::host::Host;
+use crate::platform::{self, Platform};
+use crate::binfmt;
+use crate::toolchain::{render::EnvInput, Catalog, Facts, Scope};
 
 /// Run one command; returns the exit code for a normal finish.
 pub fn run(cli: Cli) -> exit::Result<u8> {
@@ -51,4 +55,43 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> exit::Result<()> {
     let s = serde_json::to_string_pretty(v)?;
     println!("{s}");
     Ok(())
+}
+
+/// Every `--platform` argument as one list (see [`platform::parse_lists`]).
+pub(crate) fn parse_platforms(args: &[String]) -> exit::Result<Vec<Platform>> {
+    platform::parse_lists(args).map_err(Failure::usage)
+}
+
+/// The catalogs and host facts a toolchain command starts from, probing only what `scope`
+/// needs (see [`Scope`]).
+pub(crate) fn load_toolchains(
+    host: &dyn Host,
+    paths: &ToolchainPaths,
+    scope: Scope,
+) -> exit::Result<(Catalog, binfmt::Catalog, Facts)> {
+    crate::toolchain::load(
+        host,
+        &paths.toolchain_dir,
+        &paths.host.binfmt_dir,
+        &paths.host.binfmt_misc,
+        scope,
+    )
+    .map_err(|e| Failure {
+        code: e.exit_code(),
+        error: e.into(),
+    })
+}
+
+/// [`crate::toolchain::env_input`], a linker wrapper that cannot be written reported on stderr.
+pub(crate) fn env_input<'a>(
+    host: &dyn Host,
+    catalog: &'a Catalog,
+    facts: &'a Facts,
+    p: Platform,
+    sysroot: Option<String>,
+) -> exit::Result<EnvInput<'a>> {
+    crate::toolchain::env_input(host, catalog, facts, p, sysroot, &mut |w| {
+        eprintln!("rcross: warning: {w}")
+    })
+    .map_err(Failure::usage)
 }

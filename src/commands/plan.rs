@@ -17,7 +17,7 @@ pub(crate) fn detect_lang(dir: &Path) -> Lang {
 
 pub fn run(args: PlanArgs, json: bool) -> exit::Result<u8> {
     let host = LinuxHost;
-    let platforms = super::toolchain::parse_platforms(&args.platforms)?;
+    let platforms = super::parse_platforms(&args.platforms)?;
     let lang = match args.lang.as_str() {
         "auto" => detect_lang(Path::new(".")),
         l => l
@@ -28,7 +28,7 @@ pub fn run(args: PlanArgs, json: bool) -> exit::Result<u8> {
         platforms: Some(&platforms),
         lang: Some(lang),
     };
-    let (catalog, _, facts) = super::toolchain::load_scoped(&host, &args.paths, scope)?;
+    let (catalog, _, facts) = super::load_toolchains(&host, &args.paths, scope)?;
     let items = plan::plan(&facts, &catalog, &platforms, lang).map_err(Failure::usage)?;
     if json {
         super::print_json(&items)?;
