@@ -24,7 +24,7 @@ use crate::oci::{
 use crate::platform::Platform;
 use crate::registry::PushOptions;
 use crate::registry::Reference;
-use crate::toolchain::plan::{Lang, Strategy};
+use crate::toolchain::plan::Strategy;
 use crate::toolchain::render;
 use crate::walk::{self, Found};
 use serde::Serialize;
@@ -132,12 +132,9 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         std::thread::spawn(move || crate::tags::compute_for(&dir, &file, &policy, false))
     };
     // Plan: every platform must build natively or with a cross toolchain.
-    let lang = match project.build.lang.as_str() {
-        "auto" => super::plan::detect_lang(&project_dir.join(&project.build.workdir)),
-        l => l
-            .parse::<Lang>()
-            .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?,
-    };
+    let lang =
+        crate::toolchain::resolve_lang(&project.build.lang, &project_dir.join(&project.build.workdir))
+            .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     // Only the facts this build needs: probing every tool costs up to seconds on some hosts.
     let scope = crate::toolchain::Scope {
         platforms: Some(&platforms),

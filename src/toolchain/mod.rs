@@ -149,6 +149,21 @@ pub fn load(
     Ok((catalog, handlers, facts))
 }
 
+/// The language a `lang` setting names: `auto` is what the project in `dir` is written in
+/// (Cargo.toml: Rust, go.mod: Go, else C).
+pub fn resolve_lang(lang: &str, dir: &Path) -> Result<plan::Lang, String> {
+    if lang != "auto" {
+        return lang.parse();
+    }
+    Ok(if dir.join("Cargo.toml").is_file() {
+        plan::Lang::Rust
+    } else if dir.join("go.mod").is_file() {
+        plan::Lang::Go
+    } else {
+        plan::Lang::C
+    })
+}
+
 /// The catalog has no entry for a platform.
 #[derive(Debug, thiserror::Error)]
 #[error("rcross has no toolchain data for {0}")]
