@@ -132,9 +132,11 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         std::thread::spawn(move || crate::tags::compute_for(&dir, &file, &policy, false))
     };
     // Plan: every platform must build natively or with a cross toolchain.
-    let lang =
-        crate::toolchain::resolve_lang(&project.build.lang, &project_dir.join(&project.build.workdir))
-            .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+    let lang = crate::toolchain::resolve_lang(
+        &project.build.lang,
+        &project_dir.join(&project.build.workdir),
+    )
+    .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     // Only the facts this build needs: probing every tool costs up to seconds on some hosts.
     let scope = crate::toolchain::Scope {
         platforms: Some(&platforms),
@@ -668,7 +670,7 @@ pub fn run(args: BuildArgs, json: bool) -> exit::Result<u8> {
         } else {
             Vec::new()
         };
-        let client = super::push::client(&insecure, args.retry.retry_timeout)?;
+        let client = super::registry_client(&insecure, args.retry.retry_timeout)?;
         let plan = layout.push_plan(&names[0]).map_err(Failure::env)?;
         for (repo, repo_tags) in super::push::by_repository(&tags) {
             log(format!(
@@ -754,7 +756,7 @@ fn start_reuse(
     } else {
         Vec::new()
     };
-    let client = super::push::client(&insecure, args.retry.retry_timeout)?;
+    let client = super::registry_client(&insecure, args.retry.retry_timeout)?;
     Ok(Some(reuse::start(client, sources, compression)))
 }
 
@@ -892,7 +894,7 @@ fn resolve_base(
         } else {
             Vec::new()
         };
-        let client = super::push::client(&insecure, retry_timeout)?;
+        let client = super::registry_client(&insecure, retry_timeout)?;
         (
             Box::new(crate::registry::RegistryImage::new(
                 client,

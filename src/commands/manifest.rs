@@ -299,7 +299,7 @@ fn create(args: ManifestCreateArgs, json: bool) -> exit::Result<u8> {
     } else {
         Vec::new()
     };
-    let client = super::push::client(&insecure, args.retry.retry_timeout)?;
+    let client = super::registry_client(&insecure, args.retry.retry_timeout)?;
 
     // Resolve every source once, then read it by that digest, refusing duplicate platforms.
     let resolved: Vec<Resolved> = sources
@@ -327,7 +327,7 @@ fn create(args: ManifestCreateArgs, json: bool) -> exit::Result<u8> {
         for Resolved { text, pinned, .. } in &resolved {
             let image = RegistryImage::new(client.clone(), pinned.clone());
             let report = walk::verify_image(&image as &dyn ImageSource, None)
-                .map_err(super::verify::image_failure)?;
+                .map_err(super::image_failure)?;
             for p in &report.platforms {
                 for f in &p.findings {
                     problems.push(format!("{text} [{}] {}: {}", p.platform, f.path, f.message));

@@ -5,10 +5,9 @@
 use crate::cli::PushArgs;
 use crate::exit::{self, Failure};
 use crate::oci::OciLayout;
-use crate::registry::{Client, PushOptions, Reference};
+use crate::registry::{PushOptions, Reference};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// What one repository received, as `push` and `build --push` report it.
 #[derive(Debug, Serialize)]
@@ -34,13 +33,6 @@ impl Pushed {
             bytes_uploaded: report.bytes_uploaded,
         }
     }
-}
-
-/// A registry client with credentials from the Docker config file; `insecure` registries use
-/// plain HTTP (loopback registries always do); failing requests are retried for
-/// `retry_timeout`.
-pub(crate) fn client(insecure: &[String], retry_timeout: Duration) -> exit::Result<Client> {
-    Client::from_environment_with(insecure, retry_timeout).map_err(Failure::usage)
 }
 
 /// Group tags by repository: each repository gets its blobs once and all its tags.
@@ -98,7 +90,7 @@ pub fn run(args: PushArgs, json: bool) -> exit::Result<u8> {
     } else {
         Vec::new()
     };
-    let client = client(&insecure, args.retry.retry_timeout)?;
+    let client = super::registry_client(&insecure, args.retry.retry_timeout)?;
     let mut out = Vec::new();
     for (repo, repo_tags) in by_repository(&tags) {
         let report = client

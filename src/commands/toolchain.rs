@@ -10,7 +10,10 @@ use crate::toolchain::{self, Catalog, Facts};
 use serde::Serialize;
 
 /// The catalogs and host facts (every platform, every tool) the toolchain commands start from.
-fn load(host: &dyn Host, paths: &ToolchainPaths) -> exit::Result<(Catalog, binfmt::Catalog, Facts)> {
+fn load(
+    host: &dyn Host,
+    paths: &ToolchainPaths,
+) -> exit::Result<(Catalog, binfmt::Catalog, Facts)> {
     super::load_toolchains(host, paths, toolchain::Scope::default())
 }
 
