@@ -325,8 +325,32 @@ fn zstd_images_push_and_copy() {
     drop(registry);
 }
 
+/// The push benchmark's driver (`examples/oci_push_dir.rs`), built with the profile of this
+/// test, next to it: `target/PROFILE/examples/` beside `target/PROFILE/deps/`. Examples are not
+/// among the binaries cargo builds for an integration test, so the test builds it (a no-op when
+/// it is up to date).
+fn oci_push_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(std::path::Path::parent).unwrap();
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "--quiet", "--example", "oci_push_dir"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().unwrap();
+    assert!(
+        status.success(),
+        "cargo build --example oci_push_dir: {status}"
+    );
+    let path = profile_dir.join("examples/oci_push_dir");
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
 #[test]
-fn hidden_oci_push_dir_writes_and_pushes_the_same_image_twice() {
+fn the_bench_driver_writes_and_pushes_the_same_image_twice() {
     let Some(registry) = prerequisites() else {
         return;
     };
@@ -337,9 +361,9 @@ fn hidden_oci_push_dir_writes_and_pushes_the_same_image_twice() {
         push_common::noise(5 << 20, 3),
     )
     .unwrap();
+    let driver = oci_push_dir();
     let run = |layout: &std::path::Path, repo: &str| -> serde_json::Value {
-        let output = Command::new(env!("CARGO_BIN_EXE_rcross"))
-            .arg("oci-push-dir")
+        let output = Command::new(&driver)
             .arg("--layout")
             .arg(layout)
             .arg("--platform")

@@ -11,7 +11,6 @@ pub mod inspect;
 pub mod load;
 pub mod login;
 pub mod manifest;
-pub mod oci_push_dir;
 pub mod plan;
 pub mod push;
 pub mod run;
@@ -43,7 +42,6 @@ pub fn run(cli: Cli) -> exit::Result<u8> {
         Command::Plan(a) => plan::run(a, cli.json),
         Command::Env(a) => env::run(a, cli.json),
         Command::Run(a) => run::run(a),
-        Command::OciPushDir(a) => oci_push_dir::run(a),
         Command::Build(a) => build::run(*a, cli.json),
         Command::Inspect(a) => inspect::run(a, cli.json),
         Command::Push(a) => push::run(a, cli.json),
