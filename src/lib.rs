@@ -14,6 +14,7 @@ pub mod exit;
 pub mod host;
 pub mod image;
 pub mod oci;
+pub mod pipeline;
 pub mod platform;
 pub mod registry;
 pub mod runner;

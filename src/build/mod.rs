@@ -6,6 +6,5 @@ pub mod cache;
 pub mod chroot;
 pub mod config;
 pub mod place;
-pub mod progress;
 pub mod reuse;
 pub mod rootfs;

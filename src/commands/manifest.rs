@@ -369,7 +369,7 @@ fn create(args: ManifestCreateArgs, json: bool) -> exit::Result<u8> {
     };
 
     let mut tags_out = Vec::new();
-    for (repo, repo_tags) in super::push::by_repository(&targets) {
+    for (repo, repo_tags) in crate::pipeline::by_repository(&targets) {
         for part in &parts {
             if part.source.repository != repo.repository {
                 for (digest, size) in &part.blobs {

@@ -3,12 +3,10 @@
 
 pub mod build;
 pub mod cache;
-mod containers;
 pub mod elf;
 pub mod env;
 pub mod info;
 pub mod inspect;
-pub mod load;
 pub mod login;
 pub mod manifest;
 pub mod plan;

@@ -5,56 +5,9 @@
 use crate::cli::PushArgs;
 use crate::exit::{self, Failure};
 use crate::oci::OciLayout;
+use crate::pipeline::{by_repository, Pushed};
 use crate::registry::{PushOptions, Reference};
-use serde::Serialize;
 use std::path::PathBuf;
-
-/// What one repository received, as `push` and `build --push` report it.
-#[derive(Debug, Serialize)]
-pub(crate) struct Pushed {
-    pub(crate) repository: String,
-    tags: Vec<String>,
-    pub(crate) digest: String,
-    blobs_uploaded: usize,
-    blobs_present: usize,
-    blobs_mounted: usize,
-    bytes_uploaded: u64,
-}
-
-impl Pushed {
-    pub(crate) fn new(repo: &Reference, report: &crate::registry::PushReport) -> Pushed {
-        Pushed {
-            repository: repo.to_string(),
-            tags: report.tags.clone(),
-            digest: report.digest.clone(),
-            blobs_uploaded: report.blobs_uploaded,
-            blobs_present: report.blobs_present,
-            blobs_mounted: report.blobs_mounted,
-            bytes_uploaded: report.bytes_uploaded,
-        }
-    }
-}
-
-/// Group tags by repository: each repository gets its blobs once and all its tags.
-pub(crate) fn by_repository(tags: &[Reference]) -> Vec<(Reference, Vec<String>)> {
-    let mut repos: Vec<(Reference, Vec<String>)> = Vec::new();
-    for t in tags {
-        let tag = t.tag.clone().unwrap_or_else(|| "latest".into());
-        match repos
-            .iter_mut()
-            .find(|(r, _)| r.registry == t.registry && r.repository == t.repository)
-        {
-            Some((_, ts)) => ts.push(tag),
-            None => {
-                let mut r = t.clone();
-                r.tag = None;
-                r.digest = None;
-                repos.push((r, vec![tag]));
-            }
-        }
-    }
-    repos
-}
 
 pub fn run(args: PushArgs, json: bool) -> exit::Result<u8> {
     let spec = args.source.strip_prefix("oci:").ok_or_else(|| {
