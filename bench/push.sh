@@ -10,7 +10,7 @@
 #
 # Each timed run pushes to a new repository, so every blob is really uploaded; runs of the
 # two sides alternate (A B A B ...) so a drift of the machine hits both. Needs: docker-registry,
-# curl, pigz, gzip, a Rust toolchain (builds rcross in release mode once).
+# curl, pigz, gzip, a Rust toolchain (builds the oci_push_dir bench example in release mode once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
@@ -20,8 +20,8 @@ MIB=200
 for tool in docker-registry curl pigz gzip cargo; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y ${tool/cargo/rustc})" >&2; exit 1; }
 done
-cargo build --release --quiet
-RCROSS=$PWD/target/release/rcross
+cargo build --release --quiet --example oci_push_dir
+OCI_PUSH_DIR=${CARGO_TARGET_DIR:-$PWD/target}/release/examples/oci_push_dir
 
 mkdir -p "$W"
 # --- inputs (not timed) ------------------------------------------------------------------
@@ -68,7 +68,7 @@ for _ in $(seq 100); do curl -fs "http://$REG/v2/" >/dev/null && break; sleep 0.
 n=0
 rcross_push() { # SET
   n=$((n + 1)); rm -rf "$W/layout"
-  "$RCROSS" oci-push-dir --layout "$W/layout" --push "$REG/bench-$1-$n:latest" \
+  "$OCI_PUSH_DIR" --layout "$W/layout" --push "$REG/bench-$1-$n:latest" \
     "$W/$1/1" "$W/$1/2" "$W/$1/3" > "$W/last-rcross.json"
 }
 curl_upload() { # raw monolithic upload of the three random files, digests known

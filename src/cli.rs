@@ -55,10 +55,6 @@ pub enum Command {
     Tags(TagsArgs),
     /// The build cache (host builds' output trees by their inputs): `cache prune`.
     Cache(CacheArgs),
-    /// INTERNAL, hidden, unstable: one layer per directory into an OCI layout, optionally
-    /// pushed; prints timings as JSON. Drives bench/push.sh until `rcross build` exists.
-    #[command(name = "oci-push-dir", hide = true)]
-    OciPushDir(OciPushDirArgs),
 }
 
 /// Where host state lives; overridable so tests (and odd hosts) can point elsewhere.
@@ -340,38 +336,6 @@ pub struct RunArgs {
     pub paths: ToolchainPaths,
 }
 
-/// Arguments of the hidden `oci-push-dir` bench driver.
-#[derive(Debug, Args)]
-pub struct OciPushDirArgs {
-    /// Directories; each becomes one layer holding its tree at the image root.
-    #[arg(required = true, value_name = "DIR")]
-    pub dirs: Vec<PathBuf>,
-
-    /// The OCI layout to write (created when missing).
-    #[arg(long, value_name = "DIR")]
-    pub layout: PathBuf,
-
-    /// The image's platform.
-    #[arg(long, default_value = "linux/amd64")]
-    pub platform: String,
-
-    /// zstd layers instead of gzip.
-    #[arg(long)]
-    pub zstd: bool,
-
-    /// Compression level (gzip 1-9, zstd 1-19).
-    #[arg(long)]
-    pub level: Option<i32>,
-
-    /// Name of the image in the layout.
-    #[arg(long, default_value = "latest")]
-    pub tag: String,
-
-    /// Push the image to this reference (REGISTRY/REPO:TAG).
-    #[arg(long, value_name = "REF")]
-    pub push: Option<String>,
-}
-
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// The project directory (holding rcross.toml).
@@ -614,6 +578,24 @@ pub struct TagPolicyArgs {
     /// that pushes one platform by digest for a later `rcross manifest create`).
     #[arg(long, conflicts_with = "images")]
     pub no_git_tags: bool,
+}
+
+impl TagPolicyArgs {
+    /// The flags as overrides of `[tags]`.
+    pub fn overrides(&self) -> crate::tags::Overrides {
+        crate::tags::Overrides {
+            images: self.images.clone(),
+            release: self.release_tags.clone(),
+            default_branch: self.default_branch.clone(),
+            edge: self.edge,
+            no_sha: self.no_sha_tag,
+            build_number: self.build_number.clone(),
+            prefix: self.tag_prefix.clone(),
+            extra: self.extra_tags.clone(),
+            no_labels: self.no_git_labels,
+            no_tags: self.no_git_tags,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -569,6 +569,20 @@ pub fn parse_list(s: &str) -> Result<Vec<Platform>, PlatformError> {
     Ok(out)
 }
 
+/// Parse every `--platform` argument (each a comma-separated list) into one list without
+/// repeats, in the order given.
+pub fn parse_lists(args: &[String]) -> Result<Vec<Platform>, PlatformError> {
+    let mut out: Vec<Platform> = Vec::new();
+    for a in args {
+        for p in parse_list(a)? {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

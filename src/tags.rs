@@ -581,6 +581,43 @@ impl TagError {
     }
 }
 
+/// What the checkout holding a project gives a build.
+#[derive(Debug)]
+pub enum Checkout {
+    /// The policy's tags, labels and `SOURCE_DATE_EPOCH`.
+    Computed(Computed),
+    /// Not a git work tree (or git is not installed), and nothing asks for git.
+    NotGit,
+    /// git failed, and nothing asks for git: the build goes on without git facts, warned.
+    Unreadable(TagError),
+}
+
+/// The policy (`file` overridden by `overrides`) applied to the checkout holding `dir`. When
+/// `required`, or when the policy names images, a directory outside a git work tree and a
+/// failing git are errors rather than [`Checkout::NotGit`] and [`Checkout::Unreadable`].
+pub fn compute_for(
+    dir: &Path,
+    file: &TagConfig,
+    overrides: &Overrides,
+    required: bool,
+) -> Result<Checkout, TagError> {
+    let policy = Policy::resolve(file, overrides)?;
+    let required = required || !policy.images.is_empty();
+    let epoch = epoch_from_env(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())?;
+    let facts = match read_git(dir) {
+        Ok(Some(facts)) => facts,
+        Ok(None) if required => {
+            return Err(TagError::NotGit {
+                dir: dir.display().to_string(),
+            })
+        }
+        Ok(None) => return Ok(Checkout::NotGit),
+        Err(e) if required => return Err(e),
+        Err(e) => return Ok(Checkout::Unreadable(e)),
+    };
+    compute(&facts, &policy, &CiEnv::from_process(), epoch).map(Checkout::Computed)
+}
+
 /// Reads [`GitFacts`] for the work tree holding `dir` by running `git`. `Ok(None)`: `dir` is
 /// not in a git work tree (or git is not installed).
 ///

@@ -15,8 +15,8 @@ mod common_docker;
 mod prereq;
 
 use common_docker::{busybox_layout, make_ca, make_cert, CertUse, Dockerd};
-use rcross::build::runner::RunnerError;
 use rcross::engine::{DockerEngine, Endpoint};
+use rcross::runner::RunnerError;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -11,7 +11,7 @@ mod common_rootfs;
 mod prereq;
 
 use rcross::build::chroot::{ChrootOptions, ChrootRunner};
-use rcross::build::runner::{BuildImage, ContainerJob, ContainerRunner};
+use rcross::runner::{BuildImage, ContainerJob, ContainerRunner};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;

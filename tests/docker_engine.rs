@@ -16,8 +16,8 @@ mod prereq;
 
 use common_docker::{build_containers, busybox_layout, docker, docker_ok, system_engine, Dockerd};
 use common_registry::{example_hello, rcross};
-use rcross::build::runner::{BuildImage, ContainerJob, ContainerRunner, RunnerError};
 use rcross::engine::{DockerEngine, Endpoint};
+use rcross::runner::{BuildImage, ContainerJob, ContainerRunner, RunnerError};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

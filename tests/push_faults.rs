@@ -139,7 +139,7 @@ fn twenty_pushes_through_twenty_percent_faults_all_land_the_clean_digest() {
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();
     let built = build_image(dir.path(), "1", Compression::default());
-    let plan = built.layout.push_plan("1").unwrap();
+    let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     let tags = vec!["1".to_string()];
 
     let direct = client();
@@ -313,7 +313,7 @@ fn a_failed_chunk_goes_on_at_the_offset_the_registry_confirms_or_in_a_new_sessio
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();
     let built = build_image(dir.path(), "1", Compression::default());
-    let plan = built.layout.push_plan("1").unwrap();
+    let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     // Only the 9 MiB layer goes up in chunks (4 + 4 + 1 MiB). Its second chunk is reset before
     // the registry sees it; the fourth PATCH sent is forwarded and its answer dropped.
     let patches = AtomicUsize::new(0);
@@ -376,7 +376,7 @@ fn after_a_lost_answer_a_head_decides_and_nothing_is_sent_twice() {
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();
     let built = build_image(dir.path(), "1", Compression::default());
-    let plan = built.layout.push_plan("1").unwrap();
+    let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     // The first closing PUT of a blob upload and the index's PUT both reach the registry, which
     // stores them; their answers are lost.
     let index = built.index.digest.clone();
@@ -456,7 +456,7 @@ fn a_download_cut_mid_blob_resumes_with_range_and_checks_the_whole_digest() {
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();
     let built = build_image(dir.path(), "1", Compression::default());
-    let plan = built.layout.push_plan("1").unwrap();
+    let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     let direct = client();
     direct
         .push_image(

@@ -88,7 +88,7 @@ fn push_lands_an_index_skopeo_reads_and_a_second_push_uploads_no_blob() {
     };
     let dir = tempfile::tempdir().unwrap();
     let built = build_image(dir.path(), "1", Compression::default());
-    let plan = built.layout.push_plan("1").unwrap();
+    let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     let proxy = Proxy::start(&registry.addr, |_, _| Fault::Pass);
     let client = client(3);
     let target = reference(&proxy.addr, "rcross/hello");
@@ -205,7 +205,7 @@ fn faults_on_a_share_of_requests_still_end_with_the_same_digest() {
     };
     let dir = tempfile::tempdir().unwrap();
     let built = build_image(dir.path(), "1", Compression::default());
-    let plan = built.layout.push_plan("1").unwrap();
+    let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     // The first and third chunk sent are reset and refused, so the chunked upload must recover;
     // besides, resets, 500s and 429s hit a tenth of all requests, whatever they are. (Each try
     // of a chunked upload needs six requests in a row to pass, so the share stays modest.)
@@ -265,7 +265,7 @@ fn a_push_that_fails_part_way_tags_nothing() {
     };
     let dir = tempfile::tempdir().unwrap();
     let built = build_image(dir.path(), "1", Compression::default());
-    let plan = built.layout.push_plan("1").unwrap();
+    let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     let broken = built.manifests[1].digest.clone();
     let proxy = Proxy::start(&registry.addr, move |request, _| {
         if request.method == "PUT" && request.target.ends_with(&broken) {
@@ -309,7 +309,7 @@ fn zstd_images_push_and_copy() {
     };
     let dir = tempfile::tempdir().unwrap();
     let built = build_image(dir.path(), "z", Compression::Zstd { level: 3 });
-    let plan = built.layout.push_plan("z").unwrap();
+    let plan = rcross::registry::layout_push_plan(&built.layout, "z").unwrap();
     let target = reference(&registry.addr, "rcross/zstd");
     let report = client(3)
         .push_image(&target, &plan, &["z".to_string()], &PushOptions::default())
@@ -325,8 +325,32 @@ fn zstd_images_push_and_copy() {
     drop(registry);
 }
 
+/// The push benchmark's driver (`examples/oci_push_dir.rs`), built with the profile of this
+/// test, next to it: `target/PROFILE/examples/` beside `target/PROFILE/deps/`. Examples are not
+/// among the binaries cargo builds for an integration test, so the test builds it (a no-op when
+/// it is up to date).
+fn oci_push_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(std::path::Path::parent).unwrap();
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "--quiet", "--example", "oci_push_dir"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().unwrap();
+    assert!(
+        status.success(),
+        "cargo build --example oci_push_dir: {status}"
+    );
+    let path = profile_dir.join("examples/oci_push_dir");
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
 #[test]
-fn hidden_oci_push_dir_writes_and_pushes_the_same_image_twice() {
+fn the_bench_driver_writes_and_pushes_the_same_image_twice() {
     let Some(registry) = prerequisites() else {
         return;
     };
@@ -337,9 +361,9 @@ fn hidden_oci_push_dir_writes_and_pushes_the_same_image_twice() {
         push_common::noise(5 << 20, 3),
     )
     .unwrap();
+    let driver = oci_push_dir();
     let run = |layout: &std::path::Path, repo: &str| -> serde_json::Value {
-        let output = Command::new(env!("CARGO_BIN_EXE_rcross"))
-            .arg("oci-push-dir")
+        let output = Command::new(&driver)
             .arg("--layout")
             .arg(layout)
             .arg("--platform")

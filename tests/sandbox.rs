@@ -12,7 +12,7 @@ mod prereq;
 
 use common_rootfs::RootfsSpec;
 use rcross::build::chroot::{ChrootOptions, ChrootRunner};
-use rcross::build::runner::{BuildImage, ContainerJob, ContainerRunner, JobExit};
+use rcross::runner::{BuildImage, ContainerJob, ContainerRunner, JobExit};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;

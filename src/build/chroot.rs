@@ -26,13 +26,13 @@
 //! Kernel-facing work is behind [`ChrootSystem`]; [`LinuxChroot`] is the real one.
 
 use super::rootfs::{self, CopyOptions, CopyOwners, RootfsError};
-use super::runner::{
-    self, BuildImage, ContainerJob, ContainerRunner, JobExit, RunnerError, OUT_DIR, SRC_DIR,
-};
 use crate::binfmt::selftest;
 use crate::detect::BinfmtState;
 use crate::image::{ImageSource, SourceError};
 use crate::platform::Platform;
+use crate::runner::{
+    self, BuildImage, ContainerJob, ContainerRunner, JobExit, RunnerError, OUT_DIR, SRC_DIR,
+};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -300,7 +300,7 @@ impl ContainerRunner for ChrootRunner {
             .map_err(other("copying the build's output out of the chroot"))?;
             // The same rule as for an engine's output: a link must not point out of it (an
             // artifact that is a link to /etc/shadow would be read on the host).
-            crate::engine::unpack::check_links_inside(&job.out_dir).map_err(|e| {
+            crate::runner::unpack::check_links_inside(&job.out_dir).map_err(|e| {
                 RunnerError::Other {
                     what: format!("the {} build's output", job.platform),
                     message: e.to_string(),
@@ -1235,7 +1235,7 @@ mod enter {
                 message: io::Error::from_raw_os_error(errno as i32).to_string(),
             });
         }
-        let code = crate::build::runner::read_until_exit(out_r, log, |block| {
+        let code = crate::runner::read_until_exit(out_r, log, |block| {
             let flags = (!block).then_some(WaitPidFlag::WNOHANG);
             match nix::sys::wait::waitpid(pid, flags) {
                 Ok(WaitStatus::Exited(_, c)) => Ok(Some(i64::from(c))),

@@ -98,7 +98,7 @@ impl std::str::FromStr for ContainerPolicy {
 /// what connecting would refuse.
 pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     endpoint
-        .parse::<crate::engine::Endpoint>()
+        .parse::<crate::runner::Endpoint>()
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

@@ -1,4 +1,5 @@
-//! `rcross build`: project file, per-platform orchestration.
+//! The pieces of a build that [`crate::pipeline`] runs in stages: the project file, base images,
+//! placements, the build cache, the chroot runner, artifacts and layer reuse.
 
 pub mod artifacts;
 pub mod base;
@@ -6,7 +7,5 @@ pub mod cache;
 pub mod chroot;
 pub mod config;
 pub mod place;
-pub mod progress;
 pub mod reuse;
 pub mod rootfs;
-pub mod runner;

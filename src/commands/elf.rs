@@ -1,4 +1,4 @@
-use super::verify::{image_failure, open_image, parse_target, Target};
+use super::{image_failure, open_image, parse_target, Target};
 use crate::cli::ElfArgs;
 use crate::elf::{ElfInfo, Linkage};
 use crate::exit::{self, Failure};

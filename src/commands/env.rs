@@ -12,13 +12,13 @@ pub fn run(args: EnvArgs, json: bool) -> exit::Result<u8> {
         platforms: Some(std::slice::from_ref(&p)),
         lang: Some(crate::toolchain::plan::Lang::C),
     };
-    let (catalog, _, facts) = super::toolchain::load_scoped(&host, &args.paths, scope)?;
+    let (catalog, _, facts) = super::load_toolchains(&host, &args.paths, scope)?;
     let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
     if toolchain.is_none() && p != facts.host {
         eprintln!("rcross: warning: no C cross compiler for {p} is installed, so CC and friends are not set; run `sudo rcross toolchain install {p}`");
     }
     let sysroot = args.sysroot.map(|s| s.to_string_lossy().into_owned());
-    let input = super::toolchain::env_input(&host, &catalog, &facts, p, sysroot)?;
+    let input = super::env_input(&host, &catalog, &facts, p, sysroot)?;
     let format = match (args.format, json) {
         (_, true) | (EnvFormatArg::Json, _) => EnvFormat::Json,
         (EnvFormatArg::Sh, _) => EnvFormat::Sh,

@@ -1,7 +1,7 @@
 //! `rcross inspect REF|oci:DIR`: the index, its platforms (nested indexes descended, attestations
 //! listed as skipped), digests and sizes, and the verification verdict per platform.
 
-use super::verify::{image_failure, open_image};
+use super::{image_failure, open_image};
 use crate::cli::InspectArgs;
 use crate::elf::Finding;
 use crate::exit;

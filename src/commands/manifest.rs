@@ -89,7 +89,7 @@ fn resolve(client: &Client, text: &str, source: &Reference) -> exit::Result<Reso
 fn read_source(client: &Client, resolved: &Resolved) -> exit::Result<Vec<SourcePlatform>> {
     let text = resolved.text.as_str();
     let image = RegistryImage::new(client.clone(), resolved.pinned.clone());
-    let failed = |e: ReadError| super::verify::image_failure(e.into());
+    let failed = |e: ReadError| super::image_failure(e.into());
     let resolved_image = image::resolve(&image, ResolveLimits::default()).map_err(failed)?;
     let mut parts = Vec::new();
     for mut entry in resolved_image.images {
@@ -194,8 +194,8 @@ fn verify_sources(client: &Client, resolved: &[Resolved], json: bool) -> exit::R
     let mut problems = Vec::new();
     for Resolved { text, pinned } in resolved {
         let image = RegistryImage::new(client.clone(), pinned.clone());
-        let report = walk::verify_image(&image as &dyn ImageSource, None)
-            .map_err(super::verify::image_failure)?;
+        let report =
+            walk::verify_image(&image as &dyn ImageSource, None).map_err(super::image_failure)?;
         for p in &report.platforms {
             for f in &p.findings {
                 problems.push(format!("{text} [{}] {}: {}", p.platform, f.path, f.message));
@@ -260,7 +260,7 @@ fn create(args: ManifestCreateArgs, json: bool) -> exit::Result<u8> {
         (true, Some(first)) => vec![first.registry.clone()],
         _ => Vec::new(),
     };
-    let client = super::push::client(&insecure, args.retry.retry_timeout)?;
+    let client = super::registry_client(&insecure, args.retry.retry_timeout)?;
 
     // Resolve every source once, then read it by that digest, refusing duplicate platforms.
     let resolved: Vec<Resolved> = sources
@@ -289,7 +289,7 @@ fn create(args: ManifestCreateArgs, json: bool) -> exit::Result<u8> {
     // platform manifest by digest, then the index, then the tags.
     let image = image_push(&parts);
     let mut tags_out = Vec::new();
-    for (repo, repo_tags) in super::push::by_repository(&targets) {
+    for (repo, repo_tags) in crate::pipeline::by_repository(&targets) {
         let report = client
             .push_image(&repo, &image, &repo_tags, &PushOptions::default())
             .map_err(|e| registry_failure(format!("{repo}: index {}", image.root.digest), e))?;

@@ -1,34 +1,19 @@
 use crate::cli::PlanArgs;
 use crate::exit::{self, Failure};
 use crate::host::linux::LinuxHost;
-use crate::toolchain::plan::{self, Lang, Strategy};
+use crate::toolchain::plan::{self, Strategy};
 use std::path::Path;
-
-/// `--lang auto`: what the project in the current directory is written in.
-pub(crate) fn detect_lang(dir: &Path) -> Lang {
-    if dir.join("Cargo.toml").is_file() {
-        Lang::Rust
-    } else if dir.join("go.mod").is_file() {
-        Lang::Go
-    } else {
-        Lang::C
-    }
-}
 
 pub fn run(args: PlanArgs, json: bool) -> exit::Result<u8> {
     let host = LinuxHost;
-    let platforms = super::toolchain::parse_platforms(&args.platforms)?;
-    let lang = match args.lang.as_str() {
-        "auto" => detect_lang(Path::new(".")),
-        l => l
-            .parse::<Lang>()
-            .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?,
-    };
+    let platforms = super::parse_platforms(&args.platforms)?;
+    let lang = crate::toolchain::resolve_lang(&args.lang, Path::new("."))
+        .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     let scope = crate::toolchain::Scope {
         platforms: Some(&platforms),
         lang: Some(lang),
     };
-    let (catalog, _, facts) = super::toolchain::load_scoped(&host, &args.paths, scope)?;
+    let (catalog, _, facts) = super::load_toolchains(&host, &args.paths, scope)?;
     let items = plan::plan(&facts, &catalog, &platforms, lang).map_err(Failure::usage)?;
     if json {
         super::print_json(&items)?;

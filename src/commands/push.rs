@@ -5,64 +5,9 @@
 use crate::cli::PushArgs;
 use crate::exit::{self, Failure};
 use crate::oci::OciLayout;
-use crate::registry::{Client, PushOptions, Reference};
-use serde::Serialize;
+use crate::pipeline::{by_repository, Pushed};
+use crate::registry::{PushOptions, Reference};
 use std::path::PathBuf;
-use std::time::Duration;
-
-/// What one repository received, as `push` and `build --push` report it.
-#[derive(Debug, Serialize)]
-pub(crate) struct Pushed {
-    pub(crate) repository: String,
-    tags: Vec<String>,
-    pub(crate) digest: String,
-    blobs_uploaded: usize,
-    blobs_present: usize,
-    blobs_mounted: usize,
-    bytes_uploaded: u64,
-}
-
-impl Pushed {
-    pub(crate) fn new(repo: &Reference, report: &crate::registry::PushReport) -> Pushed {
-        Pushed {
-            repository: repo.to_string(),
-            tags: report.tags.clone(),
-            digest: report.digest.clone(),
-            blobs_uploaded: report.blobs_uploaded,
-            blobs_present: report.blobs_present,
-            blobs_mounted: report.blobs_mounted,
-            bytes_uploaded: report.bytes_uploaded,
-        }
-    }
-}
-
-/// A registry client with credentials from the Docker config file; `insecure` registries use
-/// plain HTTP (loopback registries always do); failing requests are retried for
-/// `retry_timeout`.
-pub(crate) fn client(insecure: &[String], retry_timeout: Duration) -> exit::Result<Client> {
-    Client::from_environment_with(insecure, retry_timeout).map_err(Failure::usage)
-}
-
-/// Group tags by repository: each repository gets its blobs once and all its tags.
-pub(crate) fn by_repository(tags: &[Reference]) -> Vec<(Reference, Vec<String>)> {
-    let mut repos: Vec<(Reference, Vec<String>)> = Vec::new();
-    for t in tags {
-        let tag = t.tag.clone().unwrap_or_else(|| "latest".into());
-        match repos
-            .iter_mut()
-            .find(|(r, _)| r.registry == t.registry && r.repository == t.repository)
-        {
-            Some((_, ts)) => ts.push(tag),
-            None => {
-                let mut r = t.clone();
-                r.tag = None;
-                r.digest = None;
-                repos.push((r, vec![tag]));
-            }
-        }
-    }
-    repos
-}
 
 pub fn run(args: PushArgs, json: bool) -> exit::Result<u8> {
     let spec = args.source.strip_prefix("oci:").ok_or_else(|| {
@@ -78,7 +23,7 @@ pub fn run(args: PushArgs, json: bool) -> exit::Result<u8> {
         _ => (PathBuf::from(spec), "latest".to_string()),
     };
     let layout = OciLayout::open(&dir).map_err(Failure::usage)?;
-    let plan = layout.push_plan(&name).map_err(Failure::usage)?;
+    let plan = crate::registry::layout_push_plan(&layout, &name).map_err(Failure::usage)?;
     let tags: Vec<Reference> = args
         .tags
         .iter()
@@ -98,7 +43,7 @@ pub fn run(args: PushArgs, json: bool) -> exit::Result<u8> {
     } else {
         Vec::new()
     };
-    let client = client(&insecure, args.retry.retry_timeout)?;
+    let client = super::registry_client(&insecure, args.retry.retry_timeout)?;
     let mut out = Vec::new();
     for (repo, repo_tags) in by_repository(&tags) {
         let report = client

@@ -18,7 +18,7 @@ struct Report<'a> {
 
 pub fn run(args: SetupArgs, json: bool) -> exit::Result<u8> {
     let host = LinuxHost;
-    let platforms = super::toolchain::parse_platforms(&args.platforms)?;
+    let platforms = super::parse_platforms(&args.platforms)?;
     let opts = Options {
         platforms: (!platforms.is_empty()).then_some(platforms),
         force: args.force,

@@ -3,97 +3,18 @@ use crate::cli::{FileFormatArg, ToolchainArgs, ToolchainCommand, ToolchainPaths}
 use crate::exit::{self, Failure};
 use crate::host::linux::LinuxHost;
 use crate::host::Host;
-use crate::platform::{self, Platform};
+use crate::platform::Platform;
 use crate::toolchain::install::{self, InstallError, Part};
-use crate::toolchain::render::{self, EnvInput, FileFormat};
+use crate::toolchain::render::{self, FileFormat};
 use crate::toolchain::{self, Catalog, Facts};
 use serde::Serialize;
 
-/// What `env`, toolchain files and builds render for platform `p`: its catalog entry, the first
-/// installed toolchain, rcross as the runner, and a linker wrapper where cargo needs one.
-pub(crate) fn env_input<'a>(
-    host: &dyn Host,
-    catalog: &'a Catalog,
-    facts: &'a Facts,
-    p: Platform,
-    sysroot: Option<String>,
-) -> exit::Result<EnvInput<'a>> {
-    let spec = catalog
-        .get(&p)
-        .ok_or_else(|| Failure::usage(anyhow::anyhow!("rcross has no toolchain data for {p}")))?;
-    let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
-    Ok(EnvInput {
-        spec,
-        toolchain,
-        runner: runner(&p),
-        sysroot,
-        linker_wrapper: linker_wrapper(host, toolchain),
-    })
-}
-
-/// The catalogs and host facts every toolchain command starts from.
-pub(crate) fn load(
+/// The catalogs and host facts (every platform, every tool) the toolchain commands start from.
+fn load(
     host: &dyn Host,
     paths: &ToolchainPaths,
 ) -> exit::Result<(Catalog, binfmt::Catalog, Facts)> {
-    load_scoped(host, paths, toolchain::Scope::default())
-}
-
-/// [`load`], probing only what `scope` needs (see [`toolchain::Scope`]).
-pub(crate) fn load_scoped(
-    host: &dyn Host,
-    paths: &ToolchainPaths,
-    scope: toolchain::Scope,
-) -> exit::Result<(Catalog, binfmt::Catalog, Facts)> {
-    let catalog = Catalog::load(&paths.toolchain_dir).map_err(Failure::usage)?;
-    let handlers = binfmt::Catalog::load(&paths.host.binfmt_dir).map_err(Failure::usage)?;
-    let facts = toolchain::gather_scoped(host, &catalog, &handlers, &paths.host.binfmt_misc, scope)
-        .map_err(Failure::env)?;
-    Ok((catalog, handlers, facts))
-}
-
-pub(crate) fn parse_platforms(args: &[String]) -> exit::Result<Vec<Platform>> {
-    let mut out: Vec<Platform> = Vec::new();
-    for a in args {
-        for p in platform::parse_list(a).map_err(Failure::usage)? {
-            if !out.contains(&p) {
-                out.push(p);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The `rcross run --platform P --` command other tools call.
-pub(crate) fn runner(p: &Platform) -> Vec<String> {
-    let me = std::env::current_exe().unwrap_or_else(|_| "rcross".into());
-    toolchain::run::runner(&me, p)
-}
-
-/// The cargo linker wrapper for a compiler that needs arguments (zig, clang), written into the
-/// user's cache directory; a warning and no wrapper when that fails.
-pub(crate) fn linker_wrapper(
-    host: &dyn Host,
-    toolchain: Option<&toolchain::Toolchain>,
-) -> Option<String> {
-    let t = toolchain?;
-    toolchain::linker::wrapper_script(t)?;
-    let xdg = std::env::var_os("XDG_CACHE_HOME").map(std::path::PathBuf::from);
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let Some(dir) = toolchain::linker::cache_dir(xdg.as_deref(), home.as_deref()) else {
-        eprintln!("rcross: warning: neither XDG_CACHE_HOME nor HOME is set, so no linker wrapper for {} can be written; cargo gets no linker", t.triple);
-        return None;
-    };
-    match toolchain::linker::ensure(host, t, &dir) {
-        Ok(p) => p.map(|p| p.to_string_lossy().into_owned()),
-        Err(e) => {
-            eprintln!(
-                "rcross: warning: cannot write the linker wrapper in {}: {e}; cargo gets no linker",
-                dir.display()
-            );
-            None
-        }
-    }
+    super::load_toolchains(host, paths, toolchain::Scope::default())
 }
 
 pub fn run(args: ToolchainArgs, json: bool) -> exit::Result<u8> {
@@ -105,7 +26,7 @@ pub fn run(args: ToolchainArgs, json: bool) -> exit::Result<u8> {
             let p: Platform = a.platform.parse().map_err(Failure::usage)?;
             let (catalog, _, facts) = load(&host, &a.paths)?;
             let sysroot = a.sysroot.map(|s| s.to_string_lossy().into_owned());
-            let input = env_input(&host, &catalog, &facts, p, sysroot)?;
+            let input = super::env_input(&host, &catalog, &facts, p, sysroot)?;
             let format = match a.format {
                 FileFormatArg::Cmake => FileFormat::Cmake,
                 FileFormatArg::Meson => FileFormat::Meson,
@@ -251,7 +172,7 @@ fn install(
     json: bool,
 ) -> exit::Result<u8> {
     let host = LinuxHost;
-    let platforms = parse_platforms(platforms)?;
+    let platforms = super::parse_platforms(platforms)?;
     let (catalog, _, facts) = load(&host, paths)?;
     let plan = install::plan(&facts, &catalog, &platforms).map_err(|e| match e {
         InstallError::NoCatalogEntry(_) => Failure::usage(e),

@@ -1,68 +1,10 @@
+use super::{image_failure, open_image, parse_target, Target};
 use crate::cli::VerifyArgs;
 use crate::elf::{self, Finding};
 use crate::exit::{self, Failure};
-use crate::image::{ImageSource, SourceError};
 use crate::platform::Platform;
-use crate::registry::{Reference, RegistryImage};
-use crate::walk::{self, Found, ImageError, OciLayout};
+use crate::walk::{self, Found};
 use serde::Serialize;
-use std::path::PathBuf;
-
-/// What one command-line argument names.
-pub(crate) enum Target {
-    Path(PathBuf),
-    /// `oci:DIR[:REF]` or a registry reference.
-    Image(String),
-}
-
-/// Decide what an argument is: `oci:DIR`, an existing path, or else, when it looks like one, a
-/// registry image reference.
-pub(crate) fn parse_target(arg: &str) -> Target {
-    if arg.starts_with("oci:")
-        || (crate::registry::looks_like_image_reference(arg) && explicit_image(arg))
-    {
-        return Target::Image(arg.to_string());
-    }
-    Target::Path(PathBuf::from(arg))
-}
-
-/// A missing `out/bin` is far more likely a mistyped path than Docker Hub's `out/bin:latest`:
-/// treat an argument as an image only when it names a registry host, a tag or a digest.
-fn explicit_image(arg: &str) -> bool {
-    let first = arg.split('/').next().unwrap_or("");
-    let last = arg.rsplit('/').next().unwrap_or("");
-    arg.contains('@')
-        || last.contains(':')
-        || (arg.contains('/')
-            && (first.contains('.') || first.contains(':') || first == "localhost"))
-}
-
-/// Map an image error to the exit code it deserves: a missing or unreadable source is a usage
-/// error, a damaged image a failed check.
-pub(crate) fn image_failure(e: ImageError) -> Failure {
-    match e {
-        ImageError::Source(SourceError::NotFound { .. })
-        | ImageError::NoPlatform { .. }
-        | ImageError::Source(SourceError::Invalid { .. }) => Failure::usage(e),
-        ImageError::Source(SourceError::Io { .. }) => Failure::from(anyhow::Error::new(e)),
-        // The registry could not be reached or refused us: the host's problem, not the image's.
-        ImageError::Source(SourceError::Transport { .. }) => Failure::env(e),
-        _ => Failure::check(e),
-    }
-}
-
-/// Open `oci:DIR[:REF]` as a layout, anything else as a registry image (credentials from the
-/// Docker config file, plain HTTP only for loopback registries).
-pub(crate) fn open_image(spec: &str) -> exit::Result<Box<dyn ImageSource>> {
-    if spec.starts_with("oci:") {
-        let layout = OciLayout::from_spec(spec)
-            .map_err(|e| Failure::usage(anyhow::anyhow!("{spec}: {e}")))?;
-        return Ok(Box::new(layout));
-    }
-    let reference: Reference = spec.parse().map_err(Failure::usage)?;
-    let client = super::push::client(&[], crate::registry::DEFAULT_RETRY_TIMEOUT)?;
-    Ok(Box::new(RegistryImage::new(client, reference)))
-}
 
 /// Findings for one platform, from one argument.
 #[derive(Serialize)]
@@ -209,32 +151,5 @@ fn print_human(r: &Report) {
     if !r.ok {
         let n: usize = r.groups.iter().map(|g| g.findings.len()).sum();
         eprintln!("rcross: verify failed: {n} finding(s)");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_references_are_recognised() {
-        for s in [
-            "docker.io/library/alpine:3.19",
-            "localhost:5000/app:1.0",
-            "127.0.0.1:5000/app",
-            "ghcr.io/o/r@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "alpine:3.19",
-        ] {
-            assert!(matches!(parse_target(s), Target::Image(_)), "{s}");
-        }
-        for s in [
-            "./build",
-            "out/bin",
-            "/nonexistent/file",
-            "file.tar.gz",
-            "build/out.tar",
-        ] {
-            assert!(matches!(parse_target(s), Target::Path(_)), "{s}");
-        }
     }
 }

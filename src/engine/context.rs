@@ -1,8 +1,8 @@
 //! The build context as a tar stream: the project at `rcross/src/` (minus
-//! [`runner::excluded`](crate::build::runner::excluded) paths) and an empty `rcross/out/`,
+//! [`runner::excluded`](crate::runner::excluded) paths) and an empty `rcross/out/`,
 //! unpacked by the engine at `/` before the container starts.
 
-use crate::build::runner::{self, OUT_DIR, SRC_DIR};
+use crate::runner::{self, OUT_DIR, SRC_DIR};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};

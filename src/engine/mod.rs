@@ -1,6 +1,6 @@
 //! The Docker Engine edge of rcross: connect to an engine (local socket, TCP with or without
 //! TLS, SSH), negotiate the API version, describe it, load docker-archive images, and run
-//! containerised builds ([`ContainerRunner`](crate::build::runner::ContainerRunner)).
+//! containerised builds ([`ContainerRunner`](crate::runner::ContainerRunner)).
 //!
 //! The engine client is async; [`DockerEngine`] owns its own tokio runtime and offers a
 //! blocking API that several threads may call at once. Nothing here prints.
@@ -12,18 +12,16 @@
 //! later request with `/vX.Y` itself. Engines older than [`MIN_API_VERSION`] are refused.
 
 pub mod context;
-pub mod endpoint;
 mod runner;
 mod ssh;
 pub mod stream;
 mod tls;
-pub mod unpack;
 
-pub use endpoint::{Endpoint, EndpointError, TlsEnv, TlsFiles};
+pub use crate::runner::endpoint::{Endpoint, EndpointError, TlsEnv, TlsFiles};
 pub use runner::{layout_tag, JOB_LABEL};
 
-use crate::build::runner::RunnerError;
 use crate::platform::Platform;
+use crate::runner::RunnerError;
 use bollard::errors::Error as BollardError;
 use bollard::Docker;
 use futures_util::StreamExt;

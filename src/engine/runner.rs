@@ -4,12 +4,11 @@
 //! into the log, `OUT_DIR` copied back on success, and the container always removed.
 
 use super::stream::{self, StreamReader};
-use super::unpack;
 use super::{message, DockerEngine, LocalImage};
-use crate::build::runner::{
-    BuildImage, ContainerJob, ContainerRunner, JobExit, RunnerError, OUT_DIR,
-};
 use crate::oci::{Descriptor, OciLayout};
+use crate::runner::{
+    unpack, BuildImage, ContainerJob, ContainerRunner, JobExit, RunnerError, OUT_DIR,
+};
 use bollard::errors::Error as BollardError;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{

@@ -122,13 +122,6 @@ fn add_manifest_blobs(
     Ok(())
 }
 
-impl OciLayout {
-    /// [`layout_push_plan`] of this layout. Kept for the callers that have not moved to it yet.
-    pub fn push_plan(&self, name: &str) -> Result<ImagePush, OciError> {
-        layout_push_plan(self, name)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,7 +146,7 @@ mod tests {
             .unwrap();
         let manifest = layout.write_image(&spec).unwrap();
         layout.tag(&manifest, "1").unwrap();
-        let plan = layout.push_plan("1").unwrap();
+        let plan = layout_push_plan(&layout, "1").unwrap();
         let remote = plan
             .blobs
             .iter()
@@ -168,7 +161,7 @@ mod tests {
 
         // Without the note, the missing blob is an error that names it.
         std::fs::remove_file(dir.path().join(crate::oci::REMOTE_BLOBS_FILE)).unwrap();
-        let e = layout.push_plan("1").unwrap_err().to_string();
+        let e = layout_push_plan(&layout, "1").unwrap_err().to_string();
         assert!(e.contains(&layer.digest) && e.contains("incomplete"), "{e}");
     }
 

@@ -38,6 +38,44 @@ pub fn cache_dir(xdg_cache: Option<&Path>, home: Option<&Path>) -> Option<PathBu
         .map(|c| c.join("rcross").join("linkers"))
 }
 
+/// Why no linker wrapper could be written (cargo then gets no linker).
+#[derive(Debug, thiserror::Error)]
+pub enum WrapperError {
+    #[error(
+        "neither XDG_CACHE_HOME nor HOME is set, so no linker wrapper for {triple} can be \
+         written; cargo gets no linker"
+    )]
+    NoCacheDir { triple: String },
+    #[error("cannot write the linker wrapper in {}: {error}; cargo gets no linker", dir.display())]
+    Write { dir: PathBuf, error: std::io::Error },
+}
+
+/// The linker wrapper cargo gets for `toolchain` (see [`ensure`]), written into the user's
+/// cache directory ([`cache_dir`] of `XDG_CACHE_HOME` and `HOME`); `Ok(None)` when the
+/// toolchain needs none.
+pub fn wrapper_for(
+    host: &dyn Host,
+    toolchain: Option<&Toolchain>,
+) -> Result<Option<String>, WrapperError> {
+    let Some(t) = toolchain else {
+        return Ok(None);
+    };
+    if wrapper_script(t).is_none() {
+        return Ok(None);
+    }
+    let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from);
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let Some(dir) = cache_dir(xdg.as_deref(), home.as_deref()) else {
+        return Err(WrapperError::NoCacheDir {
+            triple: t.triple.clone(),
+        });
+    };
+    match ensure(host, t, &dir) {
+        Ok(p) => Ok(p.map(|p| p.to_string_lossy().into_owned())),
+        Err(error) => Err(WrapperError::Write { dir, error }),
+    }
+}
+
 /// Write the wrapper for `t` into `dir` (unless an identical one is there) and return its path.
 pub fn ensure(host: &dyn Host, t: &Toolchain, dir: &Path) -> std::io::Result<Option<PathBuf>> {
     let Some((name, script)) = wrapper_script(t) else {

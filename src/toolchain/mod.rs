@@ -112,6 +112,95 @@ pub enum FactsError {
     Detect(#[from] detect::DetectError),
 }
 
+/// Why the catalogs or the host facts could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Toolchains(#[from] CatalogError),
+    #[error(transparent)]
+    Handlers(#[from] binfmt::CatalogError),
+    #[error(transparent)]
+    Facts(#[from] FactsError),
+}
+
+impl LoadError {
+    /// The process exit code this failure maps to (see `exit`): a bad catalog file is the
+    /// user's input, facts that cannot be gathered are the host's problem.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LoadError::Toolchains(_) | LoadError::Handlers(_) => crate::exit::USAGE,
+            LoadError::Facts(_) => crate::exit::ENVIRONMENT,
+        }
+    }
+}
+
+/// The catalogs (built in, plus the user files in `toolchain_dir` and `binfmt_dir`) and the
+/// host facts `scope` needs: what every toolchain command and every build starts from.
+pub fn load(
+    host: &dyn Host,
+    toolchain_dir: &Path,
+    binfmt_dir: &Path,
+    binfmt_misc: &Path,
+    scope: Scope,
+) -> Result<(Catalog, binfmt::Catalog, Facts), LoadError> {
+    let catalog = Catalog::load(toolchain_dir)?;
+    let handlers = binfmt::Catalog::load(binfmt_dir)?;
+    let facts = gather_scoped(host, &catalog, &handlers, binfmt_misc, scope)?;
+    Ok((catalog, handlers, facts))
+}
+
+/// The language a `lang` setting names: `auto` is what the project in `dir` is written in
+/// (Cargo.toml: Rust, go.mod: Go, else C).
+pub fn resolve_lang(lang: &str, dir: &Path) -> Result<plan::Lang, String> {
+    if lang != "auto" {
+        return lang.parse();
+    }
+    Ok(if dir.join("Cargo.toml").is_file() {
+        plan::Lang::Rust
+    } else if dir.join("go.mod").is_file() {
+        plan::Lang::Go
+    } else {
+        plan::Lang::C
+    })
+}
+
+/// The catalog has no entry for a platform.
+#[derive(Debug, thiserror::Error)]
+#[error("rcross has no toolchain data for {0}")]
+pub struct NoToolchainData(pub Platform);
+
+/// The `rcross run --platform P --` command other tools call (this program, by its path).
+pub fn runner_command(p: &Platform) -> Vec<String> {
+    let me = std::env::current_exe().unwrap_or_else(|_| "rcross".into());
+    run::runner(&me, p)
+}
+
+/// What `env`, toolchain files and host builds render for platform `p`: its catalog entry, the
+/// first installed toolchain, rcross as the runner, and a linker wrapper where cargo needs one
+/// (when it cannot be written, `warn` is told why and cargo gets no linker).
+pub fn env_input<'a>(
+    host: &dyn Host,
+    catalog: &'a Catalog,
+    facts: &'a Facts,
+    p: Platform,
+    sysroot: Option<String>,
+    warn: &mut dyn FnMut(linker::WrapperError),
+) -> Result<render::EnvInput<'a>, NoToolchainData> {
+    let spec = catalog.get(&p).ok_or(NoToolchainData(p))?;
+    let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());
+    let linker_wrapper = linker::wrapper_for(host, toolchain).unwrap_or_else(|e| {
+        warn(e);
+        None
+    });
+    Ok(render::EnvInput {
+        spec,
+        toolchain,
+        runner: runner_command(&p),
+        sysroot,
+        linker_wrapper,
+    })
+}
+
 /// Find zig: on PATH, or the binary inside PyPI's `ziglang` package.
 fn find_zig(host: &dyn Host) -> Option<PathBuf> {
     if let Some(p) = host.find_program("zig") {

@@ -6,6 +6,7 @@
 //! host's own platform when it was built; otherwise the build is refused before it starts
 //! (buildx refuses `--load` for multi-platform builds too).
 
+use super::Reporter;
 use crate::engine::{DockerEngine, Endpoint};
 use crate::exit::{self, Failure};
 use crate::oci::{Descriptor, OciLayout};
@@ -150,28 +151,26 @@ impl Loader {
 }
 
 /// The `--load` step of `rcross build`, after the image is assembled: `platforms` and
-/// `manifests` are the built platforms and their manifests, in the same order.
-pub fn after_build(
-    loader: Option<&Loader>,
+/// `manifests` are the built platforms and their manifests, in the same order; `repo_tags` the
+/// names (see [`repo_tags`]).
+pub fn load_built(
+    loader: &Loader,
     layout: &OciLayout,
     platforms: &[Platform],
     manifests: &[Descriptor],
-    tags: &[Reference],
-    name: &str,
-) -> exit::Result<Option<Loaded>> {
-    let Some(loader) = loader else {
-        return Ok(None);
-    };
+    repo_tags: &[String],
+    reporter: &dyn Reporter,
+) -> exit::Result<Loaded> {
     let built: Vec<(Platform, &Descriptor)> =
         platforms.iter().copied().zip(manifests.iter()).collect();
-    let loaded = loader.load(layout, &built, &repo_tags(tags, name))?;
-    eprintln!(
+    let loaded = loader.load(layout, &built, repo_tags)?;
+    reporter.line(&format!(
         "loaded {} into docker {} as {}",
         loaded.platform,
         loaded.engine,
         loaded.tags.join(", ")
-    );
-    Ok(Some(loaded))
+    ));
+    Ok(loaded)
 }
 
 #[cfg(test)]

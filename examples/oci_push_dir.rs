@@ -1,20 +1,57 @@
-//! The hidden `oci-push-dir` bench driver: layers from directories into an OCI layout, then an
-//! optional push, with each phase timed. Internal and unstable; `rcross build` replaces it.
+//! The push benchmark's driver (bench/push.sh): one layer per directory into an OCI layout
+//! through the image writer, then an optional push through the registry client, each phase
+//! timed and printed as JSON. A bench program, not part of the `rcross` binary:
+//! `cargo build --release --example oci_push_dir`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::cli::OciPushDirArgs;
-use crate::exit::{self, Failure};
-use crate::oci::{
+use clap::Parser;
+use rcross::exit::{self, Failure};
+use rcross::oci::{
     entries_from_dir, source_date_epoch, Compression, History, ImageSpec, Layer, LayerOptions,
     OciError, OciLayout, RunConfig,
 };
-use crate::registry::{
+use rcross::registry::{
     BlobSource, Client, ClientOptions, DockerConfig, PushBlob, PushOptions, Reference,
     RegistryError,
 };
-use crate::Platform;
+use rcross::Platform;
+
+/// One layer per directory into an OCI layout, optionally pushed; prints timings as JSON.
+#[derive(Debug, Parser)]
+#[command(name = "oci_push_dir")]
+struct Args {
+    /// Directories; each becomes one layer holding its tree at the image root.
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+
+    /// The OCI layout to write (created when missing).
+    #[arg(long, value_name = "DIR")]
+    layout: PathBuf,
+
+    /// The image's platform.
+    #[arg(long, default_value = "linux/amd64")]
+    platform: String,
+
+    /// zstd layers instead of gzip.
+    #[arg(long)]
+    zstd: bool,
+
+    /// Compression level (gzip 1-9, zstd 1-19).
+    #[arg(long)]
+    level: Option<i32>,
+
+    /// Name of the image in the layout.
+    #[arg(long, default_value = "latest")]
+    tag: String,
+
+    /// Push the image to this reference (REGISTRY/REPO:TAG).
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+}
 
 fn oci_failure(e: OciError) -> Failure {
     Failure {
@@ -42,7 +79,7 @@ fn registry_client() -> exit::Result<Client> {
     Ok(Client::new(ClientOptions::default(), credentials))
 }
 
-pub fn run(args: OciPushDirArgs) -> exit::Result<u8> {
+fn run(args: Args) -> exit::Result<()> {
     let platform: Platform = args.platform.parse().map_err(Failure::usage)?;
     let epoch = source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
         .map_err(oci_failure)?;
@@ -106,7 +143,7 @@ pub fn run(args: OciPushDirArgs) -> exit::Result<u8> {
     let history = layers
         .iter()
         .map(|_| History {
-            created: Some(crate::oci::rfc3339_utc(epoch)),
+            created: Some(rcross::oci::rfc3339_utc(epoch)),
             created_by: Some("rcross oci-push-dir".to_string()),
             ..History::default()
         })
@@ -128,7 +165,7 @@ pub fn run(args: OciPushDirArgs) -> exit::Result<u8> {
 
     let mut push = serde_json::Value::Null;
     if let (Some(client), Some(reference)) = (&client, &target) {
-        let plan = layout.push_plan(&args.tag).map_err(oci_failure)?;
+        let plan = rcross::registry::layout_push_plan(&layout, &args.tag).map_err(oci_failure)?;
         let report = client
             .push_image(reference, &plan, &[], &PushOptions::default())
             .map_err(registry_failure)?;
@@ -140,7 +177,7 @@ pub fn run(args: OciPushDirArgs) -> exit::Result<u8> {
             "bytes_uploaded": report.bytes_uploaded,
         });
     }
-    super::print_json(&serde_json::json!({
+    let report = serde_json::json!({
         "index": index.digest,
         "write_seconds": written.as_secs_f64(),
         "layers": layers.iter().map(|l| serde_json::json!({
@@ -150,6 +187,17 @@ pub fn run(args: OciPushDirArgs) -> exit::Result<u8> {
             "uncompressed_size": l.uncompressed_size,
         })).collect::<Vec<_>>(),
         "push": push,
-    }))?;
-    Ok(exit::OK)
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("oci_push_dir: error: {f}");
+            ExitCode::from(f.code)
+        }
+    }
 }

@@ -9,6 +9,16 @@
 //! with `sh -c` in `SRC_DIR/<workdir>` with the platform's environment and `RCROSS_OUT` =
 //! [`OUT_DIR`], and whatever it leaves in [`OUT_DIR`] is copied back to the host's per-platform
 //! output directory, where it is verified like any other build's output.
+//!
+//! This is the contract between the build pipeline and the places a build runs: it sits below
+//! both `build` (the chroot runner) and `engine` (the Docker runner), which never import each
+//! other. [`endpoint`] parses where an engine is; [`unpack`] brings a job's output back to the
+//! host without letting it point outside its directory.
+
+pub mod endpoint;
+pub mod unpack;
+
+pub use endpoint::Endpoint;
 
 use crate::platform::Platform;
 use std::io::Write;

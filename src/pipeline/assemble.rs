@@ -1,0 +1,294 @@
+//! Stage 5, assemble: the verified files become one reproducible layer per platform (or a
+//! layer the registry already has, see [`crate::build::reuse`]), stacked on the base's layers,
+//! with a config and a manifest per platform and one index, in an OCI layout: the `--output`
+//! layout, or one in the work directory that the publish stage archives.
+
+use super::publish::{PlatformResult, ReusedLayer};
+use super::verify::Verified;
+use super::{Base, Job, Output, Reporter};
+use crate::build::artifacts::Placed;
+use crate::build::base::{self, BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION};
+use crate::build::reuse;
+use crate::exit::{self, Failure};
+use crate::oci::{
+    self, Descriptor, FileSource, History, ImageSpec, LayerEntry, LayerOptions, OciLayout,
+    RunConfig,
+};
+use crate::platform::Platform;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The image, in a layout.
+pub struct Assembled {
+    pub layout: OciLayout,
+    /// One manifest per platform, in the job's order.
+    pub manifests: Vec<Descriptor>,
+    pub index: Descriptor,
+    /// The names the index is tagged with in the layout: each `-t`'s tag (or `latest`).
+    pub names: Vec<String>,
+    /// Every platform's report, with its manifest.
+    pub platforms: Vec<PlatformResult>,
+    pub reused_layers: Vec<ReusedLayer>,
+}
+
+/// With `--push`: starts reading the tags being pushed and the `--cache-from` images for
+/// layers the registry already has (see [`crate::build::reuse`]), in the background, so it is
+/// known by the time the layers are written.
+pub fn start_reuse(job: &Job) -> exit::Result<Option<reuse::Pending>> {
+    if !job.push {
+        return Ok(None);
+    }
+    let mut sources: Vec<reuse::ReuseSource> = job
+        .tags
+        .iter()
+        .map(|t| reuse::ReuseSource {
+            reference: t.clone(),
+            cache_from: false,
+        })
+        .collect();
+    sources.extend(job.cache_from.iter().map(|r| reuse::ReuseSource {
+        reference: r.clone(),
+        cache_from: true,
+    }));
+    let client = super::resolve::registry_client(
+        sources.iter().map(|s| s.reference.registry.clone()),
+        job.insecure,
+        job.retry_timeout,
+    )?;
+    Ok(Some(reuse::start(client, sources, job.compression)))
+}
+
+/// Stage 5: the verified files → the image in a layout (`work` holds it unless the output is
+/// a layout).
+pub fn assemble(
+    job: &Job,
+    verified: Verified,
+    base: Option<&Base>,
+    reuse: Option<reuse::Pending>,
+    work: &Path,
+    reporter: &dyn Reporter,
+) -> exit::Result<Assembled> {
+    let layout_dir = match &job.output {
+        Output::Layout(d) => d.clone(),
+        Output::OciArchive(_) | Output::DockerArchive(_) => work.join("layout"),
+    };
+    let layout = OciLayout::create(&layout_dir).map_err(Failure::env)?;
+    if let Some(b) = base {
+        copy_base_blobs(b, &layout, reporter)?;
+    }
+    let options = LayerOptions {
+        compression: job.compression,
+        threads: 0,
+        mtime: job.epoch,
+    };
+    let (mut platforms, placed): (Vec<PlatformResult>, Vec<Vec<Placed>>) =
+        verified.platforms.into_iter().unzip();
+    let entries: Vec<Vec<LayerEntry>> = placed.iter().map(|p| layer_entries(p)).collect();
+    let built: Vec<Platform> = platforms.iter().map(|r| r.platform).collect();
+    let (layers, reused_layers) =
+        write_layers(job, &layout, &entries, &options, &built, reuse, reporter)?;
+    let ours = run_config(job);
+    let mut manifests = Vec::new();
+    for (result, layer) in platforms.iter_mut().zip(layers) {
+        let spec = image_spec(job, base, result.platform, layer, &ours);
+        let d = layout.write_image(&spec).map_err(Failure::env)?;
+        result.manifest = Some(d.digest.clone());
+        manifests.push(d);
+    }
+    let index = layout
+        .write_index(&manifests, &job.project.image.annotations)
+        .map_err(Failure::env)?;
+    let names: Vec<String> = if job.tags.is_empty() {
+        vec!["latest".to_string()]
+    } else {
+        job.tags
+            .iter()
+            .map(|t| t.tag.clone().unwrap_or_else(|| "latest".into()))
+            .collect()
+    };
+    for n in &names {
+        layout.tag(&index, n).map_err(Failure::env)?;
+    }
+    Ok(Assembled {
+        layout,
+        manifests,
+        index,
+        names,
+        platforms,
+        reused_layers,
+    })
+}
+
+/// The project's `[config]` as the image config's run settings.
+fn run_config(job: &Job) -> RunConfig {
+    let image = &job.project.image;
+    RunConfig {
+        entrypoint: (!image.entrypoint.is_empty()).then(|| image.entrypoint.clone()),
+        cmd: (!image.cmd.is_empty()).then(|| image.cmd.clone()),
+        env: image.env.clone(),
+        workdir: image.workdir.clone(),
+        user: image.user.clone(),
+        exposed_ports: image.ports.clone(),
+        labels: image.labels.clone(),
+    }
+}
+
+/// Platform `p`'s image: the base's layers, history and config (when there is a base) with
+/// ours on top.
+fn image_spec(
+    job: &Job,
+    base: Option<&Base>,
+    p: Platform,
+    layer: oci::Layer,
+    ours: &RunConfig,
+) -> ImageSpec {
+    let history = History {
+        created: Some(oci::rfc3339_utc(job.epoch)),
+        created_by: Some(format!("rcross build: {}", job.project.build.command)),
+        // How this machine built it (native, cross, emulate) is not part of the image: the
+        // same inputs must give the same digest on any machine. The log and
+        // --metadata-file report it.
+        comment: None,
+        empty_layer: false,
+    };
+    let mut annotations = BTreeMap::new();
+    let Some(part) = base.and_then(|b| b.part(p)) else {
+        return ImageSpec {
+            platform: p,
+            layers: vec![layer],
+            history: vec![history],
+            run: ours.clone(),
+            created: job.epoch,
+            annotations,
+        };
+    };
+    annotations.insert(BASE_DIGEST_ANNOTATION.to_string(), part.manifest.clone());
+    if let Some(name) = base.and_then(|b| b.image.name.clone()) {
+        annotations.insert(BASE_NAME_ANNOTATION.to_string(), name);
+    }
+    let mut layers = part.layers.clone();
+    layers.push(layer);
+    let mut histories = part.history.clone();
+    histories.push(history);
+    ImageSpec {
+        platform: p,
+        layers,
+        history: histories,
+        run: base::merge(&part.run, ours),
+        created: job.epoch,
+        annotations,
+    }
+}
+
+/// Copies the base's layers into the layout (streamed and digest-checked), so the layout is
+/// self-contained; layers already there are not fetched again.
+fn copy_base_blobs(base: &Base, layout: &OciLayout, reporter: &dyn Reporter) -> exit::Result<()> {
+    let source = &base.image.source;
+    let from = source.describe();
+    let mut copied = 0usize;
+    for part in &base.parts {
+        for layer in &part.layers {
+            if layout.has_blob(&layer.digest).map_err(Failure::env)? {
+                continue;
+            }
+            let mut reader = source
+                .open_blob_sized(&layer.digest, layer.size)
+                .map_err(|e| {
+                    Failure::env(anyhow::anyhow!(
+                        "base image {from}: layer {}: {e}",
+                        layer.digest
+                    ))
+                })?;
+            layout
+                .copy_blob(&layer.digest, layer.size, &from, &mut reader)
+                .map_err(|e| Failure {
+                    code: e.exit_code(),
+                    error: e.into(),
+                })?;
+            copied += 1;
+        }
+    }
+    if copied > 0 {
+        reporter.line(&format!("copied {copied} base layer(s) from {from}"));
+    }
+    Ok(())
+}
+
+/// One layer per platform (in `platforms` order), reusing what the registry has when a reuse
+/// map is being read; logs what was reused and where it is.
+fn write_layers(
+    job: &Job,
+    layout: &OciLayout,
+    entries: &[Vec<LayerEntry>],
+    options: &LayerOptions,
+    platforms: &[Platform],
+    reuse: Option<reuse::Pending>,
+    reporter: &dyn Reporter,
+) -> exit::Result<(Vec<oci::Layer>, Vec<ReusedLayer>)> {
+    let reuser = reuse.map(|pending| {
+        let (reuser, warnings) = pending.finish(job.store_reused);
+        for w in &warnings {
+            reporter.line(&format!("warning: {w}"));
+        }
+        if !reuser.map.is_empty() {
+            reporter.line(&format!(
+                "{} reusable layer(s) known from {}",
+                reuser.map.len(),
+                reuser.map.sources.join(", ")
+            ));
+        }
+        reuser
+    });
+    let mut warnings = Vec::new();
+    let written = reuse::write_layers(layout, entries, options, reuser.as_ref(), &mut warnings)
+        .map_err(Failure::env)?;
+    for w in &warnings {
+        reporter.line(&format!("warning: {w}"));
+    }
+    let outcomes: Vec<&reuse::Outcome> = written.iter().map(|(_, o)| o).collect();
+    for line in reuse::summary(&outcomes) {
+        reporter.line(&line);
+    }
+    let mut reused = Vec::new();
+    let mut layers = Vec::new();
+    for ((layer, outcome), platform) in written.into_iter().zip(platforms) {
+        if let reuse::Outcome::Reused { from, stored } = outcome {
+            reused.push(ReusedLayer {
+                platform: *platform,
+                digest: layer.digest.clone(),
+                from: from.to_string(),
+                stored,
+            });
+        }
+        layers.push(layer);
+    }
+    Ok((layers, reused))
+}
+
+/// Layer entries for the placed files, with their parent directories.
+fn layer_entries(placed: &[Placed]) -> Vec<LayerEntry> {
+    let mut dirs: Vec<String> = Vec::new();
+    for a in placed {
+        let mut acc = String::new();
+        let parts: Vec<&str> = a.target.trim_matches('/').split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            acc = if acc.is_empty() {
+                (*part).to_string()
+            } else {
+                format!("{acc}/{part}")
+            };
+            if !dirs.contains(&acc) {
+                dirs.push(acc.clone());
+            }
+        }
+    }
+    let mut entries: Vec<LayerEntry> = dirs.into_iter().map(LayerEntry::directory).collect();
+    entries.extend(placed.iter().map(|a| {
+        LayerEntry::file(
+            a.target.trim_start_matches('/'),
+            FileSource::Path(a.source.clone()),
+            a.mode,
+        )
+    }));
+    entries
+}

@@ -1,0 +1,433 @@
+//! Stage 3, run: every platform's build command, in parallel (at most `-j` at once), each into
+//! an empty output directory of its own, through the [`Runner`] its placement was given (see
+//! [`super::runners`]). Host builds are answered from the build cache when their inputs are
+//! unchanged. Each build's output goes to its build log and, line by line, to the reporter; a
+//! failing build's error repeats the tail of its log.
+
+use super::{Job, Plan, PlatformPlan, Reporter};
+use crate::build::cache::{self, BuildCache, CacheUse};
+use crate::build::place::Placement;
+use crate::exit::{self, Failure};
+use crate::platform::Platform;
+use crate::runner::{run_in_process_group, BuildImage, ContainerJob, ContainerRunner, OUT_DIR};
+use crate::toolchain::plan::Strategy;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One platform's build, as the run stage hands it to a [`Runner`].
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformBuild<'a> {
+    pub platform: Platform,
+    /// Run as `sh -c COMMAND`.
+    pub command: &'a str,
+    /// The project directory.
+    pub project_dir: &'a Path,
+    /// Where the command runs, relative to the project directory.
+    pub workdir: &'a Path,
+    /// The platform's environment; `RCROSS_OUT`, `RCROSS_PLATFORM` and `SOURCE_DATE_EPOCH`
+    /// are the runner's to set.
+    pub env: &'a [(String, String)],
+    pub epoch: u64,
+    /// The empty host directory the build's output must end up in.
+    pub out_dir: &'a Path,
+}
+
+/// Why a build did not produce its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunFailure {
+    /// The command ran and failed: what ran, where and how it ended (the run stage adds the
+    /// tail of the build log).
+    Exited(String),
+    /// The runner could not run the command.
+    Unable(String),
+}
+
+/// Runs one platform's build command and leaves its output in [`PlatformBuild::out_dir`].
+/// Implementations: [`HostRunner`] (`sh -c` here), [`InContainer`] (the local Docker engine,
+/// the daemonless chroot, or a remote builder's engine).
+pub trait Runner: Send + Sync {
+    /// Run `build`; the command's output (stdout and stderr interleaved) goes to `log`.
+    fn run(&self, build: &PlatformBuild, log: &mut (dyn Write + Send)) -> Result<(), RunFailure>;
+}
+
+/// `sh -c COMMAND` on the host, in a process group of its own (see [`run_in_process_group`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostRunner;
+
+impl Runner for HostRunner {
+    fn run(&self, build: &PlatformBuild, log: &mut (dyn Write + Send)) -> Result<(), RunFailure> {
+        let workdir = build.project_dir.join(build.workdir);
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(build.command)
+            .current_dir(&workdir)
+            .envs(build.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RCROSS_OUT", build.out_dir)
+            .env("RCROSS_PLATFORM", build.platform.to_string())
+            .env("SOURCE_DATE_EPOCH", build.epoch.to_string());
+        let status = run_in_process_group(&mut command, log)
+            .map_err(|e| RunFailure::Unable(format!("running sh -c for the build command: {e}")))?;
+        if status.success() {
+            return Ok(());
+        }
+        Err(RunFailure::Exited(format!(
+            "`{}` exited with {status} in {}",
+            build.command,
+            workdir.display()
+        )))
+    }
+}
+
+/// A build in a container (or chroot) of `image`, through a [`ContainerRunner`]: the project
+/// is its context, `RCROSS_OUT` is [`OUT_DIR`], copied back into the output directory.
+pub struct InContainer {
+    pub runner: Arc<dyn ContainerRunner>,
+    pub image: BuildImage,
+}
+
+impl Runner for InContainer {
+    fn run(&self, build: &PlatformBuild, log: &mut (dyn Write + Send)) -> Result<(), RunFailure> {
+        let mut env = build.env.to_vec();
+        env.push(("RCROSS_OUT".into(), OUT_DIR.into()));
+        env.push(("SOURCE_DATE_EPOCH".into(), build.epoch.to_string()));
+        let job = ContainerJob {
+            platform: build.platform,
+            image: self.image.clone(),
+            context: build.project_dir.to_path_buf(),
+            workdir: build.workdir.to_path_buf(),
+            command: build.command.to_string(),
+            env,
+            out_dir: build.out_dir.to_path_buf(),
+        };
+        let exit = self.runner.run(&job, log).map_err(|e| {
+            RunFailure::Unable(format!(
+                "{} could not run the build: {e}",
+                self.runner.describe()
+            ))
+        })?;
+        if exit.success() {
+            return Ok(());
+        }
+        Err(RunFailure::Exited(format!(
+            "`{}` exited with code {} in {} on {}",
+            build.command,
+            exit.code,
+            job.image,
+            self.runner.describe()
+        )))
+    }
+}
+
+/// Who builds one platform (made by [`super::runners::connect`]).
+#[derive(Clone)]
+pub struct Assignment {
+    /// Its runner, or why it has none (an unreachable builder fails only its platforms).
+    pub runner: Result<Arc<dyn Runner>, String>,
+    /// The strategy it really uses (a builder that cannot run the platform natively emulates).
+    pub strategy: Strategy,
+    /// Where it runs, for the report: "host", "docker ENDPOINT", "chroot", "builder ENDPOINT".
+    pub runner_name: String,
+    /// What its progress line says while it builds.
+    pub what: String,
+    /// The image it builds in, for container builds.
+    pub build_image: Option<String>,
+}
+
+/// The build cache and the project's digest, for host builds.
+pub struct ProjectCache {
+    pub cache: BuildCache,
+    pub project_digest: String,
+}
+
+/// The build cache, unless the job turns it off (`--no-cache`, `[build] cache = false`); a
+/// cache that cannot be used is reported and the build goes on without it.
+pub fn open_cache(job: &Job, reporter: &dyn Reporter) -> Option<ProjectCache> {
+    if !job.cache {
+        return None;
+    }
+    let opened = BuildCache::open_default().and_then(|c| {
+        c.project_digest(&job.dir).map(|d| ProjectCache {
+            cache: c,
+            project_digest: d,
+        })
+    });
+    match opened {
+        Ok(c) => Some(c),
+        Err(e) => {
+            reporter.line(&format!("{e}; building without it"));
+            None
+        }
+    }
+}
+
+/// One platform's output.
+#[derive(Debug, Clone)]
+pub struct BuiltPlatform {
+    pub platform: Platform,
+    /// What the build left in its output directory.
+    pub out_dir: PathBuf,
+    pub seconds: f64,
+    /// The output came from the build cache (the command did not run).
+    pub cached: bool,
+    pub strategy: Strategy,
+    /// The host toolchain, for host builds.
+    pub toolchain: Option<String>,
+    pub runner: String,
+    pub build_image: Option<String>,
+}
+
+/// Every platform's output, in the plan's order, in a work directory removed when this is
+/// dropped.
+pub struct Built {
+    pub work: tempfile::TempDir,
+    pub platforms: Vec<BuiltPlatform>,
+}
+
+/// How one platform's build went.
+struct Outcome {
+    result: Result<f64, String>,
+    cache: Option<CacheUse>,
+}
+
+/// Stage 3: build every platform of `plan` with the runner `assignments` give it (same order).
+/// Fails, naming every failed platform with its log's tail, when any build fails.
+pub fn run(
+    job: &Job,
+    plan: &Plan,
+    assignments: &[Assignment],
+    cache: Option<&ProjectCache>,
+    reporter: &dyn Reporter,
+) -> exit::Result<Built> {
+    let work = tempfile::Builder::new()
+        .prefix("rcross-build")
+        .tempdir()
+        .map_err(|e| Failure::env(anyhow::anyhow!("cannot create a build directory: {e}")))?;
+    let jobs: Vec<(&PlatformPlan, &Assignment)> = plan.platforms.iter().zip(assignments).collect();
+    let queue = Mutex::new((0..jobs.len()).rev().collect::<Vec<_>>());
+    let outcomes: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
+    let started = Instant::now();
+    reporter.builds_begin(&job.platforms);
+    std::thread::scope(|s| {
+        for _ in 0..job.jobs.min(jobs.len()) {
+            s.spawn(|| loop {
+                let next = queue.lock().ok().and_then(|mut q| q.pop());
+                let Some(i) = next else {
+                    break;
+                };
+                let (pp, assigned) = jobs[i];
+                let outcome = build_platform(job, pp, assigned, work.path(), cache, reporter);
+                if let Ok(mut all) = outcomes.lock() {
+                    all.push((i, outcome));
+                }
+            });
+        }
+    });
+    reporter.builds_end();
+    let mut outcomes = outcomes.into_inner().unwrap_or_default();
+    outcomes.sort_by_key(|(i, _)| *i);
+    report_cache_uses(&outcomes, &jobs, reporter);
+    let mut failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(i, o)| {
+            let message = o.result.as_ref().err()?;
+            Some(format!("{}: {message}", jobs[*i].0.item.platform))
+        })
+        .collect();
+    if !failed.is_empty() {
+        failed.sort();
+        return Err(Failure::check(anyhow::anyhow!(
+            "the build failed for {} platform(s):\n{}",
+            failed.len(),
+            failed.join("\n")
+        )));
+    }
+    reporter.line(&format!(
+        "built {} platform(s) in {:.1}s",
+        plan.platforms.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    let platforms = outcomes
+        .into_iter()
+        .map(|(i, o)| {
+            let (pp, assigned) = jobs[i];
+            let p = pp.item.platform;
+            BuiltPlatform {
+                platform: p,
+                out_dir: out_dir(work.path(), p),
+                seconds: o.result.unwrap_or(0.0),
+                cached: o.cache == Some(CacheUse::Hit),
+                strategy: assigned.strategy,
+                toolchain: (pp.placement == Placement::Host)
+                    .then(|| pp.item.toolchain.clone())
+                    .flatten(),
+                runner: assigned.runner_name.clone(),
+                build_image: assigned.build_image.clone(),
+            }
+        })
+        .collect();
+    Ok(Built { work, platforms })
+}
+
+/// What the cache did for each platform, in platform order, where it says something.
+fn report_cache_uses(
+    outcomes: &[(usize, Outcome)],
+    jobs: &[(&PlatformPlan, &Assignment)],
+    reporter: &dyn Reporter,
+) {
+    let mut uses: Vec<(Platform, &CacheUse)> = outcomes
+        .iter()
+        .filter_map(|(i, o)| Some((jobs[*i].0.item.platform, o.cache.as_ref()?)))
+        .collect();
+    uses.sort_by_key(|(p, _)| p.to_string());
+    for (p, used) in uses {
+        match used {
+            CacheUse::Hit => reporter.line(&format!("{p}: cached (the build command did not run)")),
+            CacheUse::Miss => {}
+            CacheUse::Corrupt(why) => reporter.line(&format!(
+                "{p}: the build cache entry was corrupt ({why}): removed and rebuilt"
+            )),
+            CacheUse::Error(e) => reporter.line(&format!("{p}: {e}")),
+        }
+    }
+}
+
+fn out_dir(work: &Path, p: Platform) -> PathBuf {
+    work.join(p.slug()).join("out")
+}
+
+/// One platform's build, through the cache for host builds, with its progress reported.
+fn build_platform(
+    job: &Job,
+    pp: &PlatformPlan,
+    assigned: &Assignment,
+    work: &Path,
+    cache: Option<&ProjectCache>,
+    reporter: &dyn Reporter,
+) -> Outcome {
+    let p = pp.item.platform;
+    reporter.build_started(p, &assigned.what);
+    let out = out_dir(work, p);
+    let log_path = work.join(p.slug()).join("build.log");
+    let build = PlatformBuild {
+        platform: p,
+        command: &job.project.build.command,
+        project_dir: &job.dir,
+        workdir: &job.project.build.workdir,
+        env: &pp.env,
+        epoch: job.epoch,
+        out_dir: &out,
+    };
+    let run = || run_one(&build, assigned, &log_path, &assigned.what, reporter);
+    // The build cache answers host builds (container, chroot and remote builds are not
+    // cached: what they see is not only what this host can digest).
+    let outcome = match cache.filter(|_| pp.placement == Placement::Host) {
+        Some(c) => {
+            let mut env = pp.env.clone();
+            env.push(("RCROSS_PLATFORM".into(), p.to_string()));
+            env.push(("SOURCE_DATE_EPOCH".into(), job.epoch.to_string()));
+            let req = cache::Request {
+                project_digest: &c.project_digest,
+                command: &job.project.build.command,
+                workdir: &job.project.build.workdir,
+                env: &env,
+            };
+            let (result, used) = cache::run_cached(&c.cache, &req, &out, run);
+            Outcome {
+                result,
+                cache: Some(used),
+            }
+        }
+        None => Outcome {
+            result: run(),
+            cache: None,
+        },
+    };
+    match &outcome.result {
+        Ok(_) if outcome.cache == Some(CacheUse::Hit) => reporter.build_finished(p, "cached"),
+        Ok(secs) => reporter.build_finished(p, &format!("built in {secs:.1}s")),
+        Err(_) => reporter.build_finished(p, "FAILED (details below)"),
+    }
+    outcome
+}
+
+/// Run one build into its output directory; returns the seconds it took, or the error message
+/// (with the log's tail when the command failed).
+fn run_one(
+    build: &PlatformBuild,
+    assigned: &Assignment,
+    log_path: &Path,
+    what: &str,
+    reporter: &dyn Reporter,
+) -> Result<f64, String> {
+    let runner = assigned.runner.as_ref().map_err(Clone::clone)?;
+    std::fs::create_dir_all(build.out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", build.out_dir.display()))?;
+    let file = std::fs::File::create(log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let mut log = Tee {
+        file,
+        reporter,
+        platform: build.platform,
+        what,
+        pending: Vec::new(),
+    };
+    let start = Instant::now();
+    let result = runner.run(build, &mut log);
+    log.flush_line();
+    drop(log);
+    let secs = start.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => Ok(secs),
+        Err(RunFailure::Unable(message)) => Err(message),
+        Err(RunFailure::Exited(message)) => Err(format!("{message}:\n    {}", tail_of(log_path))),
+    }
+}
+
+/// The last lines of a build log, indented for an error message.
+fn tail_of(log_path: &Path) -> String {
+    let text = std::fs::read_to_string(log_path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(20).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    tail.join("\n    ")
+}
+
+/// The build log file, and each complete output line to the reporter as it comes.
+struct Tee<'a> {
+    file: std::fs::File,
+    reporter: &'a dyn Reporter,
+    platform: Platform,
+    what: &'a str,
+    pending: Vec<u8>,
+}
+
+impl Tee<'_> {
+    fn flush_line(&mut self) {
+        if !self.pending.is_empty() {
+            let line = String::from_utf8_lossy(&self.pending).into_owned();
+            self.reporter.build_output(self.platform, self.what, &line);
+            self.pending.clear();
+        }
+    }
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                self.flush_line();
+            } else if self.pending.len() < 4096 {
+                self.pending.push(b);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
