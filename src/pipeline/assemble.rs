@@ -72,6 +72,9 @@ pub fn assemble(
         Output::Layout(d) => d.clone(),
         Output::OciArchive(_) | Output::DockerArchive(_) => work.join("layout"),
     };
+    if let Some(state) = &job.state_dir {
+        ignore_itself(state)?;
+    }
     let layout = OciLayout::create(&layout_dir).map_err(Failure::env)?;
     if let Some(b) = base {
         copy_base_blobs(b, &layout, reporter)?;
@@ -291,4 +294,26 @@ fn layer_entries(placed: &[Placed]) -> Vec<LayerEntry> {
         )
     }));
     entries
+}
+
+/// Makes rcross's directory in a project ignore itself, as cargo's `target/` and pytest's caches
+/// do: a `.gitignore` holding `*` (written once; a user's own file there is left alone).
+fn ignore_itself(dir: &Path) -> exit::Result<()> {
+    let file = dir.join(".gitignore");
+    if file.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            std::fs::write(
+                &file,
+                "# Made by rcross: this directory is build output.\n*\n",
+            )
+        })
+        .map_err(|e| {
+            Failure::env(anyhow::anyhow!(
+                "cannot write {}: {e}; make the project directory writable or pass --output",
+                file.display()
+            ))
+        })
 }

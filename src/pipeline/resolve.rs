@@ -86,6 +86,9 @@ pub struct Job {
     /// The `--output` as written (or the default), for messages and the report.
     pub output_text: String,
     pub output: Output,
+    /// The project's `.rcross/` when the output is the default layout inside it: the assemble
+    /// stage gives it a `.gitignore` holding `*`, so it never shows up as untracked.
+    pub state_dir: Option<PathBuf>,
     pub epoch: u64,
     pub compression: Compression,
     /// `--build-arg`s, added to every platform's environment.
@@ -173,6 +176,10 @@ pub fn resolve(
         reporter.line(&git_line(computed));
     }
     let tags = parse_tags(&tag_args)?;
+    let state_dir = request
+        .output
+        .is_none()
+        .then(|| request.dir.join(".rcross"));
     let output_text = match &request.output {
         Some(o) => o.clone(),
         None => format!("oci:{}", request.dir.join(".rcross/oci").display()),
@@ -226,6 +233,7 @@ pub fn resolve(
         tags,
         output_text,
         output,
+        state_dir,
         epoch,
         compression,
         build_args,

@@ -320,6 +320,63 @@ fn matching_binaries_are_assembled_into_an_index_and_reported() {
 }
 
 #[test]
+fn the_default_output_directory_ignores_itself_in_git() {
+    let dir = project_dir(&PROJECT.replace(
+        r#"["linux/amd64", "linux/arm64", "linux/riscv64"]"#,
+        r#"["linux/amd64"]"#,
+    ));
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("git runs (install git)");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["init", "-q"]);
+    let job = job(&request(dir.path()));
+    assert_eq!(job.state_dir, Some(dir.path().join(".rcross")));
+    let plan = host_plan(&job);
+    let runner = WritesElf::new(&[("linux/amd64", EM_X86_64)]);
+    let report = execute(
+        &job,
+        &plan,
+        &assigned(&plan, runner),
+        Services::default(),
+        &Recorded::default(),
+    )
+    .unwrap();
+    assert!(report.ok);
+    assert!(dir.path().join(".rcross/oci/index.json").is_file());
+    let ignore = std::fs::read_to_string(dir.path().join(".rcross/.gitignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "*"), "{ignore}");
+    // git sees the project's own file and nothing of what rcross wrote.
+    assert_eq!(
+        git(&["status", "--porcelain", "--untracked-files=all"]),
+        "?? rcross.toml\n"
+    );
+
+    // A user's own .gitignore there is kept; an explicit --output makes no state directory.
+    std::fs::write(dir.path().join(".rcross/.gitignore"), "oci/\n").unwrap();
+    execute(
+        &job,
+        &plan,
+        &assigned(&plan, WritesElf::new(&[("linux/amd64", EM_X86_64)])),
+        Services::default(),
+        &Recorded::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".rcross/.gitignore")).unwrap(),
+        "oci/\n"
+    );
+    let mut req = request(dir.path());
+    req.output = Some(format!("oci:{}", dir.path().join("elsewhere").display()));
+    assert_eq!(self::job(&req).state_dir, None);
+}
+
+#[test]
 fn a_cached_platform_skips_the_runner() {
     let dir = project_dir(PROJECT);
     let out = tempfile::tempdir().unwrap();
