@@ -270,9 +270,6 @@ impl Host for FakeHost {
         }
         Ok(ProbeOutcome::ExecFormatError)
     }
-    fn docker_version(&self) -> Option<String> {
-        None
-    }
     fn run_capture(&self, cmd: &CommandSpec) -> io::Result<CommandOutput> {
         let line = cmd.display();
         self.log(Call::Capture(line.clone()));

@@ -277,17 +277,6 @@ impl Host for LinuxHost {
             .collect()
     }
 
-    fn docker_version(&self) -> Option<String> {
-        // DOCKER_HOST (unix, tcp or ssh) or the default socket, with the API version in use.
-        let endpoint = crate::engine::Endpoint::from_env().ok()?;
-        let engine = crate::engine::DockerEngine::connect(&endpoint).ok()?;
-        let info = engine.info().ok()?;
-        Some(format!(
-            "{} (API {}, {endpoint})",
-            info.server_version, info.negotiated_api_version
-        ))
-    }
-
     fn run_capture(&self, cmd: &CommandSpec) -> io::Result<CommandOutput> {
         let out = command(cmd).stdin(Stdio::null()).output()?;
         Ok(CommandOutput {

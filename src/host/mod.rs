@@ -158,8 +158,6 @@ pub trait Host {
     fn run_programs(&self, images: &[&[u8]]) -> Vec<io::Result<ProbeOutcome>> {
         images.iter().map(|i| self.run_program(i)).collect()
     }
-    /// The Docker engine's version when one answers on its socket.
-    fn docker_version(&self) -> Option<String>;
 
     /// Run a command to completion with stdin closed, capturing stdout and stderr.
     /// `Err` only when it could not be started (e.g. the program does not exist).
