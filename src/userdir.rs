@@ -1,5 +1,6 @@
 //! User definition directories (/etc/rcross/binfmt.d, /etc/rcross/toolchains.d): the one way
-//! both catalogs find the files that add to or override their built-in entries.
+//! both catalogs find the files that add to or override their built-in entries, and merge them
+//! over those entries.
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +69,63 @@ pub fn toml_files(dir: &Path, what: &'static str) -> Result<Vec<UserFile>, UserD
             Err(source) => Err(UserDirError::ReadFile { what, path, source }),
         })
         .collect()
+}
+
+/// A catalog's built-in definition files.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinFiles<'a> {
+    /// (file name, text), in catalog order.
+    pub files: &'a [(&'a str, &'a str)],
+    /// What a built-in definition records as its source.
+    pub source: &'a str,
+}
+
+/// A catalog's definitions: those of the built-in files in order, then, when `user_dir` is
+/// given, those of its files ([`toml_files`], `what` naming them in messages), each replacing
+/// the built-in definition with the same key or added after them. Two files of one place that
+/// define one key are an error, made by `duplicate(second definition, first file, second
+/// file)`. `parse(text, origin, source)` reads one file: `origin` names it in messages, `source`
+/// is what the definition records (the built-in source, or the file's path).
+pub fn merge_definitions<T, K: PartialEq, E: From<UserDirError>>(
+    builtin: BuiltinFiles,
+    user_dir: Option<(&Path, &'static str)>,
+    parse: impl Fn(&str, &str, &str) -> Result<T, E>,
+    key: impl Fn(&T) -> K,
+    duplicate: impl Fn(T, String, String) -> E,
+) -> Result<Vec<T>, E> {
+    let mut definitions: Vec<T> = Vec::new();
+    let mut origins: Vec<String> = Vec::new();
+    for (file, text) in builtin.files {
+        let origin = format!("{file} (built into rcross)");
+        let d = parse(text, &origin, builtin.source)?;
+        if let Some(i) = definitions.iter().position(|x| key(x) == key(&d)) {
+            return Err(duplicate(d, origins[i].clone(), origin));
+        }
+        definitions.push(d);
+        origins.push(origin);
+    }
+    let Some((dir, what)) = user_dir else {
+        return Ok(definitions);
+    };
+    let files = toml_files(dir, what)?;
+    let builtin_count = definitions.len();
+    let mut user_keys: Vec<(K, String)> = Vec::new();
+    for file in files {
+        let origin = file.path.display().to_string();
+        let d = parse(&file.text, &origin, &origin)?;
+        if let Some((_, first)) = user_keys.iter().find(|(k, _)| *k == key(&d)) {
+            return Err(duplicate(d, first.clone(), origin));
+        }
+        user_keys.push((key(&d), origin));
+        match definitions[..builtin_count]
+            .iter()
+            .position(|b| key(b) == key(&d))
+        {
+            Some(i) => definitions[i] = d,
+            None => definitions.push(d),
+        }
+    }
+    Ok(definitions)
 }
 
 #[cfg(test)]

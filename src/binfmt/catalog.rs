@@ -5,6 +5,7 @@
 //! a user directory can add handlers or replace built-in ones by `name`.
 
 use crate::platform::Platform;
+use crate::userdir::BuiltinFiles;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -130,53 +131,32 @@ pub struct Catalog {
 impl Catalog {
     /// The handlers compiled into rcross.
     pub fn builtin() -> Result<Catalog, CatalogError> {
-        let mut handlers: Vec<Handler> = Vec::new();
-        let mut origins: Vec<String> = Vec::new();
-        for (file, text) in BUILTIN_FILES {
-            let origin = format!("{file} (built into rcross)");
-            let h = parse_handler(text, &origin, BUILTIN_SOURCE)?;
-            if let Some(i) = handlers.iter().position(|p| p.name == h.name) {
-                return Err(CatalogError::Duplicate {
-                    name: h.name,
-                    first: origins[i].clone(),
-                    second: origin,
-                });
-            }
-            handlers.push(h);
-            origins.push(origin);
-        }
-        Ok(Catalog { handlers })
+        Catalog::merged(None)
     }
 
     /// The built-in handlers, then every `*.toml` in `user_dir`: a file whose `name` equals a
     /// built-in handler's replaces it, any other file adds a handler. A missing directory means
     /// no user handlers.
     pub fn load(user_dir: &Path) -> Result<Catalog, CatalogError> {
-        let mut catalog = Catalog::builtin()?;
-        let files = crate::userdir::toml_files(user_dir, "binfmt handler")?;
+        Catalog::merged(Some((user_dir, "binfmt handler")))
+    }
 
-        let builtin_count = catalog.handlers.len();
-        let mut user_names: Vec<(String, String)> = Vec::new();
-        for file in files {
-            let origin = file.path.display().to_string();
-            let h = parse_handler(&file.text, &origin, &origin)?;
-            if let Some((_, first)) = user_names.iter().find(|(n, _)| *n == h.name) {
-                return Err(CatalogError::Duplicate {
-                    name: h.name,
-                    first: first.clone(),
-                    second: origin,
-                });
-            }
-            user_names.push((h.name.clone(), origin));
-            match catalog.handlers[..builtin_count]
-                .iter()
-                .position(|b| b.name == h.name)
-            {
-                Some(i) => catalog.handlers[i] = h,
-                None => catalog.handlers.push(h),
-            }
-        }
-        Ok(catalog)
+    fn merged(user_dir: Option<(&Path, &'static str)>) -> Result<Catalog, CatalogError> {
+        let handlers = crate::userdir::merge_definitions(
+            BuiltinFiles {
+                files: BUILTIN_FILES,
+                source: BUILTIN_SOURCE,
+            },
+            user_dir,
+            parse_handler,
+            |h: &Handler| h.name.clone(),
+            |h, first, second| CatalogError::Duplicate {
+                name: h.name,
+                first,
+                second,
+            },
+        )?;
+        Ok(Catalog { handlers })
     }
 
     /// The handler that runs programs of platform `p`. When several claim it, the one defined

@@ -6,6 +6,7 @@
 //! `build.rs`; a user directory can add platforms or replace built-in ones by `platform`.
 
 use crate::platform::Platform;
+use crate::userdir::BuiltinFiles;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -149,49 +150,31 @@ pub const BUILTIN_SOURCE: &str = "builtin";
 impl Catalog {
     /// The entries compiled into rcross.
     pub fn builtin() -> Result<Catalog, CatalogError> {
-        let mut c = Catalog {
-            targets: Vec::new(),
-        };
-        let mut origins: Vec<String> = Vec::new();
-        for (file, text) in BUILTIN_FILES {
-            let origin = format!("{file} (built into rcross)");
-            let t = parse_target(text, &origin, BUILTIN_SOURCE)?;
-            if let Some(i) = c.targets.iter().position(|x| x.platform == t.platform) {
-                return Err(CatalogError::Duplicate {
-                    platform: t.platform,
-                    first: origins[i].clone(),
-                    second: origin,
-                });
-            }
-            c.targets.push(t);
-            origins.push(origin);
-        }
-        Ok(c)
+        Catalog::merged(None)
     }
 
     /// The built-in entries, then every `*.toml` in `user_dir` (sorted by name): a file for a
     /// platform that has a built-in entry replaces it. A missing directory adds nothing.
     pub fn load(user_dir: &Path) -> Result<Catalog, CatalogError> {
-        let mut c = Catalog::builtin()?;
-        let files = crate::userdir::toml_files(user_dir, "toolchain")?;
-        let mut seen: Vec<(Platform, String)> = Vec::new();
-        for file in files {
-            let origin = file.path.display().to_string();
-            let t = parse_target(&file.text, &origin, &origin)?;
-            if let Some((_, first)) = seen.iter().find(|(p, _)| *p == t.platform) {
-                return Err(CatalogError::Duplicate {
-                    platform: t.platform,
-                    first: first.clone(),
-                    second: origin,
-                });
-            }
-            seen.push((t.platform, origin));
-            match c.targets.iter().position(|x| x.platform == t.platform) {
-                Some(i) => c.targets[i] = t,
-                None => c.targets.push(t),
-            }
-        }
-        Ok(c)
+        Catalog::merged(Some((user_dir, "toolchain")))
+    }
+
+    fn merged(user_dir: Option<(&Path, &'static str)>) -> Result<Catalog, CatalogError> {
+        let targets = crate::userdir::merge_definitions(
+            BuiltinFiles {
+                files: BUILTIN_FILES,
+                source: BUILTIN_SOURCE,
+            },
+            user_dir,
+            parse_target,
+            |t: &TargetSpec| t.platform,
+            |t, first, second| CatalogError::Duplicate {
+                platform: t.platform,
+                first,
+                second,
+            },
+        )?;
+        Ok(Catalog { targets })
     }
 
     pub fn get(&self, p: &Platform) -> Option<&TargetSpec> {
