@@ -71,61 +71,121 @@ pub fn toml_files(dir: &Path, what: &'static str) -> Result<Vec<UserFile>, UserD
         .collect()
 }
 
-/// A catalog's built-in definition files.
-#[derive(Debug, Clone, Copy)]
-pub struct BuiltinFiles<'a> {
-    /// (file name, text), in catalog order.
-    pub files: &'a [(&'a str, &'a str)],
-    /// What a built-in definition records as its source.
-    pub source: &'a str,
+/// Why a catalog's definition files could not be read, or one of them is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    #[error(transparent)]
+    UserDir(#[from] UserDirError),
+    #[error("{what} file {origin} is not valid: {source}\nfix the file (see {example} in rcross for the format) or remove it")]
+    Syntax {
+        what: &'static str,
+        example: &'static str,
+        origin: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{what} file {origin}: field `{field}` {problem}; {fix}")]
+    Field {
+        what: &'static str,
+        origin: String,
+        field: &'static str,
+        problem: String,
+        fix: String,
+    },
 }
 
-/// A catalog's definitions: those of the built-in files in order, then, when `user_dir` is
-/// given, those of its files ([`toml_files`], `what` naming them in messages), each replacing
-/// the built-in definition with the same key or added after them. Two files of one place that
-/// define one key are an error, made by `duplicate(second definition, first file, second
-/// file)`. `parse(text, origin, source)` reads one file: `origin` names it in messages, `source`
-/// is what the definition records (the built-in source, or the file's path).
-pub fn merge_definitions<T, K: PartialEq, E: From<UserDirError>>(
-    builtin: BuiltinFiles,
-    user_dir: Option<(&Path, &'static str)>,
-    parse: impl Fn(&str, &str, &str) -> Result<T, E>,
-    key: impl Fn(&T) -> K,
-    duplicate: impl Fn(T, String, String) -> E,
-) -> Result<Vec<T>, E> {
-    let mut definitions: Vec<T> = Vec::new();
-    let mut origins: Vec<String> = Vec::new();
-    for (file, text) in builtin.files {
-        let origin = format!("{file} (built into rcross)");
-        let d = parse(text, &origin, builtin.source)?;
-        if let Some(i) = definitions.iter().position(|x| key(x) == key(&d)) {
-            return Err(duplicate(d, origins[i].clone(), origin));
+/// What a definition records as its source when it is compiled into rcross (a user file's
+/// records its path).
+pub const BUILTIN_SOURCE: &str = "builtin";
+
+/// How a catalog reads its definition files and tells two definitions apart.
+pub struct DefinitionFiles<T, K, E> {
+    /// What the definitions are, in messages about their files ("binfmt handler").
+    pub what: &'static str,
+    /// The built-in file to model a user file on, in messages ("binfmt/aarch64.toml").
+    pub example: &'static str,
+    /// The built-in files: (file name, text), in catalog order.
+    pub builtin: &'static [(&'static str, &'static str)],
+    /// Reads one file from its text; `origin` names it in messages, `source` is what the
+    /// definition records ([`BUILTIN_SOURCE`] or the file's path).
+    pub parse: fn(text: &str, origin: &str, source: &str) -> Result<T, E>,
+    /// What two definitions of one place may not share; a user definition replaces the
+    /// built-in one with the same key.
+    pub key: fn(&T) -> K,
+    /// The error for two files of one place that define one key.
+    pub duplicate: fn(second: T, first_origin: String, second_origin: String) -> E,
+}
+
+impl<T, K: PartialEq, E: From<DefinitionError>> DefinitionFiles<T, K, E> {
+    /// The definitions of the built-in files in order, then, when `user_dir` is given, those
+    /// of its files ([`toml_files`]), each replacing the built-in definition with the same key
+    /// or added after them.
+    pub fn merge(&self, user_dir: Option<&Path>) -> Result<Vec<T>, E> {
+        let key = self.key;
+        let mut definitions: Vec<T> = Vec::new();
+        let mut origins: Vec<String> = Vec::new();
+        for (file, text) in self.builtin {
+            let origin = format!("{file} (built into rcross)");
+            let d = (self.parse)(text, &origin, BUILTIN_SOURCE)?;
+            if let Some(i) = definitions.iter().position(|x| key(x) == key(&d)) {
+                return Err((self.duplicate)(d, origins[i].clone(), origin));
+            }
+            definitions.push(d);
+            origins.push(origin);
         }
-        definitions.push(d);
-        origins.push(origin);
+        let Some(dir) = user_dir else {
+            return Ok(definitions);
+        };
+        let files = toml_files(dir, self.what).map_err(DefinitionError::from)?;
+        let builtin_count = definitions.len();
+        let mut user_keys: Vec<(K, String)> = Vec::new();
+        for file in files {
+            let origin = file.path.display().to_string();
+            let d = (self.parse)(&file.text, &origin, &origin)?;
+            if let Some((_, first)) = user_keys.iter().find(|(k, _)| *k == key(&d)) {
+                return Err((self.duplicate)(d, first.clone(), origin));
+            }
+            user_keys.push((key(&d), origin));
+            match definitions[..builtin_count]
+                .iter()
+                .position(|b| key(b) == key(&d))
+            {
+                Some(i) => definitions[i] = d,
+                None => definitions.push(d),
+            }
+        }
+        Ok(definitions)
     }
-    let Some((dir, what)) = user_dir else {
-        return Ok(definitions);
-    };
-    let files = toml_files(dir, what)?;
-    let builtin_count = definitions.len();
-    let mut user_keys: Vec<(K, String)> = Vec::new();
-    for file in files {
-        let origin = file.path.display().to_string();
-        let d = parse(&file.text, &origin, &origin)?;
-        if let Some((_, first)) = user_keys.iter().find(|(k, _)| *k == key(&d)) {
-            return Err(duplicate(d, first.clone(), origin));
-        }
-        user_keys.push((key(&d), origin));
-        match definitions[..builtin_count]
-            .iter()
-            .position(|b| key(b) == key(&d))
-        {
-            Some(i) => definitions[i] = d,
-            None => definitions.push(d),
+
+    /// One file's TOML, in the catalog's file format.
+    pub fn read_toml<F: serde::de::DeserializeOwned>(
+        &self,
+        text: &str,
+        origin: &str,
+    ) -> Result<F, DefinitionError> {
+        toml::from_str(text).map_err(|e| DefinitionError::Syntax {
+            what: self.what,
+            example: self.example,
+            origin: origin.to_string(),
+            source: Box::new(e),
+        })
+    }
+
+    /// The error for a field of the file `origin` whose value is wrong: the problem and the fix.
+    pub fn field_error(
+        &self,
+        origin: &str,
+        field: &'static str,
+        problem: String,
+        fix: &str,
+    ) -> DefinitionError {
+        DefinitionError::Field {
+            what: self.what,
+            origin: origin.to_string(),
+            field,
+            problem,
+            fix: fix.to_string(),
         }
     }
-    Ok(definitions)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! a user directory can add handlers or replace built-in ones by `name`.
 
 use crate::platform::Platform;
-use crate::userdir::BuiltinFiles;
+use crate::userdir::{DefinitionError, DefinitionFiles};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -18,9 +18,6 @@ pub const MAX_MAGIC_END: usize = 128;
 /// Prefix of every kernel entry rcross registers, so its own entries are recognisable and other
 /// tools' entries (`qemu-aarch64`, ...) are never mistaken for ours.
 pub const KERNEL_NAME_PREFIX: &str = "rcross-";
-
-/// What [`Handler::source`] says for handlers compiled into rcross.
-pub const BUILTIN_SOURCE: &str = "builtin";
 
 /// One binfmt_misc handler: a magic/mask pair and the emulator that runs matching programs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,19 +79,7 @@ impl Handler {
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error(transparent)]
-    UserDir(#[from] crate::userdir::UserDirError),
-    #[error("binfmt handler file {origin} is not valid: {source}\nfix the file (see binfmt/aarch64.toml in rcross for the format) or remove it")]
-    Syntax {
-        origin: String,
-        source: Box<toml::de::Error>,
-    },
-    #[error("binfmt handler file {origin}: field `{field}` {problem}; {fix}")]
-    Field {
-        origin: String,
-        field: &'static str,
-        problem: String,
-        fix: String,
-    },
+    File(#[from] DefinitionError),
     #[error("binfmt handler name {name:?} is defined by both {first} and {second}; rename or remove one of them (a user file replaces a built-in handler of the same name, but two files in one place may not share a name)")]
     Duplicate {
         name: String,
@@ -128,35 +113,35 @@ pub struct Catalog {
     pub handlers: Vec<Handler>,
 }
 
+/// Handler files: built in, or in the user's directory, one handler per `name`.
+const HANDLER_FILES: DefinitionFiles<Handler, String, CatalogError> = DefinitionFiles {
+    what: "binfmt handler",
+    example: "binfmt/aarch64.toml",
+    builtin: BUILTIN_FILES,
+    parse: parse_handler,
+    key: |h| h.name.clone(),
+    duplicate: |h, first, second| CatalogError::Duplicate {
+        name: h.name,
+        first,
+        second,
+    },
+};
+
 impl Catalog {
     /// The handlers compiled into rcross.
     pub fn builtin() -> Result<Catalog, CatalogError> {
-        Catalog::merged(None)
+        Ok(Catalog {
+            handlers: HANDLER_FILES.merge(None)?,
+        })
     }
 
     /// The built-in handlers, then every `*.toml` in `user_dir`: a file whose `name` equals a
     /// built-in handler's replaces it, any other file adds a handler. A missing directory means
     /// no user handlers.
     pub fn load(user_dir: &Path) -> Result<Catalog, CatalogError> {
-        Catalog::merged(Some((user_dir, "binfmt handler")))
-    }
-
-    fn merged(user_dir: Option<(&Path, &'static str)>) -> Result<Catalog, CatalogError> {
-        let handlers = crate::userdir::merge_definitions(
-            BuiltinFiles {
-                files: BUILTIN_FILES,
-                source: BUILTIN_SOURCE,
-            },
-            user_dir,
-            parse_handler,
-            |h: &Handler| h.name.clone(),
-            |h, first, second| CatalogError::Duplicate {
-                name: h.name,
-                first,
-                second,
-            },
-        )?;
-        Ok(Catalog { handlers })
+        Ok(Catalog {
+            handlers: HANDLER_FILES.merge(Some(user_dir))?,
+        })
     }
 
     /// The handler that runs programs of platform `p`. When several claim it, the one defined
@@ -197,15 +182,9 @@ pub(crate) fn parse_handler(
     origin: &str,
     source: &str,
 ) -> Result<Handler, CatalogError> {
-    let raw: HandlerFile = toml::from_str(text).map_err(|e| CatalogError::Syntax {
-        origin: origin.to_string(),
-        source: Box::new(e),
-    })?;
-    let field = |field: &'static str, problem: String, fix: &str| CatalogError::Field {
-        origin: origin.to_string(),
-        field,
-        problem,
-        fix: fix.to_string(),
+    let raw: HandlerFile = HANDLER_FILES.read_toml(text, origin)?;
+    let field = |field: &'static str, problem: String, fix: &str| {
+        CatalogError::from(HANDLER_FILES.field_error(origin, field, problem, fix))
     };
 
     if !valid_handler_name(&raw.name) {
