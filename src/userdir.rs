@@ -211,4 +211,53 @@ mod tests {
             Err(UserDirError::ReadFile { .. })
         ));
     }
+
+    /// Definitions "KEY=VALUE" keyed by KEY; the value records where each came from.
+    const TOY: DefinitionFiles<(String, String, String), String, String> = DefinitionFiles {
+        what: "toy",
+        example: "toy/a.toml",
+        builtin: &[("a.toml", "a=1"), ("b.toml", "b=1")],
+        parse: |text, _origin, source| {
+            let (k, v) = text.split_once('=').ok_or("no '='")?;
+            Ok((k.to_string(), v.to_string(), source.to_string()))
+        },
+        key: |d| d.0.clone(),
+        duplicate: |d, first, second| format!("{} in {first} and {second}", d.0),
+    };
+
+    impl From<DefinitionError> for String {
+        fn from(e: DefinitionError) -> String {
+            e.to_string()
+        }
+    }
+
+    #[test]
+    fn user_files_replace_built_in_definitions_in_place_or_come_after_them() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(TOY.merge(None).unwrap().len(), 2);
+        std::fs::write(d.path().join("1.toml"), "c=2").unwrap();
+        std::fs::write(d.path().join("2.toml"), "a=2").unwrap();
+        let merged = TOY.merge(Some(d.path())).unwrap();
+        let keys: Vec<(&str, &str)> = merged
+            .iter()
+            .map(|(k, v, _)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(keys, [("a", "2"), ("b", "1"), ("c", "2")]);
+        assert_eq!(merged[1].2, BUILTIN_SOURCE);
+        assert!(merged[0].2.ends_with("2.toml"), "{}", merged[0].2);
+
+        std::fs::write(d.path().join("3.toml"), "a=3").unwrap();
+        let e = TOY.merge(Some(d.path())).unwrap_err();
+        assert!(e.starts_with("a in ") && e.contains("2.toml and "), "{e}");
+
+        let twice = DefinitionFiles {
+            builtin: &[("a.toml", "a=1"), ("again.toml", "a=2")],
+            ..TOY
+        };
+        let e = twice.merge(None).unwrap_err();
+        assert_eq!(
+            e,
+            "a in a.toml (built into rcross) and again.toml (built into rcross)"
+        );
+    }
 }
