@@ -121,12 +121,8 @@ pub fn register_line(
         Some("is a directory name")
     } else if name.contains('/') {
         Some("contains '/'")
-    } else if name.contains(':') {
-        Some("contains ':', the field delimiter")
-    } else if name.contains(['\n', '\0']) {
-        Some("contains a newline or NUL byte")
     } else {
-        None
+        field_problem(name)
     };
     if let Some(problem) = name_problem {
         return Err(EncodeError::Name {
@@ -152,14 +148,7 @@ pub fn register_line(
             len: path.len(),
         });
     }
-    let path_problem = if path.contains(':') {
-        Some("contains ':', the field delimiter")
-    } else if path.contains(['\n', '\0']) {
-        Some("contains a newline or NUL byte")
-    } else {
-        None
-    };
-    if let Some(problem) = path_problem {
+    if let Some(problem) = field_problem(path) {
         return Err(EncodeError::InterpreterInvalid {
             path: path.to_string(),
             problem,
@@ -205,6 +194,17 @@ pub fn register_line(
         });
     }
     Ok(line)
+}
+
+/// What in a register-line field would end the field (':') or the line (newline, NUL) early.
+fn field_problem(field: &str) -> Option<&'static str> {
+    if field.contains(':') {
+        Some("contains ':', the field delimiter")
+    } else if field.contains(['\n', '\0']) {
+        Some("contains a newline or NUL byte")
+    } else {
+        None
+    }
 }
 
 fn escape(bytes: &[u8]) -> String {
