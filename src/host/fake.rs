@@ -126,6 +126,17 @@ impl FakeHost {
         self.calls.borrow_mut().push(c);
     }
 
+    /// Create or replace a file, logged as `call`.
+    fn write(&self, path: &Path, data: &[u8], call: fn(PathBuf, String) -> Call) -> io::Result<()> {
+        self.check_fail(path)?;
+        self.log(call(
+            path.to_path_buf(),
+            String::from_utf8_lossy(data).into_owned(),
+        ));
+        self.add_file(path, data.to_vec());
+        Ok(())
+    }
+
     /// Whether a simulated binfmt_misc entry catches this program.
     fn entries_matching(&self, image: &[u8]) -> bool {
         let files = self.files.borrow();
@@ -188,13 +199,7 @@ impl Host for FakeHost {
         Ok(names)
     }
     fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        self.check_fail(path)?;
-        self.log(Call::WriteFile(
-            path.to_path_buf(),
-            String::from_utf8_lossy(data).into_owned(),
-        ));
-        self.add_file(path, data.to_vec());
-        Ok(())
+        self.write(path, data, Call::WriteFile)
     }
     fn write_control(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         self.check_fail(path)?;
@@ -228,13 +233,7 @@ impl Host for FakeHost {
         Ok(())
     }
     fn write_executable(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        self.check_fail(path)?;
-        self.log(Call::WriteExecutable(
-            path.to_path_buf(),
-            String::from_utf8_lossy(data).into_owned(),
-        ));
-        self.add_file(path, data.to_vec());
-        Ok(())
+        self.write(path, data, Call::WriteExecutable)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.check_fail(path)?;
