@@ -204,6 +204,15 @@ impl ContainerRunner for ChrootRunner {
     }
 }
 
+/// A problem with the job's build image, as a runner error naming the image and the platform.
+fn image_error(job: &ContainerJob) -> impl Fn(String) -> RunnerError + '_ {
+    |message| RunnerError::Image {
+        image: job.image.to_string(),
+        platform: job.platform,
+        message,
+    }
+}
+
 /// A root filesystem failure as a runner error about `what`.
 fn rootfs_failure(what: &str) -> impl FnOnce(RootfsError) -> RunnerError {
     let what = what.to_string();
@@ -275,11 +284,7 @@ impl ChrootRunner {
         job: &ContainerJob,
         log: &mut (dyn Write + Send),
     ) -> Result<Unpacked, RunnerError> {
-        let image_err = |message: String| RunnerError::Image {
-            image: job.image.to_string(),
-            platform: job.platform,
-            message,
-        };
+        let image_err = image_error(job);
         match &job.image {
             BuildImage::Layout {
                 dir,
@@ -359,11 +364,7 @@ impl ChrootRunner {
         job: &ContainerJob,
         log: &mut (dyn Write + Send),
     ) -> Result<Unpacked, RunnerError> {
-        let image_err = |message: String| RunnerError::Image {
-            image: job.image.to_string(),
-            platform: job.platform,
-            message,
-        };
+        let image_err = image_error(job);
         let parts = super::base::resolve(source, &[job.platform])
             .map_err(|e| image_err(base_message(e)))?;
         let Some(part) = parts.into_iter().next() else {
