@@ -646,6 +646,7 @@ pub fn read_tar<R: Read>(
             return Ok(count);
         }
         let header = Header::parse(&block, offset)?;
+        // Records that describe the next entry (GNU long name or link, PAX headers).
         if matches!(header.typeflag, b'L' | b'K' | b'x' | b'g') {
             tar.read_extension(&header)?;
             continue;
