@@ -1,7 +1,7 @@
 //! Host facts: platform, kernel, binfmt_misc state, emulators and which platforms run natively
 //! or through emulation. Everything is gathered through [`Host`], so it works on the fake too.
 
-use crate::binfmt::{self, Catalog, EntryKind, Handler, KernelEntry};
+use crate::binfmt::{self, Catalog, EntryKind, EntryMagic, Handler, KernelEntry};
 use crate::host::{Host, ProbeOutcome};
 use crate::platform::{Platform, PlatformError};
 use serde::Serialize;
@@ -88,21 +88,17 @@ impl BinfmtState {
 
 /// Whether a kernel entry's magic (under its mask) matches these file bytes.
 pub fn entry_matches(e: &KernelEntry, image: &[u8]) -> bool {
-    let EntryKind::Magic {
+    let Some(EntryMagic {
         offset,
         magic,
         mask,
-    } = &e.kind
+    }) = e.magic()
     else {
         return false;
     };
-    let off = *offset as usize;
+    let off = offset as usize;
     magic.iter().enumerate().all(|(i, m)| {
-        let k = mask
-            .as_ref()
-            .and_then(|v| v.get(i))
-            .copied()
-            .unwrap_or(0xff);
+        let k = mask.and_then(|v| v.get(i)).copied().unwrap_or(0xff);
         image.get(off + i).is_some_and(|b| b & k == m & k)
     })
 }

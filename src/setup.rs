@@ -328,7 +328,7 @@ fn matches_host_programs(h: &Handler, host: Platform) -> Option<String> {
     if !h.matches(&program) {
         return None;
     }
-    let origin = if h.source == binfmt::catalog::BUILTIN_SOURCE {
+    let origin = if h.source == crate::userdir::BUILTIN_SOURCE {
         "built into rcross".to_string()
     } else {
         h.source.clone()

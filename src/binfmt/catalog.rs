@@ -5,6 +5,7 @@
 //! a user directory can add handlers or replace built-in ones by `name`.
 
 use crate::platform::Platform;
+use crate::userdir::{DefinitionError, DefinitionFiles};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -17,9 +18,6 @@ pub const MAX_MAGIC_END: usize = 128;
 /// Prefix of every kernel entry rcross registers, so its own entries are recognisable and other
 /// tools' entries (`qemu-aarch64`, ...) are never mistaken for ours.
 pub const KERNEL_NAME_PREFIX: &str = "rcross-";
-
-/// What [`Handler::source`] says for handlers compiled into rcross.
-pub const BUILTIN_SOURCE: &str = "builtin";
 
 /// One binfmt_misc handler: a magic/mask pair and the emulator that runs matching programs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,19 +79,7 @@ impl Handler {
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error(transparent)]
-    UserDir(#[from] crate::userdir::UserDirError),
-    #[error("binfmt handler file {origin} is not valid: {source}\nfix the file (see binfmt/aarch64.toml in rcross for the format) or remove it")]
-    Syntax {
-        origin: String,
-        source: Box<toml::de::Error>,
-    },
-    #[error("binfmt handler file {origin}: field `{field}` {problem}; {fix}")]
-    Field {
-        origin: String,
-        field: &'static str,
-        problem: String,
-        fix: String,
-    },
+    File(#[from] DefinitionError),
     #[error("binfmt handler name {name:?} is defined by both {first} and {second}; rename or remove one of them (a user file replaces a built-in handler of the same name, but two files in one place may not share a name)")]
     Duplicate {
         name: String,
@@ -127,56 +113,35 @@ pub struct Catalog {
     pub handlers: Vec<Handler>,
 }
 
+/// Handler files: built in, or in the user's directory, one handler per `name`.
+const HANDLER_FILES: DefinitionFiles<Handler, String, CatalogError> = DefinitionFiles {
+    what: "binfmt handler",
+    example: "binfmt/aarch64.toml",
+    builtin: BUILTIN_FILES,
+    parse: parse_handler,
+    key: |h| h.name.clone(),
+    duplicate: |h, first, second| CatalogError::Duplicate {
+        name: h.name,
+        first,
+        second,
+    },
+};
+
 impl Catalog {
     /// The handlers compiled into rcross.
     pub fn builtin() -> Result<Catalog, CatalogError> {
-        let mut handlers: Vec<Handler> = Vec::new();
-        let mut origins: Vec<String> = Vec::new();
-        for (file, text) in BUILTIN_FILES {
-            let origin = format!("{file} (built into rcross)");
-            let h = parse_handler(text, &origin, BUILTIN_SOURCE)?;
-            if let Some(i) = handlers.iter().position(|p| p.name == h.name) {
-                return Err(CatalogError::Duplicate {
-                    name: h.name,
-                    first: origins[i].clone(),
-                    second: origin,
-                });
-            }
-            handlers.push(h);
-            origins.push(origin);
-        }
-        Ok(Catalog { handlers })
+        Ok(Catalog {
+            handlers: HANDLER_FILES.merge(None)?,
+        })
     }
 
     /// The built-in handlers, then every `*.toml` in `user_dir`: a file whose `name` equals a
     /// built-in handler's replaces it, any other file adds a handler. A missing directory means
     /// no user handlers.
     pub fn load(user_dir: &Path) -> Result<Catalog, CatalogError> {
-        let mut catalog = Catalog::builtin()?;
-        let files = crate::userdir::toml_files(user_dir, "binfmt handler")?;
-
-        let builtin_count = catalog.handlers.len();
-        let mut user_names: Vec<(String, String)> = Vec::new();
-        for file in files {
-            let origin = file.path.display().to_string();
-            let h = parse_handler(&file.text, &origin, &origin)?;
-            if let Some((_, first)) = user_names.iter().find(|(n, _)| *n == h.name) {
-                return Err(CatalogError::Duplicate {
-                    name: h.name,
-                    first: first.clone(),
-                    second: origin,
-                });
-            }
-            user_names.push((h.name.clone(), origin));
-            match catalog.handlers[..builtin_count]
-                .iter()
-                .position(|b| b.name == h.name)
-            {
-                Some(i) => catalog.handlers[i] = h,
-                None => catalog.handlers.push(h),
-            }
-        }
-        Ok(catalog)
+        Ok(Catalog {
+            handlers: HANDLER_FILES.merge(Some(user_dir))?,
+        })
     }
 
     /// The handler that runs programs of platform `p`. When several claim it, the one defined
@@ -217,15 +182,9 @@ pub(crate) fn parse_handler(
     origin: &str,
     source: &str,
 ) -> Result<Handler, CatalogError> {
-    let raw: HandlerFile = toml::from_str(text).map_err(|e| CatalogError::Syntax {
-        origin: origin.to_string(),
-        source: Box::new(e),
-    })?;
-    let field = |field: &'static str, problem: String, fix: &str| CatalogError::Field {
-        origin: origin.to_string(),
-        field,
-        problem,
-        fix: fix.to_string(),
+    let raw: HandlerFile = HANDLER_FILES.read_toml(text, origin)?;
+    let field = |field: &'static str, problem: String, fix: &str| {
+        CatalogError::from(HANDLER_FILES.field_error(origin, field, problem, fix))
     };
 
     if !valid_handler_name(&raw.name) {

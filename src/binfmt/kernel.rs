@@ -121,12 +121,8 @@ pub fn register_line(
         Some("is a directory name")
     } else if name.contains('/') {
         Some("contains '/'")
-    } else if name.contains(':') {
-        Some("contains ':', the field delimiter")
-    } else if name.contains(['\n', '\0']) {
-        Some("contains a newline or NUL byte")
     } else {
-        None
+        field_problem(name)
     };
     if let Some(problem) = name_problem {
         return Err(EncodeError::Name {
@@ -152,14 +148,7 @@ pub fn register_line(
             len: path.len(),
         });
     }
-    let path_problem = if path.contains(':') {
-        Some("contains ':', the field delimiter")
-    } else if path.contains(['\n', '\0']) {
-        Some("contains a newline or NUL byte")
-    } else {
-        None
-    };
-    if let Some(problem) = path_problem {
+    if let Some(problem) = field_problem(path) {
         return Err(EncodeError::InterpreterInvalid {
             path: path.to_string(),
             problem,
@@ -207,6 +196,17 @@ pub fn register_line(
     Ok(line)
 }
 
+/// What in a register-line field would end the field (':') or the line (newline, NUL) early.
+fn field_problem(field: &str) -> Option<&'static str> {
+    if field.contains(':') {
+        Some("contains ':', the field delimiter")
+    } else if field.contains(['\n', '\0']) {
+        Some("contains a newline or NUL byte")
+    } else {
+        None
+    }
+}
+
 fn escape(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
 }
@@ -222,6 +222,15 @@ pub enum EntryKind {
     },
     /// A file name extension (`E` entries), without the leading dot (`exe`).
     Extension(String),
+}
+
+/// The bytes a magic entry compares, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryMagic<'a> {
+    pub offset: u32,
+    pub magic: &'a [u8],
+    /// `None` when every bit is compared.
+    pub mask: Option<&'a [u8]>,
 }
 
 /// A binfmt_misc entry as the kernel reports it in `/proc/sys/fs/binfmt_misc/<name>`.
@@ -370,24 +379,40 @@ pub fn parse_kernel_entry(name: &str, text: &str) -> Result<KernelEntry, ParseEr
 }
 
 impl KernelEntry {
+    /// What a magic entry compares; `None` for an extension entry.
+    pub fn magic(&self) -> Option<EntryMagic<'_>> {
+        match &self.kind {
+            EntryKind::Magic {
+                offset,
+                magic,
+                mask,
+            } => Some(EntryMagic {
+                offset: *offset,
+                magic,
+                mask: mask.as_deref(),
+            }),
+            EntryKind::Extension(_) => None,
+        }
+    }
+
     /// Whether this entry recognises the same files as `h`: same offset and the same bits
     /// compared, each side's magic taken `& mask`. Spellings that differ only in masked-out
     /// bits (QEMU writes 01 where its mask is fe; rcross stores 00) are the same format.
     /// Whether the entry is enabled does not matter here.
     pub fn same_format(&self, h: &Handler) -> bool {
-        let EntryKind::Magic {
+        let Some(EntryMagic {
             offset,
             magic,
             mask,
-        } = &self.kind
+        }) = self.magic()
         else {
             return false;
         };
-        if *offset != h.offset || magic.len() != h.magic.len() {
+        if offset != h.offset || magic.len() != h.magic.len() {
             return false;
         }
         let ours = h.masked_magic();
-        let theirs = masked(magic, mask.as_deref());
+        let theirs = masked(magic, mask);
         ours == theirs
     }
 
@@ -397,23 +422,23 @@ impl KernelEntry {
     /// bytes only one of them looks at can be chosen to satisfy it. Extension entries match by
     /// file name and never overlap a magic. Whether the entry is enabled does not matter here.
     pub fn overlaps(&self, h: &Handler) -> bool {
-        let EntryKind::Magic {
+        let Some(EntryMagic {
             offset,
             magic,
             mask,
-        } = &self.kind
+        }) = self.magic()
         else {
             return false;
         };
         let all_bits;
         let mask = match mask {
-            Some(m) => m.as_slice(),
+            Some(m) => m,
             None => {
                 all_bits = vec![0xff; magic.len()];
                 &all_bits
             }
         };
-        magics_overlap((*offset, magic, mask), (h.offset, &h.magic, &h.mask))
+        magics_overlap((offset, magic, mask), (h.offset, &h.magic, &h.mask))
     }
 
     /// Whether this entry is exactly what registering `h` with `interpreter` and `flags` would

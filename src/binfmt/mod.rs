@@ -14,7 +14,7 @@ pub mod selftest;
 pub use catalog::{Catalog, CatalogError, Handler};
 pub use kernel::{
     binfmt_d_file, magics_overlap, parse_kernel_entry, register_line, EncodeError, EntryKind,
-    Flags, KernelEntry, ParseError,
+    EntryMagic, Flags, KernelEntry, ParseError,
 };
 
 #[cfg(test)]

@@ -280,31 +280,21 @@ struct Writer {
 }
 
 impl Writer {
+    /// A number's bytes in the file's byte order.
+    fn number<const N: usize>(&mut self, big: [u8; N], little: [u8; N]) {
+        self.out.extend(if self.be { big } else { little });
+    }
+
     fn u16(&mut self, v: u16) {
-        let b = if self.be {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.out.extend(b);
+        self.number(v.to_be_bytes(), v.to_le_bytes());
     }
 
     fn u32(&mut self, v: u32) {
-        let b = if self.be {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.out.extend(b);
+        self.number(v.to_be_bytes(), v.to_le_bytes());
     }
 
     fn u64(&mut self, v: u64) {
-        let b = if self.be {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.out.extend(b);
+        self.number(v.to_be_bytes(), v.to_le_bytes());
     }
 
     /// An address or offset: 8 bytes in ELF64, 4 in ELF32 (all values here fit in 32 bits).

@@ -5,10 +5,12 @@
 use super::catalog::BUILTIN_FILES;
 use super::selftest::{program, EXIT_CODE};
 use super::*;
+use crate::host::{linux::LinuxHost, Host, ProbeOutcome};
 use crate::platform::{ArchInfo, Platform};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 const ET_REL: u16 = 1;
 const ET_EXEC: u16 = 2;
@@ -316,6 +318,33 @@ fn run(program: &std::path::Path, args: &[PathBuf]) -> std::io::Result<Option<i3
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The real host runs a self-test program among scripts and garbage, all at once: each result
+/// comes back in its own place, whatever order they end in, and together they take about as long
+/// as the slowest, not the sum. (Setup runs its probes and self-tests this way.)
+#[test]
+fn host_runs_self_test_programs_at_once_in_order() {
+    let slow: &[u8] = b"#!/bin/sh\nsleep 0.4; exit 7\n";
+    let fast: &[u8] = b"#!/bin/sh\nexit 3\n";
+    let garbage: &[u8] = b"\x00\x01 not a program";
+    let elf = program(&p("linux/amd64")).unwrap();
+    let start = Instant::now();
+    let r = LinuxHost.run_programs(&[slow, fast, garbage, &elf, slow]);
+    let took = start.elapsed();
+    let r: Vec<ProbeOutcome> = r.into_iter().map(|o| o.unwrap()).collect();
+    assert_eq!(
+        r,
+        vec![
+            ProbeOutcome::Exited(7),
+            ProbeOutcome::Exited(3),
+            ProbeOutcome::ExecFormatError,
+            ProbeOutcome::Exited(EXIT_CODE),
+            ProbeOutcome::Exited(7),
+        ]
+    );
+    // Two 0.4 s programs one after another would take 0.8 s.
+    assert!(took < Duration::from_millis(750), "took {took:?}");
 }
 
 /// No two built-in handlers match the same program: setup would otherwise report rcross's own

@@ -172,13 +172,120 @@ impl ContainerRunner for ChrootRunner {
             })?;
         let state = self.system.binfmt(&self.options.binfmt_misc);
         check_handler(job.platform, host, &state)?;
+        let cached = self.unpack_build_image(job, log)?;
+        let (guard, ids) = self.job_dir(job)?;
+        let root = guard.0.join("root");
+        copy_into_job(&cached.root, &root, ids)?;
+        prepare_root(&root, job, ids.root_on_host())
+            .map_err(rootfs_failure("preparing the job's root"))?;
 
-        let image_err = |message: String| RunnerError::Image {
-            image: job.image.to_string(),
-            platform: job.platform,
-            message,
+        let command = ChrootCommand {
+            root: root.clone(),
+            workdir: job.container_workdir(),
+            command: job.command.clone(),
+            env: environment(&cached.image_env, &job.env),
+            ids,
         };
-        let cached = match &job.image {
+        let _ = writeln!(
+            log,
+            "rcross: sandbox: {}; own PID namespace (a reaper as PID 1 kills what the command \
+             leaves running), fresh /proc, pivot_root; the network is the host's",
+            ids.describe()
+        );
+        let exit = self.system.run(&command, log)?;
+
+        if exit.success() {
+            copy_output(&root, job, ids)?;
+        }
+        if let Err(e) = rootfs::remove_tree(&guard.0) {
+            let _ = writeln!(log, "rcross: could not remove the job directory: {e}");
+        }
+        Ok(exit)
+    }
+}
+
+/// A problem with the job's build image, as a runner error naming the image and the platform.
+fn image_error(job: &ContainerJob) -> impl Fn(String) -> RunnerError + '_ {
+    |message| RunnerError::Image {
+        image: job.image.to_string(),
+        platform: job.platform,
+        message,
+    }
+}
+
+/// A root filesystem failure as a runner error about `what`.
+fn rootfs_failure(what: &str) -> impl FnOnce(RootfsError) -> RunnerError {
+    let what = what.to_string();
+    move |e: RootfsError| RunnerError::Other {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// Copy the cached root into the job's. The job's copy is owned inside its id range, so the
+/// image's root is the job's root and `_apt` is `_apt`; the cached root keeps the image's own
+/// ids.
+fn copy_into_job(cached: &Path, root: &Path, ids: JobIds) -> Result<(), RunnerError> {
+    let into_range = |uid, gid| ids.to_host(uid, gid).unwrap_or((uid, gid));
+    rootfs::copy_tree(
+        cached,
+        root,
+        &CopyOptions {
+            owners: match ids {
+                JobIds::Range { .. } => CopyOwners::Map(&into_range),
+                JobIds::Single { uid: 0, .. } => CopyOwners::Keep,
+                JobIds::Single { .. } | JobIds::Delegated { .. } => CopyOwners::Copier,
+            },
+            exclude: &|_| false,
+        },
+    )
+    .map_err(rootfs_failure(
+        "copying the unpacked build image for the job",
+    ))?;
+    Ok(())
+}
+
+/// Copy the build's `/rcross/out` to the job's output directory, owners back to the ids the
+/// job saw, and check that no link in it points out of it.
+fn copy_output(root: &Path, job: &ContainerJob, ids: JobIds) -> Result<(), RunnerError> {
+    let out = rootfs::real_dir_inside(root, OUT_DIR).map_err(|message| RunnerError::Other {
+        what: format!("reading {OUT_DIR} after the build"),
+        message: format!("{message}; the build must leave {OUT_DIR} a directory"),
+    })?;
+    // Back to the ids the job saw: an output never records a host id of the range.
+    let from_range = |uid, gid| ids.to_inside(uid, gid).unwrap_or((uid, gid));
+    rootfs::copy_tree(
+        &out,
+        &job.out_dir,
+        &CopyOptions {
+            owners: match ids {
+                JobIds::Range { .. } => CopyOwners::Map(&from_range),
+                // The user's own files again (see `enter::give_back`).
+                JobIds::Single { .. } | JobIds::Delegated { .. } => CopyOwners::Copier,
+            },
+            exclude: &|_| false,
+        },
+    )
+    .map_err(rootfs_failure(
+        "copying the build's output out of the chroot",
+    ))?;
+    // The same rule as for an engine's output: a link must not point out of it (an artifact
+    // that is a link to /etc/shadow would be read on the host).
+    crate::runner::unpack::check_links_inside(&job.out_dir).map_err(|e| RunnerError::Other {
+        what: format!("the {} build's output", job.platform),
+        message: e.to_string(),
+    })
+}
+
+impl ChrootRunner {
+    /// The job's build image for its platform, unpacked into the cache (once per manifest).
+    fn unpack_build_image(
+        &self,
+        job: &ContainerJob,
+        log: &mut (dyn Write + Send),
+    ) -> Result<Unpacked, RunnerError> {
+        let image_err = image_error(job);
+        match &job.image {
             BuildImage::Layout {
                 dir,
                 reference,
@@ -190,7 +297,7 @@ impl ContainerRunner for ChrootRunner {
                     inner: &layout,
                     manifest,
                 };
-                self.unpack(&pinned, job, log)?
+                self.unpack(&pinned, job, log)
             }
             BuildImage::Registry(name) => {
                 let reference: crate::registry::Reference = name
@@ -199,17 +306,14 @@ impl ContainerRunner for ChrootRunner {
                 let client = crate::registry::Client::from_environment(&self.options.insecure)
                     .map_err(|e| image_err(e.to_string()))?;
                 let image = crate::registry::RegistryImage::new(client, reference);
-                self.unpack(&image, job, log)?
+                self.unpack(&image, job, log)
             }
-        };
+        }
+    }
 
-        let other = |what: &str| {
-            let what = what.to_string();
-            move |e: RootfsError| RunnerError::Other {
-                what,
-                message: e.to_string(),
-            }
-        };
+    /// A new job directory in the work directory (removed when the guard drops), entered by
+    /// the job with the ids it gets, which are returned with it.
+    fn job_dir(&self, job: &ContainerJob) -> Result<(JobDir, JobIds), RunnerError> {
         std::fs::create_dir_all(&self.options.work).map_err(|e| RunnerError::Other {
             what: format!("creating {}", self.options.work.display()),
             message: e.to_string(),
@@ -233,7 +337,6 @@ impl ContainerRunner for ChrootRunner {
         // Removed on every path out of here (the tree may hold read-only directories, which
         // TempDir's own cleanup cannot remove as non-root).
         let guard = JobDir(job_dir.keep());
-        let root = guard.0.join("root");
         let ids = self.system.job_ids();
         if let Some((uid, gid)) = ids.root_on_host() {
             // The job enters its root from here with its own ids (the directory stays 0700).
@@ -244,73 +347,7 @@ impl ContainerRunner for ChrootRunner {
                 }
             })?;
         }
-        // The job's copy is owned inside its id range, so the image's root is the job's root
-        // and `_apt` is `_apt`; the cached root keeps the image's own ids.
-        let into_range = |uid, gid| ids.to_host(uid, gid).unwrap_or((uid, gid));
-        rootfs::copy_tree(
-            &cached.root,
-            &root,
-            &CopyOptions {
-                owners: match ids {
-                    JobIds::Range { .. } => CopyOwners::Map(&into_range),
-                    JobIds::Single { uid: 0, .. } => CopyOwners::Keep,
-                    JobIds::Single { .. } | JobIds::Delegated { .. } => CopyOwners::Copier,
-                },
-                exclude: &|_| false,
-            },
-        )
-        .map_err(other("copying the unpacked build image for the job"))?;
-        prepare_root(&root, job, ids.root_on_host()).map_err(other("preparing the job's root"))?;
-
-        let command = ChrootCommand {
-            root: root.clone(),
-            workdir: job.container_workdir(),
-            command: job.command.clone(),
-            env: environment(&cached.image_env, &job.env),
-            ids,
-        };
-        let _ = writeln!(
-            log,
-            "rcross: sandbox: {}; own PID namespace (a reaper as PID 1 kills what the command \
-             leaves running), fresh /proc, pivot_root; the network is the host's",
-            ids.describe()
-        );
-        let exit = self.system.run(&command, log)?;
-
-        if exit.success() {
-            let out =
-                rootfs::real_dir_inside(&root, OUT_DIR).map_err(|message| RunnerError::Other {
-                    what: format!("reading {OUT_DIR} after the build"),
-                    message: format!("{message}; the build must leave {OUT_DIR} a directory"),
-                })?;
-            // Back to the ids the job saw: an output never records a host id of the range.
-            let from_range = |uid, gid| ids.to_inside(uid, gid).unwrap_or((uid, gid));
-            rootfs::copy_tree(
-                &out,
-                &job.out_dir,
-                &CopyOptions {
-                    owners: match ids {
-                        JobIds::Range { .. } => CopyOwners::Map(&from_range),
-                        // The user's own files again (see `enter::give_back`).
-                        JobIds::Single { .. } | JobIds::Delegated { .. } => CopyOwners::Copier,
-                    },
-                    exclude: &|_| false,
-                },
-            )
-            .map_err(other("copying the build's output out of the chroot"))?;
-            // The same rule as for an engine's output: a link must not point out of it (an
-            // artifact that is a link to /etc/shadow would be read on the host).
-            crate::runner::unpack::check_links_inside(&job.out_dir).map_err(|e| {
-                RunnerError::Other {
-                    what: format!("the {} build's output", job.platform),
-                    message: e.to_string(),
-                }
-            })?;
-        }
-        if let Err(e) = rootfs::remove_tree(&guard.0) {
-            let _ = writeln!(log, "rcross: could not remove the job directory: {e}");
-        }
-        Ok(exit)
+        Ok((guard, ids))
     }
 }
 
@@ -327,11 +364,7 @@ impl ChrootRunner {
         job: &ContainerJob,
         log: &mut (dyn Write + Send),
     ) -> Result<Unpacked, RunnerError> {
-        let image_err = |message: String| RunnerError::Image {
-            image: job.image.to_string(),
-            platform: job.platform,
-            message,
-        };
+        let image_err = image_error(job);
         let parts = super::base::resolve(source, &[job.platform])
             .map_err(|e| image_err(base_message(e)))?;
         let Some(part) = parts.into_iter().next() else {

@@ -221,41 +221,87 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })?;
-    let line_of = |span: std::ops::Range<usize>| -> usize {
-        text.get(..span.start)
+    let file = ProjectText { path, text };
+    let name = image_name(&file, &raw.image.name)?;
+    let platforms = platforms(&file, &raw.image.platforms)?;
+    let base = raw
+        .image
+        .base
+        .map(|b| b.into_inner())
+        .unwrap_or_else(|| "scratch".into());
+    let build = build_step(&file, &raw.build)?;
+    let builders = builders(&file, raw.builders.as_ref())?;
+    let artifacts = artifacts(&file, &raw.artifacts)?;
+    let image = image_config(&file, raw.config)?;
+    Ok(Project {
+        path: path.to_path_buf(),
+        name,
+        platforms,
+        base,
+        build,
+        artifacts,
+        image,
+        builders,
+        tags: raw.tags,
+    })
+}
+
+/// A project file's text, for errors that name the file, the line and the field.
+struct ProjectText<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl ProjectText<'_> {
+    fn line_of(&self, span: std::ops::Range<usize>) -> usize {
+        self.text
+            .get(..span.start)
             .map(|s| s.matches('\n').count() + 1)
             .unwrap_or(1)
-    };
-    let err = |span: std::ops::Range<usize>, field: &str, problem: String| ConfigError::Field {
-        path: path.to_path_buf(),
-        line: line_of(span),
-        field: field.to_string(),
-        problem,
-    };
+    }
 
-    let name = raw.image.name.get_ref().trim().to_string();
+    fn err(&self, span: std::ops::Range<usize>, field: &str, problem: String) -> ConfigError {
+        ConfigError::Field {
+            path: self.path.to_path_buf(),
+            line: self.line_of(span),
+            field: field.to_string(),
+            problem,
+        }
+    }
+}
+
+/// `[image] name`: a repository name.
+fn image_name(file: &ProjectText, raw: &toml::Spanned<String>) -> Result<String, ConfigError> {
+    let name = raw.get_ref().trim().to_string();
     if name.is_empty()
         || !name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
     {
-        return Err(err(
-            raw.image.name.span(),
+        return Err(file.err(
+            raw.span(),
             "image.name",
             format!(
                 "{name:?} is not a valid repository name (lowercase letters, digits, '.', '_', '-', '/')"
             ),
         ));
     }
+    Ok(name)
+}
 
+/// `[image] platforms`: at least one, none twice.
+fn platforms(
+    file: &ProjectText,
+    raw: &toml::Spanned<Vec<toml::Spanned<String>>>,
+) -> Result<Vec<Platform>, ConfigError> {
     let mut platforms = Vec::new();
-    for p in raw.image.platforms.get_ref() {
+    for p in raw.get_ref() {
         let parsed: Platform = p
             .get_ref()
             .parse()
-            .map_err(|e| err(p.span(), "image.platforms", format!("{e}")))?;
+            .map_err(|e| file.err(p.span(), "image.platforms", format!("{e}")))?;
         if platforms.contains(&parsed) {
-            return Err(err(
+            return Err(file.err(
                 p.span(),
                 "image.platforms",
                 format!("{parsed} is listed twice"),
@@ -264,32 +310,30 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
         platforms.push(parsed);
     }
     if platforms.is_empty() {
-        return Err(err(
-            raw.image.platforms.span(),
+        return Err(file.err(
+            raw.span(),
             "image.platforms",
             "no platforms: list at least one, e.g. [\"linux/amd64\", \"linux/arm64\"]".into(),
         ));
     }
+    Ok(platforms)
+}
 
-    let base = raw
-        .image
-        .base
-        .map(|b| b.into_inner())
-        .unwrap_or_else(|| "scratch".into());
-
-    let command = raw.build.command.get_ref().trim().to_string();
+/// `[build]`.
+fn build_step(file: &ProjectText, raw: &RawBuild) -> Result<BuildStep, ConfigError> {
+    let command = raw.command.get_ref().trim().to_string();
     if command.is_empty() {
-        return Err(err(
-            raw.build.command.span(),
+        return Err(file.err(
+            raw.command.span(),
             "build.command",
             "empty: say how to build, e.g. \"make CC=$CC OUT=$RCROSS_OUT/app\"".into(),
         ));
     }
-    let workdir = match &raw.build.workdir {
+    let workdir = match &raw.workdir {
         Some(w) => {
             let p = PathBuf::from(w.get_ref());
             if !is_relative_inside(&p) {
-                return Err(err(
+                return Err(file.err(
                     w.span(),
                     "build.workdir",
                     format!(
@@ -302,9 +346,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
         }
         None => PathBuf::from("."),
     };
-    let lang = match &raw.build.lang {
+    let lang = match &raw.lang {
         Some(l) if !LANGS.contains(&l.get_ref().as_str()) => {
-            return Err(err(
+            return Err(file.err(
                 l.span(),
                 "build.lang",
                 format!("{:?} is not one of {}", l.get_ref(), LANGS.join(", ")),
@@ -313,10 +357,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
         Some(l) => l.get_ref().clone(),
         None => "auto".into(),
     };
-
-    let image = match &raw.build.image {
+    let image = match &raw.image {
         Some(i) if i.get_ref().trim().is_empty() => {
-            return Err(err(
+            return Err(file.err(
                 i.span(),
                 "build.image",
                 "empty: name a build image for every platform, e.g. \"debian:12\" or \"oci:build-image\"".into(),
@@ -325,94 +368,123 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
         Some(i) => Some(i.get_ref().trim().to_string()),
         None => None,
     };
-    let container = match &raw.build.container {
+    let container = match &raw.container {
         Some(c) => c
             .get_ref()
             .parse::<ContainerPolicy>()
-            .map_err(|e| err(c.span(), "build.container", e))?,
+            .map_err(|e| file.err(c.span(), "build.container", e))?,
         None => ContainerPolicy::Auto,
     };
-    let mut builders = BTreeMap::new();
-    if let Some(b) = &raw.builders {
-        for (platform, endpoint) in b.get_ref() {
-            let parsed: Platform = platform
-                .parse()
-                .map_err(|e| err(endpoint.span(), "builders", format!("{e}")))?;
-            check_endpoint(endpoint.get_ref())
-                .map_err(|e| err(endpoint.span(), &format!("builders.\"{platform}\""), e))?;
-            if builders
-                .insert(parsed, endpoint.get_ref().clone())
-                .is_some()
-            {
-                return Err(err(
-                    endpoint.span(),
-                    "builders",
-                    format!("{parsed} has two builders"),
-                ));
-            }
-        }
-    }
+    Ok(BuildStep {
+        command,
+        workdir,
+        lang,
+        image,
+        container,
+        cache: raw.cache.unwrap_or(true),
+    })
+}
 
-    let mut artifacts = Vec::new();
-    for a in &raw.artifacts {
-        let a = a.get_ref();
-        let from = a.from.get_ref().clone();
-        if !is_relative_inside(Path::new(&from)) {
-            return Err(err(
-                a.from.span(),
-                "artifact.from",
-                format!("{from:?} must be a relative path inside RCROSS_OUT"),
+/// `[builders]`: one engine endpoint per platform.
+fn builders(
+    file: &ProjectText,
+    raw: Option<&toml::Spanned<BTreeMap<String, toml::Spanned<String>>>>,
+) -> Result<BTreeMap<Platform, String>, ConfigError> {
+    let mut builders = BTreeMap::new();
+    let Some(b) = raw else {
+        return Ok(builders);
+    };
+    for (platform, endpoint) in b.get_ref() {
+        let parsed: Platform = platform
+            .parse()
+            .map_err(|e| file.err(endpoint.span(), "builders", format!("{e}")))?;
+        check_endpoint(endpoint.get_ref())
+            .map_err(|e| file.err(endpoint.span(), &format!("builders.\"{platform}\""), e))?;
+        if builders
+            .insert(parsed, endpoint.get_ref().clone())
+            .is_some()
+        {
+            return Err(file.err(
+                endpoint.span(),
+                "builders",
+                format!("{parsed} has two builders"),
             ));
         }
-        let to = a.to.get_ref().clone();
-        if !to.starts_with('/') || to.split('/').any(|c| c == "..") {
-            return Err(err(
-                a.to.span(),
-                "artifact.to",
-                format!("{to:?} must be an absolute path in the image without '..'"),
-            ));
-        }
-        let is_glob = from.contains(['*', '?']);
-        if is_glob && !to.ends_with('/') {
-            return Err(err(
-                a.to.span(),
-                "artifact.to",
-                format!("{from:?} is a glob: {to:?} must be a directory, ending in '/'"),
-            ));
-        }
-        let mode = match &a.mode {
-            Some(m) => u32::from_str_radix(m.get_ref().trim_start_matches("0o"), 8)
-                .ok()
-                .filter(|m| *m <= 0o7777)
-                .ok_or_else(|| {
-                    err(
-                        m.span(),
-                        "artifact.mode",
-                        format!(
-                            "{:?} is not an octal file mode such as \"0755\"",
-                            m.get_ref()
-                        ),
-                    )
-                })?,
-            None => 0o755,
-        };
-        artifacts.push(Artifact { from, to, mode });
     }
+    Ok(builders)
+}
+
+/// `[[artifact]]`: at least one.
+fn artifacts(
+    file: &ProjectText,
+    raw: &[toml::Spanned<RawArtifact>],
+) -> Result<Vec<Artifact>, ConfigError> {
+    let artifacts = raw
+        .iter()
+        .map(|a| artifact(file, a.get_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
     if artifacts.is_empty() {
         return Err(ConfigError::Field {
-            path: path.to_path_buf(),
-            line: line_of(0..text.len()),
+            path: file.path.to_path_buf(),
+            line: file.line_of(0..file.text.len()),
             field: "artifact".into(),
             problem: "no [[artifact]]: name at least one file to put in the image, e.g.\n[[artifact]]\nfrom = \"app\"\nto = \"/usr/bin/app\"".into(),
         });
     }
+    Ok(artifacts)
+}
 
-    let c = raw.config;
+fn artifact(file: &ProjectText, a: &RawArtifact) -> Result<Artifact, ConfigError> {
+    let from = a.from.get_ref().clone();
+    if !is_relative_inside(Path::new(&from)) {
+        return Err(file.err(
+            a.from.span(),
+            "artifact.from",
+            format!("{from:?} must be a relative path inside RCROSS_OUT"),
+        ));
+    }
+    let to = a.to.get_ref().clone();
+    if !to.starts_with('/') || to.split('/').any(|c| c == "..") {
+        return Err(file.err(
+            a.to.span(),
+            "artifact.to",
+            format!("{to:?} must be an absolute path in the image without '..'"),
+        ));
+    }
+    let is_glob = from.contains(['*', '?']);
+    if is_glob && !to.ends_with('/') {
+        return Err(file.err(
+            a.to.span(),
+            "artifact.to",
+            format!("{from:?} is a glob: {to:?} must be a directory, ending in '/'"),
+        ));
+    }
+    let mode = match &a.mode {
+        Some(m) => u32::from_str_radix(m.get_ref().trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| {
+                file.err(
+                    m.span(),
+                    "artifact.mode",
+                    format!(
+                        "{:?} is not an octal file mode such as \"0755\"",
+                        m.get_ref()
+                    ),
+                )
+            })?,
+        None => 0o755,
+    };
+    Ok(Artifact { from, to, mode })
+}
+
+/// `[config]`: the image's runtime configuration.
+fn image_config(file: &ProjectText, c: RawConfig) -> Result<ImageConfig, ConfigError> {
     let mut env = Vec::new();
     if let Some(e) = &c.env {
         for (k, v) in e.get_ref() {
             if k.is_empty() || k.contains('=') {
-                return Err(err(
+                return Err(file.err(
                     e.span(),
                     "config.env",
                     format!("{k:?} is not a variable name"),
@@ -427,7 +499,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
         let (num, proto) = s.split_once('/').unwrap_or((s, "tcp"));
         let ok = num.parse::<u16>().is_ok_and(|n| n > 0) && ["tcp", "udp", "sctp"].contains(&proto);
         if !ok {
-            return Err(err(
+            return Err(file.err(
                 p.span(),
                 "config.ports",
                 format!("{s:?} is not a port such as \"8080\" or \"53/udp\""),
@@ -437,40 +509,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
     }
     if let Some(w) = &c.workdir {
         if !w.get_ref().starts_with('/') {
-            return Err(err(
+            return Err(file.err(
                 w.span(),
                 "config.workdir",
                 format!("{:?} must be absolute", w.get_ref()),
             ));
         }
     }
-
-    Ok(Project {
-        path: path.to_path_buf(),
-        name,
-        platforms,
-        base,
-        build: BuildStep {
-            command,
-            workdir,
-            lang,
-            image,
-            container,
-            cache: raw.build.cache.unwrap_or(true),
-        },
-        artifacts,
-        image: ImageConfig {
-            entrypoint: c.entrypoint,
-            cmd: c.cmd,
-            env,
-            workdir: c.workdir.map(|w| w.into_inner()),
-            user: c.user,
-            ports,
-            labels: c.labels,
-            annotations: c.annotations,
-        },
-        builders,
-        tags: raw.tags,
+    Ok(ImageConfig {
+        entrypoint: c.entrypoint,
+        cmd: c.cmd,
+        env,
+        workdir: c.workdir.map(|w| w.into_inner()),
+        user: c.user,
+        ports,
+        labels: c.labels,
+        annotations: c.annotations,
     })
 }
 

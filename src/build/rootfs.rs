@@ -341,181 +341,257 @@ impl Unpacker<'_> {
             };
         };
         if name == ".wh..wh..opq" {
-            let dir = self.resolve(state, parents, true).map_err(&fail)?;
-            self.stats.whiteouts += 1;
-            return match dir {
-                Some(dir) => self.clear_lower(state, &dir),
-                None => Ok(()),
-            };
+            return self.opaque_marker(state, parents, &fail);
         }
         if let Some(hidden) = name.strip_prefix(".wh.") {
-            if hidden.starts_with(".wh.") {
-                // Other AUFS metadata (.wh..wh.plnk, …): nothing to apply.
-                return Ok(());
-            }
-            if hidden.is_empty() || hidden == "." || hidden == ".." {
-                return Err(fail(format!(
-                    "whiteout {name:?} names no file; the layer is malformed"
-                )));
-            }
-            self.stats.whiteouts += 1;
-            let Some(dir) = self.resolve(state, parents, false).map_err(&fail)? else {
-                return Ok(());
-            };
-            if state.unpacked.contains(&dir.rel.join(hidden)) {
-                return Ok(());
-            }
-            return self.remove(&dir, OsStr::new(hidden));
+            return self.whiteout(state, parents, name, hidden, &fail);
         }
-        let dir = self
-            .resolve(state, parents, true)
-            .map_err(&fail)?
-            .ok_or_else(|| fail("its directory could not be created".into()))?;
-        let leaf = OsStr::new(name);
-        let rel = dir.rel.join(name);
-        // For messages only: every operation below is relative to `dir.fd`.
-        let path = self.root.join(&rel);
-        let existing =
-            at::kind_at(dir.fd.as_fd(), leaf).map_err(|e| io_err("reading", &path)(e.into()))?;
+        let place = self.place(state, parents, name, &fail)?;
         match entry.kind {
-            EntryKind::Dir => {
-                if existing != Some(Kind::Dir) {
-                    if existing.is_some() {
-                        self.remove(&dir, leaf)?;
-                    }
-                    mkdirat(dir.fd.as_fd(), leaf, Mode::from_bits_truncate(0o755))
-                        .map_err(|e| io_err("creating the directory", &path)(e.into()))?;
-                }
-                self.chown(&dir, leaf, entry);
-                self.dirs.insert(
-                    rel.clone(),
-                    DirMeta {
-                        mode: entry.mode,
-                        mtime: entry.mtime,
-                    },
-                );
-                self.stats.dirs += 1;
-            }
-            EntryKind::File => {
-                if existing.is_some() {
-                    self.remove(&dir, leaf)?;
-                }
-                let mut file = at::create_file(dir.fd.as_fd(), leaf)
-                    .map_err(|e| io_err("creating", &path)(e.into()))?;
-                let n = io::copy(content, &mut file).map_err(|e| {
-                    if e.kind() == io::ErrorKind::UnexpectedEof {
-                        fail("the layer ends inside this file; the blob is truncated".into())
-                    } else {
-                        io_err("writing", &path)(e)
-                    }
-                })?;
-                self.chown(&dir, leaf, entry);
-                // After the owner: chown clears setuid and setgid bits.
-                fchmod(&file, Mode::from_bits_truncate(entry.mode))
-                    .map_err(|e| io_err("setting the mode of", &path)(e.into()))?;
-                let t = timespec(entry.mtime);
-                // Times are a convenience for make-style builds; a filesystem that refuses
-                // them is no reason to fail.
-                let _ = futimens(&file, &t, &t);
-                self.stats.files += 1;
-                self.stats.bytes += n;
-            }
-            EntryKind::Symlink => {
-                let target = entry.link.as_deref().unwrap_or_default();
-                if target.is_empty() || target.contains('\0') || target.len() > MAX_PATH {
-                    return Err(fail(format!(
-                        "symlink target {target:?} is empty, too long or holds a NUL byte"
-                    )));
-                }
-                if existing.is_some() {
-                    self.remove(&dir, leaf)?;
-                }
-                symlinkat(target, dir.fd.as_fd(), leaf)
-                    .map_err(|e| io_err("creating the symlink", &path)(e.into()))?;
-                self.chown(&dir, leaf, entry);
-                let t = timespec(entry.mtime);
-                let _ = utimensat(
-                    dir.fd.as_fd(),
-                    leaf,
-                    &t,
-                    &t,
-                    UtimensatFlags::NoFollowSymlink,
-                );
-                self.stats.symlinks += 1;
-            }
+            EntryKind::Dir => self.unpack_dir(&place, entry)?,
+            EntryKind::File => self.unpack_file(&place, entry, content, &fail)?,
+            EntryKind::Symlink => self.unpack_symlink(&place, entry, &fail)?,
             EntryKind::Hardlink => {
-                let link = entry.link.as_deref().unwrap_or_default();
-                let target_parts =
-                    split(link).map_err(|m| fail(format!("hard link target: {m}")))?;
-                let Some((&target_name, target_parents)) = target_parts.split_last() else {
-                    return Err(fail("hard link to the root directory".into()));
-                };
-                let missing = || {
-                    fail(format!(
-                        "hard link target {link:?} does not exist; it must come earlier in \
-                         this layer or in a lower one"
-                    ))
-                };
-                // Resolved like any path of the layer: inside the root, symlinks on the way
-                // followed there, the last component itself never followed.
-                let target_dir = self
-                    .resolve(state, target_parents, false)
-                    .map_err(|m| fail(format!("hard link target {link:?}: {m}")))?
-                    .ok_or_else(missing)?;
-                let target_leaf = OsStr::new(target_name);
-                match at::kind_at(target_dir.fd.as_fd(), target_leaf) {
-                    Ok(Some(Kind::Dir)) => {
-                        return Err(fail(format!(
-                            "hard link target {link:?} is a directory; directories cannot be \
-                             hard linked"
-                        )))
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => return Err(missing()),
-                }
-                if target_dir.rel.join(target_name) == rel {
+                if !self.unpack_hardlink(state, &place, entry, &fail)? {
+                    // A link to itself: nothing changes.
                     return Ok(());
                 }
-                if existing.is_some() {
-                    self.remove(&dir, leaf)?;
-                }
-                // Without AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
-                linkat(
-                    target_dir.fd.as_fd(),
-                    target_leaf,
-                    dir.fd.as_fd(),
-                    leaf,
-                    AtFlags::empty(),
-                )
-                .map_err(|e| io_err("creating the hard link", &path)(e.into()))?;
-                self.stats.hardlinks += 1;
             }
-            EntryKind::Other => {
-                // Device nodes are never created: as the host's root, a node in a build root
-                // would hand the build the host's disks and memory; in a user namespace mknod
-                // fails anyway. Rootless buildah and podman skip them the same way, and the
-                // runner gives every job its own /dev. FIFOs and sockets go with them: a build
-                // root does not need them from an image. The entry still replaces what a lower
-                // layer had at its path, as it would in a container runtime.
-                if existing.is_some() {
-                    self.remove(&dir, leaf)?;
-                }
-                self.stats.special_skipped += 1;
-                if self.stats.special_examples.len() < MAX_EXAMPLES {
-                    self.stats.special_examples.push(format!(
-                        "/{} ({})",
-                        entry.path,
-                        special_kind(entry.typeflag)
-                    ));
-                }
-                return Ok(());
-            }
+            EntryKind::Other => return self.skip_special(&place, entry),
         }
         // Its directories count as this layer's too, so an opaque marker keeps them.
-        for a in rel.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        for a in place.rel.ancestors().filter(|a| !a.as_os_str().is_empty()) {
             if !state.unpacked.insert(a.to_path_buf()) {
                 break;
             }
+        }
+        Ok(())
+    }
+
+    /// `.wh..wh..opq`: what lower layers put in its directory is hidden.
+    fn opaque_marker(
+        &mut self,
+        state: &mut LayerState,
+        parents: &[&str],
+        fail: &dyn Fn(String) -> RootfsError,
+    ) -> Result<(), RootfsError> {
+        let dir = self.resolve(state, parents, true).map_err(fail)?;
+        self.stats.whiteouts += 1;
+        match dir {
+            Some(dir) => self.clear_lower(state, &dir),
+            None => Ok(()),
+        }
+    }
+
+    /// `.wh.NAME`: NAME from a lower layer is removed.
+    fn whiteout(
+        &mut self,
+        state: &mut LayerState,
+        parents: &[&str],
+        name: &str,
+        hidden: &str,
+        fail: &dyn Fn(String) -> RootfsError,
+    ) -> Result<(), RootfsError> {
+        if hidden.starts_with(".wh.") {
+            // Other AUFS metadata (.wh..wh.plnk, …): nothing to apply.
+            return Ok(());
+        }
+        if hidden.is_empty() || hidden == "." || hidden == ".." {
+            return Err(fail(format!(
+                "whiteout {name:?} names no file; the layer is malformed"
+            )));
+        }
+        self.stats.whiteouts += 1;
+        let Some(dir) = self.resolve(state, parents, false).map_err(fail)? else {
+            return Ok(());
+        };
+        if state.unpacked.contains(&dir.rel.join(hidden)) {
+            return Ok(());
+        }
+        self.remove(&dir, OsStr::new(hidden))
+    }
+
+    /// Where an entry named `name` below `parents` goes, its directory created when missing.
+    fn place<'n>(
+        &mut self,
+        state: &mut LayerState,
+        parents: &[&str],
+        name: &'n str,
+        fail: &dyn Fn(String) -> RootfsError,
+    ) -> Result<Place<'n>, RootfsError> {
+        let dir = self
+            .resolve(state, parents, true)
+            .map_err(fail)?
+            .ok_or_else(|| fail("its directory could not be created".into()))?;
+        let leaf = OsStr::new(name);
+        let rel = dir.rel.join(name);
+        let path = self.root.join(&rel);
+        let existing =
+            at::kind_at(dir.fd.as_fd(), leaf).map_err(|e| io_err("reading", &path)(e.into()))?;
+        Ok(Place {
+            dir,
+            leaf,
+            rel,
+            path,
+            existing,
+        })
+    }
+
+    /// Removes what a lower layer had at the entry's place, if anything.
+    fn clear_place(&mut self, place: &Place) -> Result<(), RootfsError> {
+        if place.existing.is_some() {
+            self.remove(&place.dir, place.leaf)?;
+        }
+        Ok(())
+    }
+
+    fn unpack_dir(&mut self, place: &Place, entry: &Entry) -> Result<(), RootfsError> {
+        let (dir, leaf, path) = (&place.dir, place.leaf, &place.path);
+        if place.existing != Some(Kind::Dir) {
+            self.clear_place(place)?;
+            mkdirat(dir.fd.as_fd(), leaf, Mode::from_bits_truncate(0o755))
+                .map_err(|e| io_err("creating the directory", path)(e.into()))?;
+        }
+        self.chown(dir, leaf, entry);
+        self.dirs.insert(
+            place.rel.clone(),
+            DirMeta {
+                mode: entry.mode,
+                mtime: entry.mtime,
+            },
+        );
+        self.stats.dirs += 1;
+        Ok(())
+    }
+
+    fn unpack_file(
+        &mut self,
+        place: &Place,
+        entry: &Entry,
+        content: &mut dyn Read,
+        fail: &dyn Fn(String) -> RootfsError,
+    ) -> Result<(), RootfsError> {
+        let (dir, leaf, path) = (&place.dir, place.leaf, &place.path);
+        self.clear_place(place)?;
+        let mut file = at::create_file(dir.fd.as_fd(), leaf)
+            .map_err(|e| io_err("creating", path)(e.into()))?;
+        let n = io::copy(content, &mut file).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                fail("the layer ends inside this file; the blob is truncated".into())
+            } else {
+                io_err("writing", path)(e)
+            }
+        })?;
+        self.chown(dir, leaf, entry);
+        // After the owner: chown clears setuid and setgid bits.
+        fchmod(&file, Mode::from_bits_truncate(entry.mode))
+            .map_err(|e| io_err("setting the mode of", path)(e.into()))?;
+        let t = timespec(entry.mtime);
+        // Times are a convenience for make-style builds; a filesystem that refuses them is no
+        // reason to fail.
+        let _ = futimens(&file, &t, &t);
+        self.stats.files += 1;
+        self.stats.bytes += n;
+        Ok(())
+    }
+
+    fn unpack_symlink(
+        &mut self,
+        place: &Place,
+        entry: &Entry,
+        fail: &dyn Fn(String) -> RootfsError,
+    ) -> Result<(), RootfsError> {
+        let (dir, leaf) = (&place.dir, place.leaf);
+        let target = entry.link.as_deref().unwrap_or_default();
+        if target.is_empty() || target.contains('\0') || target.len() > MAX_PATH {
+            return Err(fail(format!(
+                "symlink target {target:?} is empty, too long or holds a NUL byte"
+            )));
+        }
+        self.clear_place(place)?;
+        symlinkat(target, dir.fd.as_fd(), leaf)
+            .map_err(|e| io_err("creating the symlink", &place.path)(e.into()))?;
+        self.chown(dir, leaf, entry);
+        let t = timespec(entry.mtime);
+        let _ = utimensat(
+            dir.fd.as_fd(),
+            leaf,
+            &t,
+            &t,
+            UtimensatFlags::NoFollowSymlink,
+        );
+        self.stats.symlinks += 1;
+        Ok(())
+    }
+
+    /// A hard link to a file placed earlier; `false` when the entry links to itself, which
+    /// changes nothing.
+    fn unpack_hardlink(
+        &mut self,
+        state: &mut LayerState,
+        place: &Place,
+        entry: &Entry,
+        fail: &dyn Fn(String) -> RootfsError,
+    ) -> Result<bool, RootfsError> {
+        let link = entry.link.as_deref().unwrap_or_default();
+        let target_parts = split(link).map_err(|m| fail(format!("hard link target: {m}")))?;
+        let Some((&target_name, target_parents)) = target_parts.split_last() else {
+            return Err(fail("hard link to the root directory".into()));
+        };
+        let missing = || {
+            fail(format!(
+                "hard link target {link:?} does not exist; it must come earlier in this layer \
+                 or in a lower one"
+            ))
+        };
+        // Resolved like any path of the layer: inside the root, symlinks on the way followed
+        // there, the last component itself never followed.
+        let target_dir = self
+            .resolve(state, target_parents, false)
+            .map_err(|m| fail(format!("hard link target {link:?}: {m}")))?
+            .ok_or_else(missing)?;
+        let target_leaf = OsStr::new(target_name);
+        match at::kind_at(target_dir.fd.as_fd(), target_leaf) {
+            Ok(Some(Kind::Dir)) => {
+                return Err(fail(format!(
+                    "hard link target {link:?} is a directory; directories cannot be hard \
+                     linked"
+                )))
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return Err(missing()),
+        }
+        if target_dir.rel.join(target_name) == place.rel {
+            return Ok(false);
+        }
+        self.clear_place(place)?;
+        // Without AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
+        linkat(
+            target_dir.fd.as_fd(),
+            target_leaf,
+            place.dir.fd.as_fd(),
+            place.leaf,
+            AtFlags::empty(),
+        )
+        .map_err(|e| io_err("creating the hard link", &place.path)(e.into()))?;
+        self.stats.hardlinks += 1;
+        Ok(true)
+    }
+
+    /// Device nodes are never created: as the host's root, a node in a build root would hand
+    /// the build the host's disks and memory; in a user namespace mknod fails anyway. Rootless
+    /// buildah and podman skip them the same way, and the runner gives every job its own /dev.
+    /// FIFOs and sockets go with them: a build root does not need them from an image. The entry
+    /// still replaces what a lower layer had at its path, as it would in a container runtime.
+    fn skip_special(&mut self, place: &Place, entry: &Entry) -> Result<(), RootfsError> {
+        self.clear_place(place)?;
+        self.stats.special_skipped += 1;
+        if self.stats.special_examples.len() < MAX_EXAMPLES {
+            self.stats.special_examples.push(format!(
+                "/{} ({})",
+                entry.path,
+                special_kind(entry.typeflag)
+            ));
         }
         Ok(())
     }
@@ -756,6 +832,17 @@ impl Unpacker<'_> {
         }
         Ok(())
     }
+}
+
+/// Where an entry goes: its directory (open), its name there, its path relative to the root,
+/// the full path (for messages only: every operation is relative to `dir.fd`), and what kind of
+/// file a lower layer left there, if any.
+struct Place<'n> {
+    dir: Dir,
+    leaf: &'n OsStr,
+    rel: PathBuf,
+    path: PathBuf,
+    existing: Option<Kind>,
 }
 
 /// A directory of the root being unpacked: open, and its real path relative to the root (no

@@ -1,6 +1,7 @@
 use crate::binfmt::Catalog;
 use crate::cli::InfoArgs;
 use crate::detect::{self, BinfmtState, Emulator, PlatformRun, RunMode};
+use crate::engine::{DockerEngine, Endpoint};
 use crate::exit::{self, Failure};
 use crate::host::{linux::LinuxHost, CpuInfo, Host};
 use crate::platform::Platform;
@@ -39,7 +40,7 @@ pub fn run(args: InfoArgs, json: bool) -> exit::Result<u8> {
     let catalog = Catalog::load(&args.paths.binfmt_dir).map_err(Failure::usage)?;
     // The engine's answer (a few round trips on its socket) comes while the probes run.
     let report = std::thread::scope(|s| {
-        let docker = s.spawn(|| LinuxHost.docker_version());
+        let docker = s.spawn(docker_version);
         gather(&host, &catalog, &args.paths.binfmt_misc, || {
             docker.join().ok().flatten()
         })
@@ -50,6 +51,18 @@ pub fn run(args: InfoArgs, json: bool) -> exit::Result<u8> {
         print_text(&report);
     }
     Ok(exit::OK)
+}
+
+/// The Docker engine's version when one answers: DOCKER_HOST (unix, tcp or ssh) or the default
+/// socket, with the API version in use.
+fn docker_version() -> Option<String> {
+    let endpoint = Endpoint::from_env().ok()?;
+    let engine = DockerEngine::connect(&endpoint).ok()?;
+    let info = engine.info().ok()?;
+    Some(format!(
+        "{} (API {}, {endpoint})",
+        info.server_version, info.negotiated_api_version
+    ))
 }
 
 fn gather(

@@ -244,19 +244,104 @@ pub fn is_elf(prefix: &[u8]) -> bool {
 
 /// Classify a file through random access, reading only the parts needed.
 pub fn classify_from(src: &mut dyn ReadAt) -> Result<ElfInfo, ElfError> {
+    let header = read_header(src)?;
+    let phdrs = read_program_headers(src, &header)?;
+    let mut parts = PrefixReader {
+        src,
+        partial: false,
+    };
+    let interpreter = read_interpreter(&mut parts, &phdrs)?;
+    let dynamic = read_dynamic(&mut parts, &header, &phdrs)?;
+    let attrs = if header.e_machine == EM_ARM {
+        read_arm_attributes(&mut parts, &header)?
+    } else {
+        arm::Attributes::default()
+    };
+    let (kind, linkage) = kind_and_linkage(header.e_type, interpreter.is_some(), &dynamic);
+
+    let mut info = ElfInfo {
+        platform: None,
+        machine: machine_name(header.e_machine),
+        e_machine: header.e_machine,
+        class: header.class,
+        endian: if header.r.big {
+            Endian::Big
+        } else {
+            Endian::Little
+        },
+        kind,
+        linkage,
+        libc: interpreter.as_deref().and_then(loaders::libc_of),
+        interpreter,
+        interpreter_matches: None,
+        needed: dynamic.needed,
+        e_flags: header.e_flags,
+        float_abi: None,
+        arm_eabi: None,
+        arm_arch: None,
+        arm_level: None,
+        thumb_only: None,
+        rvc: None,
+        mips_abi: None,
+        mips_isa: None,
+        ppc64_abi: None,
+        partial: parts.partial,
+    };
+    match header.e_machine {
+        EM_ARM => arm_details(&mut info, &attrs),
+        EM_RISCV => riscv_details(&mut info),
+        EM_MIPS => mips_details(&mut info),
+        EM_PPC64 => ppc64_details(&mut info),
+        _ => {}
+    }
+    info.platform = platform_of(&info);
+    info.interpreter_matches = interpreter_matches(&info);
+    Ok(info)
+}
+
+/// The fields of the ELF header that classification uses.
+struct ElfHeader {
+    class: u8,
+    r: Rd,
+    e_type: u16,
+    e_machine: u16,
+    e_flags: u32,
+    phoff: u64,
+    phentsize: u16,
+    phnum: u16,
+    shoff: u64,
+    shentsize: u16,
+    shnum: u16,
+    /// Length of the whole file.
+    size: u64,
+}
+
+impl ElfHeader {
+    fn truncated(&self, what: &'static str, offset: u64, needed: u64) -> ElfError {
+        ElfError::Truncated {
+            what,
+            offset,
+            needed,
+            size: self.size,
+        }
+    }
+}
+
+/// Check the identification bytes and read the ELF header.
+fn read_header(src: &mut dyn ReadAt) -> Result<ElfHeader, ElfError> {
     let size = src.size();
     let ident = src.read_range(0, 64)?;
     if !ident.starts_with(MAGIC) {
         return Err(ElfError::NotElf);
     }
-    let need = |what, offset: u64, needed: u64| ElfError::Truncated {
+    let need = |what, needed: u64| ElfError::Truncated {
         what,
-        offset,
+        offset: 0,
         needed,
         size,
     };
     if ident.len() < 16 {
-        return Err(need("ELF identification", 0, 16));
+        return Err(need("ELF identification", 16));
     }
     let class = match ident[4] {
         1 => 32u8,
@@ -271,11 +356,9 @@ pub fn classify_from(src: &mut dyn ReadAt) -> Result<ElfInfo, ElfError> {
     let r = Rd { big };
     let ehsize = if class == 64 { 64 } else { 52 };
     if ident.len() < ehsize {
-        return Err(need("ELF header", 0, ehsize as u64));
+        return Err(need("ELF header", ehsize as u64));
     }
     let h = &ident[..];
-    let e_type = r.u16(h, 16);
-    let e_machine = r.u16(h, 18);
     let (phoff, shoff, e_flags, phentsize, phnum, shentsize, shnum) = if class == 64 {
         (
             r.u64(h, 32),
@@ -297,31 +380,51 @@ pub fn classify_from(src: &mut dyn ReadAt) -> Result<ElfInfo, ElfError> {
             r.u16(h, 48),
         )
     };
+    Ok(ElfHeader {
+        class,
+        r,
+        e_type: r.u16(h, 16),
+        e_machine: r.u16(h, 18),
+        e_flags,
+        phoff,
+        phentsize,
+        phnum,
+        shoff,
+        shentsize,
+        shnum,
+        size,
+    })
+}
 
-    // Program headers.
-    let min_ph = if class == 64 { 56 } else { 32 };
-    let mut phdrs = Vec::new();
-    if phnum > 0 {
-        if usize::from(phentsize) < min_ph {
-            return Err(ElfError::invalid(
-                "program header size (e_phentsize)",
-                phentsize,
-            ));
-        }
-        let total = usize::from(phentsize) * usize::from(phnum);
-        if total > MAX_PHDR_BYTES {
-            return Err(ElfError::invalid("program header table size", total));
-        }
-        let end = phoff.checked_add(total as u64);
-        if end.is_none_or(|e| e > size) {
-            return Err(need("program header table", phoff, total as u64));
-        }
-        let table = src.read_range(phoff, total)?;
-        if table.len() < total {
-            return Err(need("program header table", phoff, total as u64));
-        }
-        for e in table.chunks_exact(usize::from(phentsize)) {
-            phdrs.push(if class == 64 {
+/// The program header table, which must lie wholly within the data.
+fn read_program_headers(src: &mut dyn ReadAt, h: &ElfHeader) -> Result<Vec<Phdr>, ElfError> {
+    let (r, phoff, phentsize) = (h.r, h.phoff, h.phentsize);
+    if h.phnum == 0 {
+        return Ok(Vec::new());
+    }
+    let min_ph = if h.class == 64 { 56 } else { 32 };
+    if usize::from(phentsize) < min_ph {
+        return Err(ElfError::invalid(
+            "program header size (e_phentsize)",
+            phentsize,
+        ));
+    }
+    let total = usize::from(phentsize) * usize::from(h.phnum);
+    if total > MAX_PHDR_BYTES {
+        return Err(ElfError::invalid("program header table size", total));
+    }
+    let end = phoff.checked_add(total as u64);
+    if end.is_none_or(|e| e > h.size) {
+        return Err(h.truncated("program header table", phoff, total as u64));
+    }
+    let table = src.read_range(phoff, total)?;
+    if table.len() < total {
+        return Err(h.truncated("program header table", phoff, total as u64));
+    }
+    let phdrs = table
+        .chunks_exact(usize::from(phentsize))
+        .map(|e| {
+            if h.class == 64 {
                 Phdr {
                     p_type: r.u32(e, 0),
                     offset: r.u64(e, 8),
@@ -335,215 +438,230 @@ pub fn classify_from(src: &mut dyn ReadAt) -> Result<ElfInfo, ElfError> {
                     vaddr: u64::from(r.u32(e, 8)),
                     filesz: u64::from(r.u32(e, 16)),
                 }
-            });
-        }
-    }
+            }
+        })
+        .collect();
+    Ok(phdrs)
+}
 
-    let mut partial = false;
+/// Reads the parts the headers point at from data that may be only a prefix of the file,
+/// remembering whether any of them was cut off.
+struct PrefixReader<'a> {
+    src: &'a mut dyn ReadAt,
+    partial: bool,
+}
 
-    // PT_INTERP.
-    let mut interpreter = None;
-    if let Some(ph) = phdrs.iter().find(|p| p.p_type == PT_INTERP) {
-        let len = usize::try_from(ph.filesz).unwrap_or(MAX_NAME).min(MAX_NAME);
-        let bytes = src.read_range(ph.offset, len)?;
+impl PrefixReader<'_> {
+    /// Up to `len` bytes at `offset`; fewer mark the file as partial.
+    fn read(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let bytes = self.src.read_range(offset, len)?;
         if bytes.len() < len {
-            partial = true;
+            self.partial = true;
         }
-        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        interpreter = Some(String::from_utf8_lossy(&bytes[..end]).into_owned());
+        Ok(bytes)
     }
+}
 
-    // Dynamic section: DT_NEEDED names, DT_FLAGS_1 (PIE).
-    let mut needed = Vec::new();
-    let mut flags_1 = 0u64;
-    let has_dynamic = phdrs.iter().any(|p| p.p_type == PT_DYNAMIC);
-    if let Some(ph) = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) {
-        let len = usize::try_from(ph.filesz)
-            .unwrap_or(MAX_DYNAMIC_BYTES)
-            .min(MAX_DYNAMIC_BYTES);
-        let dynamic = src.read_range(ph.offset, len)?;
-        if dynamic.len() < len {
-            partial = true;
-        }
-        let dsz = if class == 64 { 16 } else { 8 };
-        let mut strtab = None;
-        let mut name_offsets = Vec::new();
-        for d in dynamic.chunks_exact(dsz) {
-            let (tag, val) = if class == 64 {
-                (r.u64(d, 0), r.u64(d, 8))
-            } else {
-                (u64::from(r.u32(d, 0)), u64::from(r.u32(d, 4)))
-            };
-            match tag {
-                DT_NULL => break,
-                DT_NEEDED if name_offsets.len() < MAX_NEEDED => name_offsets.push(val),
-                DT_STRTAB => strtab = Some(val),
-                DT_FLAGS_1 => flags_1 = val,
-                _ => {}
-            }
-        }
-        let strtab_off = strtab.and_then(|va| vaddr_to_offset(&phdrs, va));
-        match strtab_off {
-            Some(base) => {
-                for off in name_offsets {
-                    let Some(at) = base.checked_add(off) else {
-                        continue;
-                    };
-                    let bytes = src.read_range(at, 256)?;
-                    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-                    if end == bytes.len() && bytes.len() < 256 {
-                        partial = true;
-                    }
-                    needed.push(String::from_utf8_lossy(&bytes[..end]).into_owned());
-                }
-            }
-            None if !name_offsets.is_empty() => partial = true,
-            None => {}
+/// PT_INTERP: the loader a dynamic program names.
+fn read_interpreter(parts: &mut PrefixReader, phdrs: &[Phdr]) -> io::Result<Option<String>> {
+    let Some(ph) = phdrs.iter().find(|p| p.p_type == PT_INTERP) else {
+        return Ok(None);
+    };
+    let len = usize::try_from(ph.filesz).unwrap_or(MAX_NAME).min(MAX_NAME);
+    let bytes = parts.read(ph.offset, len)?;
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    Ok(Some(String::from_utf8_lossy(&bytes[..end]).into_owned()))
+}
+
+/// What the dynamic section (PT_DYNAMIC) says.
+#[derive(Default)]
+struct DynamicSection {
+    /// Whether the file has one.
+    present: bool,
+    /// DT_NEEDED library names.
+    needed: Vec<String>,
+    /// DT_FLAGS_1 (DF_1_PIE marks a position-independent executable).
+    flags_1: u64,
+}
+
+fn read_dynamic(
+    parts: &mut PrefixReader,
+    h: &ElfHeader,
+    phdrs: &[Phdr],
+) -> io::Result<DynamicSection> {
+    let Some(ph) = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) else {
+        return Ok(DynamicSection::default());
+    };
+    let mut section = DynamicSection {
+        present: true,
+        ..DynamicSection::default()
+    };
+    let len = usize::try_from(ph.filesz)
+        .unwrap_or(MAX_DYNAMIC_BYTES)
+        .min(MAX_DYNAMIC_BYTES);
+    let dynamic = parts.read(ph.offset, len)?;
+    let (r, dsz) = (h.r, if h.class == 64 { 16 } else { 8 });
+    let mut strtab = None;
+    let mut name_offsets = Vec::new();
+    for d in dynamic.chunks_exact(dsz) {
+        let (tag, val) = if h.class == 64 {
+            (r.u64(d, 0), r.u64(d, 8))
+        } else {
+            (u64::from(r.u32(d, 0)), u64::from(r.u32(d, 4)))
+        };
+        match tag {
+            DT_NULL => break,
+            DT_NEEDED if name_offsets.len() < MAX_NEEDED => name_offsets.push(val),
+            DT_STRTAB => strtab = Some(val),
+            DT_FLAGS_1 => section.flags_1 = val,
+            _ => {}
         }
     }
-
-    // ARM attributes: found by section type, so the section name table is not needed.
-    let mut attrs = arm::Attributes::default();
-    if e_machine == EM_ARM && shnum > 0 && shoff > 0 {
-        let min_sh = if class == 64 { 64 } else { 40 };
-        if usize::from(shentsize) >= min_sh {
-            let total = (usize::from(shentsize) * usize::from(shnum)).min(MAX_SHDR_BYTES);
-            let table = src.read_range(shoff, total)?;
-            if table.len() < total {
-                partial = true;
-            }
-            for s in table.chunks_exact(usize::from(shentsize)) {
-                let (sh_type, off, len) = if class == 64 {
-                    (r.u32(s, 4), r.u64(s, 24), r.u64(s, 32))
-                } else {
-                    (
-                        r.u32(s, 4),
-                        u64::from(r.u32(s, 16)),
-                        u64::from(r.u32(s, 20)),
-                    )
+    match strtab.and_then(|va| vaddr_to_offset(phdrs, va)) {
+        Some(base) => {
+            for off in name_offsets {
+                let Some(at) = base.checked_add(off) else {
+                    continue;
                 };
-                if sh_type == SHT_ARM_ATTRIBUTES {
-                    let len = usize::try_from(len)
-                        .unwrap_or(MAX_ATTRIBUTES_BYTES)
-                        .min(MAX_ATTRIBUTES_BYTES);
-                    let data = src.read_range(off, len)?;
-                    if data.len() < len {
-                        partial = true;
-                    }
-                    attrs = arm::parse(&data, big);
-                    break;
+                let bytes = parts.src.read_range(at, 256)?;
+                let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                if end == bytes.len() && bytes.len() < 256 {
+                    parts.partial = true;
                 }
+                section
+                    .needed
+                    .push(String::from_utf8_lossy(&bytes[..end]).into_owned());
             }
         }
+        None if !name_offsets.is_empty() => parts.partial = true,
+        None => {}
     }
+    Ok(section)
+}
 
+/// The `.ARM.attributes` section, found by section type, so the section name table is not
+/// needed.
+fn read_arm_attributes(parts: &mut PrefixReader, h: &ElfHeader) -> io::Result<arm::Attributes> {
+    let r = h.r;
+    let min_sh = if h.class == 64 { 64 } else { 40 };
+    if h.shnum == 0 || h.shoff == 0 || usize::from(h.shentsize) < min_sh {
+        return Ok(arm::Attributes::default());
+    }
+    let total = (usize::from(h.shentsize) * usize::from(h.shnum)).min(MAX_SHDR_BYTES);
+    let table = parts.read(h.shoff, total)?;
+    for s in table.chunks_exact(usize::from(h.shentsize)) {
+        let (sh_type, off, len) = if h.class == 64 {
+            (r.u32(s, 4), r.u64(s, 24), r.u64(s, 32))
+        } else {
+            (
+                r.u32(s, 4),
+                u64::from(r.u32(s, 16)),
+                u64::from(r.u32(s, 20)),
+            )
+        };
+        if sh_type == SHT_ARM_ATTRIBUTES {
+            let len = usize::try_from(len)
+                .unwrap_or(MAX_ATTRIBUTES_BYTES)
+                .min(MAX_ATTRIBUTES_BYTES);
+            let data = parts.read(off, len)?;
+            return Ok(arm::parse(&data, r.big));
+        }
+    }
+    Ok(arm::Attributes::default())
+}
+
+/// What the object is (`e_type`, an ET_DYN with a loader or DF_1_PIE being an executable) and
+/// how it is linked.
+fn kind_and_linkage(
+    e_type: u16,
+    has_interpreter: bool,
+    dynamic: &DynamicSection,
+) -> (Kind, Linkage) {
     let kind = match e_type {
         ET_EXEC => Kind::Executable,
-        ET_DYN if interpreter.is_some() || flags_1 & DF_1_PIE != 0 => Kind::Executable,
+        ET_DYN if has_interpreter || dynamic.flags_1 & DF_1_PIE != 0 => Kind::Executable,
         ET_DYN => Kind::SharedLibrary,
         ET_REL => Kind::Relocatable,
         ET_CORE => Kind::Core,
         _ => Kind::Other,
     };
-    let linkage = if interpreter.is_some() {
+    let linkage = if has_interpreter {
         Linkage::Dynamic
     } else {
         match kind {
             Kind::Executable if e_type == ET_DYN => Linkage::StaticPie,
             Kind::Executable => Linkage::Static,
-            Kind::SharedLibrary if has_dynamic => Linkage::Dynamic,
+            Kind::SharedLibrary if dynamic.present => Linkage::Dynamic,
             Kind::SharedLibrary => Linkage::StaticPie,
             _ => Linkage::None,
         }
     };
+    (kind, linkage)
+}
 
-    let mut info = ElfInfo {
-        platform: None,
-        machine: machine_name(e_machine),
-        e_machine,
-        class,
-        endian: if big { Endian::Big } else { Endian::Little },
-        kind,
-        linkage,
-        libc: interpreter.as_deref().and_then(loaders::libc_of),
-        interpreter,
-        interpreter_matches: None,
-        needed,
-        e_flags,
-        float_abi: None,
-        arm_eabi: None,
-        arm_arch: None,
-        arm_level: None,
-        thumb_only: None,
-        rvc: None,
-        mips_abi: None,
-        mips_isa: None,
-        ppc64_abi: None,
-        partial,
-    };
-    match e_machine {
-        EM_ARM => arm_details(&mut info, &attrs),
-        EM_RISCV => {
-            const EF_RISCV_RVC: u32 = 0x1;
-            info.rvc = Some(e_flags & EF_RISCV_RVC != 0);
-            info.float_abi = Some(match (e_flags >> 1) & 3 {
-                0 => FloatAbi::Soft,
-                1 => FloatAbi::Single,
-                2 => FloatAbi::Double,
-                _ => FloatAbi::Quad,
-            });
-        }
-        EM_MIPS => {
-            const EF_MIPS_ABI2: u32 = 0x20;
-            info.mips_abi = Some(if class == 64 {
-                MipsAbi::N64
-            } else if e_flags & EF_MIPS_ABI2 != 0 {
-                MipsAbi::N32
-            } else {
-                MipsAbi::O32
-            });
-            info.mips_isa = Some(
-                match e_flags >> 28 {
-                    0 => "mips1",
-                    1 => "mips2",
-                    2 => "mips3",
-                    3 => "mips4",
-                    4 => "mips5",
-                    5 => "mips32",
-                    6 => "mips64",
-                    7 => "mips32r2",
-                    8 => "mips64r2",
-                    9 => "mips32r6",
-                    10 => "mips64r6",
-                    _ => "unknown",
-                }
-                .to_string(),
-            );
-        }
-        EM_PPC64 => {
-            // e_flags bits 0-1: 0 = unspecified (big-endian toolchains mean v1), 1 = v1, 2 = v2.
-            info.ppc64_abi = Some(match e_flags & 3 {
-                2 => 2,
-                1 => 1,
-                _ if big => 1,
-                _ => 2,
-            });
-        }
-        _ => {}
-    }
-    info.platform = platform_of(&info);
-    info.interpreter_matches = info.interpreter.as_deref().and_then(|interp| {
-        let mut known = loaders::lookup(interp).peekable();
-        known.peek()?;
-        let abi = info.abi();
-        Some(known.any(|l| {
-            l.machine == info.e_machine
-                && l.class == info.class
-                && l.big_endian == big
-                && (l.abi == Abi::Any || abi == Abi::Any || l.abi == abi)
-        }))
+/// Whether the loader is one known for this file's machine, class, byte order and ABI; `None`
+/// without a loader or when the loader is unknown.
+fn interpreter_matches(info: &ElfInfo) -> Option<bool> {
+    let interp = info.interpreter.as_deref()?;
+    let mut known = loaders::lookup(interp).peekable();
+    known.peek()?;
+    let abi = info.abi();
+    let big = info.endian == Endian::Big;
+    Some(known.any(|l| {
+        l.machine == info.e_machine
+            && l.class == info.class
+            && l.big_endian == big
+            && (l.abi == Abi::Any || abi == Abi::Any || l.abi == abi)
+    }))
+}
+
+fn riscv_details(info: &mut ElfInfo) {
+    const EF_RISCV_RVC: u32 = 0x1;
+    info.rvc = Some(info.e_flags & EF_RISCV_RVC != 0);
+    info.float_abi = Some(match (info.e_flags >> 1) & 3 {
+        0 => FloatAbi::Soft,
+        1 => FloatAbi::Single,
+        2 => FloatAbi::Double,
+        _ => FloatAbi::Quad,
     });
-    Ok(info)
+}
+
+fn mips_details(info: &mut ElfInfo) {
+    const EF_MIPS_ABI2: u32 = 0x20;
+    info.mips_abi = Some(if info.class == 64 {
+        MipsAbi::N64
+    } else if info.e_flags & EF_MIPS_ABI2 != 0 {
+        MipsAbi::N32
+    } else {
+        MipsAbi::O32
+    });
+    info.mips_isa = Some(
+        match info.e_flags >> 28 {
+            0 => "mips1",
+            1 => "mips2",
+            2 => "mips3",
+            3 => "mips4",
+            4 => "mips5",
+            5 => "mips32",
+            6 => "mips64",
+            7 => "mips32r2",
+            8 => "mips64r2",
+            9 => "mips32r6",
+            10 => "mips64r6",
+            _ => "unknown",
+        }
+        .to_string(),
+    );
+}
+
+fn ppc64_details(info: &mut ElfInfo) {
+    // e_flags bits 0-1: 0 = unspecified (big-endian toolchains mean v1), 1 = v1, 2 = v2.
+    info.ppc64_abi = Some(match info.e_flags & 3 {
+        2 => 2,
+        1 => 1,
+        _ if info.endian == Endian::Big => 1,
+        _ => 2,
+    });
 }
 
 fn arm_details(info: &mut ElfInfo, attrs: &arm::Attributes) {

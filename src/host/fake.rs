@@ -1,6 +1,9 @@
 //! A recording fake host for tests of the decision logic: an in-memory file tree, a small
 //! simulation of binfmt_misc's `register` and entry files, scripted probe results, and a log of
 //! every side effect in order.
+//!
+//! The simulated kernel is written from the kernel's rules, not with rcross's own binfmt code:
+//! a fake that decided with the code under test would agree with its mistakes.
 
 use super::{CommandOutput, CommandSpec, CpuInfo, Host, ProbeOutcome, Uname};
 use std::cell::RefCell;
@@ -37,6 +40,9 @@ pub struct FakeHost {
     /// enabled simulated binfmt entry matches them, in which case they exit with `emulated_exit`.
     pub probes: HashMap<(u8, u16), ProbeOutcome>,
     pub emulated_exit: i32,
+    /// What each entry registered through the simulated `register` file matches on, by the
+    /// entry's path; an entry counts while its file exists.
+    registered: RefCell<BTreeMap<PathBuf, sim::Magic>>,
     pub calls: RefCell<Vec<Call>>,
     /// Scripted command results: the first entry whose key is a prefix of the command line
     /// (as [`CommandSpec::display`] prints it) answers. Unmatched captured commands fail to
@@ -58,6 +64,7 @@ impl FakeHost {
             fail: RefCell::new(HashMap::new()),
             probes: HashMap::new(),
             emulated_exit: 0,
+            registered: RefCell::new(BTreeMap::new()),
             calls: RefCell::new(Vec::new()),
             commands: Vec::new(),
         }
@@ -119,16 +126,24 @@ impl FakeHost {
         self.calls.borrow_mut().push(c);
     }
 
-    /// Whether an enabled simulated binfmt_misc entry catches this program.
+    /// Create or replace a file, logged as `call`.
+    fn write(&self, path: &Path, data: &[u8], call: fn(PathBuf, String) -> Call) -> io::Result<()> {
+        self.check_fail(path)?;
+        self.log(call(
+            path.to_path_buf(),
+            String::from_utf8_lossy(data).into_owned(),
+        ));
+        self.add_file(path, data.to_vec());
+        Ok(())
+    }
+
+    /// Whether a simulated binfmt_misc entry catches this program.
     fn entries_matching(&self, image: &[u8]) -> bool {
-        self.files.borrow().iter().any(|(path, data)| {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            crate::binfmt::parse_kernel_entry(&name, &String::from_utf8_lossy(data))
-                .is_ok_and(|e| e.enabled && crate::detect::entry_matches(&e, image))
-        })
+        let files = self.files.borrow();
+        self.registered
+            .borrow()
+            .iter()
+            .any(|(path, magic)| files.contains_key(path) && magic.catches(image))
     }
 }
 
@@ -184,13 +199,7 @@ impl Host for FakeHost {
         Ok(names)
     }
     fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        self.check_fail(path)?;
-        self.log(Call::WriteFile(
-            path.to_path_buf(),
-            String::from_utf8_lossy(data).into_owned(),
-        ));
-        self.add_file(path, data.to_vec());
-        Ok(())
+        self.write(path, data, Call::WriteFile)
     }
     fn write_control(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         self.check_fail(path)?;
@@ -201,11 +210,12 @@ impl Host for FakeHost {
         }
         let dir = path.parent().unwrap_or(Path::new("/"));
         if path.file_name().is_some_and(|n| n == "register") {
-            let (name, entry) = sim::register(&text)?;
+            let (name, entry, magic) = sim::register(&text)?;
             let target = dir.join(name);
             if self.files.borrow().contains_key(&target) {
                 return Err(io::Error::from_raw_os_error(17)); // EEXIST
             }
+            self.registered.borrow_mut().insert(target.clone(), magic);
             self.add_file(target, entry);
         } else if text.trim() == "-1" {
             if path.file_name().is_some_and(|n| n == "status") {
@@ -223,13 +233,7 @@ impl Host for FakeHost {
         Ok(())
     }
     fn write_executable(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        self.check_fail(path)?;
-        self.log(Call::WriteExecutable(
-            path.to_path_buf(),
-            String::from_utf8_lossy(data).into_owned(),
-        ));
-        self.add_file(path, data.to_vec());
-        Ok(())
+        self.write(path, data, Call::WriteExecutable)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.check_fail(path)?;
@@ -269,9 +273,6 @@ impl Host for FakeHost {
             return Ok(ProbeOutcome::Exited(self.emulated_exit));
         }
         Ok(ProbeOutcome::ExecFormatError)
-    }
-    fn docker_version(&self) -> Option<String> {
-        None
     }
     fn run_capture(&self, cmd: &CommandSpec) -> io::Result<CommandOutput> {
         let line = cmd.display();
@@ -314,8 +315,29 @@ mod sim {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
 
-    /// Parse `:name:M:offset:magic:mask:interp:flags` into (name, entry file text).
-    pub fn register(line: &str) -> io::Result<(String, Vec<u8>)> {
+    /// What a registered entry matches on.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Magic {
+        offset: usize,
+        magic: Vec<u8>,
+        /// Empty when every bit is compared.
+        mask: Vec<u8>,
+    }
+
+    impl Magic {
+        /// The kernel's test: the program's bytes from `offset` on, under the mask, equal the
+        /// magic under the mask (a program too short to hold them does not match).
+        pub fn catches(&self, image: &[u8]) -> bool {
+            self.magic.iter().enumerate().all(|(i, m)| {
+                let k = self.mask.get(i).copied().unwrap_or(0xff);
+                image.get(self.offset + i).is_some_and(|b| b & k == m & k)
+            })
+        }
+    }
+
+    /// Parse `:name:M:offset:magic:mask:interp:flags` into (name, entry file text, what the
+    /// entry matches on).
+    pub fn register(line: &str) -> io::Result<(String, Vec<u8>, Magic)> {
         let einval = || io::Error::from_raw_os_error(22);
         let line = line.trim_end_matches('\n');
         let parts: Vec<&str> = line.split(':').collect();
@@ -343,6 +365,11 @@ mod sim {
         if !mask.is_empty() {
             text.push_str(&format!("mask {}\n", hex(&mask)));
         }
-        Ok((parts[1].to_string(), text.into_bytes()))
+        let magic = Magic {
+            offset: offset as usize,
+            magic,
+            mask,
+        };
+        Ok((parts[1].to_string(), text.into_bytes(), magic))
     }
 }

@@ -277,17 +277,6 @@ impl Host for LinuxHost {
             .collect()
     }
 
-    fn docker_version(&self) -> Option<String> {
-        // DOCKER_HOST (unix, tcp or ssh) or the default socket, with the API version in use.
-        let endpoint = crate::engine::Endpoint::from_env().ok()?;
-        let engine = crate::engine::DockerEngine::connect(&endpoint).ok()?;
-        let info = engine.info().ok()?;
-        Some(format!(
-            "{} (API {}, {endpoint})",
-            info.server_version, info.negotiated_api_version
-        ))
-    }
-
     fn run_capture(&self, cmd: &CommandSpec) -> io::Result<CommandOutput> {
         let out = command(cmd).stdin(Stdio::null()).output()?;
         Ok(CommandOutput {
@@ -461,32 +450,6 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Programs run at once come back in their own places, whatever order they end in, and
-    /// together take about as long as the slowest, not the sum.
-    #[test]
-    fn run_programs_keeps_order_and_overlaps() {
-        let slow: &[u8] = b"#!/bin/sh\nsleep 0.4; exit 7\n";
-        let fast: &[u8] = b"#!/bin/sh\nexit 3\n";
-        let garbage: &[u8] = b"\x00\x01 not a program";
-        let elf = crate::binfmt::selftest::program(&"linux/amd64".parse().unwrap()).unwrap();
-        let start = Instant::now();
-        let r = LinuxHost.run_programs(&[slow, fast, garbage, &elf, slow]);
-        let took = start.elapsed();
-        let r: Vec<ProbeOutcome> = r.into_iter().map(|o| o.unwrap()).collect();
-        assert_eq!(
-            r,
-            vec![
-                ProbeOutcome::Exited(7),
-                ProbeOutcome::Exited(3),
-                ProbeOutcome::ExecFormatError,
-                ProbeOutcome::Exited(crate::binfmt::selftest::EXIT_CODE),
-                ProbeOutcome::Exited(7),
-            ]
-        );
-        // Two 0.4 s programs one after another would take 0.8 s.
-        assert!(took < Duration::from_millis(750), "took {took:?}");
-    }
 
     #[test]
     fn cpuinfo_x86_and_arm() {

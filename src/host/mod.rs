@@ -78,18 +78,29 @@ impl CommandSpec {
         let mut parts: Vec<String> = self
             .env
             .iter()
-            .map(|(k, v)| format!("{k}={}", crate::toolchain::render::sh_quote(v)))
+            .map(|(k, v)| format!("{k}={}", sh_quote(v)))
             .collect();
-        parts.push(crate::toolchain::render::sh_quote(
-            &self.program.to_string_lossy(),
-        ));
-        parts.extend(
-            self.args
-                .iter()
-                .map(|a| crate::toolchain::render::sh_quote(&a.to_string_lossy())),
-        );
+        parts.push(sh_quote(&self.program.to_string_lossy()));
+        parts.extend(self.args.iter().map(|a| sh_quote(&a.to_string_lossy())));
         parts.join(" ")
     }
+}
+
+/// Quote a string for POSIX sh: single quotes, with each `'` written as `'\''`. Plain words
+/// (letters, digits and `-_./=:,+@%`) stay unquoted for readability.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'/' | b'=' | b':' | b',' | b'+' | b'@' | b'%'
+                )
+        })
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// How a command run to completion with captured output ended.
@@ -147,8 +158,6 @@ pub trait Host {
     fn run_programs(&self, images: &[&[u8]]) -> Vec<io::Result<ProbeOutcome>> {
         images.iter().map(|i| self.run_program(i)).collect()
     }
-    /// The Docker engine's version when one answers on its socket.
-    fn docker_version(&self) -> Option<String>;
 
     /// Run a command to completion with stdin closed, capturing stdout and stderr.
     /// `Err` only when it could not be started (e.g. the program does not exist).

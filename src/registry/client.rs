@@ -579,15 +579,11 @@ impl Client {
         scopes: &Scopes,
         secret: Option<&Secret>,
     ) -> Result<FetchedToken, RegistryError> {
-        let registry = reference.registry.clone();
-        let auth_error = |message: String, hint: String| RegistryError::Auth {
-            registry: registry.clone(),
-            message,
-            hint,
-        };
+        let registry = reference.registry.as_str();
         let realm_is_http = realm.starts_with("http://");
         if !realm_is_http && !realm.starts_with("https://") {
-            return Err(auth_error(
+            return Err(Self::auth_error(
+                registry,
                 format!("token realm {:?} is not an http(s) URL", sanitise(realm)),
                 String::new(),
             ));
@@ -595,104 +591,155 @@ impl Client {
         // Never send a secret in clear text to a realm the registry could not vouch for.
         let registry_is_http = self.scheme(&reference.registry, reference.api_host()) == "http";
         if secret.is_some() && realm_is_http && !registry_is_http {
-            return Err(auth_error(
+            return Err(Self::auth_error(
+                registry,
                 format!("token realm {realm} is plain HTTP; refusing to send credentials to it"),
                 String::new(),
             ));
         }
-
         let (url, response) = match secret {
             Some(Secret::IdentityToken(refresh)) => {
-                let mut form: Vec<(&str, String)> = vec![
-                    ("grant_type", "refresh_token".to_string()),
-                    ("refresh_token", refresh.clone()),
-                    ("client_id", OAUTH_CLIENT_ID.to_string()),
-                ];
-                if let Some(service) = service {
-                    form.push(("service", service.to_string()));
-                }
-                if !scopes.is_empty() {
-                    // The OAuth form carries them space-separated in one field, as docker does.
-                    form.push(("scope", scopes.to_params().join(" ")));
-                }
-                let url = realm.to_string();
-                let response = self
-                    .agent
-                    .post(&url)
-                    .header("Accept", "application/json")
-                    .config()
-                    .timeout_recv_body(Some(self.options.small_body_timeout))
-                    .build()
-                    .send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
-                    .map_err(|error| RegistryError::Transport {
-                        method: "POST",
-                        hint: transport_hint(&error, &url),
-                        message: describe_error(&error),
-                        url: url.clone(),
-                        attempts: 1,
-                    })?;
-                (url, response)
+                self.refresh_token_post(realm, service, scopes, refresh)?
             }
-            basic => {
-                let mut url = realm.to_string();
-                let mut separator = if url.contains('?') { '&' } else { '?' };
-                if let Some(service) = service {
-                    url.push_str(&format!("{separator}service={}", percent_encode(service)));
-                    separator = '&';
-                }
-                for scope in scopes.to_params() {
-                    url.push_str(&format!("{separator}scope={}", percent_encode(&scope)));
-                    separator = '&';
-                }
-                let authorization = match basic {
-                    Some(Secret::Basic(credentials)) => Some(credentials.basic_header()),
-                    _ => None,
-                };
-                let request = Request {
-                    url: url.clone(),
-                    accept: Some("application/json"),
-                    kind: BodyKind::Small,
-                    range_from: None,
-                };
-                let response = self.send(&request, authorization.as_deref())?;
-                (url, response)
+            Some(Secret::Basic(credentials)) => {
+                self.token_get(realm, service, scopes, Some(&credentials.basic_header()))?
             }
+            None => self.token_get(realm, service, scopes, None)?,
         };
-        let status = response.status().as_u16();
         if !response.status().is_success() {
-            let excerpt = read_error_excerpt(response);
-            let hint = if matches!(status, 401 | 403) {
-                let offered = if secret.is_some() {
-                    self.credentials.unauthorized_hint(&reference.registry)
-                } else {
-                    hint_for_status(401, &reference.registry, &reference.repository)
-                };
-                format!(
-                    "{offered}; or check that your account may {} {}",
-                    if scopes.to_params().iter().any(|s| s.ends_with("push")) {
-                        "push to"
-                    } else {
-                        "pull"
-                    },
-                    reference.repository
-                )
-            } else {
-                hint_for_status(status, &reference.registry, &reference.repository)
-            };
-            return Err(auth_error(
-                format!(
-                    "token endpoint {url} answered HTTP {status}{}",
-                    if excerpt.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {excerpt}")
-                    }
-                ),
-                hint,
-            ));
+            return Err(self.token_refused(reference, &url, response, scopes, secret.is_some()));
         }
         let body = read_bounded(response, MAX_TOKEN_RESPONSE_BYTES, &url, "token response")?;
+        Self::token_from_answer(registry, &url, &body)
+    }
 
+    /// The OAuth refresh-token POST for an identity token; the URL asked and the answer.
+    fn refresh_token_post(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &Scopes,
+        refresh: &str,
+    ) -> Result<(String, http::Response<ureq::Body>), RegistryError> {
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", "refresh_token".to_string()),
+            ("refresh_token", refresh.to_string()),
+            ("client_id", OAUTH_CLIENT_ID.to_string()),
+        ];
+        if let Some(service) = service {
+            form.push(("service", service.to_string()));
+        }
+        if !scopes.is_empty() {
+            // The OAuth form carries them space-separated in one field, as docker does.
+            form.push(("scope", scopes.to_params().join(" ")));
+        }
+        let url = realm.to_string();
+        let response = self
+            .agent
+            .post(&url)
+            .header("Accept", "application/json")
+            .config()
+            .timeout_recv_body(Some(self.options.small_body_timeout))
+            .build()
+            .send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
+            .map_err(|error| RegistryError::Transport {
+                method: "POST",
+                hint: transport_hint(&error, &url),
+                message: describe_error(&error),
+                url: url.clone(),
+                attempts: 1,
+            })?;
+        Ok((url, response))
+    }
+
+    /// The token GET: service and each scope as URL parameters, with Basic credentials when
+    /// given; the URL asked and the answer.
+    fn token_get(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &Scopes,
+        authorization: Option<&str>,
+    ) -> Result<(String, http::Response<ureq::Body>), RegistryError> {
+        let mut url = realm.to_string();
+        let mut separator = if url.contains('?') { '&' } else { '?' };
+        if let Some(service) = service {
+            url.push_str(&format!("{separator}service={}", percent_encode(service)));
+            separator = '&';
+        }
+        for scope in scopes.to_params() {
+            url.push_str(&format!("{separator}scope={}", percent_encode(&scope)));
+            separator = '&';
+        }
+        let request = Request {
+            url: url.clone(),
+            accept: Some("application/json"),
+            kind: BodyKind::Small,
+            range_from: None,
+        };
+        let response = self.send(&request, authorization)?;
+        Ok((url, response))
+    }
+
+    /// The error for a token endpoint that answered with a failure status: its excerpt, and for
+    /// 401 and 403 what to check about the credentials and the account's rights.
+    fn token_refused(
+        &self,
+        reference: &Reference,
+        url: &str,
+        response: http::Response<ureq::Body>,
+        scopes: &Scopes,
+        had_secret: bool,
+    ) -> RegistryError {
+        let status = response.status().as_u16();
+        let excerpt = read_error_excerpt(response);
+        let hint = if matches!(status, 401 | 403) {
+            let offered = if had_secret {
+                self.credentials.unauthorized_hint(&reference.registry)
+            } else {
+                hint_for_status(401, &reference.registry, &reference.repository)
+            };
+            format!(
+                "{offered}; or check that your account may {} {}",
+                if scopes.to_params().iter().any(|s| s.ends_with("push")) {
+                    "push to"
+                } else {
+                    "pull"
+                },
+                reference.repository
+            )
+        } else {
+            hint_for_status(status, &reference.registry, &reference.repository)
+        };
+        Self::auth_error(
+            &reference.registry,
+            format!(
+                "token endpoint {url} answered HTTP {status}{}",
+                if excerpt.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {excerpt}")
+                }
+            ),
+            hint,
+        )
+    }
+
+    fn auth_error(registry: &str, message: String, hint: String) -> RegistryError {
+        RegistryError::Auth {
+            registry: registry.to_string(),
+            message,
+            hint,
+        }
+    }
+
+    /// The token in a token endpoint's answer (`token`, or OAuth's `access_token`), how long to
+    /// keep it, and the scopes granted when the answer says.
+    fn token_from_answer(
+        registry: &str,
+        url: &str,
+        body: &[u8],
+    ) -> Result<FetchedToken, RegistryError> {
         #[derive(serde::Deserialize)]
         struct TokenAnswer {
             #[serde(default)]
@@ -705,11 +752,12 @@ impl Client {
             #[serde(default)]
             scope: Option<String>,
         }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-            auth_error(
+        let answer: TokenAnswer = serde_json::from_slice(body).map_err(|e| {
+            Self::auth_error(
+                registry,
                 format!(
-                    "token endpoint {url} answered something that is not a token ({:?} error \
-                     at line {} column {})",
+                    "token endpoint {url} answered something that is not a token ({:?} error at \
+                     line {} column {})",
                     e.classify(),
                     e.line(),
                     e.column()
@@ -722,13 +770,15 @@ impl Client {
             .filter(|t| !t.is_empty())
             .or(answer.access_token.filter(|t| !t.is_empty()))
             .ok_or_else(|| {
-                auth_error(
+                Self::auth_error(
+                    registry,
                     format!("token endpoint {url} answered without a token"),
                     String::new(),
                 )
             })?;
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(auth_error(
+            return Err(Self::auth_error(
+                registry,
                 format!(
                     "token endpoint {url} answered a token with characters a header cannot carry"
                 ),

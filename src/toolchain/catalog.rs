@@ -6,6 +6,7 @@
 //! `build.rs`; a user directory can add platforms or replace built-in ones by `platform`.
 
 use crate::platform::Platform;
+use crate::userdir::{DefinitionError, DefinitionFiles};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -116,19 +117,7 @@ struct TargetFile {
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error(transparent)]
-    UserDir(#[from] crate::userdir::UserDirError),
-    #[error("toolchain file {origin} is not valid: {source}\nfix the file (see toolchains/arm64.toml in rcross for the format) or remove it")]
-    Syntax {
-        origin: String,
-        source: Box<toml::de::Error>,
-    },
-    #[error("toolchain file {origin}: field `{field}` {problem}; {fix}")]
-    Field {
-        origin: String,
-        field: &'static str,
-        problem: String,
-        fix: String,
-    },
+    File(#[from] DefinitionError),
     #[error("platform {platform} is described by both {first} and {second}; remove one of them (a user file replaces the built-in file of the same platform, but two files in one place may not)")]
     Duplicate {
         platform: Platform,
@@ -143,55 +132,20 @@ pub struct Catalog {
     pub targets: Vec<TargetSpec>,
 }
 
-/// What [`TargetSpec::source`] says for entries compiled into rcross.
-pub const BUILTIN_SOURCE: &str = "builtin";
-
 impl Catalog {
     /// The entries compiled into rcross.
     pub fn builtin() -> Result<Catalog, CatalogError> {
-        let mut c = Catalog {
-            targets: Vec::new(),
-        };
-        let mut origins: Vec<String> = Vec::new();
-        for (file, text) in BUILTIN_FILES {
-            let origin = format!("{file} (built into rcross)");
-            let t = parse_target(text, &origin, BUILTIN_SOURCE)?;
-            if let Some(i) = c.targets.iter().position(|x| x.platform == t.platform) {
-                return Err(CatalogError::Duplicate {
-                    platform: t.platform,
-                    first: origins[i].clone(),
-                    second: origin,
-                });
-            }
-            c.targets.push(t);
-            origins.push(origin);
-        }
-        Ok(c)
+        Ok(Catalog {
+            targets: TARGET_FILES.merge(None)?,
+        })
     }
 
     /// The built-in entries, then every `*.toml` in `user_dir` (sorted by name): a file for a
     /// platform that has a built-in entry replaces it. A missing directory adds nothing.
     pub fn load(user_dir: &Path) -> Result<Catalog, CatalogError> {
-        let mut c = Catalog::builtin()?;
-        let files = crate::userdir::toml_files(user_dir, "toolchain")?;
-        let mut seen: Vec<(Platform, String)> = Vec::new();
-        for file in files {
-            let origin = file.path.display().to_string();
-            let t = parse_target(&file.text, &origin, &origin)?;
-            if let Some((_, first)) = seen.iter().find(|(p, _)| *p == t.platform) {
-                return Err(CatalogError::Duplicate {
-                    platform: t.platform,
-                    first: first.clone(),
-                    second: origin,
-                });
-            }
-            seen.push((t.platform, origin));
-            match c.targets.iter().position(|x| x.platform == t.platform) {
-                Some(i) => c.targets[i] = t,
-                None => c.targets.push(t),
-            }
-        }
-        Ok(c)
+        Ok(Catalog {
+            targets: TARGET_FILES.merge(Some(user_dir))?,
+        })
     }
 
     pub fn get(&self, p: &Platform) -> Option<&TargetSpec> {
@@ -199,16 +153,24 @@ impl Catalog {
     }
 }
 
+/// Toolchain files: built in, or in the user's directory, one entry per `platform`.
+const TARGET_FILES: DefinitionFiles<TargetSpec, Platform, CatalogError> = DefinitionFiles {
+    what: "toolchain",
+    example: "toolchains/arm64.toml",
+    builtin: BUILTIN_FILES,
+    parse: parse_target,
+    key: |t| t.platform,
+    duplicate: |t, first, second| CatalogError::Duplicate {
+        platform: t.platform,
+        first,
+        second,
+    },
+};
+
 fn parse_target(text: &str, origin: &str, source: &str) -> Result<TargetSpec, CatalogError> {
-    let raw: TargetFile = toml::from_str(text).map_err(|e| CatalogError::Syntax {
-        origin: origin.to_string(),
-        source: Box::new(e),
-    })?;
-    let field = |field: &'static str, problem: String, fix: &str| CatalogError::Field {
-        origin: origin.to_string(),
-        field,
-        problem,
-        fix: fix.to_string(),
+    let raw: TargetFile = TARGET_FILES.read_toml(text, origin)?;
+    let field = |field: &'static str, problem: String, fix: &str| {
+        CatalogError::from(TARGET_FILES.field_error(origin, field, problem, fix))
     };
     let platform: Platform = raw.platform.parse().map_err(|e| {
         field(

@@ -3,8 +3,7 @@
 //! script per toolchain into a cache directory and hands cargo its path.
 
 use super::{CompilerKind, Toolchain};
-use crate::host::Host;
-use crate::toolchain::render::sh_quote;
+use crate::host::{sh_quote, Host};
 use std::path::{Path, PathBuf};
 
 /// The wrapper script for a toolchain whose compiler needs arguments; `None` when the compiler

@@ -1,7 +1,7 @@
 //! How to build for each platform: `native`, `cross`, `emulate` or `unavailable`, with the reason
 //! and the commands that would enable a faster strategy. A pure function of [`Facts`].
 
-use super::{Catalog, Facts, PackageManager, TargetFacts};
+use super::{Catalog, Facts, PackageManager, TargetFacts, Toolchain};
 use crate::platform::Platform;
 use serde::Serialize;
 use std::str::FromStr;
@@ -128,167 +128,184 @@ struct Cross {
     fixes: Vec<Fix>,
 }
 
-fn cross(facts: &Facts, spec: &super::TargetSpec, tf: Option<&TargetFacts>, lang: Lang) -> Cross {
-    let p = spec.platform;
-    let toolchains = tf.map(|t| t.toolchains.as_slice()).unwrap_or_default();
-    let fix = |command: String, why: String| Fix {
+impl Cross {
+    fn installed(toolchain: String, rust_target: Option<String>) -> Cross {
+        Cross {
+            toolchain: Some(toolchain),
+            rust_target,
+            missing: String::new(),
+            fixes: Vec::new(),
+        }
+    }
+}
+
+/// A command that installs what building with the `cross` strategy needs.
+fn cross_fix(command: String, why: String) -> Fix {
+    Fix {
         command,
         enables: Strategy::Cross,
         why,
-    };
+    }
+}
+
+fn cross(facts: &Facts, spec: &super::TargetSpec, tf: Option<&TargetFacts>, lang: Lang) -> Cross {
+    let toolchains = tf.map(|t| t.toolchains.as_slice()).unwrap_or_default();
     match lang {
-        Lang::C => match toolchains.first() {
-            Some(t) => Cross {
-                toolchain: Some(t.describe()),
-                rust_target: None,
-                missing: String::new(),
-                fixes: Vec::new(),
-            },
-            None => {
-                let mut missing = format!("no C cross compiler for {p} is installed");
-                if let Some(why) = tf.and_then(|t| t.incomplete.first()) {
-                    missing.push_str(&format!(" ({why})"));
-                }
-                Cross {
-                    toolchain: None,
-                    rust_target: None,
-                    missing,
-                    fixes: vec![fix(
-                        install_cmd(&p),
-                        format!("installs a C/C++ cross compiler for {p}"),
-                    )],
-                }
-            }
-        },
-        Lang::Go => match &facts.go {
-            Some(go) => Cross {
-                toolchain: Some(format!(
-                    "go ({}, GOARCH={}{})",
-                    go.display(),
-                    spec.goarch,
-                    spec.goarm
-                        .as_ref()
-                        .map(|a| format!(" GOARM={a}"))
-                        .unwrap_or_default()
-                )),
-                rust_target: None,
-                missing: String::new(),
-                fixes: Vec::new(),
-            },
-            None => Cross {
-                toolchain: None,
-                rust_target: None,
-                missing: "Go is not installed".into(),
-                fixes: vec![fix(
-                    go_install(facts.package_manager),
-                    "Go cross-compiles for every platform by itself".into(),
-                )],
-            },
-        },
-        Lang::Rust => {
-            // Each Rust target with the toolchain that links for it.
-            let linker_for = |t: &str| {
-                toolchains.iter().find(|c| {
-                    c.rust_target.as_deref() == Some(t) && c.single_program_linker().is_some()
-                })
-            };
-            let installed = |t: &str| {
-                facts
-                    .rust_targets
+        Lang::C => c_cross(spec.platform, toolchains, tf),
+        Lang::Go => go_cross(facts, spec),
+        Lang::Rust => rust_cross(facts, spec, toolchains),
+    }
+}
+
+fn c_cross(p: Platform, toolchains: &[Toolchain], tf: Option<&TargetFacts>) -> Cross {
+    if let Some(t) = toolchains.first() {
+        return Cross::installed(t.describe(), None);
+    }
+    let mut missing = format!("no C cross compiler for {p} is installed");
+    if let Some(why) = tf.and_then(|t| t.incomplete.first()) {
+        missing.push_str(&format!(" ({why})"));
+    }
+    Cross {
+        toolchain: None,
+        rust_target: None,
+        missing,
+        fixes: vec![cross_fix(
+            install_cmd(&p),
+            format!("installs a C/C++ cross compiler for {p}"),
+        )],
+    }
+}
+
+fn go_cross(facts: &Facts, spec: &super::TargetSpec) -> Cross {
+    match &facts.go {
+        Some(go) => Cross::installed(
+            format!(
+                "go ({}, GOARCH={}{})",
+                go.display(),
+                spec.goarch,
+                spec.goarm
                     .as_ref()
-                    .is_some_and(|v| v.iter().any(|x| x == t))
-            };
-            if let Some(t) = spec
-                .rust_targets
-                .iter()
-                .find(|t| installed(t) && linker_for(t).is_some())
-            {
-                let l = linker_for(t).map(|c| c.describe()).unwrap_or_default();
-                return Cross {
-                    toolchain: Some(format!("rust {t}, linker {l}")),
-                    rust_target: Some(t.clone()),
-                    missing: String::new(),
-                    fixes: Vec::new(),
-                };
-            }
-            // The target to recommend: the first one a linker exists (or can be installed) for.
-            let want = spec
-                .rust_targets
-                .iter()
-                .find(|t| linker_for(t).is_some())
-                .or_else(|| {
-                    spec.rust_targets.iter().find(|t| {
-                        spec.compilers.iter().any(|c| {
-                            c.rust_target.as_deref() == Some(t.as_str())
-                                && c.kind == super::CompilerKind::Gcc
-                        })
-                    })
+                    .map(|a| format!(" GOARM={a}"))
+                    .unwrap_or_default()
+            ),
+            None,
+        ),
+        None => Cross {
+            toolchain: None,
+            rust_target: None,
+            missing: "Go is not installed".into(),
+            fixes: vec![cross_fix(
+                go_install(facts.package_manager),
+                "Go cross-compiles for every platform by itself".into(),
+            )],
+        },
+    }
+}
+
+fn rust_cross(facts: &Facts, spec: &super::TargetSpec, toolchains: &[Toolchain]) -> Cross {
+    let p = spec.platform;
+    // Each Rust target with the toolchain that links for it.
+    let linker_for = |t: &str| {
+        toolchains
+            .iter()
+            .find(|c| c.rust_target.as_deref() == Some(t) && c.single_program_linker().is_some())
+    };
+    let installed = |t: &str| {
+        facts
+            .rust_targets
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|x| x == t))
+    };
+    if let Some(t) = spec
+        .rust_targets
+        .iter()
+        .find(|t| installed(t) && linker_for(t).is_some())
+    {
+        let l = linker_for(t).map(|c| c.describe()).unwrap_or_default();
+        return Cross::installed(format!("rust {t}, linker {l}"), Some(t.clone()));
+    }
+    // The target to recommend: the first one a linker exists (or can be installed) for.
+    let want = spec
+        .rust_targets
+        .iter()
+        .find(|t| linker_for(t).is_some())
+        .or_else(|| {
+            spec.rust_targets.iter().find(|t| {
+                spec.compilers.iter().any(|c| {
+                    c.rust_target.as_deref() == Some(t.as_str())
+                        && c.kind == super::CompilerKind::Gcc
                 })
-                .or(spec.rust_targets.first())
-                .cloned();
-            let Some(want) = want else {
-                return Cross {
-                    toolchain: None,
-                    rust_target: None,
-                    missing: format!("Rust has no target for {p}"),
-                    fixes: Vec::new(),
-                };
-            };
-            let mut fixes = Vec::new();
-            let mut missing = Vec::new();
-            match &facts.rust_targets {
-                None => {
-                    missing.push("rustup is not installed".to_string());
-                    fixes.push(fix(
-                        format!("curl --proto '=https' -sSf https://sh.rustup.rs | sh -s -- -y --target {want}"),
-                        "installs Rust with rustup and the target's standard library".into(),
-                    ));
-                }
-                Some(_) if !installed(&want) => {
-                    missing.push(format!("the Rust target {want} is not installed"));
-                    fixes.push(fix(
-                        format!("rustup target add {want}"),
-                        format!("installs the standard library for {want}"),
-                    ));
-                }
-                Some(_) => {}
-            }
-            if linker_for(&want).is_none() {
-                missing.push(format!("no linker for {want} is installed"));
-                // `toolchain install` installs the platform's first compiler; when that is not
-                // the one linking this target (arm/v6: zig first, armel gcc links Rust), name
-                // the linker's packages directly.
-                let gcc = spec.compilers.iter().find(|c| {
-                    c.kind == super::CompilerKind::Gcc && c.rust_target.as_deref() == Some(&want)
-                });
-                let first_links = spec.compilers.first().is_some_and(|c| {
-                    c.rust_target.as_deref() == Some(&want) && c.kind == super::CompilerKind::Gcc
-                });
-                let command = match (gcc, facts.package_manager) {
-                    (Some(g), Some(PackageManager::AptGet))
-                        if !first_links && !g.debian.is_empty() =>
-                    {
-                        format!("sudo apt-get install {}", g.debian.join(" "))
-                    }
-                    (Some(g), Some(PackageManager::Dnf))
-                        if !first_links && !g.fedora.is_empty() =>
-                    {
-                        format!("sudo dnf install {}", g.fedora.join(" "))
-                    }
-                    _ => install_cmd(&p),
-                };
-                fixes.push(fix(
-                    command,
-                    format!("installs a cross gcc that links {want}"),
-                ));
-            }
-            Cross {
-                toolchain: None,
-                rust_target: Some(want),
-                missing: missing.join("; "),
-                fixes,
-            }
+            })
+        })
+        .or(spec.rust_targets.first())
+        .cloned();
+    let Some(want) = want else {
+        return Cross {
+            toolchain: None,
+            rust_target: None,
+            missing: format!("Rust has no target for {p}"),
+            fixes: Vec::new(),
+        };
+    };
+    let mut fixes = Vec::new();
+    let mut missing = Vec::new();
+    match &facts.rust_targets {
+        None => {
+            missing.push("rustup is not installed".to_string());
+            fixes.push(cross_fix(
+                format!(
+                    "curl --proto '=https' -sSf https://sh.rustup.rs | sh -s -- -y --target {want}"
+                ),
+                "installs Rust with rustup and the target's standard library".into(),
+            ));
         }
+        Some(_) if !installed(&want) => {
+            missing.push(format!("the Rust target {want} is not installed"));
+            fixes.push(cross_fix(
+                format!("rustup target add {want}"),
+                format!("installs the standard library for {want}"),
+            ));
+        }
+        Some(_) => {}
+    }
+    if linker_for(&want).is_none() {
+        missing.push(format!("no linker for {want} is installed"));
+        fixes.push(cross_fix(
+            rust_linker_install(spec, facts.package_manager, &want),
+            format!("installs a cross gcc that links {want}"),
+        ));
+    }
+    Cross {
+        toolchain: None,
+        rust_target: Some(want),
+        missing: missing.join("; "),
+        fixes,
+    }
+}
+
+/// The command that installs a linker for the Rust target `want`. `toolchain install` installs
+/// the platform's first compiler; when that is not the one linking this target (arm/v6: zig
+/// first, armel gcc links Rust), the linker's packages are named directly.
+fn rust_linker_install(
+    spec: &super::TargetSpec,
+    package_manager: Option<PackageManager>,
+    want: &str,
+) -> String {
+    let gcc = spec
+        .compilers
+        .iter()
+        .find(|c| c.kind == super::CompilerKind::Gcc && c.rust_target.as_deref() == Some(want));
+    let first_links = spec.compilers.first().is_some_and(|c| {
+        c.rust_target.as_deref() == Some(want) && c.kind == super::CompilerKind::Gcc
+    });
+    match (gcc, package_manager) {
+        (Some(g), Some(PackageManager::AptGet)) if !first_links && !g.debian.is_empty() => {
+            format!("sudo apt-get install {}", g.debian.join(" "))
+        }
+        (Some(g), Some(PackageManager::Dnf)) if !first_links && !g.fedora.is_empty() => {
+            format!("sudo dnf install {}", g.fedora.join(" "))
+        }
+        _ => install_cmd(&spec.platform),
     }
 }
 

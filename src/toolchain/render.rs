@@ -3,6 +3,7 @@
 //! quotes values so that whatever the catalog or the user's paths hold comes through literally.
 
 use super::{CompilerKind, TargetSpec, Toolchain};
+use crate::host::sh_quote;
 use std::collections::BTreeMap;
 
 /// An environment format.
@@ -42,23 +43,6 @@ pub enum RenderError {
     NoRustTarget(crate::platform::Platform),
     #[error("cannot encode the toolchain file: {0}")]
     Toml(String),
-}
-
-/// Quote a string for POSIX sh: single quotes, with each `'` written as `'\''`. Plain words
-/// (letters, digits and `-_./=:,+@%`) stay unquoted for readability.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'_' | b'.' | b'/' | b'=' | b':' | b',' | b'+' | b'@' | b'%'
-                )
-        })
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// What to render the environment from.

@@ -627,134 +627,262 @@ pub fn read_tar<R: Read>(
     reader: R,
     visit: &mut dyn FnMut(&Entry, &mut dyn Read) -> io::Result<()>,
 ) -> Result<u64, TarError> {
-    let mut src = Counting {
-        inner: reader,
-        pos: 0,
+    let mut tar = TarReader {
+        src: Counting {
+            inner: reader,
+            pos: 0,
+        },
+        scratch: vec![0u8; 64 * 1024],
+        long_name: None,
+        long_link: None,
+        pax: Pax::default(),
+        holes_left: MAX_SPARSE_HOLES,
     };
-    let mut scratch = vec![0u8; 64 * 1024];
-    let mut header = [0u8; BLOCK];
-    let mut long_name: Option<String> = None;
-    let mut long_link: Option<String> = None;
-    let mut pax = Pax::default();
     let mut count = 0u64;
-    let mut holes_left = MAX_SPARSE_HOLES;
+    let mut block = [0u8; BLOCK];
     loop {
-        let offset = src.pos;
-        let herr = |message: String| TarError::Header { offset, message };
-        let eof = |path: &str, offset| TarError::Truncated {
-            path: path.to_string(),
+        let offset = tar.src.pos;
+        if !tar.next_header(&mut block, offset)? {
+            return Ok(count);
+        }
+        let header = Header::parse(&block, offset)?;
+        // Records that describe the next entry (GNU long name or link, PAX headers).
+        if matches!(header.typeflag, b'L' | b'K' | b'x' | b'g') {
+            tar.read_extension(&header)?;
+            continue;
+        }
+        let (entry, body) = tar.entry(&header)?;
+        count += 1;
+        tar.visit(&entry, body, visit)?;
+    }
+}
+
+fn truncated(path: &str, offset: u64) -> TarError {
+    TarError::Truncated {
+        path: path.to_string(),
+        offset,
+    }
+}
+
+/// The reader's state between headers.
+struct TarReader<R> {
+    src: Counting<R>,
+    scratch: Vec<u8>,
+    /// Records that describe the next entry: a GNU long name and long link, a PAX header.
+    long_name: Option<String>,
+    long_link: Option<String>,
+    pax: Pax,
+    /// Bytes of sparse holes the rest of the archive may still expand to.
+    holes_left: u64,
+}
+
+/// A header block whose checksum and numeric fields were checked, with its numbers.
+struct Header<'a> {
+    block: &'a [u8; BLOCK],
+    /// Where the block starts in the stream, for messages.
+    offset: u64,
+    format: Format,
+    typeflag: u8,
+    size: i64,
+    mode: i64,
+    uid: i64,
+    gid: i64,
+    mtime: i64,
+}
+
+impl<'a> Header<'a> {
+    fn parse(block: &'a [u8; BLOCK], offset: u64) -> Result<Self, TarError> {
+        let err = |message: String| TarError::Header { offset, message };
+        if !checksum_ok(block) {
+            return Err(err("bad checksum: not a tar archive, or damaged".into()));
+        }
+        let format = format_of(block);
+        let number = |range, what| number_field(block, range, what).map_err(err);
+        let size = number(124..136, "size")?;
+        let mode = number(100..108, "mode")?;
+        let uid = number(108..116, "uid")?;
+        let gid = number(116..124, "gid")?;
+        let mtime = number(136..148, "mtime")?;
+        if format != Format::V7 {
+            number(329..337, "device major")?;
+            number(337..345, "device minor")?;
+        }
+        Ok(Header {
+            block,
             offset,
+            format,
+            typeflag: block[156],
+            size,
+            mode,
+            uid,
+            gid,
+            mtime,
+        })
+    }
+
+    fn err(&self, message: String) -> TarError {
+        TarError::Header {
+            offset: self.offset,
+            message,
+        }
+    }
+
+    /// The name the header itself gives, with the prefix field where the format has one.
+    fn name(&self) -> String {
+        let h = self.block;
+        let base = text(cstr(&h[0..100]));
+        let prefix = match self.format {
+            Format::Ustar => text(cstr(&h[345..500])),
+            Format::Star => text(cstr(&h[345..476])),
+            Format::Gnu => buggy_gnu_prefix(h),
+            Format::V7 => String::new(),
         };
-        match src.fill(&mut header) {
+        if prefix.is_empty() {
+            base
+        } else {
+            format!("{prefix}/{base}")
+        }
+    }
+
+    /// The link target the header itself gives, if any.
+    fn link(&self) -> Option<String> {
+        Some(text(cstr(&self.block[157..257]))).filter(|l| !l.is_empty())
+    }
+}
+
+/// A numeric header field by its byte range, or the message saying which one is bad.
+fn number_field(
+    block: &[u8; BLOCK],
+    range: std::ops::Range<usize>,
+    what: &str,
+) -> Result<i64, String> {
+    numeric(&block[range.clone()])
+        .ok_or_else(|| format!("bad {what} field {:?}", text(cstr(&block[range]))))
+}
+
+fn nonempty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+/// An entry's content as the stream holds it.
+struct Body {
+    runs: VecDeque<Run>,
+    /// The size the entry's reader yields (a sparse file's real size).
+    size: u64,
+    /// Stream bytes of the entry left after any sparse map that heads them.
+    physical: u64,
+    /// Stream bytes of the entry, sparse map included: what is skipped, with padding, after it.
+    stored: u64,
+}
+
+impl Body {
+    fn plain(stored: u64) -> Body {
+        let mut runs = VecDeque::new();
+        if stored > 0 {
+            runs.push_back(Run::Data(stored));
+        }
+        Body {
+            runs,
+            size: stored,
+            physical: stored,
+            stored,
+        }
+    }
+}
+
+impl<R: Read> TarReader<R> {
+    /// Read the next header into `block`; `false` at the end of the archive: the end of the
+    /// stream, or two zero blocks.
+    fn next_header(&mut self, block: &mut [u8; BLOCK], offset: u64) -> Result<bool, TarError> {
+        let herr = |message: String| TarError::Header { offset, message };
+        match self.src.fill(block) {
             Ok(true) => {}
-            Ok(false) => return Ok(count),
+            Ok(false) => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(eof("(a header)", src.pos))
+                return Err(truncated("(a header)", self.src.pos))
             }
             Err(source) => return Err(TarError::Io { offset, source }),
         }
-        if header.iter().all(|&b| b == 0) {
-            // The end: a second zero block, or the end of the stream. Anything else after a
-            // zero block is an error in Go's reader, so Docker would refuse this layer.
-            return match src.fill(&mut header) {
-                Ok(false) => Ok(count),
-                Ok(true) if header.iter().all(|&b| b == 0) => Ok(count),
-                Ok(true) => Err(herr(
-                    "a header after a zero block: an archive ends at two zero blocks, and \
-                     Go's archive/tar (which Docker uses) refuses one that goes on"
-                        .into(),
-                )),
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    Err(eof("(the end-of-archive blocks)", src.pos))
-                }
-                Err(source) => Err(TarError::Io { offset, source }),
-            };
+        if block.iter().any(|&b| b != 0) {
+            return Ok(true);
         }
-        if !checksum_ok(&header) {
-            return Err(herr("bad checksum: not a tar archive, or damaged".into()));
+        // The end: a second zero block, or the end of the stream. Anything else after a zero
+        // block is an error in Go's reader, so Docker would refuse this layer.
+        match self.src.fill(block) {
+            Ok(false) => Ok(false),
+            Ok(true) if block.iter().all(|&b| b == 0) => Ok(false),
+            Ok(true) => Err(herr(
+                "a header after a zero block: an archive ends at two zero blocks, and Go's \
+                 archive/tar (which Docker uses) refuses one that goes on"
+                    .into(),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Err(truncated("(the end-of-archive blocks)", self.src.pos))
+            }
+            Err(source) => Err(TarError::Io { offset, source }),
         }
-        let format = format_of(&header);
-        let field = |range: std::ops::Range<usize>, what: &str| {
-            numeric(&header[range.clone()])
-                .ok_or_else(|| herr(format!("bad {what} field {:?}", text(cstr(&header[range])))))
+    }
+
+    /// A record that describes the next entry (GNU long name or link, PAX extended header), or a
+    /// PAX global header.
+    fn read_extension(&mut self, h: &Header) -> Result<(), TarError> {
+        let max = if matches!(h.typeflag, b'x' | b'g') {
+            MAX_PAX
+        } else {
+            MAX_LONG_NAME
         };
-        let size = field(124..136, "size")?;
-        let mode = field(100..108, "mode")?;
-        let uid = field(108..116, "uid")?;
-        let gid = field(116..124, "gid")?;
-        let mtime = field(136..148, "mtime")?;
-        if format != Format::V7 {
-            field(329..337, "device major")?;
-            field(337..345, "device minor")?;
+        let size = u64::try_from(h.size)
+            .map_err(|_| h.err(format!("negative size {} of an extension record", h.size)))?;
+        if size > max {
+            return Err(h.err(format!(
+                "extension record of {size} bytes is larger than the {max} accepted"
+            )));
         }
-        let typeflag = header[156];
-        // Records that describe the next entry.
-        if matches!(typeflag, b'L' | b'K' | b'x' | b'g') {
-            let max = if matches!(typeflag, b'x' | b'g') {
-                MAX_PAX
-            } else {
-                MAX_LONG_NAME
-            };
-            let size = u64::try_from(size)
-                .map_err(|_| herr(format!("negative size {size} of an extension record")))?;
-            if size > max {
-                return Err(herr(format!(
-                    "extension record of {size} bytes is larger than the {max} accepted"
-                )));
+        let mut data = vec![0u8; size as usize];
+        self.src
+            .fill(&mut data)
+            .map_err(|_| truncated("(extension record)", self.src.pos))?;
+        self.src
+            .skip(padding(size), &mut self.scratch)
+            .map_err(|_| truncated("(extension record)", self.src.pos))?;
+        match h.typeflag {
+            b'L' => self.long_name = Some(text(cstr(&data))),
+            b'K' => self.long_link = Some(text(cstr(&data))),
+            b'x' => self.pax = parse_pax(&data).map_err(|m| h.err(m))?,
+            _ => {
+                // A global header is an entry of its own in Go, which moby and containerd skip;
+                // nothing pending carries over it.
+                parse_pax(&data).map_err(|m| h.err(m))?;
+                (self.long_name, self.long_link, self.pax) = (None, None, Pax::default());
             }
-            let mut data = vec![0u8; size as usize];
-            src.fill(&mut data)
-                .map_err(|_| eof("(extension record)", src.pos))?;
-            src.skip(padding(size), &mut scratch)
-                .map_err(|_| eof("(extension record)", src.pos))?;
-            match typeflag {
-                b'L' => long_name = Some(text(cstr(&data))),
-                b'K' => long_link = Some(text(cstr(&data))),
-                b'x' => pax = parse_pax(&data).map_err(herr)?,
-                _ => {
-                    // A global header is an entry of its own in Go, which moby and containerd
-                    // skip; nothing pending carries over it.
-                    parse_pax(&data).map_err(herr)?;
-                    (long_name, long_link, pax) = (None, None, Pax::default());
-                }
-            }
-            continue;
         }
-        let pending = std::mem::take(&mut pax);
-        let (long_name, long_link) = (long_name.take(), long_link.take());
-        let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
-        let mut name = match nonempty(long_name).or_else(|| nonempty(pending.path.clone())) {
-            Some(n) => n,
-            None => {
-                let base = text(cstr(&header[0..100]));
-                let prefix = match format {
-                    Format::Ustar => text(cstr(&header[345..500])),
-                    Format::Star => text(cstr(&header[345..476])),
-                    Format::Gnu => buggy_gnu_prefix(&header),
-                    Format::V7 => String::new(),
-                };
-                if prefix.is_empty() {
-                    base
-                } else {
-                    format!("{prefix}/{base}")
-                }
-            }
-        };
+        Ok(())
+    }
+
+    /// The entry a header describes, with the pending records applied, and how its content lies
+    /// in the stream.
+    fn entry(&mut self, h: &Header) -> Result<(Entry, Body), TarError> {
+        let pending = std::mem::take(&mut self.pax);
+        let (long_name, long_link) = (self.long_name.take(), self.long_link.take());
+        let mut name = nonempty(long_name)
+            .or_else(|| nonempty(pending.path.clone()))
+            .unwrap_or_else(|| h.name());
         let link = nonempty(long_link)
             .or_else(|| nonempty(pending.link.clone()))
-            .or_else(|| Some(text(cstr(&header[157..257]))).filter(|l| !l.is_empty()));
+            .or_else(|| h.link());
+        let herr = |m| h.err(m);
         let size = pax_number(&pending.size, "size")
             .map_err(herr)?
-            .unwrap_or(size);
+            .unwrap_or(h.size);
         let uid = pax_number(&pending.uid, "uid")
             .map_err(herr)?
-            .unwrap_or(uid);
+            .unwrap_or(h.uid);
         let gid = pax_number(&pending.gid, "gid")
             .map_err(herr)?
-            .unwrap_or(gid);
-        let mtime = pax_time(&pending.mtime).map_err(herr)?.unwrap_or(mtime);
+            .unwrap_or(h.gid);
+        let mtime = pax_time(&pending.mtime).map_err(herr)?.unwrap_or(h.mtime);
         // The old '\0' typeflag means a directory when the final name ends in '/'.
-        let effective = match typeflag {
+        let effective = match h.typeflag {
             0 if name.ends_with('/') => b'5',
             0 => b'0',
             t => t,
@@ -763,7 +891,7 @@ pub fn read_tar<R: Read>(
         let stored = if header_only {
             0
         } else {
-            u64::try_from(size).map_err(|_| herr(format!("negative size {size}")))?
+            u64::try_from(size).map_err(|_| h.err(format!("negative size {size}")))?
         };
         let kind = match effective {
             b'0' | b'7' | b'S' => EntryKind::File,
@@ -772,101 +900,139 @@ pub fn read_tar<R: Read>(
             b'5' => EntryKind::Dir,
             _ => EntryKind::Other,
         };
-        // Stream bytes of the entry left after any sparse map that heads them.
-        let mut physical = stored;
-        let (runs, size) = if effective == b'S' {
-            if format != Format::Gnu {
-                return Err(herr(
-                    "a sparse file ('S') in a header that is not GNU".into(),
-                ));
-            }
-            let real = field(483..495, "sparse real size")?;
-            let mut map = Vec::new();
-            sparse_entries(&header[386..482], &mut map).map_err(herr)?;
-            let mut extended = header[482] != 0;
-            let mut block = [0u8; BLOCK];
-            while extended {
-                src.fill(&mut block)
-                    .ok()
-                    .filter(|full| *full)
-                    .ok_or_else(|| eof(&name, src.pos))?;
-                sparse_entries(&block[..504], &mut map).map_err(herr)?;
-                extended = block[504] != 0;
-            }
-            let runs = sparse_runs(&map, real, stored).map_err(herr)?;
-            take_holes(&runs, &mut holes_left).map_err(herr)?;
-            (runs, nonneg(real))
+        let body = if effective == b'S' {
+            self.old_gnu_sparse(h, &name, stored)?
         } else if let Some(version) = pax_sparse_version(&pending.sparse) {
             let sp = &pending.sparse;
             if let Some(n) = nonempty(sp.name.clone()) {
                 name = n;
             }
-            let real = match nonempty(sp.size.clone()).or_else(|| nonempty(sp.realsize.clone())) {
-                Some(v) => v
-                    .parse::<i64>()
-                    .map_err(|_| herr(format!("GNU sparse size {v:?} is not a number")))?,
-                None => size,
-            };
+            let real = pax_sparse_size(sp, size).map_err(herr)?;
             if header_only {
-                return Err(herr(format!(
+                return Err(h.err(format!(
                     "GNU sparse records on an entry of type {:?}, which has no data",
                     effective as char
                 )));
             }
-            let (map, data) = match version {
-                SparseVersion::V0 => (sparse_map_0x(sp).map_err(herr)?, stored),
-                SparseVersion::V1 => {
-                    let (map, consumed) =
-                        sparse_map_1x0(&mut src, stored).map_err(|e| match e {
-                            Some(message) => herr(message),
-                            None => eof(&name, src.pos),
-                        })?;
-                    physical = stored - consumed;
-                    (map, physical)
-                }
-            };
-            let runs = sparse_runs(&map, real, data).map_err(herr)?;
-            take_holes(&runs, &mut holes_left).map_err(herr)?;
-            (runs, nonneg(real))
+            self.pax_sparse(h, sp, version, &name, real, stored)?
         } else {
-            let mut runs = VecDeque::new();
-            if stored > 0 {
-                runs.push_back(Run::Data(stored));
-            }
-            (runs, stored)
+            Body::plain(stored)
         };
         let entry = Entry {
             path: normalize(&name),
             name,
             kind,
-            size,
+            size: body.size,
             link: link.filter(|_| matches!(kind, EntryKind::Symlink | EntryKind::Hardlink)),
-            mode: (mode as u64 & 0o7777) as u32,
+            mode: (h.mode as u64 & 0o7777) as u32,
             uid: nonneg(uid),
             gid: nonneg(gid),
             mtime: nonneg(mtime),
-            typeflag,
+            typeflag: h.typeflag,
         };
-        count += 1;
-        let mut content = Content {
-            src: &mut src,
+        Ok((entry, body))
+    }
+
+    /// An old GNU sparse file ('S'): the map in the header and the extension blocks after it.
+    fn old_gnu_sparse(&mut self, h: &Header, name: &str, stored: u64) -> Result<Body, TarError> {
+        if h.format != Format::Gnu {
+            return Err(h.err("a sparse file ('S') in a header that is not GNU".into()));
+        }
+        let real = number_field(h.block, 483..495, "sparse real size").map_err(|m| h.err(m))?;
+        let mut map = Vec::new();
+        sparse_entries(&h.block[386..482], &mut map).map_err(|m| h.err(m))?;
+        let mut extended = h.block[482] != 0;
+        let mut block = [0u8; BLOCK];
+        while extended {
+            self.src
+                .fill(&mut block)
+                .ok()
+                .filter(|full| *full)
+                .ok_or_else(|| truncated(name, self.src.pos))?;
+            sparse_entries(&block[..504], &mut map).map_err(|m| h.err(m))?;
+            extended = block[504] != 0;
+        }
+        let runs = sparse_runs(&map, real, stored).map_err(|m| h.err(m))?;
+        take_holes(&runs, &mut self.holes_left).map_err(|m| h.err(m))?;
+        Ok(Body {
             runs,
-            physical,
+            size: nonneg(real),
+            physical: stored,
+            stored,
+        })
+    }
+
+    /// A PAX-format GNU sparse file of real size `real`: the map in the records (0.x) or at the
+    /// head of the data (1.0).
+    fn pax_sparse(
+        &mut self,
+        h: &Header,
+        sp: &PaxSparse,
+        version: SparseVersion,
+        name: &str,
+        real: i64,
+        stored: u64,
+    ) -> Result<Body, TarError> {
+        let (map, physical) = match version {
+            SparseVersion::V0 => (sparse_map_0x(sp).map_err(|m| h.err(m))?, stored),
+            SparseVersion::V1 => {
+                let (map, consumed) =
+                    sparse_map_1x0(&mut self.src, stored).map_err(|e| match e {
+                        Some(message) => h.err(message),
+                        None => truncated(name, self.src.pos),
+                    })?;
+                (map, stored - consumed)
+            }
         };
-        let r = visit(&entry, &mut content);
+        let runs = sparse_runs(&map, real, physical).map_err(|m| h.err(m))?;
+        take_holes(&runs, &mut self.holes_left).map_err(|m| h.err(m))?;
+        Ok(Body {
+            runs,
+            size: nonneg(real),
+            physical,
+            stored,
+        })
+    }
+
+    /// Hand the entry and a reader over its content to the visitor, then skip what it left
+    /// unread and the padding.
+    fn visit(
+        &mut self,
+        entry: &Entry,
+        body: Body,
+        visit: &mut dyn FnMut(&Entry, &mut dyn Read) -> io::Result<()>,
+    ) -> Result<(), TarError> {
+        let mut content = Content {
+            src: &mut self.src,
+            runs: body.runs,
+            physical: body.physical,
+        };
+        let r = visit(entry, &mut content);
         let left = content.physical;
         if let Err(e) = r {
             return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-                eof(&entry.path, src.pos)
+                truncated(&entry.path, self.src.pos)
             } else {
                 TarError::Io {
-                    offset: src.pos,
+                    offset: self.src.pos,
                     source: e,
                 }
             });
         }
-        src.skip(left + padding(stored), &mut scratch)
-            .map_err(|_| eof(&entry.path, src.pos))?;
+        self.src
+            .skip(left + padding(body.stored), &mut self.scratch)
+            .map_err(|_| truncated(&entry.path, self.src.pos))
+    }
+}
+
+/// The real size of a PAX-format sparse file: `GNU.sparse.size` or `realsize`, else the
+/// entry's size.
+fn pax_sparse_size(sp: &PaxSparse, size: i64) -> Result<i64, String> {
+    match nonempty(sp.size.clone()).or_else(|| nonempty(sp.realsize.clone())) {
+        Some(v) => v
+            .parse::<i64>()
+            .map_err(|_| format!("GNU sparse size {v:?} is not a number")),
+        None => Ok(size),
     }
 }
 
