@@ -612,7 +612,7 @@ pub enum CacheCommand {
         #[arg(long)]
         all: bool,
         /// Keep at most this many bytes of entries.
-        #[arg(long = "max-bytes", value_name = "BYTES", default_value_t = crate::build::cache::DEFAULT_LIMIT)]
+        #[arg(long = "max-bytes", value_name = "BYTES", default_value_t = crate::pipeline::cache::DEFAULT_LIMIT)]
         max_bytes: u64,
     },
 }

@@ -4,7 +4,6 @@
 //! Modules below `commands` never print; only `host` touches the outside world.
 
 pub mod binfmt;
-pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod detect;

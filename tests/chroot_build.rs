@@ -10,7 +10,7 @@
 mod common_rootfs;
 mod prereq;
 
-use rcross::build::chroot::{ChrootOptions, ChrootRunner};
+use rcross::pipeline::chroot::{ChrootOptions, ChrootRunner};
 use rcross::runner::{BuildImage, ContainerJob, ContainerRunner};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

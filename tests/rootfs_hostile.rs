@@ -12,9 +12,9 @@
 //!
 //! Runs as root (tests/run.sh does); anything else fails, naming what is missing.
 
-use rcross::build::rootfs::{unpack, unpack_cached, RootfsError, Stats};
 use rcross::image::{ImageSource, SourceError};
 use rcross::oci::Layer;
+use rcross::pipeline::rootfs::{unpack, unpack_cached, RootfsError, Stats};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Read};

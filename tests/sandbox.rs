@@ -11,7 +11,7 @@ mod common_rootfs;
 mod prereq;
 
 use common_rootfs::RootfsSpec;
-use rcross::build::chroot::{ChrootOptions, ChrootRunner};
+use rcross::pipeline::chroot::{ChrootOptions, ChrootRunner};
 use rcross::runner::{BuildImage, ContainerJob, ContainerRunner, JobExit};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};

@@ -696,7 +696,7 @@ fn check_handler_helper() {
     let catalog = rcross::binfmt::Catalog::builtin().unwrap();
     let state =
         rcross::detect::binfmt_state(&rcross::host::linux::LinuxHost, Path::new(dir), &catalog);
-    let verdict = match rcross::build::chroot::check_handler(
+    let verdict = match rcross::pipeline::chroot::check_handler(
         "linux/arm64".parse().unwrap(),
         "linux/amd64".parse().unwrap(),
         &state,
@@ -781,7 +781,7 @@ fn f_flag_check_without_the_kernel_order_requires_f_on_every_matching_entry() {
         unreadable: Vec::new(),
     };
     let check = |s: &rcross::detect::BinfmtState| {
-        rcross::build::chroot::check_handler(
+        rcross::pipeline::chroot::check_handler(
             "linux/arm64".parse().unwrap(),
             "linux/amd64".parse().unwrap(),
             s,

@@ -1,8 +1,8 @@
 //! `rcross cache prune`: shrink or empty the build cache.
 
-use crate::build::cache::BuildCache;
 use crate::cli::{CacheArgs, CacheCommand};
 use crate::exit::{self, Failure};
+use crate::pipeline::cache::BuildCache;
 
 pub fn run(args: CacheArgs, json: bool) -> exit::Result<u8> {
     match args.command {

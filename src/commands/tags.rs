@@ -6,8 +6,8 @@ use crate::tags::{self, Checkout, TagConfig};
 
 pub fn run(args: TagsArgs, json: bool) -> exit::Result<u8> {
     // A directory without rcross.toml still has a git checkout to describe.
-    let file = if args.dir.join(crate::build::config::FILE_NAME).exists() {
-        crate::build::config::load(&args.dir)
+    let file = if args.dir.join(crate::pipeline::config::FILE_NAME).exists() {
+        crate::pipeline::config::load(&args.dir)
             .map_err(Failure::usage)?
             .tags
     } else {

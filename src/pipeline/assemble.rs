@@ -1,14 +1,14 @@
 //! Stage 5, assemble: the verified files become one reproducible layer per platform (or a
-//! layer the registry already has, see [`crate::build::reuse`]), stacked on the base's layers,
+//! layer the registry already has, see [`super::reuse`]), stacked on the base's layers,
 //! with a config and a manifest per platform and one index, in an OCI layout: the `--output`
 //! layout, or one in the work directory that the publish stage archives.
 
+use super::artifacts::Placed;
+use super::base::{self, BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION};
 use super::publish::{PlatformResult, ReusedLayer};
+use super::reuse;
 use super::verify::Verified;
 use super::{Base, Job, Output, Reporter};
-use crate::build::artifacts::Placed;
-use crate::build::base::{self, BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION};
-use crate::build::reuse;
 use crate::exit::{self, Failure};
 use crate::oci::{
     self, Descriptor, FileSource, History, ImageSpec, LayerEntry, LayerOptions, OciLayout,
@@ -32,7 +32,7 @@ pub struct Assembled {
 }
 
 /// With `--push`: starts reading the tags being pushed and the `--cache-from` images for
-/// layers the registry already has (see [`crate::build::reuse`]), in the background, so it is
+/// layers the registry already has (see [`super::reuse`]), in the background, so it is
 /// known by the time the layers are written.
 pub fn start_reuse(job: &Job) -> exit::Result<Option<reuse::Pending>> {
     if !job.push {

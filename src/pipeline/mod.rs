@@ -16,6 +16,7 @@
 //! it is given (the stage tests give it fakes). Progress and log lines go to a [`Reporter`]
 //! the command layer implements: nothing here prints.
 
+// The stages.
 pub mod assemble;
 pub mod load;
 pub mod plan;
@@ -24,6 +25,17 @@ pub mod resolve;
 pub mod run;
 pub mod runners;
 pub mod verify;
+
+// What the stages use: the project file, placements, the build cache, artifacts, base images,
+// layer reuse, and the daemonless chroot runner with its safe root-filesystem unpacker.
+pub mod artifacts;
+pub mod base;
+pub mod cache;
+pub mod chroot;
+pub mod config;
+pub mod place;
+pub mod reuse;
+pub mod rootfs;
 
 #[cfg(test)]
 mod tests;
@@ -35,7 +47,6 @@ pub use resolve::{resolve, resolve_base, Base, BaseImage, Job, Output, Request};
 pub use run::{run, Assignment, Built, BuiltPlatform, PlatformBuild, ProjectCache, Runner};
 pub use verify::{verify, Rejected, Verified};
 
-use crate::build::reuse;
 use crate::exit::{self, Failure};
 use crate::host::linux::LinuxHost;
 use crate::platform::Platform;

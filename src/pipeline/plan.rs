@@ -3,8 +3,8 @@
 //! environment. Pure but for the linker wrapper a host build may need written (see
 //! [`crate::toolchain::linker`]).
 
+use super::place::{self, Placement};
 use super::{Job, Reporter};
-use crate::build::place::{self, Placement};
 use crate::exit::{self, Failure};
 use crate::host::Host;
 use crate::toolchain::catalog::TargetSpec;

@@ -49,7 +49,7 @@ pub struct Metadata {
     pub pushed: Vec<Pushed>,
     /// What `--load` put into the local engine.
     pub loaded: Option<Loaded>,
-    /// Layers taken from a registry instead of compressed (see `crate::build::reuse`).
+    /// Layers taken from a registry instead of compressed (see `super::reuse`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reused_layers: Vec<ReusedLayer>,
     /// What the git checkout gave: version, tags, labels, SOURCE_DATE_EPOCH.

@@ -2,9 +2,9 @@
 //! [`Job`] (platforms, tags, outputs, the build's settings); the base image becomes a [`Base`]
 //! resolved for every platform. Nothing here builds, connects to an engine or writes a file.
 
+use super::base::{self, BasePlatform};
+use super::config::{self, ContainerPolicy, Project};
 use super::Reporter;
-use crate::build::base::{self, BasePlatform};
-use crate::build::config::{self, ContainerPolicy, Project};
 use crate::exit::{self, Failure};
 use crate::image::ImageSource;
 use crate::oci::{self, Compression};

@@ -4,9 +4,9 @@
 //! unchanged. Each build's output goes to its build log and, line by line, to the reporter; a
 //! failing build's error repeats the tail of its log.
 
+use super::cache::{self, BuildCache, CacheUse};
+use super::place::Placement;
 use super::{Job, Plan, PlatformPlan, Reporter};
-use crate::build::cache::{self, BuildCache, CacheUse};
-use crate::build::place::Placement;
 use crate::exit::{self, Failure};
 use crate::platform::Platform;
 use crate::runner::{run_in_process_group, BuildImage, ContainerJob, ContainerRunner, OUT_DIR};

@@ -3,10 +3,10 @@
 //! none (or when asked); remote builders, all at once — and the build image resolved for every
 //! platform that builds in a container.
 
+use super::base;
+use super::place::Placement;
 use super::run::{Assignment, HostRunner, InContainer, Runner};
 use super::{Job, Plan, PlatformPlan, Reporter};
-use crate::build::base;
-use crate::build::place::Placement;
 use crate::exit::{self, Failure};
 use crate::platform::Platform;
 use crate::runner::{BuildImage, ContainerRunner, Endpoint, RunnerError};
@@ -263,13 +263,13 @@ fn fallback_warning(endpoint: &Endpoint, e: &RunnerError) -> String {
 }
 
 fn chroot_runner(binfmt_misc: &Path) -> exit::Result<Shared> {
-    let mut options = crate::build::chroot::ChrootOptions::from_env().map_err(|e| Failure {
+    let mut options = super::chroot::ChrootOptions::from_env().map_err(|e| Failure {
         code: e.exit_code(),
         error: e.into(),
     })?;
     // The handlers the chroot needs are those of the binfmt_misc rcross was pointed at.
     options.binfmt_misc = binfmt_misc.to_path_buf();
-    Ok(Arc::new(crate::build::chroot::ChrootRunner::new(options)))
+    Ok(Arc::new(super::chroot::ChrootRunner::new(options)))
 }
 
 fn connect_builder(

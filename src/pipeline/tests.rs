@@ -2,9 +2,9 @@
 //! runners that write hand-made ELF files, a fake base image, a reporter that records. No
 //! compiler, Docker engine or registry.
 
+use super::cache::BuildCache;
+use super::place::Placement;
 use super::*;
-use crate::build::cache::BuildCache;
-use crate::build::place::Placement;
 use crate::image::{ImageSource, SourceError};
 use crate::toolchain::plan::{Lang, PlanItem, Strategy};
 use std::collections::BTreeMap;

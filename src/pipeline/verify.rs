@@ -2,9 +2,9 @@
 //! each ELF file checked against its platform. One mismatch anywhere stops the build here,
 //! before anything is assembled or published.
 
+use super::artifacts::{self, Placed};
 use super::publish::{Metadata, PlatformResult};
 use super::{Base, Built, Job, Stopped};
-use crate::build::artifacts::{self, Placed};
 use crate::elf::Finding;
 use crate::exit::{self, Failure};
 use crate::walk::{self, Found};

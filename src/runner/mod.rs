@@ -11,8 +11,8 @@
 //! output directory, where it is verified like any other build's output.
 //!
 //! This is the contract between the build pipeline and the places a build runs: it sits below
-//! both `build` (the chroot runner) and `engine` (the Docker runner), which never import each
-//! other. [`endpoint`] parses where an engine is; [`unpack`] brings a job's output back to the
+//! both `pipeline` (which holds the chroot runner) and `engine` (the Docker runner); `engine` never
+//! imports the pipeline. [`endpoint`] parses where an engine is; [`unpack`] brings a job's output back to the
 //! host without letting it point outside its directory.
 
 pub mod endpoint;
@@ -132,7 +132,7 @@ impl RunnerError {
 }
 
 /// Runs [`ContainerJob`]s. Implementations: the Docker engine (`crate::engine`) and the
-/// daemonless chroot fallback (`crate::build::chroot`).
+/// daemonless chroot fallback (`crate::pipeline::chroot`).
 pub trait ContainerRunner: Send + Sync {
     /// For messages and reports: "docker unix:///var/run/docker.sock", "chroot".
     fn describe(&self) -> String;

@@ -277,6 +277,6 @@ fn write_layout(spec: &RootfsSpec, root: &Path, dir: &Path) -> Result<(), String
 pub fn platform_manifest(dir: &Path, platform: &str) -> String {
     let layout = rcross::walk::OciLayout::open(dir, None).expect("fixture layout");
     let platform: rcross::Platform = platform.parse().expect("platform");
-    let parts = rcross::build::base::resolve(&layout, &[platform]).expect("fixture manifest");
+    let parts = rcross::pipeline::base::resolve(&layout, &[platform]).expect("fixture manifest");
     parts[0].manifest.clone()
 }

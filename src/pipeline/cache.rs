@@ -340,7 +340,7 @@ impl BuildCache {
     /// The user's cache: `$XDG_CACHE_HOME/rcross/build`, else `$HOME/.cache/rcross/build`.
     pub fn default_root(xdg_cache_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
         // Next to the rootfs cache, which knows the XDG rules.
-        let rootfs = crate::build::rootfs::default_cache_dir(xdg_cache_home, home)?;
+        let rootfs = super::rootfs::default_cache_dir(xdg_cache_home, home)?;
         Some(rootfs.parent()?.join("build"))
     }
 

@@ -198,7 +198,7 @@ struct LayerState {
     unpacked: HashSet<PathBuf>,
 }
 
-/// Unpack `layers` (oldest first, as [`crate::build::base::resolve`] gives them) of `source`
+/// Unpack `layers` (oldest first, as [`super::base::resolve`] gives them) of `source`
 /// into `dest`, which should be an empty directory (it is created when missing).
 pub fn unpack(
     source: &dyn ImageSource,

@@ -64,7 +64,7 @@ pub struct BuildStep {
     pub image: Option<String>,
     /// When the command runs in a container of `image` instead of on the host.
     pub container: ContainerPolicy,
-    /// Whether host builds may be answered from the build cache (`crate::build::cache`).
+    /// Whether host builds may be answered from the build cache (`super::cache`).
     pub cache: bool,
 }
 
