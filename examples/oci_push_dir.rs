@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::Parser;
 use rcross::exit::{self, Failure};
 use rcross::oci::{
-    entries_from_dir, source_date_epoch, Compression, History, ImageSpec, Layer, LayerOptions,
+    entries_from_dir, source_date_epoch, Compressor, History, ImageSpec, Layer, LayerOptions,
     OciError, OciLayout, RunConfig,
 };
 use rcross::registry::{
@@ -40,7 +40,7 @@ struct Args {
     #[arg(long)]
     zstd: bool,
 
-    /// Compression level (gzip 1-9, zstd 1-19).
+    /// Compressor level (gzip 1-9, zstd 1-19).
     #[arg(long)]
     level: Option<i32>,
 
@@ -84,10 +84,10 @@ fn run(args: Args) -> exit::Result<()> {
     let epoch = source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
         .map_err(oci_failure)?;
     let compression = match (args.zstd, args.level) {
-        (true, level) => Compression::Zstd {
+        (true, level) => Compressor::Zstd {
             level: level.unwrap_or(3),
         },
-        (false, level) => Compression::Gzip {
+        (false, level) => Compressor::Gzip {
             level: level.map_or(6, |l| l.clamp(1, 9).unsigned_abs()),
         },
     };

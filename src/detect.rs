@@ -1,7 +1,7 @@
 //! Host facts: platform, kernel, binfmt_misc state, emulators and which platforms run natively
 //! or through emulation. Everything is gathered through [`Host`], so it works on the fake too.
 
-use crate::binfmt::{self, Catalog, EntryKind, EntryMagic, Handler, KernelEntry};
+use crate::binfmt::{self, BinfmtMatch, Catalog, EntryMagic, Handler, KernelEntry};
 use crate::host::{Host, ProbeOutcome};
 use crate::platform::{Platform, PlatformError};
 use serde::Serialize;
@@ -162,8 +162,8 @@ fn report(e: &KernelEntry, catalog: &Catalog) -> EntryReport {
         ours: e.name.starts_with("rcross-"),
         platforms,
         kind: match e.kind {
-            EntryKind::Magic { .. } => "magic".into(),
-            EntryKind::Extension(_) => "extension".into(),
+            BinfmtMatch::Magic { .. } => "magic".into(),
+            BinfmtMatch::Extension(_) => "extension".into(),
         },
     }
 }
@@ -423,7 +423,7 @@ mod tests {
             enabled: true,
             interpreter: "/q".into(),
             flags: Default::default(),
-            kind: EntryKind::Magic {
+            kind: BinfmtMatch::Magic {
                 offset: 1,
                 magic: vec![0x10, 0x20],
                 mask: Some(vec![0xf0, 0xff]),

@@ -113,7 +113,7 @@ pub struct PersistFile {
 
 /// The whole decision.
 #[derive(Debug, Clone, Serialize)]
-pub struct Plan {
+pub struct SetupPlan {
     pub binfmt_misc: PathBuf,
     /// binfmt_misc must be mounted first.
     pub mount: bool,
@@ -166,7 +166,7 @@ fn flags_for(h: &Handler, opts: &Options) -> Flags {
 }
 
 /// Decide what `rcross setup` (or `--uninstall`) does. Pure: no I/O.
-pub fn plan(facts: &Facts, catalog: &Catalog, opts: &Options) -> Result<Plan, SetupError> {
+pub fn plan(facts: &Facts, catalog: &Catalog, opts: &Options) -> Result<SetupPlan, SetupError> {
     if !facts.is_root && !opts.dry_run {
         return Err(SetupError::NotRoot);
     }
@@ -188,7 +188,7 @@ pub fn plan(facts: &Facts, catalog: &Catalog, opts: &Options) -> Result<Plan, Se
         }
         items
     };
-    Ok(Plan {
+    Ok(SetupPlan {
         binfmt_misc: facts.binfmt.path.clone(),
         mount: !facts.binfmt.mounted && !opts.uninstall,
         items,
@@ -439,7 +439,7 @@ pub enum SelfTest {
 
 /// What happened to one item.
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub struct SetupOutcome {
     #[serde(flatten)]
     pub item: Item,
     /// Set when carrying out the action failed.
@@ -448,7 +448,7 @@ pub struct Outcome {
     pub self_test: SelfTest,
 }
 
-impl Outcome {
+impl SetupOutcome {
     /// Whether this item counts against a zero exit status.
     pub fn failed(&self) -> bool {
         self.item.selected
@@ -489,7 +489,11 @@ fn io_hint(e: &std::io::Error, path: &Path) -> String {
 }
 
 /// Carry out a plan, then self-test every handler that should now work.
-pub fn apply(host: &dyn Host, plan: &Plan, test: bool) -> Result<Vec<Outcome>, ApplyError> {
+pub fn apply(
+    host: &dyn Host,
+    plan: &SetupPlan,
+    test: bool,
+) -> Result<Vec<SetupOutcome>, ApplyError> {
     let dir = &plan.binfmt_misc;
     if plan.mount {
         if let Err(e) = host.mount_binfmt_misc(dir) {
@@ -514,7 +518,11 @@ pub fn apply(host: &dyn Host, plan: &Plan, test: bool) -> Result<Vec<Outcome>, A
     apply_items(host, plan, test)
 }
 
-fn apply_items(host: &dyn Host, plan: &Plan, test: bool) -> Result<Vec<Outcome>, ApplyError> {
+fn apply_items(
+    host: &dyn Host,
+    plan: &SetupPlan,
+    test: bool,
+) -> Result<Vec<SetupOutcome>, ApplyError> {
     let dir = &plan.binfmt_misc;
     // Registrations go one after another (they may remove each other's shadowing entries);
     // the self-tests are independent programs and run all at once afterwards, each result
@@ -543,7 +551,7 @@ fn apply_items(host: &dyn Host, plan: &Plan, test: bool) -> Result<Vec<Outcome>,
                 Action::Skip { .. } | Action::Remove { .. } => SelfTest::Skipped(String::new()),
             }
         };
-        out.push(Outcome {
+        out.push(SetupOutcome {
             item: item.clone(),
             error,
             self_test,

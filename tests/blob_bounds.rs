@@ -202,7 +202,7 @@ fn a_layout_blob_longer_than_its_descriptor_is_refused() {
     let digest = sha256(&blob);
     let stated = blob.len() as u64 - 1024;
     write_layout(dir.path(), &blob, &digest, stated);
-    let layout = rcross::walk::OciLayout::open(dir.path(), None).unwrap();
+    let layout = rcross::image::LayoutSource::open(dir.path(), None).unwrap();
     let message = verify_error(&layout);
     assert!(
         message.contains(&digest) && message.contains(&stated.to_string()),
@@ -217,7 +217,7 @@ fn a_layout_blob_with_a_sha512_digest_is_refused_not_read_unverified() {
     // Whatever its name says, nothing checks these bytes against it: it must not be read.
     let digest = format!("sha512:{}", "ef".repeat(64));
     write_layout(dir.path(), &blob, &digest, blob.len() as u64);
-    let layout = rcross::walk::OciLayout::open(dir.path(), None).unwrap();
+    let layout = rcross::image::LayoutSource::open(dir.path(), None).unwrap();
     let message = verify_error(&layout);
     assert!(
         message.contains(&digest) && message.contains("sha256"),

@@ -662,13 +662,13 @@ fn builds_on_a_base_image_from_a_layout_and_from_a_registry() {
 
 /// A single-manifest amd64 base written with rcross's OCI writer.
 fn write_amd64_only_base(dir: &Path) {
-    use rcross::oci::{FileSource, ImageSpec, LayerEntry, LayerOptions, OciLayout, RunConfig};
+    use rcross::oci::{FileContent, ImageSpec, LayerEntry, LayerOptions, OciLayout, RunConfig};
     let layout = OciLayout::create(dir).unwrap();
     let layer = layout
         .write_layer(
             &[LayerEntry::file(
                 "etc/base.txt",
-                FileSource::Bytes(b"base\n".to_vec()),
+                FileContent::Bytes(b"base\n".to_vec()),
                 0o644,
             )],
             &LayerOptions::default(),

@@ -263,7 +263,7 @@ echo "built in $(pwd) for $RCROSS_PLATFORM"
     );
     let hello = job.path("out/hello");
     match rcross::walk::classify_file(&hello) {
-        rcross::walk::Found::Elf(info) => {
+        rcross::walk::FileClass::Elf(info) => {
             assert_eq!(info.platform, Some("linux/arm64".parse().unwrap()))
         }
         other => panic!("{}: {other:?}", hello.display()),
@@ -337,7 +337,7 @@ chown 65534:65534 "$RCROSS_OUT/hello"
     let hello = std::fs::metadata(job.path("out/hello")).unwrap();
     assert_eq!((hello.uid(), hello.gid()), (65534, 65534));
     match rcross::walk::classify_file(&job.path("out/hello")) {
-        rcross::walk::Found::Elf(info) => {
+        rcross::walk::FileClass::Elf(info) => {
             assert_eq!(info.platform, Some("linux/arm64".parse().unwrap()))
         }
         other => panic!("{other:?}"),

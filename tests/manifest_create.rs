@@ -153,7 +153,7 @@ fn merges_two_separately_pushed_images_and_refuses_duplicates() {
 mod push_common;
 
 use push_common::{Fault, Proxy};
-use rcross::oci::{Compression, FileSource, ImageSpec, LayerEntry, LayerOptions, OciLayout};
+use rcross::oci::{Compressor, FileContent, ImageSpec, LayerEntry, LayerOptions, OciLayout};
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -181,10 +181,10 @@ fn arm64_image(dir: &Path, name: &str, program_arch: &str) -> String {
         .write_layer(
             &[
                 LayerEntry::directory("bin"),
-                LayerEntry::file("bin/app", FileSource::Bytes(program), 0o755),
+                LayerEntry::file("bin/app", FileContent::Bytes(program), 0o755),
             ],
             &LayerOptions {
-                compression: Compression::default(),
+                compression: Compressor::default(),
                 threads: 1,
                 mtime: 0,
             },

@@ -13,7 +13,7 @@ use std::process::Command;
 use common_registry::require_tool;
 use push_common::{build_image, PLATFORMS};
 use rcross::oci::{
-    entries_from_dir, Compression, FileSource, LayerEntry, LayerOptions, OciLayout,
+    entries_from_dir, Compressor, FileContent, LayerEntry, LayerOptions, OciLayout,
     MEDIA_TYPE_INDEX,
 };
 
@@ -46,7 +46,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn same_inputs_give_the_same_index_digest() {
-    for compression in [Compression::default(), Compression::Zstd { level: 3 }] {
+    for compression in [Compressor::default(), Compressor::Zstd { level: 3 }] {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let first = build_image(a.path(), "1", compression);
@@ -105,11 +105,11 @@ fn gnu_tar_and_zstd_read_our_layers() {
     let dir = tempfile::tempdir().unwrap();
     let layout = OciLayout::create(dir.path()).unwrap();
     let entries = [
-        LayerEntry::file("usr/bin/app", FileSource::Bytes(b"app".to_vec()), 0o755),
+        LayerEntry::file("usr/bin/app", FileContent::Bytes(b"app".to_vec()), 0o755),
         LayerEntry::symlink("bin", "usr/bin"),
         LayerEntry::file(
             format!("deep/{}/file", "d".repeat(120)),
-            FileSource::Bytes(b"long path".to_vec()),
+            FileContent::Bytes(b"long path".to_vec()),
             0o644,
         ),
     ];
@@ -146,7 +146,7 @@ fn gnu_tar_and_zstd_read_our_layers() {
             .write_layer(
                 &entries,
                 &LayerOptions {
-                    compression: Compression::Zstd { level: 3 },
+                    compression: Compressor::Zstd { level: 3 },
                     ..options.clone()
                 },
             )
@@ -164,7 +164,7 @@ fn skopeo_reads_our_layout_and_archive() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let built = build_image(dir.path(), "1", Compression::default());
+    let built = build_image(dir.path(), "1", Compressor::default());
     built.layout.tag(&built.index, "latest").unwrap();
     let index_bytes = built.layout.read_blob(&built.index.digest).unwrap();
     let layout_ref = format!("oci:{}:1", dir.path().display());

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common_registry::{sha256, FakeRegistry, RealRegistry, Reply};
 use push_common::{build_image, Fault, Proxy};
-use rcross::oci::Compression;
+use rcross::oci::Compressor;
 use rcross::registry::{Client, ClientOptions, DockerConfig, PushOptions, Reference};
 
 fn registry() -> RealRegistry {
@@ -138,7 +138,7 @@ fn twenty_pushes_through_twenty_percent_faults_all_land_the_clean_digest() {
     let started = Instant::now();
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();
-    let built = build_image(dir.path(), "1", Compression::default());
+    let built = build_image(dir.path(), "1", Compressor::default());
     let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     let tags = vec!["1".to_string()];
 
@@ -219,7 +219,7 @@ fn spawn_push(
 fn a_push_killed_at_a_random_moment_never_leaves_a_tag_on_an_incomplete_index() {
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();
-    build_image(dir.path(), "1", Compression::default());
+    build_image(dir.path(), "1", Compressor::default());
     let faults = Arc::new([0, 0, 0, 0].map(AtomicUsize::new));
     let seed = seed();
     // Faults slow the push down, so the kills land in every phase of it.
@@ -278,7 +278,7 @@ fn a_push_killed_at_a_random_moment_never_leaves_a_tag_on_an_incomplete_index() 
 fn the_retry_timeout_flag_bounds_how_long_a_push_keeps_retrying() {
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();
-    build_image(dir.path(), "1", Compression::default());
+    build_image(dir.path(), "1", Compressor::default());
     let proxy = Proxy::start(&registry.addr, |request, _| {
         if request.path() == "/v2/" {
             Fault::Pass
@@ -312,7 +312,7 @@ fn the_retry_timeout_flag_bounds_how_long_a_push_keeps_retrying() {
 fn a_failed_chunk_goes_on_at_the_offset_the_registry_confirms_or_in_a_new_session() {
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();
-    let built = build_image(dir.path(), "1", Compression::default());
+    let built = build_image(dir.path(), "1", Compressor::default());
     let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     // Only the 9 MiB layer goes up in chunks (4 + 4 + 1 MiB). Its second chunk is reset before
     // the registry sees it; the fourth PATCH sent is forwarded and its answer dropped.
@@ -375,7 +375,7 @@ fn a_failed_chunk_goes_on_at_the_offset_the_registry_confirms_or_in_a_new_sessio
 fn after_a_lost_answer_a_head_decides_and_nothing_is_sent_twice() {
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();
-    let built = build_image(dir.path(), "1", Compression::default());
+    let built = build_image(dir.path(), "1", Compressor::default());
     let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     // The first closing PUT of a blob upload and the index's PUT both reach the registry, which
     // stores them; their answers are lost.
@@ -455,7 +455,7 @@ fn a_manifest_cut_part_way_is_asked_for_again() {
 fn a_download_cut_mid_blob_resumes_with_range_and_checks_the_whole_digest() {
     let registry = registry();
     let dir = tempfile::tempdir().unwrap();
-    let built = build_image(dir.path(), "1", Compression::default());
+    let built = build_image(dir.path(), "1", Compressor::default());
     let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     let direct = client();
     direct

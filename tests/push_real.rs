@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common_registry::{require_tool, RealRegistry};
 use push_common::{build_image, Fault, Proxy};
-use rcross::oci::Compression;
+use rcross::oci::Compressor;
 use rcross::registry::{
     Client, ClientOptions, DockerConfig, PushOptions, Reference, RegistryError,
 };
@@ -87,7 +87,7 @@ fn push_lands_an_index_skopeo_reads_and_a_second_push_uploads_no_blob() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let built = build_image(dir.path(), "1", Compression::default());
+    let built = build_image(dir.path(), "1", Compressor::default());
     let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     let proxy = Proxy::start(&registry.addr, |_, _| Fault::Pass);
     let client = client(3);
@@ -204,7 +204,7 @@ fn faults_on_a_share_of_requests_still_end_with_the_same_digest() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let built = build_image(dir.path(), "1", Compression::default());
+    let built = build_image(dir.path(), "1", Compressor::default());
     let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     // The first and third chunk sent are reset and refused, so the chunked upload must recover;
     // besides, resets, 500s and 429s hit a tenth of all requests, whatever they are. (Each try
@@ -264,7 +264,7 @@ fn a_push_that_fails_part_way_tags_nothing() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let built = build_image(dir.path(), "1", Compression::default());
+    let built = build_image(dir.path(), "1", Compressor::default());
     let plan = rcross::registry::layout_push_plan(&built.layout, "1").unwrap();
     let broken = built.manifests[1].digest.clone();
     let proxy = Proxy::start(&registry.addr, move |request, _| {
@@ -308,7 +308,7 @@ fn zstd_images_push_and_copy() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let built = build_image(dir.path(), "z", Compression::Zstd { level: 3 });
+    let built = build_image(dir.path(), "z", Compressor::Zstd { level: 3 });
     let plan = rcross::registry::layout_push_plan(&built.layout, "z").unwrap();
     let target = reference(&registry.addr, "rcross/zstd");
     let report = client(3)

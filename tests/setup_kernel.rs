@@ -753,7 +753,7 @@ reg only-plain ''; check only_plain; clear
 /// be the one used, so one without F among them is refused, whatever the names' order.
 #[test]
 fn f_flag_check_without_the_kernel_order_requires_f_on_every_matching_entry() {
-    use rcross::binfmt::{Catalog, EntryKind, Flags, KernelEntry};
+    use rcross::binfmt::{BinfmtMatch, Catalog, Flags, KernelEntry};
     let catalog = Catalog::builtin().unwrap();
     let h = catalog
         .for_platform(&"linux/arm64".parse().unwrap())
@@ -766,7 +766,7 @@ fn f_flag_check_without_the_kernel_order_requires_f_on_every_matching_entry() {
             fix_binary,
             ..Flags::default()
         },
-        kind: EntryKind::Magic {
+        kind: BinfmtMatch::Magic {
             offset: h.offset,
             magic: h.magic.clone(),
             mask: Some(h.mask.clone()),

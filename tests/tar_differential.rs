@@ -12,7 +12,7 @@
 //! The second test is the exploit that made this a rule: a directory entry with a non-zero size
 //! whose "data" is a whole x86-64 program, which `rcross verify` must now see.
 
-use rcross::walk::tar::{read_tar, EntryKind};
+use rcross::walk::tar::{read_tar, TarEntryKind};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -173,16 +173,16 @@ fn sha(d: &[u8]) -> String {
         .collect()
 }
 
-fn kind_name(kind: EntryKind, typeflag: u8) -> String {
+fn kind_name(kind: TarEntryKind, typeflag: u8) -> String {
     match (kind, typeflag) {
-        (EntryKind::File, _) => "file".into(),
-        (EntryKind::Dir, _) => "dir".into(),
-        (EntryKind::Symlink, _) => "symlink".into(),
-        (EntryKind::Hardlink, _) => "hardlink".into(),
-        (EntryKind::Other, b'3') => "char".into(),
-        (EntryKind::Other, b'4') => "block".into(),
-        (EntryKind::Other, b'6') => "fifo".into(),
-        (EntryKind::Other, t) => format!("other:{}", t as char),
+        (TarEntryKind::File, _) => "file".into(),
+        (TarEntryKind::Dir, _) => "dir".into(),
+        (TarEntryKind::Symlink, _) => "symlink".into(),
+        (TarEntryKind::Hardlink, _) => "hardlink".into(),
+        (TarEntryKind::Other, b'3') => "char".into(),
+        (TarEntryKind::Other, b'4') => "block".into(),
+        (TarEntryKind::Other, b'6') => "fifo".into(),
+        (TarEntryKind::Other, t) => format!("other:{}", t as char),
     }
 }
 

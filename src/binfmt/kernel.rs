@@ -213,7 +213,7 @@ fn escape(bytes: &[u8]) -> String {
 
 /// What a kernel entry matches on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub enum BinfmtMatch {
     /// Bytes at an offset (`M` entries). `mask` is `None` when the entry compares all bits.
     Magic {
         offset: u32,
@@ -240,7 +240,7 @@ pub struct KernelEntry {
     pub enabled: bool,
     pub interpreter: String,
     pub flags: Flags,
-    pub kind: EntryKind,
+    pub kind: BinfmtMatch,
 }
 
 /// Why an entry's text could not be understood.
@@ -345,7 +345,7 @@ pub fn parse_kernel_entry(name: &str, text: &str) -> Result<KernelEntry, ParseEr
     let interpreter = interpreter.ok_or_else(|| missing("interpreter"))?;
     let flags = flags.ok_or_else(|| missing("flags:"))?;
     let kind = match (extension, magic) {
-        (Some(ext), None) if offset.is_none() && mask.is_none() => EntryKind::Extension(ext),
+        (Some(ext), None) if offset.is_none() && mask.is_none() => BinfmtMatch::Extension(ext),
         (Some(_), _) => {
             return Err(line_err(
                 text.trim(),
@@ -361,7 +361,7 @@ pub fn parse_kernel_entry(name: &str, text: &str) -> Result<KernelEntry, ParseEr
                     ));
                 }
             }
-            EntryKind::Magic {
+            BinfmtMatch::Magic {
                 offset: offset.ok_or_else(|| missing("offset"))?,
                 magic,
                 mask,
@@ -382,7 +382,7 @@ impl KernelEntry {
     /// What a magic entry compares; `None` for an extension entry.
     pub fn magic(&self) -> Option<EntryMagic<'_>> {
         match &self.kind {
-            EntryKind::Magic {
+            BinfmtMatch::Magic {
                 offset,
                 magic,
                 mask,
@@ -391,7 +391,7 @@ impl KernelEntry {
                 magic,
                 mask: mask.as_deref(),
             }),
-            EntryKind::Extension(_) => None,
+            BinfmtMatch::Extension(_) => None,
         }
     }
 
@@ -446,7 +446,7 @@ impl KernelEntry {
     /// `O`). The enabled state is not compared; a disabled but otherwise identical entry only
     /// needs enabling.
     pub fn identical(&self, h: &Handler, interpreter: &str, flags: &Flags) -> bool {
-        let EntryKind::Magic { mask, .. } = &self.kind else {
+        let BinfmtMatch::Magic { mask, .. } = &self.kind else {
             return false;
         };
         let mask_same = match mask {
@@ -500,9 +500,9 @@ pub fn binfmt_d_file(line: &str) -> String {
 }
 
 /// Hex of the bytes the entry compares, for messages.
-pub fn describe_kind(kind: &EntryKind) -> String {
+pub fn describe_kind(kind: &BinfmtMatch) -> String {
     match kind {
-        EntryKind::Magic {
+        BinfmtMatch::Magic {
             offset,
             magic,
             mask,
@@ -514,7 +514,7 @@ pub fn describe_kind(kind: &EntryKind) -> String {
             ),
             None => format!("magic {} at offset {offset}", to_hex(magic)),
         },
-        EntryKind::Extension(ext) => format!("extension .{ext}"),
+        BinfmtMatch::Extension(ext) => format!("extension .{ext}"),
     }
 }
 
@@ -723,7 +723,7 @@ extension .exe
         let h = handler("aarch64");
         assert_eq!(
             e.kind,
-            EntryKind::Magic {
+            BinfmtMatch::Magic {
                 offset: 0,
                 magic: h.magic.clone(),
                 mask: Some(h.mask.clone()),
@@ -858,7 +858,7 @@ mask ffffffffffffff00fffffffffffffffffeffffff
     #[test]
     fn parses_extension_entries() {
         let e = parse_kernel_entry("wine", WINE).unwrap();
-        assert_eq!(e.kind, EntryKind::Extension("exe".to_string()));
+        assert_eq!(e.kind, BinfmtMatch::Extension("exe".to_string()));
         assert_eq!(e.flags, Flags::default());
         assert_eq!(e.interpreter, "/usr/bin/wine");
         assert!(!e.same_format(&handler("x86_64")));

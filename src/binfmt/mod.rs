@@ -13,7 +13,7 @@ pub mod selftest;
 
 pub use catalog::{Catalog, CatalogError, Handler};
 pub use kernel::{
-    binfmt_d_file, magics_overlap, parse_kernel_entry, register_line, EncodeError, EntryKind,
+    binfmt_d_file, magics_overlap, parse_kernel_entry, register_line, BinfmtMatch, EncodeError,
     EntryMagic, Flags, KernelEntry, ParseError,
 };
 

@@ -44,7 +44,7 @@ pub fn entry_in_use<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binfmt::{EntryKind, Flags};
+    use crate::binfmt::{BinfmtMatch, Flags};
 
     fn entry(name: &str) -> KernelEntry {
         KernelEntry {
@@ -52,7 +52,7 @@ mod tests {
             enabled: true,
             interpreter: "/q".into(),
             flags: Flags::default(),
-            kind: EntryKind::Extension("x".into()),
+            kind: BinfmtMatch::Extension("x".into()),
         }
     }
 

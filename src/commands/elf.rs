@@ -2,7 +2,7 @@ use super::{image_failure, open_image, parse_target, Target};
 use crate::cli::ElfArgs;
 use crate::elf::{ElfInfo, Linkage};
 use crate::exit::{self, Failure};
-use crate::walk::{self, image::Record, Found};
+use crate::walk::{self, contents::Record, FileClass};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -94,16 +94,16 @@ pub fn run(args: ElfArgs, json: bool) -> exit::Result<u8> {
                 }
             }
             Target::Path(path) => {
-                walk::walk_path(&path, &mut |p: &str, found: Found| match found {
-                    Found::Elf(info) => rows.push(Row {
+                walk::walk_path(&path, &mut |p: &str, found: FileClass| match found {
+                    FileClass::Elf(info) => rows.push(Row {
                         path: p.to_string(),
                         image_platform: None,
                         info: *info,
                     }),
-                    Found::Corrupt(e) => errors.push(format!("corrupt ELF header in {p}: {e}")),
-                    Found::Unreadable(e) => errors.push(format!("cannot read {p}: {e}")),
-                    Found::NotElf => non_elf += 1,
-                    Found::Symlink(t) => {
+                    FileClass::Corrupt(e) => errors.push(format!("corrupt ELF header in {p}: {e}")),
+                    FileClass::Unreadable(e) => errors.push(format!("cannot read {p}: {e}")),
+                    FileClass::NotElf => non_elf += 1,
+                    FileClass::Symlink(t) => {
                         symlinks += 1;
                         if !json {
                             println!("{p}: symlink to {t} (not followed)");

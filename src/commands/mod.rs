@@ -21,11 +21,12 @@ use crate::binfmt;
 use crate::cli::{Cli, Command, ToolchainPaths};
 use crate::exit::{self, Failure};
 use crate::host::Host;
+use crate::image::LayoutSource;
 use crate::image::{ImageSource, SourceError};
 use crate::platform::{self, Platform};
 use crate::registry::{Client, Reference, RegistryImage};
 use crate::toolchain::{render::EnvInput, Catalog, Facts, Scope};
-use crate::walk::{ImageError, OciLayout};
+use crate::walk::ImageError;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -154,7 +155,7 @@ pub(crate) fn image_failure(e: ImageError) -> Failure {
 /// Docker config file, plain HTTP only for loopback registries).
 pub(crate) fn open_image(spec: &str) -> exit::Result<Box<dyn ImageSource>> {
     if spec.starts_with("oci:") {
-        let layout = OciLayout::from_spec(spec)
+        let layout = LayoutSource::from_spec(spec)
             .map_err(|e| Failure::usage(anyhow::anyhow!("{spec}: {e}")))?;
         return Ok(Box::new(layout));
     }

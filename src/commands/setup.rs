@@ -3,7 +3,7 @@ use crate::cli::SetupArgs;
 use crate::exit::{self, Failure};
 use crate::host::linux::LinuxHost;
 use crate::platform::Platform;
-use crate::setup::{self, Action, Options, Outcome, Plan, SelfTest, SetupError};
+use crate::setup::{self, Action, Options, SelfTest, SetupError, SetupOutcome, SetupPlan};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -12,7 +12,7 @@ struct Report<'a> {
     binfmt_misc: &'a std::path::Path,
     mounted: bool,
     uninstall: bool,
-    results: &'a [Outcome],
+    results: &'a [SetupOutcome],
     ok: bool,
 }
 
@@ -47,7 +47,7 @@ pub fn run(args: SetupArgs, json: bool) -> exit::Result<u8> {
     }
     let outcomes =
         setup::apply(&host, &plan, !args.no_test && !args.uninstall).map_err(Failure::env)?;
-    let ok = !outcomes.iter().any(Outcome::failed);
+    let ok = !outcomes.iter().any(SetupOutcome::failed);
     if json {
         super::print_json(&Report {
             host: facts.host_platform,
@@ -70,7 +70,7 @@ fn platforms(ps: &[Platform]) -> String {
         .join(", ")
 }
 
-fn print_dry_run(plan: &Plan) {
+fn print_dry_run(plan: &SetupPlan) {
     let dir = plan.binfmt_misc.display();
     if plan.mount {
         println!("mount -t binfmt_misc binfmt_misc {dir}");
@@ -122,7 +122,7 @@ fn describe(a: &Action) -> String {
     }
 }
 
-fn print_outcomes(plan: &Plan, outcomes: &[Outcome]) {
+fn print_outcomes(plan: &SetupPlan, outcomes: &[SetupOutcome]) {
     if plan.mount {
         println!("mounted binfmt_misc at {}", plan.binfmt_misc.display());
     }

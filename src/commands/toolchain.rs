@@ -4,7 +4,7 @@ use crate::exit::{self, Failure};
 use crate::host::linux::LinuxHost;
 use crate::host::Host;
 use crate::platform::Platform;
-use crate::toolchain::install::{self, InstallError, Part};
+use crate::toolchain::install::{self, ComponentState, InstallError};
 use crate::toolchain::render::{self, FileFormat};
 use crate::toolchain::{self, Catalog, Facts};
 use serde::Serialize;
@@ -157,11 +157,11 @@ fn list(paths: &ToolchainPaths, json: bool) -> exit::Result<u8> {
     Ok(exit::OK)
 }
 
-fn describe(p: &Part) -> String {
+fn describe(p: &ComponentState) -> String {
     match p {
-        Part::AlreadyInstalled(w) => format!("already installed: {w}"),
-        Part::Install(w) => format!("install {w}"),
-        Part::NotNeeded(w) => format!("not needed: {w}"),
+        ComponentState::AlreadyInstalled(w) => format!("already installed: {w}"),
+        ComponentState::Install(w) => format!("install {w}"),
+        ComponentState::NotNeeded(w) => format!("not needed: {w}"),
     }
 }
 

@@ -3,7 +3,7 @@ use crate::cli::VerifyArgs;
 use crate::elf::{self, Finding};
 use crate::exit::{self, Failure};
 use crate::platform::Platform;
-use crate::walk::{self, Found};
+use crate::walk::{self, FileClass};
 use serde::Serialize;
 
 /// Findings for one platform, from one argument.
@@ -23,7 +23,7 @@ struct Report {
     groups: Vec<Group>,
     non_elf_files: u64,
     symlinks: u64,
-    skipped_manifests: Vec<walk::image::Skipped>,
+    skipped_manifests: Vec<walk::contents::Skipped>,
 }
 
 pub fn run(args: VerifyArgs, json: bool) -> exit::Result<u8> {
@@ -68,20 +68,20 @@ pub fn run(args: VerifyArgs, json: bool) -> exit::Result<u8> {
                     findings: Vec::new(),
                 };
                 let (mut non_elf, mut symlinks) = (0u64, 0u64);
-                walk::walk_path(&path, &mut |p: &str, found: Found| match found {
-                    Found::Elf(info) => {
+                walk::walk_path(&path, &mut |p: &str, found: FileClass| match found {
+                    FileClass::Elf(info) => {
                         group.elf_files += 1;
                         group
                             .findings
                             .extend(elf::check(&info, &target).into_iter().map(|f| f.at(p)));
                     }
-                    Found::Corrupt(e) => {
+                    FileClass::Corrupt(e) => {
                         group.elf_files += 1;
                         group.findings.push(Finding::corrupt(p, &e));
                     }
-                    Found::Unreadable(e) => group.findings.push(Finding::unreadable(p, &e)),
-                    Found::NotElf => non_elf += 1,
-                    Found::Symlink(_) => symlinks += 1,
+                    FileClass::Unreadable(e) => group.findings.push(Finding::unreadable(p, &e)),
+                    FileClass::NotElf => non_elf += 1,
+                    FileClass::Symlink(_) => symlinks += 1,
                 })
                 .map_err(Failure::usage)?;
                 report.non_elf_files += non_elf;

@@ -22,12 +22,12 @@ const MAX_INDEX: u64 = 8 * 1024 * 1024;
 
 /// An OCI image layout on disk, optionally narrowed to one reference name (`oci:DIR:TAG`).
 #[derive(Debug, Clone)]
-pub struct OciLayout {
+pub struct LayoutSource {
     dir: PathBuf,
     reference: Option<String>,
 }
 
-impl OciLayout {
+impl LayoutSource {
     /// Open `dir`; with `reference`, the manifest whose `org.opencontainers.image.ref.name`
     /// annotation has that value is the root instead of the whole index.
     pub fn open(dir: &Path, reference: Option<&str>) -> Result<Self, SourceError> {
@@ -48,7 +48,7 @@ impl OciLayout {
                 message: "no imageLayoutVersion".into(),
             });
         }
-        Ok(OciLayout {
+        Ok(LayoutSource {
             dir: dir.to_path_buf(),
             reference: reference.map(str::to_string),
         })
@@ -122,7 +122,7 @@ impl OciLayout {
     }
 }
 
-impl ImageSource for OciLayout {
+impl ImageSource for LayoutSource {
     fn describe(&self) -> String {
         match &self.reference {
             Some(r) => format!("oci:{}:{r}", self.dir.display()),

@@ -9,6 +9,7 @@ use std::io::Read;
 
 pub mod digest;
 pub mod layout;
+pub use layout::LayoutSource;
 pub mod model;
 pub mod platform;
 pub mod resolve;

@@ -109,6 +109,19 @@ pub enum LayerCompression {
     Zstd,
 }
 
+impl LayerCompression {
+    /// A stream's compression from its first bytes (gzip's and zstd's magic numbers).
+    pub fn sniff(prefix: &[u8]) -> LayerCompression {
+        if prefix.starts_with(&[0x1f, 0x8b]) {
+            LayerCompression::Gzip
+        } else if prefix.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            LayerCompression::Zstd
+        } else {
+            LayerCompression::None
+        }
+    }
+}
+
 impl MediaKind {
     pub fn of(media_type: &str) -> MediaKind {
         match media_type {

@@ -6,8 +6,8 @@ use std::io::{self, BufWriter, Read, Write};
 
 use serde::Serialize;
 
+use super::documents::Descriptor;
 use super::error::OciError;
-use super::image::Descriptor;
 use super::layout::OciLayout;
 use crate::image::model::LayerCompression;
 use crate::image::{BlobFault, ImageConfig, ImageManifest, MediaKind, Sha256, VerifiedBlob};
@@ -213,7 +213,7 @@ impl OciLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::image::test_spec;
+    use crate::oci::documents::test_spec;
 
     #[test]
     fn copy_checks_digest_and_size() {

@@ -52,7 +52,7 @@ where
 {
     let threads = threads.max(1);
     let level = level.clamp(1, 9);
-    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 2);
+    let (job_tx, job_rx) = mpsc::sync_channel::<BlockJob>(threads * 2);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = mpsc::sync_channel::<Done>(threads * 2);
 
@@ -103,7 +103,7 @@ where
 }
 
 /// One block to compress, with the tail of the block before it.
-struct Job {
+struct BlockJob {
     seq: u64,
     block: Vec<u8>,
     dictionary: Vec<u8>,
@@ -115,7 +115,7 @@ struct BlockSink {
     seq: u64,
     /// The last [`DICTIONARY_SIZE`] bytes of the block sent last.
     dictionary: Vec<u8>,
-    tx: Option<mpsc::SyncSender<Job>>,
+    tx: Option<mpsc::SyncSender<BlockJob>>,
 }
 
 impl BlockSink {
@@ -132,7 +132,7 @@ impl BlockSink {
             .tx
             .as_ref()
             .ok_or_else(|| io::Error::other("the compressor is closed"))?;
-        tx.send(Job {
+        tx.send(BlockJob {
             seq: self.seq,
             block,
             dictionary,
@@ -186,7 +186,7 @@ fn write_member<W: Write>(mut sink: W, done: mpsc::Receiver<Done>) -> io::Result
     Ok(sink)
 }
 
-fn deflate_block(job: Job, level: u32) -> Done {
+fn deflate_block(job: BlockJob, level: u32) -> Done {
     let block = job.block.as_slice();
     let mut crc = crc32fast::Hasher::new();
     crc.update(block);

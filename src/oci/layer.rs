@@ -14,25 +14,25 @@ use super::{gzip, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD};
 
 /// How a layer is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub enum Compressor {
     /// gzip (the default: every client and registry reads it). Level 1–9.
     Gzip { level: u32 },
     /// zstd. Level 1–19. Smaller and faster, but older clients cannot read it.
     Zstd { level: i32 },
 }
 
-impl Default for Compression {
+impl Default for Compressor {
     fn default() -> Self {
-        Compression::Gzip { level: 6 }
+        Compressor::Gzip { level: 6 }
     }
 }
 
-impl Compression {
+impl Compressor {
     /// The layer media type this compression gives.
     pub fn media_type(&self) -> &'static str {
         match self {
-            Compression::Gzip { .. } => MEDIA_TYPE_LAYER_GZIP,
-            Compression::Zstd { .. } => MEDIA_TYPE_LAYER_ZSTD,
+            Compressor::Gzip { .. } => MEDIA_TYPE_LAYER_GZIP,
+            Compressor::Zstd { .. } => MEDIA_TYPE_LAYER_ZSTD,
         }
     }
 }
@@ -41,7 +41,7 @@ impl Compression {
 /// `threads`. The default: gzip level 6, one thread per core, mtime 0.
 #[derive(Debug, Clone, Default)]
 pub struct LayerOptions {
-    pub compression: Compression,
+    pub compression: Compressor,
     /// Compressing threads; 0 means one per core.
     pub threads: usize,
     /// Modification time of every entry, in seconds since the epoch (`SOURCE_DATE_EPOCH`, or 0).
@@ -64,16 +64,16 @@ pub fn source_date_epoch(value: Option<&str>) -> Result<u64, OciError> {
 
 /// Where a file's content comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileSource {
+pub enum FileContent {
     /// A file on disk, read while the layer is written.
     Path(PathBuf),
     Bytes(Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub enum LayerEntryKind {
     Directory,
-    File(FileSource),
+    File(FileContent),
     Symlink { target: String },
 }
 
@@ -82,15 +82,15 @@ pub enum EntryKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerEntry {
     pub path: String,
-    pub kind: EntryKind,
+    pub kind: LayerEntryKind,
     pub mode: Option<u32>,
 }
 
 impl LayerEntry {
-    pub fn file(path: impl Into<String>, source: FileSource, mode: u32) -> LayerEntry {
+    pub fn file(path: impl Into<String>, source: FileContent, mode: u32) -> LayerEntry {
         LayerEntry {
             path: path.into(),
-            kind: EntryKind::File(source),
+            kind: LayerEntryKind::File(source),
             mode: Some(mode),
         }
     }
@@ -98,7 +98,7 @@ impl LayerEntry {
     pub fn directory(path: impl Into<String>) -> LayerEntry {
         LayerEntry {
             path: path.into(),
-            kind: EntryKind::Directory,
+            kind: LayerEntryKind::Directory,
             mode: None,
         }
     }
@@ -106,7 +106,7 @@ impl LayerEntry {
     pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> LayerEntry {
         LayerEntry {
             path: path.into(),
-            kind: EntryKind::Symlink {
+            kind: LayerEntryKind::Symlink {
                 target: target.into(),
             },
             mode: None,
@@ -183,7 +183,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<LayerEntry>) -> Result<(), OciEr
             } else {
                 0o644
             };
-            out.push(LayerEntry::file(inside, FileSource::Path(path), mode));
+            out.push(LayerEntry::file(inside, FileContent::Path(path), mode));
         } else {
             return Err(OciError::UnsupportedFile {
                 path,
@@ -232,8 +232,8 @@ fn prepare(entries: &[LayerEntry]) -> Result<BTreeMap<String, &LayerEntry>, OciE
             });
         }
         if let Some(previous) = map.insert(path.clone(), entry) {
-            let both_dirs = matches!(previous.kind, EntryKind::Directory)
-                && matches!(entry.kind, EntryKind::Directory);
+            let both_dirs = matches!(previous.kind, LayerEntryKind::Directory)
+                && matches!(entry.kind, LayerEntryKind::Directory);
             if !both_dirs || previous.mode != entry.mode {
                 return Err(OciError::InvalidEntry {
                     path: path.clone(),
@@ -259,15 +259,15 @@ pub fn write_layer<W: Write + Send>(
     let mut hashing = HashingWriter::new(out);
     let mut diff = Sha256Count::default();
     let produce = |sink: &mut dyn Write| -> Result<(), OciError> {
-        let mut tee = Tee {
-            hash: &mut diff,
-            inner: sink,
-        };
-        write_tar(&entries, options.mtime, &mut tee)
+        // The uncompressed tar's hash and size: the diff ID.
+        let mut tar = HashingWriter::new(sink);
+        write_tar(&entries, options.mtime, &mut tar)?;
+        diff = tar.hash;
+        Ok(())
     };
     match options.compression {
-        Compression::Gzip { level } => gzip::compress(level, threads, &mut hashing, produce)?,
-        Compression::Zstd { level } => zstd_compress(level, threads, &mut hashing, produce)?,
+        Compressor::Gzip { level } => gzip::compress(level, threads, &mut hashing, produce)?,
+        Compressor::Zstd { level } => zstd_compress(level, threads, &mut hashing, produce)?,
     };
     let (digest, size) = (hashing.hash.digest(), hashing.hash.count);
     let layer = Layer {
@@ -330,8 +330,8 @@ fn zstd_compress<W: Write>(
 /// Mode bits of an entry, with the defaults.
 fn mode_of(entry: &LayerEntry) -> u32 {
     entry.mode.unwrap_or(match entry.kind {
-        EntryKind::File(_) => 0o644,
-        EntryKind::Directory | EntryKind::Symlink { .. } => 0o755,
+        LayerEntryKind::File(_) => 0o644,
+        LayerEntryKind::Directory | LayerEntryKind::Symlink { .. } => 0o755,
     })
 }
 
@@ -363,7 +363,7 @@ fn write_tar(
             }
             parent.push_str(component);
             if let Some(above) = entries.get(&parent) {
-                if !matches!(above.kind, EntryKind::Directory) {
+                if !matches!(above.kind, LayerEntryKind::Directory) {
                     return Err(OciError::InvalidEntry {
                         path: path.clone(),
                         reason: format!(
@@ -382,13 +382,13 @@ fn write_tar(
         written.insert(path.clone());
         let mode = mode_of(entry);
         match &entry.kind {
-            EntryKind::Directory => {
+            LayerEntryKind::Directory => {
                 let mut header = base_header(tar::EntryType::Directory, mode, mtime);
                 builder
                     .append_data(&mut header, format!("{path}/"), io::empty())
                     .map_err(sink_error)?;
             }
-            EntryKind::Symlink { target } => {
+            LayerEntryKind::Symlink { target } => {
                 if target.is_empty() || target.contains('\0') {
                     return Err(OciError::InvalidEntry {
                         path: path.clone(),
@@ -400,14 +400,14 @@ fn write_tar(
                     .append_link(&mut header, path, target)
                     .map_err(sink_error)?;
             }
-            EntryKind::File(FileSource::Bytes(bytes)) => {
+            LayerEntryKind::File(FileContent::Bytes(bytes)) => {
                 let mut header = base_header(tar::EntryType::Regular, mode, mtime);
                 header.set_size(bytes.len() as u64);
                 builder
                     .append_data(&mut header, path, bytes.as_slice())
                     .map_err(sink_error)?;
             }
-            EntryKind::File(FileSource::Path(source)) => {
+            LayerEntryKind::File(FileContent::Path(source)) => {
                 let file =
                     std::fs::File::open(source).map_err(|e| OciError::io("reading", source, e))?;
                 let size = file
@@ -525,24 +525,6 @@ impl Sha256Count {
     }
 }
 
-/// Hashes what passes through to `inner`.
-struct Tee<'a> {
-    hash: &'a mut Sha256Count,
-    inner: &'a mut dyn Write,
-}
-
-impl Write for Tee<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// A writer that hashes and counts what it writes.
 pub(crate) struct HashingWriter<W> {
     inner: W,
@@ -604,8 +586,8 @@ mod tests {
     #[test]
     fn entries_are_sorted_with_parents_and_fixed_metadata() {
         let entries = vec![
-            LayerEntry::file("/usr/bin/b", FileSource::Bytes(b"bb".to_vec()), 0o755),
-            LayerEntry::file("etc/a.conf", FileSource::Bytes(b"a".to_vec()), 0o644),
+            LayerEntry::file("/usr/bin/b", FileContent::Bytes(b"bb".to_vec()), 0o755),
+            LayerEntry::file("etc/a.conf", FileContent::Bytes(b"a".to_vec()), 0o644),
             LayerEntry::symlink("usr/bin/c", "b"),
         ];
         let options = LayerOptions {
@@ -657,13 +639,10 @@ mod tests {
     fn diff_id_alone_matches_the_written_layer() {
         let big: Vec<u8> = (0..1_500_000u32).map(|i| (i % 253) as u8).collect();
         let entries = vec![
-            LayerEntry::file("usr/bin/app", FileSource::Bytes(big), 0o755),
+            LayerEntry::file("usr/bin/app", FileContent::Bytes(big), 0o755),
             LayerEntry::symlink("usr/bin/b", "app"),
         ];
-        for compression in [
-            Compression::Gzip { level: 6 },
-            Compression::Zstd { level: 3 },
-        ] {
+        for compression in [Compressor::Gzip { level: 6 }, Compressor::Zstd { level: 3 }] {
             let options = LayerOptions {
                 compression,
                 threads: 2,
@@ -685,11 +664,11 @@ mod tests {
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let entries = vec![LayerEntry::file(
             "big",
-            FileSource::Bytes(big.clone()),
+            FileContent::Bytes(big.clone()),
             0o644,
         )];
         let options = |threads| LayerOptions {
-            compression: Compression::Zstd { level: 3 },
+            compression: Compressor::Zstd { level: 3 },
             threads,
             mtime: 0,
         };
@@ -703,7 +682,7 @@ mod tests {
 
     #[test]
     fn bad_entries_are_named() {
-        let bytes = || FileSource::Bytes(Vec::new());
+        let bytes = || FileContent::Bytes(Vec::new());
         for (entries, needle) in [
             (vec![LayerEntry::file("../x", bytes(), 0o644)], ".."),
             (vec![LayerEntry::file("/", bytes(), 0o644)], "root"),
@@ -728,7 +707,7 @@ mod tests {
         }
         let missing = vec![LayerEntry::file(
             "x",
-            FileSource::Path("/nonexistent/rcross".into()),
+            FileContent::Path("/nonexistent/rcross".into()),
             0o644,
         )];
         let e = write_layer(&missing, &LayerOptions::default(), Vec::new()).unwrap_err();

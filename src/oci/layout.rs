@@ -11,8 +11,8 @@ use crate::image::layout::{remote_blob_source, RemoteBlobs, REMOTE_BLOBS_FILE};
 use crate::image::model::REF_NAME_ANNOTATION;
 use crate::image::{BlobFault, ImageIndex, VerifiedBlob};
 
+use super::documents::{build_image, image_index, Descriptor, ImageSpec};
 use super::error::OciError;
-use super::image::{build_image, image_index, Descriptor, ImageSpec};
 use super::layer::{write_layer, Layer, LayerEntry, LayerOptions};
 use super::{MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 
@@ -367,7 +367,11 @@ fn validate_ref_name(name: &str) -> Result<(), String> {
 /// A layer of one small file written into `layout`, for tests.
 #[cfg(test)]
 pub(crate) fn test_layer(layout: &OciLayout, name: &str) -> Layer {
-    let file = LayerEntry::file(name, super::layer::FileSource::Bytes(b"hi".to_vec()), 0o755);
+    let file = LayerEntry::file(
+        name,
+        super::layer::FileContent::Bytes(b"hi".to_vec()),
+        0o755,
+    );
     layout
         .write_layer(&[file], &LayerOptions::default())
         .unwrap()
@@ -381,7 +385,7 @@ pub(crate) fn test_two_platform_layout(dir: &Path) -> (OciLayout, Descriptor) {
     let layer = test_layer(&layout, "hello");
     let mut manifests = Vec::new();
     for platform in ["linux/amd64", "linux/arm/v7"] {
-        let spec = super::image::test_spec(platform, vec![layer.clone()]);
+        let spec = super::documents::test_spec(platform, vec![layer.clone()]);
         manifests.push(layout.write_image(&spec).unwrap());
     }
     let index = layout.write_index(&manifests, &BTreeMap::new()).unwrap();

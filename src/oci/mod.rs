@@ -12,24 +12,24 @@
 //! add derive_builder, getset and strum to a build that shares two cores.
 
 mod docker;
+pub(crate) mod documents;
 mod error;
 mod gzip;
-pub(crate) mod image;
 mod layer;
 pub(crate) mod layout;
 
 pub use crate::image::layout::{missing_blob_message, remote_blob_source, REMOTE_BLOBS_FILE};
 pub use crate::image::model::REF_NAME_ANNOTATION;
 pub use crate::image::sha256_digest;
-pub use error::OciError;
-pub use gzip::GZIP_BLOCK_SIZE;
-pub use image::{
+pub use documents::{
     image_config, image_index, image_manifest, rfc3339_utc, Descriptor, History, ImageSpec,
     OciPlatform, RunConfig,
 };
+pub use error::OciError;
+pub use gzip::GZIP_BLOCK_SIZE;
 pub use layer::{
-    diff_id, entries_from_dir, source_date_epoch, write_layer, Compression, EntryKind, FileSource,
-    Layer, LayerEntry, LayerOptions,
+    diff_id, entries_from_dir, source_date_epoch, write_layer, Compressor, FileContent, Layer,
+    LayerEntry, LayerEntryKind, LayerOptions,
 };
 #[cfg(test)]
 pub(crate) use layout::test_two_platform_layout;

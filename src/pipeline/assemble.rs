@@ -11,7 +11,7 @@ use super::verify::Verified;
 use super::{Base, Job, Output, Reporter};
 use crate::exit::{self, Failure};
 use crate::oci::{
-    self, Descriptor, FileSource, History, ImageSpec, LayerEntry, LayerOptions, OciLayout,
+    self, Descriptor, FileContent, History, ImageSpec, LayerEntry, LayerOptions, OciLayout,
     RunConfig,
 };
 use crate::platform::Platform;
@@ -248,14 +248,14 @@ fn write_layers(
     for w in &warnings {
         reporter.line(&format!("warning: {w}"));
     }
-    let outcomes: Vec<&reuse::Outcome> = written.iter().map(|(_, o)| o).collect();
+    let outcomes: Vec<&reuse::LayerOutcome> = written.iter().map(|(_, o)| o).collect();
     for line in reuse::summary(&outcomes) {
         reporter.line(&line);
     }
     let mut reused = Vec::new();
     let mut layers = Vec::new();
     for ((layer, outcome), platform) in written.into_iter().zip(platforms) {
-        if let reuse::Outcome::Reused { from, stored } = outcome {
+        if let reuse::LayerOutcome::Reused { from, stored } = outcome {
             reused.push(ReusedLayer {
                 platform: *platform,
                 digest: layer.digest.clone(),
@@ -289,7 +289,7 @@ fn layer_entries(placed: &[Placed]) -> Vec<LayerEntry> {
     entries.extend(placed.iter().map(|a| {
         LayerEntry::file(
             a.target.trim_start_matches('/'),
-            FileSource::Path(a.source.clone()),
+            FileContent::Path(a.source.clone()),
             a.mode,
         )
     }));

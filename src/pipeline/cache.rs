@@ -59,7 +59,7 @@ pub struct BuildCache {
 
 /// What one platform's host build sees, besides the project files.
 #[derive(Debug, Clone)]
-pub struct Request<'a> {
+pub struct CacheInputs<'a> {
     /// [`BuildCache::project_digest`] of the project directory.
     pub project_digest: &'a str,
     pub command: &'a str,
@@ -72,7 +72,7 @@ pub struct Request<'a> {
 
 /// The answer of [`BuildCache::restore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
+pub enum CacheLookup {
     /// The stored tree was checked against its digest and copied into the output directory.
     Hit,
     Miss,
@@ -467,7 +467,7 @@ impl BuildCache {
     }
 
     /// The key of one platform's build.
-    pub fn key(&self, req: &Request) -> Result<String, CacheError> {
+    pub fn key(&self, req: &CacheInputs) -> Result<String, CacheError> {
         let mut h = Sha256::new();
         field(&mut h, FORMAT.as_bytes());
         field(&mut h, req.project_digest.as_bytes());
@@ -500,10 +500,10 @@ impl BuildCache {
 
     /// Fill the (empty or missing) output directory `out` from the entry `key`, after checking
     /// the stored tree against its digest. A corrupt entry is removed.
-    pub fn restore(&self, key: &str, out: &Path) -> Result<Lookup, CacheError> {
+    pub fn restore(&self, key: &str, out: &Path) -> Result<CacheLookup, CacheError> {
         let entry = self.entry(key);
         if !entry.is_dir() {
-            return Ok(Lookup::Miss);
+            return Ok(CacheLookup::Miss);
         }
         let meta: Option<Meta> = std::fs::read(entry.join("meta.json"))
             .ok()
@@ -523,7 +523,7 @@ impl BuildCache {
         };
         if let Some(why) = verdict {
             let _ = std::fs::remove_dir_all(&entry);
-            return Ok(Lookup::Corrupt(why));
+            return Ok(CacheLookup::Corrupt(why));
         }
         if out.exists() {
             std::fs::remove_dir_all(out).map_err(io("empty", out))?;
@@ -531,7 +531,7 @@ impl BuildCache {
         copy_tree(&tree, out, true)?;
         // LRU order for pruning: the time of the last use.
         let _ = std::fs::write(entry.join("used"), now_ns().to_string());
-        Ok(Lookup::Hit)
+        Ok(CacheLookup::Hit)
     }
 
     /// Store `out` as the entry `key`: written under tmp/, then renamed into place, so a
@@ -629,7 +629,7 @@ pub enum CacheUse {
 /// `build` (which fills `out`) and, when it succeeds, store `out`.
 pub fn run_cached<E>(
     cache: &BuildCache,
-    req: &Request,
+    req: &CacheInputs,
     out: &Path,
     build: impl FnOnce() -> Result<f64, E>,
 ) -> (Result<f64, E>, CacheUse) {
@@ -638,9 +638,9 @@ pub fn run_cached<E>(
         Err(e) => return (build(), CacheUse::Error(e.to_string())),
     };
     let mut used = match cache.restore(&key, out) {
-        Ok(Lookup::Hit) => return (Ok(0.0), CacheUse::Hit),
-        Ok(Lookup::Miss) => CacheUse::Miss,
-        Ok(Lookup::Corrupt(why)) => CacheUse::Corrupt(why),
+        Ok(CacheLookup::Hit) => return (Ok(0.0), CacheUse::Hit),
+        Ok(CacheLookup::Miss) => CacheUse::Miss,
+        Ok(CacheLookup::Corrupt(why)) => CacheUse::Corrupt(why),
         Err(e) => CacheUse::Error(e.to_string()),
     };
     let r = build();
@@ -773,7 +773,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             cache.restore("k1", &o.path().join("again")).unwrap(),
-            Lookup::Hit
+            CacheLookup::Hit
         );
         assert_eq!(
             std::fs::read_to_string(o.path().join("again/bin/hello")).unwrap(),
@@ -781,16 +781,16 @@ mod tests {
         );
         assert_eq!(
             cache.restore("k2", &o.path().join("x")).unwrap(),
-            Lookup::Miss
+            CacheLookup::Miss
         );
         std::fs::write(c.path().join("entries/k1/tree/bin/hello"), "ELF!").unwrap();
         assert!(matches!(
             cache.restore("k1", &o.path().join("y")).unwrap(),
-            Lookup::Corrupt(_)
+            CacheLookup::Corrupt(_)
         ));
         assert_eq!(
             cache.restore("k1", &o.path().join("z")).unwrap(),
-            Lookup::Miss
+            CacheLookup::Miss
         );
     }
 

@@ -60,7 +60,7 @@ const DEV_LINKS: &[(&str, &str)] = &[
 pub struct ChrootOptions {
     /// The binfmt_misc mount whose handlers foreign jobs need.
     pub binfmt_misc: PathBuf,
-    /// Unpacked roots, one per manifest digest (see [`rootfs::default_cache_dir`]).
+    /// CachedRoot roots, one per manifest digest (see [`rootfs::default_cache_dir`]).
     pub cache: PathBuf,
     /// Per-job roots, deleted after each job; on the cache's filesystem so copies are cheap.
     pub work: PathBuf,
@@ -283,7 +283,7 @@ impl ChrootRunner {
         &self,
         job: &ContainerJob,
         log: &mut (dyn Write + Send),
-    ) -> Result<Unpacked, RunnerError> {
+    ) -> Result<CachedRoot, RunnerError> {
         let image_err = image_error(job);
         match &job.image {
             BuildImage::Layout {
@@ -291,9 +291,9 @@ impl ChrootRunner {
                 reference,
                 manifest,
             } => {
-                let layout = crate::walk::OciLayout::open(dir, reference.as_deref())
+                let layout = crate::image::LayoutSource::open(dir, reference.as_deref())
                     .map_err(|e| image_err(e.to_string()))?;
-                let pinned = Pinned {
+                let pinned = OneManifest {
                     inner: &layout,
                     manifest,
                 };
@@ -352,7 +352,7 @@ impl ChrootRunner {
 }
 
 /// A cached root and the image config's environment.
-struct Unpacked {
+struct CachedRoot {
     root: PathBuf,
     image_env: Vec<String>,
 }
@@ -363,7 +363,7 @@ impl ChrootRunner {
         source: &dyn ImageSource,
         job: &ContainerJob,
         log: &mut (dyn Write + Send),
-    ) -> Result<Unpacked, RunnerError> {
+    ) -> Result<CachedRoot, RunnerError> {
         let image_err = image_error(job);
         let parts = super::base::resolve(source, &[job.platform])
             .map_err(|e| image_err(base_message(e)))?;
@@ -396,7 +396,7 @@ impl ChrootRunner {
                 cached.stats.special_examples.join(", ")
             );
         }
-        Ok(Unpacked {
+        Ok(CachedRoot {
             root: cached.root,
             image_env: part.run.env,
         })
@@ -438,12 +438,12 @@ impl Drop for JobDir {
 
 /// A layout narrowed to one manifest: its root is that manifest, so resolution takes exactly
 /// the image the plan chose.
-struct Pinned<'a> {
+struct OneManifest<'a> {
     inner: &'a dyn ImageSource,
     manifest: &'a str,
 }
 
-impl ImageSource for Pinned<'_> {
+impl ImageSource for OneManifest<'_> {
     fn describe(&self) -> String {
         self.inner.describe()
     }
@@ -704,7 +704,7 @@ mod enter {
     /// Everything the job's processes need, prepared before `clone`: from there to `exec` only
     /// system calls run (no allocation, no locks, no libc wrappers that keep process state),
     /// as is required in the child of a threaded process.
-    struct Plan {
+    struct ChildPlan {
         /// The directory holding the root, absolute; entered while the job still has rcross's
         /// ids (its ancestors, e.g. /root, may be closed to the job's).
         job_dir: CString,
@@ -768,8 +768,8 @@ mod enter {
             .collect()
     }
 
-    impl Plan {
-        fn new(cmd: &ChrootCommand) -> Result<Plan, RunnerError> {
+    impl ChildPlan {
+        fn new(cmd: &ChrootCommand) -> Result<ChildPlan, RunnerError> {
             let job_dir = cmd.root.parent().unwrap_or(Path::new("/"));
             let root_name = cmd.root.file_name().unwrap_or_default();
             let root = Path::new("");
@@ -827,7 +827,7 @@ mod enter {
                 .iter()
                 .map(|(k, v)| cstring(&format!("the variable {k}"), format!("{k}={v}").as_bytes()))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Plan {
+            Ok(ChildPlan {
                 job_dir: cpath(job_dir)?,
                 root: cpath(Path::new(root_name))?,
                 proc_dir: cpath(&root.join("proc"))?,
@@ -1176,7 +1176,7 @@ mod enter {
         cmd: &ChrootCommand,
         log: &mut (dyn Write + Send),
     ) -> Result<JobExit, RunnerError> {
-        let plan = Plan::new(cmd)?;
+        let plan = ChildPlan::new(cmd)?;
         let pipe = |what| nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| other(what)(e.into()));
         let (out_r, out_w): (OwnedFd, OwnedFd) = pipe("creating the output pipe")?;
         let (step_r, step_w): (OwnedFd, OwnedFd) = pipe("creating the error pipe")?;
@@ -1339,8 +1339,8 @@ mod enter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binfmt::{Catalog, EntryKind, Flags, KernelEntry};
-    use crate::oci::{FileSource, ImageSpec, LayerEntry, LayerOptions, RunConfig};
+    use crate::binfmt::{BinfmtMatch, Catalog, Flags, KernelEntry};
+    use crate::oci::{FileContent, ImageSpec, LayerEntry, LayerOptions, RunConfig};
     use std::sync::{Arc, Mutex};
 
     fn arm64() -> Platform {
@@ -1366,7 +1366,7 @@ mod tests {
                     fix_binary,
                     ..Flags::default()
                 },
-                kind: EntryKind::Magic {
+                kind: BinfmtMatch::Magic {
                     offset: h.offset,
                     magic: h.magic.clone(),
                     mask: Some(h.mask.clone()),
@@ -1447,10 +1447,10 @@ mod tests {
         let layer = layout
             .write_layer(
                 &[
-                    LayerEntry::file("bin/sh", FileSource::Bytes(b"\x7fELF".to_vec()), 0o755),
+                    LayerEntry::file("bin/sh", FileContent::Bytes(b"\x7fELF".to_vec()), 0o755),
                     LayerEntry::file(
                         "etc/os-release",
-                        FileSource::Bytes(b"ID=test\n".to_vec()),
+                        FileContent::Bytes(b"ID=test\n".to_vec()),
                         0o644,
                     ),
                 ],

@@ -42,7 +42,7 @@ pub struct Project {
     pub base: String,
     pub build: BuildStep,
     pub artifacts: Vec<Artifact>,
-    pub image: ImageConfig,
+    pub image: ImageSection,
     /// `[builders]`: platforms built natively on another Docker engine, by endpoint as written
     /// (`unix://…`, `tcp://HOST:PORT`, `ssh://USER@HOST`).
     pub builders: BTreeMap<Platform, String>,
@@ -113,7 +113,7 @@ pub struct Artifact {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageConfig {
+pub struct ImageSection {
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
     /// KEY=VALUE, sorted by name (reproducible configs).
@@ -479,7 +479,7 @@ fn artifact(file: &ProjectText, a: &RawArtifact) -> Result<Artifact, ConfigError
 }
 
 /// `[config]`: the image's runtime configuration.
-fn image_config(file: &ProjectText, c: RawConfig) -> Result<ImageConfig, ConfigError> {
+fn image_config(file: &ProjectText, c: RawConfig) -> Result<ImageSection, ConfigError> {
     let mut env = Vec::new();
     if let Some(e) = &c.env {
         for (k, v) in e.get_ref() {
@@ -516,7 +516,7 @@ fn image_config(file: &ProjectText, c: RawConfig) -> Result<ImageConfig, ConfigE
             ));
         }
     }
-    Ok(ImageConfig {
+    Ok(ImageSection {
         entrypoint: c.entrypoint,
         cmd: c.cmd,
         env,

@@ -26,7 +26,7 @@ pub struct Loaded {
 }
 
 /// The platform `--load` takes, decided before anything is built.
-pub struct Loader {
+pub struct LoadPlan {
     platform: Platform,
     engine: DockerEngine,
 }
@@ -72,7 +72,7 @@ pub fn repo_tags(tags: &[Reference], name: &str) -> Vec<String> {
 
 /// Chooses the platform (a usage error when it cannot) and connects to the local engine, so an
 /// unreachable engine stops the build before it starts.
-pub fn prepare(built: &[Platform]) -> exit::Result<Loader> {
+pub fn prepare(built: &[Platform]) -> exit::Result<LoadPlan> {
     let host = crate::detect::host_platform(&crate::host::linux::LinuxHost).ok();
     let platform = choose(built, host).map_err(|m| Failure::usage(anyhow::anyhow!(m)))?;
     let endpoint =
@@ -81,10 +81,10 @@ pub fn prepare(built: &[Platform]) -> exit::Result<Loader> {
         code: e.exit_code(),
         error: anyhow::anyhow!("--load: {e}"),
     })?;
-    Ok(Loader { platform, engine })
+    Ok(LoadPlan { platform, engine })
 }
 
-impl Loader {
+impl LoadPlan {
     pub fn platform(&self) -> Platform {
         self.platform
     }
@@ -154,7 +154,7 @@ impl Loader {
 /// `manifests` are the built platforms and their manifests, in the same order; `repo_tags` the
 /// names (see [`repo_tags`]).
 pub fn load_built(
-    loader: &Loader,
+    loader: &LoadPlan,
     layout: &OciLayout,
     platforms: &[Platform],
     manifests: &[Descriptor],

@@ -95,7 +95,7 @@ pub struct Services<'a> {
     /// What the registry already has, being read (with `--push`).
     pub reuse: Option<reuse::Pending>,
     /// The engine to `--load` into.
-    pub loader: Option<&'a load::Loader>,
+    pub loader: Option<&'a load::LoadPlan>,
 }
 
 /// The whole build on this host: stages 1 and 2, the runners connected, then [`execute`].

@@ -4,7 +4,7 @@
 //! `--json` output) is written to `--metadata-file` and `--digest-file`.
 
 use super::assemble::Assembled;
-use super::load::{self, Loaded, Loader};
+use super::load::{self, LoadPlan, Loaded};
 use super::{Base, Job, Output, Reporter};
 use crate::elf::Finding;
 use crate::exit::{self, Failure};
@@ -121,7 +121,7 @@ pub fn publish(
     job: &Job,
     assembled: Assembled,
     base: Option<&Base>,
-    loader: Option<&Loader>,
+    loader: Option<&LoadPlan>,
     reporter: &dyn Reporter,
 ) -> exit::Result<Metadata> {
     write_archive(job, &assembled)?;

@@ -7,12 +7,11 @@ use super::config::{self, ContainerPolicy, Project};
 use super::Reporter;
 use crate::exit::{self, Failure};
 use crate::image::ImageSource;
-use crate::oci::{self, Compression};
+use crate::oci::{self, Compressor};
 use crate::platform::Platform;
 use crate::registry::{Client, Reference, RegistryImage};
 use crate::tags::Computed;
 use crate::toolchain::plan::Lang;
-use crate::walk;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -90,7 +89,7 @@ pub struct Job {
     /// stage gives it a `.gitignore` holding `*`, so it never shows up as untracked.
     pub state_dir: Option<PathBuf>,
     pub epoch: u64,
-    pub compression: Compression,
+    pub compression: Compressor,
     /// `--build-arg`s, added to every platform's environment.
     pub build_args: Vec<(String, String)>,
     pub policy: ContainerPolicy,
@@ -345,10 +344,10 @@ fn parse_build_args(args: &[String]) -> exit::Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn parse_compression(compression: &str) -> exit::Result<Compression> {
+fn parse_compression(compression: &str) -> exit::Result<Compressor> {
     match compression {
-        "gzip" => Ok(Compression::Gzip { level: 6 }),
-        "zstd" => Ok(Compression::Zstd { level: 3 }),
+        "gzip" => Ok(Compressor::Gzip { level: 6 }),
+        "zstd" => Ok(Compressor::Zstd { level: 3 }),
         other => Err(Failure::usage(anyhow::anyhow!(
             "--compression {other:?}: use gzip or zstd"
         ))),
@@ -418,7 +417,7 @@ pub fn open_base(job: &Job) -> exit::Result<Option<BaseImage>> {
     }
     if let Some(rest) = spec.strip_prefix("oci:") {
         let full = format!("oci:{}", job.dir.join(rest).display());
-        let layout = walk::OciLayout::from_spec(&full)
+        let layout = crate::image::LayoutSource::from_spec(&full)
             .map_err(|e| Failure::usage(base_field(project, &e)))?;
         return Ok(Some(BaseImage {
             source: Box::new(layout),

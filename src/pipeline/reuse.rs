@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 
 use crate::image::model::oci_layer_media_type;
 use crate::image::{self, ReadError, ResolveLimits, SourceError, MAX_DOCUMENT};
-use crate::oci::{self, Compression, Layer, LayerEntry, LayerOptions, OciError, OciLayout};
+use crate::oci::{self, Compressor, Layer, LayerEntry, LayerOptions, OciError, OciLayout};
 use crate::registry::{Client, Reference, RegistryImage};
 /// Image manifests read per reference (an index's platforms, nested indexes included).
 const MAX_MANIFESTS: usize = 64;
@@ -55,7 +55,7 @@ pub struct ReuseSource {
 
 /// A compressed blob a registry has, and what it decompresses to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Known {
+pub struct RegistryLayer {
     pub media_type: String,
     pub digest: String,
     pub size: u64,
@@ -66,13 +66,13 @@ pub struct Known {
 /// diff_id → a compressed blob of the requested compression that a registry has.
 #[derive(Debug, Default, Clone)]
 pub struct ReuseMap {
-    by_diff_id: BTreeMap<String, Known>,
+    by_diff_id: BTreeMap<String, RegistryLayer>,
     /// The references that contributed, as written.
     pub sources: Vec<String>,
 }
 
 impl ReuseMap {
-    pub fn get(&self, diff_id: &str) -> Option<&Known> {
+    pub fn get(&self, diff_id: &str) -> Option<&RegistryLayer> {
         self.by_diff_id.get(diff_id)
     }
 
@@ -99,7 +99,7 @@ pub struct Pending {
 }
 
 /// Starts reading `sources` on another thread; [`Pending::finish`] waits for the result.
-pub fn start(client: Client, sources: Vec<ReuseSource>, compression: Compression) -> Pending {
+pub fn start(client: Client, sources: Vec<ReuseSource>, compression: Compressor) -> Pending {
     let reader = client.clone();
     Pending {
         handle: std::thread::spawn(move || gather(&reader, &sources, compression)),
@@ -132,7 +132,7 @@ impl Pending {
 
 /// Reads every source (in order; the first source that names a diff_id wins) into a map of the
 /// blobs of `compression`. Never fails: a source that cannot be read adds a warning.
-pub fn gather(client: &Client, sources: &[ReuseSource], compression: Compression) -> Gathered {
+pub fn gather(client: &Client, sources: &[ReuseSource], compression: Compressor) -> Gathered {
     let mut out = Gathered::default();
     let mut seen: Vec<&Reference> = Vec::new();
     for source in sources {
@@ -199,8 +199,8 @@ fn is_sha256(digest: &str) -> bool {
 fn read_source(
     client: &Client,
     reference: &Reference,
-    compression: Compression,
-) -> Result<Vec<(String, Known)>, Unusable> {
+    compression: Compressor,
+) -> Result<Vec<(String, RegistryLayer)>, Unusable> {
     let image = RegistryImage::new(client.clone(), reference.clone());
     // The root first, to tell a tag that does not exist (yet) from a registry that fails.
     image.root_manifest().map_err(|e| match e.status() {
@@ -267,7 +267,7 @@ fn read_source(
             }
             out.push((
                 diff_id.clone(),
-                Known {
+                RegistryLayer {
                     media_type: wanted.to_string(),
                     digest: layer.digest,
                     size: layer.size,
@@ -290,7 +290,7 @@ pub struct Reuser {
 
 /// What happened to one layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum LayerOutcome {
     /// Compressed here (new content, or no map).
     Compressed,
     /// A blob the registry has, used without compressing: `stored` when it is in the layout
@@ -313,21 +313,21 @@ pub fn write_layers(
     options: &LayerOptions,
     reuser: Option<&Reuser>,
     warnings: &mut Vec<String>,
-) -> Result<Vec<(Layer, Outcome)>, OciError> {
-    let mut slots: Vec<Option<(Layer, Outcome)>> = layers.iter().map(|_| None).collect();
+) -> Result<Vec<(Layer, LayerOutcome)>, OciError> {
+    let mut slots: Vec<Option<(Layer, LayerOutcome)>> = layers.iter().map(|_| None).collect();
     if let Some(reuser) = reuser.filter(|r| !r.map.is_empty()) {
         let found = lookup_all(layout, layers, options.mtime, reuser)?;
         for (slot, found) in slots.iter_mut().zip(found) {
             *slot = match found {
-                Lookup::Miss => None,
-                Lookup::Gone { known } => {
+                LayerLookup::Miss => None,
+                LayerLookup::Gone { known } => {
                     warnings.push(format!(
                         "layer {} is no longer in {}; compressing it again",
                         known.digest, known.from
                     ));
                     None
                 }
-                Lookup::Hit {
+                LayerLookup::Hit {
                     diff_id,
                     size,
                     known,
@@ -341,7 +341,7 @@ pub fn write_layers(
                             diff_id,
                             uncompressed_size: size,
                         },
-                        Outcome::Reused {
+                        LayerOutcome::Reused {
                             from: known.from.clone(),
                             stored,
                         },
@@ -364,7 +364,7 @@ pub fn write_layers(
     })?;
     for (&i, layer) in todo.iter().zip(compressed) {
         if let Some(slot) = slots.get_mut(i) {
-            *slot = Some((layer, Outcome::Compressed));
+            *slot = Some((layer, LayerOutcome::Compressed));
         }
     }
     slots
@@ -419,16 +419,16 @@ fn in_parallel<R: Send>(
 }
 
 /// The result of looking one layer up.
-enum Lookup {
+enum LayerLookup {
     Miss,
     /// The map knows it but its repository no longer has the blob.
     Gone {
-        known: Known,
+        known: RegistryLayer,
     },
     Hit {
         diff_id: String,
         size: u64,
-        known: Known,
+        known: RegistryLayer,
         /// The layout has the blob already.
         local: bool,
     },
@@ -441,11 +441,11 @@ fn lookup_all(
     layers: &[Vec<LayerEntry>],
     mtime: u64,
     reuser: &Reuser,
-) -> Result<Vec<Lookup>, OciError> {
-    let one = |entries: &Vec<LayerEntry>| -> Result<Lookup, OciError> {
+) -> Result<Vec<LayerLookup>, OciError> {
+    let one = |entries: &Vec<LayerEntry>| -> Result<LayerLookup, OciError> {
         let (diff_id, size) = oci::diff_id(entries, mtime)?;
         let Some(known) = reuser.map.get(&diff_id) else {
-            return Ok(Lookup::Miss);
+            return Ok(LayerLookup::Miss);
         };
         let local = layout.has_blob(&known.digest)?;
         if !local
@@ -454,11 +454,11 @@ fn lookup_all(
                 .blob_exists(&known.from, &known.digest)
                 .unwrap_or(false)
         {
-            return Ok(Lookup::Gone {
+            return Ok(LayerLookup::Gone {
                 known: known.clone(),
             });
         }
-        Ok(Lookup::Hit {
+        Ok(LayerLookup::Hit {
             diff_id,
             size,
             known: known.clone(),
@@ -467,7 +467,7 @@ fn lookup_all(
     };
     in_parallel(layers.len(), |i| match layers.get(i) {
         Some(entries) => one(entries),
-        None => Ok(Lookup::Miss),
+        None => Ok(LayerLookup::Miss),
     })
 }
 
@@ -477,7 +477,7 @@ fn lookup_all(
 fn use_blob(
     layout: &OciLayout,
     reuser: &Reuser,
-    known: &Known,
+    known: &RegistryLayer,
     local: bool,
     warnings: &mut Vec<String>,
 ) -> Option<bool> {
@@ -519,10 +519,10 @@ fn use_blob(
 }
 
 /// One log line per source repository for the reused layers, saying where they are.
-pub fn summary(outcomes: &[&Outcome]) -> Vec<String> {
+pub fn summary(outcomes: &[&LayerOutcome]) -> Vec<String> {
     let mut by_repo: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for outcome in outcomes {
-        if let Outcome::Reused { from, stored } = outcome {
+        if let LayerOutcome::Reused { from, stored } = outcome {
             let counts = by_repo.entry(from.to_string()).or_default();
             if *stored {
                 counts.0 += 1;
@@ -565,17 +565,17 @@ mod tests {
     #[test]
     fn summary_groups_by_repository() {
         let from: Reference = "127.0.0.1:5000/app".parse().unwrap();
-        let reused = Outcome::Reused {
+        let reused = LayerOutcome::Reused {
             from: from.clone(),
             stored: false,
         };
-        let lines = summary(&[&reused, &Outcome::Compressed, &reused]);
+        let lines = summary(&[&reused, &LayerOutcome::Compressed, &reused]);
         assert_eq!(lines.len(), 1);
         assert!(
             lines[0].starts_with("2 layer(s) reused from 127.0.0.1:5000/app, not stored locally"),
             "{lines:?}"
         );
-        assert!(summary(&[&Outcome::Compressed]).is_empty());
+        assert!(summary(&[&LayerOutcome::Compressed]).is_empty());
     }
 
     #[test]
@@ -584,7 +584,7 @@ mod tests {
         let layout = OciLayout::create(dir.path()).unwrap();
         let entries = vec![vec![LayerEntry::file(
             "a",
-            crate::oci::FileSource::Bytes(b"a".to_vec()),
+            crate::oci::FileContent::Bytes(b"a".to_vec()),
             0o644,
         )]];
         let reuser = Reuser {
@@ -601,7 +601,7 @@ mod tests {
             &mut warnings,
         )
         .unwrap();
-        assert_eq!(written[0].1, Outcome::Compressed);
+        assert_eq!(written[0].1, LayerOutcome::Compressed);
         assert!(layout.has_blob(&written[0].0.digest).unwrap());
         assert!(warnings.is_empty());
     }

@@ -26,9 +26,10 @@
 //! is renamed into place, so a root in the cache is always whole; a concurrent unpack of the
 //! same manifest loses the rename and uses the winner's.
 
+use crate::image::model::{LayerCompression, MediaKind};
 use crate::image::{BlobFault, ImageSource, SourceError};
 use crate::oci::Layer;
-use crate::walk::tar::{self, Entry, EntryKind};
+use crate::walk::tar::{self, Entry, TarEntryKind};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, OpenOptions};
@@ -122,26 +123,6 @@ fn io_err(what: impl Into<String>, path: &Path) -> impl FnOnce(io::Error) -> Roo
         what,
         path: path.to_path_buf(),
         source,
-    }
-}
-
-/// How a layer blob is compressed, from its media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-fn compression_of(media_type: &str) -> Option<Compression> {
-    if media_type.ends_with("tar+gzip") || media_type.ends_with("tar.gzip") {
-        Some(Compression::Gzip)
-    } else if media_type.ends_with("tar+zstd") {
-        Some(Compression::Zstd)
-    } else if media_type.ends_with(".tar") || media_type.ends_with(".diff.tar") {
-        Some(Compression::None)
-    } else {
-        None
     }
 }
 
@@ -245,7 +226,7 @@ impl Unpacker<'_> {
 
     fn layer(&mut self, source: &dyn ImageSource, layer: &Layer) -> Result<(), RootfsError> {
         let digest = layer.digest.as_str();
-        let Some(compression) = compression_of(&layer.media_type) else {
+        let MediaKind::Layer(compression) = MediaKind::of(&layer.media_type) else {
             return Err(self.layer_err(
                 digest,
                 format!(
@@ -286,11 +267,11 @@ impl Unpacker<'_> {
                 }
             };
             let r = match compression {
-                Compression::None => read_all(&mut br, &mut visit),
-                Compression::Gzip => {
+                LayerCompression::None => read_all(&mut br, &mut visit),
+                LayerCompression::Gzip => {
                     read_all(flate2::bufread::MultiGzDecoder::new(&mut br), &mut visit)
                 }
-                Compression::Zstd => match zstd::stream::read::Decoder::with_buffer(&mut br) {
+                LayerCompression::Zstd => match zstd::stream::read::Decoder::with_buffer(&mut br) {
                     Ok(d) => read_all(d, &mut visit),
                     Err(source) => Err(tar::TarError::Io { offset: 0, source }),
                 },
@@ -334,7 +315,7 @@ impl Unpacker<'_> {
         let Some((&name, parents)) = parts.split_last() else {
             // The root itself: its metadata stays the destination's.
             return match entry.kind {
-                EntryKind::Dir => Ok(()),
+                TarEntryKind::Dir => Ok(()),
                 _ => Err(fail(
                     "names the root directory, which only a directory entry may".into(),
                 )),
@@ -348,16 +329,16 @@ impl Unpacker<'_> {
         }
         let place = self.place(state, parents, name, &fail)?;
         match entry.kind {
-            EntryKind::Dir => self.unpack_dir(&place, entry)?,
-            EntryKind::File => self.unpack_file(&place, entry, content, &fail)?,
-            EntryKind::Symlink => self.unpack_symlink(&place, entry, &fail)?,
-            EntryKind::Hardlink => {
+            TarEntryKind::Dir => self.unpack_dir(&place, entry)?,
+            TarEntryKind::File => self.unpack_file(&place, entry, content, &fail)?,
+            TarEntryKind::Symlink => self.unpack_symlink(&place, entry, &fail)?,
+            TarEntryKind::Hardlink => {
                 if !self.unpack_hardlink(state, &place, entry, &fail)? {
                     // A link to itself: nothing changes.
                     return Ok(());
                 }
             }
-            EntryKind::Other => return self.skip_special(&place, entry),
+            TarEntryKind::Other => return self.skip_special(&place, entry),
         }
         // Its directories count as this layer's too, so an opaque marker keeps them.
         for a in place.rel.ancestors().filter(|a| !a.as_os_str().is_empty()) {

@@ -188,7 +188,7 @@ pub struct Built {
 }
 
 /// How one platform's build went.
-struct Outcome {
+struct BuildOutcome {
     result: Result<f64, String>,
     cache: Option<CacheUse>,
 }
@@ -208,7 +208,7 @@ pub fn run(
         .map_err(|e| Failure::env(anyhow::anyhow!("cannot create a build directory: {e}")))?;
     let jobs: Vec<(&PlatformPlan, &Assignment)> = plan.platforms.iter().zip(assignments).collect();
     let queue = Mutex::new((0..jobs.len()).rev().collect::<Vec<_>>());
-    let outcomes: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
+    let outcomes: Mutex<Vec<(usize, BuildOutcome)>> = Mutex::new(Vec::new());
     let started = Instant::now();
     reporter.builds_begin(&job.platforms);
     std::thread::scope(|s| {
@@ -274,7 +274,7 @@ pub fn run(
 
 /// What the cache did for each platform, in platform order, where it says something.
 fn report_cache_uses(
-    outcomes: &[(usize, Outcome)],
+    outcomes: &[(usize, BuildOutcome)],
     jobs: &[(&PlatformPlan, &Assignment)],
     reporter: &dyn Reporter,
 ) {
@@ -307,7 +307,7 @@ fn build_platform(
     work: &Path,
     cache: Option<&ProjectCache>,
     reporter: &dyn Reporter,
-) -> Outcome {
+) -> BuildOutcome {
     let p = pp.item.platform;
     reporter.build_started(p, &assigned.what);
     let out = out_dir(work, p);
@@ -329,19 +329,19 @@ fn build_platform(
             let mut env = pp.env.clone();
             env.push(("RCROSS_PLATFORM".into(), p.to_string()));
             env.push(("SOURCE_DATE_EPOCH".into(), job.epoch.to_string()));
-            let req = cache::Request {
+            let req = cache::CacheInputs {
                 project_digest: &c.project_digest,
                 command: &job.project.build.command,
                 workdir: &job.project.build.workdir,
                 env: &env,
             };
             let (result, used) = cache::run_cached(&c.cache, &req, &out, run);
-            Outcome {
+            BuildOutcome {
                 result,
                 cache: Some(used),
             }
         }
-        None => Outcome {
+        None => BuildOutcome {
             result: run(),
             cache: None,
         },
@@ -368,7 +368,7 @@ fn run_one(
         .map_err(|e| format!("cannot create {}: {e}", build.out_dir.display()))?;
     let file = std::fs::File::create(log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    let mut log = Tee {
+    let mut log = BuildLogTee {
         file,
         reporter,
         platform: build.platform,
@@ -396,7 +396,7 @@ fn tail_of(log_path: &Path) -> String {
 }
 
 /// The build log file, and each complete output line to the reporter as it comes.
-struct Tee<'a> {
+struct BuildLogTee<'a> {
     file: std::fs::File,
     reporter: &'a dyn Reporter,
     platform: Platform,
@@ -404,7 +404,7 @@ struct Tee<'a> {
     pending: Vec<u8>,
 }
 
-impl Tee<'_> {
+impl BuildLogTee<'_> {
     fn flush_line(&mut self) {
         if !self.pending.is_empty() {
             let line = String::from_utf8_lossy(&self.pending).into_owned();
@@ -414,7 +414,7 @@ impl Tee<'_> {
     }
 }
 
-impl Write for Tee<'_> {
+impl Write for BuildLogTee<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(buf)?;
         for &b in &buf[..n] {

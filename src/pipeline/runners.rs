@@ -11,7 +11,6 @@ use crate::exit::{self, Failure};
 use crate::platform::Platform;
 use crate::runner::{BuildImage, ContainerRunner, Endpoint, RunnerError};
 use crate::toolchain::plan::Strategy;
-use crate::walk;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -54,8 +53,8 @@ fn build_images(job: &Job, plan: &Plan) -> exit::Result<BTreeMap<Platform, Build
         Some(rest) => {
             // Relative layout paths are relative to the project directory.
             let full = format!("oci:{}", job.dir.join(rest).display());
-            let layout =
-                walk::OciLayout::from_spec(&full).map_err(|e| Failure::usage(field(&e)))?;
+            let layout = crate::image::LayoutSource::from_spec(&full)
+                .map_err(|e| Failure::usage(field(&e)))?;
             let parts = base::resolve(&layout, &wanted).map_err(|e| Failure::usage(field(&e)))?;
             for part in parts {
                 images.insert(

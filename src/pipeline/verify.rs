@@ -7,7 +7,7 @@ use super::publish::{Metadata, PlatformResult};
 use super::{Base, Built, Job, Stopped};
 use crate::elf::Finding;
 use crate::exit::{self, Failure};
-use crate::walk::{self, Found};
+use crate::walk::{self, FileClass};
 
 /// The verdicts: every platform's report and the files its layer holds (in the job's order).
 #[derive(Debug)]
@@ -84,19 +84,19 @@ fn check(placed: &[Placed], p: crate::platform::Platform) -> exit::Result<Vec<Fi
     let mut findings = Vec::new();
     for a in placed {
         match walk::classify_file(&a.source) {
-            Found::Elf(info) => findings.extend(
+            FileClass::Elf(info) => findings.extend(
                 crate::elf::check(&info, &p)
                     .into_iter()
                     .map(|f| f.at(&a.target)),
             ),
-            Found::Corrupt(e) => findings.push(Finding::corrupt(&a.target, &e)),
-            Found::Unreadable(e) => {
+            FileClass::Corrupt(e) => findings.push(Finding::corrupt(&a.target, &e)),
+            FileClass::Unreadable(e) => {
                 return Err(Failure::from(anyhow::anyhow!(
                     "cannot read {}: {e}",
                     a.source.display()
                 )))
             }
-            Found::NotElf | Found::Symlink(_) => {}
+            FileClass::NotElf | FileClass::Symlink(_) => {}
         }
     }
     Ok(findings)

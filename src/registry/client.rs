@@ -12,7 +12,7 @@ use crate::image::model::{DocumentHead, HeadError};
 use crate::image::{BlobFault, VerifiedBlob};
 
 use super::auth::{percent_encode, pick_challenge, Challenge, DockerConfig, Scopes, Secret};
-use super::credentials::{CredentialStore, Found};
+use super::credentials::{CredentialStore, SecretWithSource};
 use super::error::{error_excerpt, hint_for_status, sanitise, RegistryError};
 use super::reference::{validate_digest, Reference, ReferenceError};
 
@@ -484,7 +484,7 @@ impl Client {
         let wants_basic = self.basic.lock().is_ok_and(|set| set.contains(host));
         if wants_basic {
             // Looked up when the registry first asked; an error then already ended that call.
-            if let Some(Some(Found {
+            if let Some(Some(SecretWithSource {
                 secret: Secret::Basic(credentials),
                 ..
             })) = self.credentials.answered(registry_for_host(host))

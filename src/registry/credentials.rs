@@ -44,7 +44,7 @@ pub enum Source {
 
 /// A secret and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
+pub struct SecretWithSource {
     pub secret: Secret,
     pub source: Source,
 }
@@ -197,7 +197,7 @@ pub struct CredentialStore {
     config: DockerConfig,
     runner: Arc<dyn HelperRunner>,
     /// Registry → what its source answered (errors are not kept: they end the operation).
-    answers: Mutex<HashMap<String, Option<Found>>>,
+    answers: Mutex<HashMap<String, Option<SecretWithSource>>>,
     /// Held while a helper runs, so parallel requests that all met a 401 run it once.
     running: Mutex<()>,
 }
@@ -274,7 +274,7 @@ impl CredentialStore {
     /// The secret for `registry` (as written in references: `docker.io`, `ghcr.io`,
     /// `127.0.0.1:5000`), running its helper the first time. `Ok(None)`: no credentials, the
     /// registry is used anonymously.
-    pub fn lookup(&self, registry: &str) -> Result<Option<Found>, RegistryError> {
+    pub fn lookup(&self, registry: &str) -> Result<Option<SecretWithSource>, RegistryError> {
         if let Some(answer) = self.answered(registry) {
             return Ok(answer);
         }
@@ -290,15 +290,18 @@ impl CredentialStore {
                 let run = self.runner.get(&program, url);
                 interpret(run)
                     .map_err(|why| self.helper_error(&program, registry, why))?
-                    .map(|secret| Found {
+                    .map(|secret| SecretWithSource {
                         secret,
                         source: Source::Helper(program),
                     })
             }
-            None => self.config.secret_in_file(registry).map(|secret| Found {
-                secret: secret.clone(),
-                source: Source::File(self.config.path().map(PathBuf::from)),
-            }),
+            None => self
+                .config
+                .secret_in_file(registry)
+                .map(|secret| SecretWithSource {
+                    secret: secret.clone(),
+                    source: Source::File(self.config.path().map(PathBuf::from)),
+                }),
         };
         if let Ok(mut answers) = self.answers.lock() {
             answers.insert(registry.to_string(), answer.clone());
@@ -308,7 +311,7 @@ impl CredentialStore {
 
     /// What [`CredentialStore::lookup`] answered for `registry` before, without running
     /// anything.
-    pub fn answered(&self, registry: &str) -> Option<Option<Found>> {
+    pub fn answered(&self, registry: &str) -> Option<Option<SecretWithSource>> {
         self.answers
             .lock()
             .ok()
@@ -322,7 +325,7 @@ impl CredentialStore {
             |p| p.display().to_string(),
         );
         match self.answered(registry).flatten() {
-            Some(Found {
+            Some(SecretWithSource {
                 secret: Secret::IdentityToken(_),
                 source,
             }) => format!(
@@ -334,7 +337,7 @@ impl CredentialStore {
                     Source::File(_) => format!(" in {config}"),
                 }
             ),
-            Some(Found {
+            Some(SecretWithSource {
                 source: Source::Helper(program),
                 ..
             }) => format!(
@@ -343,7 +346,7 @@ impl CredentialStore {
                  `docker login {registry}`)",
                 server_url(registry)
             ),
-            Some(Found {
+            Some(SecretWithSource {
                 source: Source::File(Some(path)),
                 ..
             }) => format!(
@@ -351,7 +354,7 @@ impl CredentialStore {
                  {registry}` (or `docker login {registry}`)",
                 path.display()
             ),
-            Some(Found {
+            Some(SecretWithSource {
                 source: Source::File(None),
                 ..
             }) => format!("the credentials given for {registry} were refused"),

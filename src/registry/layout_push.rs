@@ -138,7 +138,7 @@ mod tests {
             diff_id: format!("sha256:{}", "cd".repeat(32)),
             uncompressed_size: 0,
         };
-        let spec = crate::oci::image::test_spec("linux/arm64", vec![layer.clone()]);
+        let spec = crate::oci::documents::test_spec("linux/arm64", vec![layer.clone()]);
         let e = layout.write_image(&spec).unwrap_err();
         assert!(e.to_string().contains("write it first"), "{e}");
         layout

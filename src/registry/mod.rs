@@ -8,11 +8,11 @@ mod auth;
 mod client;
 mod credentials;
 mod error;
-mod image;
 mod layout_push;
 pub mod login;
 mod push;
 mod reference;
+mod source;
 
 pub use auth::{server_url, Credentials, DockerConfig, Secret};
 pub use client::{
@@ -21,11 +21,10 @@ pub use client::{
     MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
 };
 pub use credentials::{
-    CredentialStore, Found, HelperOutput, HelperRunError, HelperRunner, ProcessRunner, Source,
-    HELPER_PREFIX, HELPER_TIMEOUT, MAX_HELPER_OUTPUT,
+    CredentialStore, HelperOutput, HelperRunError, HelperRunner, ProcessRunner, SecretWithSource,
+    Source, HELPER_PREFIX, HELPER_TIMEOUT, MAX_HELPER_OUTPUT,
 };
 pub use error::RegistryError;
-pub use image::RegistryImage;
 pub use layout_push::layout_push_plan;
 pub use push::{
     BlobOutcome, BlobSource, ImagePush, PushBlob, PushManifest, PushOptions, PushReport,
@@ -35,3 +34,4 @@ pub use reference::{
     looks_like_image_reference, Reference, ReferenceError, DEFAULT_TAG, DOCKER_HUB,
     DOCKER_HUB_API_HOST, DOCKER_HUB_AUTH_KEY,
 };
+pub use source::RegistryImage;

@@ -15,14 +15,14 @@ use std::io::{self, Read};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::walk::tar::{read_tar, Entry, EntryKind};
+use crate::walk::tar::{read_tar, Entry, TarEntryKind};
 
 /// Symlinks followed at most while checking where one points (as the kernel's ELOOP limit).
 const MAX_LINK_HOPS: usize = 40;
 
 /// What was unpacked.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Unpacked {
+pub struct UnpackStats {
     pub files: u64,
     pub bytes: u64,
     pub symlinks: u64,
@@ -50,13 +50,17 @@ fn refuse(entry: &str, message: impl std::fmt::Display) -> UnpackError {
 /// The archive is read by [`walk::tar`](crate::walk::tar), the bounded reader that finds entries
 /// where Docker's own (Go) reader does: extension records are capped, and data hidden behind a
 /// directory or link entry is read as the entries it is.
-pub fn unpack_output<R: Read>(archive: R, top: &str, dest: &Path) -> Result<Unpacked, UnpackError> {
+pub fn unpack_output<R: Read>(
+    archive: R,
+    top: &str,
+    dest: &Path,
+) -> Result<UnpackStats, UnpackError> {
     let dest_name = dest.display().to_string();
     fs::create_dir_all(dest).map_err(|e| refuse(&dest_name, e))?;
     let mut out = Output {
         top,
         dest,
-        stats: Unpacked::default(),
+        stats: UnpackStats::default(),
         links: Vec::new(),
     };
     let mut failed: Option<UnpackError> = None;
@@ -97,7 +101,7 @@ pub fn unpack_output<R: Read>(archive: R, top: &str, dest: &Path) -> Result<Unpa
 struct Output<'a> {
     top: &'a str,
     dest: &'a Path,
-    stats: Unpacked,
+    stats: UnpackStats,
     /// Every symlink made (relative path, target), checked again at the end.
     links: Vec<(PathBuf, PathBuf)>,
 }
@@ -109,19 +113,19 @@ impl Output<'_> {
         let rel = relative(Path::new(&name), top).map_err(|m| refuse(&name, m))?;
         if rel.as_os_str().is_empty() {
             // `out/` itself.
-            if entry.kind == EntryKind::Dir {
+            if entry.kind == TarEntryKind::Dir {
                 return Ok(());
             }
             return Err(refuse(&name, format!("{top} is not a directory")));
         }
         let mode = entry.mode & 0o777;
         match entry.kind {
-            EntryKind::Dir => {
+            TarEntryKind::Dir => {
                 let dir = ensure_dirs(dest, &rel).map_err(|m| refuse(&name, m))?;
                 fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o700))
                     .map_err(|e| refuse(&name, e))?;
             }
-            EntryKind::File => {
+            TarEntryKind::File => {
                 let path = prepare_leaf(dest, &rel).map_err(|m| refuse(&name, m))?;
                 let mut file = fs::OpenOptions::new()
                     .write(true)
@@ -136,7 +140,7 @@ impl Output<'_> {
                 self.stats.files += 1;
                 self.stats.bytes += n;
             }
-            EntryKind::Symlink => {
+            TarEntryKind::Symlink => {
                 let target = PathBuf::from(
                     entry
                         .link
@@ -151,7 +155,7 @@ impl Output<'_> {
                 self.links.push((rel, target));
                 self.stats.symlinks += 1;
             }
-            EntryKind::Hardlink => {
+            TarEntryKind::Hardlink => {
                 let target = PathBuf::from(
                     entry
                         .link
@@ -168,7 +172,7 @@ impl Output<'_> {
                 fs::hard_link(&source, &path).map_err(|e| refuse(&name, e))?;
                 self.stats.files += 1;
             }
-            EntryKind::Other => {
+            TarEntryKind::Other => {
                 // Devices and FIFOs are not recreated; other types (GNU volume labels, vendor
                 // extensions) carry nothing an output needs.
                 if matches!(entry.typeflag, b'3' | b'4' | b'6') {
@@ -456,7 +460,7 @@ mod tests {
         }
     }
 
-    fn unpack(entries: &[Raw]) -> (tempfile::TempDir, Result<Unpacked, UnpackError>) {
+    fn unpack(entries: &[Raw]) -> (tempfile::TempDir, Result<UnpackStats, UnpackError>) {
         let dir = tempfile::tempdir().unwrap();
         let r = unpack_output(archive(entries).as_slice(), "out", &dir.path().join("dest"));
         (dir, r)

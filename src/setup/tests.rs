@@ -1,7 +1,7 @@
 //! Setup decisions on made-up facts, and their execution on the recording fake host.
 
 use super::*;
-use crate::binfmt::{EntryKind, Flags};
+use crate::binfmt::{BinfmtMatch, Flags};
 use crate::detect::BinfmtState;
 use crate::host::fake::{Call, FakeHost};
 
@@ -63,7 +63,7 @@ fn opts() -> Options {
     }
 }
 
-fn action<'a>(plan: &'a Plan, handler: &str) -> &'a Action {
+fn action<'a>(plan: &'a SetupPlan, handler: &str) -> &'a Action {
     &plan
         .items
         .iter()
@@ -78,7 +78,7 @@ fn entry(name: &str, h: &Handler, interp: &str, flags: Flags) -> KernelEntry {
         enabled: true,
         interpreter: interp.into(),
         flags,
-        kind: EntryKind::Magic {
+        kind: BinfmtMatch::Magic {
             offset: h.offset,
             magic: h.magic.clone(),
             mask: Some(h.mask.clone()),
@@ -198,7 +198,7 @@ fn another_tools_entry_is_a_conflict_until_forced() {
         PF,
     );
     // Spelled differently in masked-out bits: still the same format.
-    if let EntryKind::Magic { magic, .. } = &mut theirs.kind {
+    if let BinfmtMatch::Magic { magic, .. } = &mut theirs.kind {
         magic[7] = 0;
     }
     f.binfmt.entries = vec![theirs];
@@ -443,7 +443,7 @@ fn raw_entry(name: &str, offset: u32, magic: &[u8], mask: &[u8]) -> KernelEntry 
         enabled: true,
         interpreter: "/usr/bin/other-emulator".into(),
         flags: PF,
-        kind: EntryKind::Magic {
+        kind: BinfmtMatch::Magic {
             offset,
             magic: magic.to_vec(),
             mask: Some(mask.to_vec()),
@@ -484,7 +484,7 @@ fn conflicts_are_found_on_the_overlap_of_the_masks() {
         ),
         // No mask at all (all bits compared): exactly one spelling of an aarch64 header.
         KernelEntry {
-            kind: EntryKind::Magic {
+            kind: BinfmtMatch::Magic {
                 offset: 0,
                 magic: {
                     let mut m = h.magic.clone();
@@ -529,7 +529,7 @@ fn conflicts_are_found_on_the_overlap_of_the_masks() {
         // A Java class file.
         raw_entry("java", 0, &[0xca, 0xfe, 0xba, 0xbe], &[0xff; 4]),
         KernelEntry {
-            kind: EntryKind::Extension("exe".into()),
+            kind: BinfmtMatch::Extension("exe".into()),
             ..raw_entry("wine", 0, &[0], &[0])
         },
     ];

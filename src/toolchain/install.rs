@@ -9,7 +9,7 @@ use serde::Serialize;
 /// The state of one part (compiler or emulator) of a platform's toolchain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status", content = "detail")]
-pub enum Part {
+pub enum ComponentState {
     /// Nothing to do: what is there.
     AlreadyInstalled(String),
     /// Will be installed: a description of what.
@@ -21,8 +21,8 @@ pub enum Part {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstallItem {
     pub platform: Platform,
-    pub compiler: Part,
-    pub emulator: Part,
+    pub compiler: ComponentState,
+    pub emulator: ComponentState,
 }
 
 /// The whole decision: per platform, and the commands that carry it out, in order.
@@ -78,9 +78,9 @@ pub fn plan(
         let spec = catalog.get(p).ok_or(InstallError::NoCatalogEntry(*p))?;
         let tf = facts.target(p);
         let compiler = if *p == facts.host {
-            Part::NotNeeded(format!("the host is {p}"))
+            ComponentState::NotNeeded(format!("the host is {p}"))
         } else if let Some(t) = tf.and_then(|t| t.toolchains.first()) {
-            Part::AlreadyInstalled(t.describe())
+            ComponentState::AlreadyInstalled(t.describe())
         } else {
             // The first compiler in the catalog's order that this host can install.
             let pick = spec.compilers.iter().find_map(|c| {
@@ -115,7 +115,7 @@ pub fn plan(
                 push_unique(&mut system, &pkgs);
             }
             let how = if via_pip { "pip" } else { "packages" };
-            Part::Install(format!(
+            ComponentState::Install(format!(
                 "{} {} ({how} {})",
                 c.kind,
                 c.triple,
@@ -123,16 +123,16 @@ pub fn plan(
             ))
         };
         let emulator = if facts.native.contains(p) {
-            Part::NotNeeded(format!("the host runs {p} programs natively"))
+            ComponentState::NotNeeded(format!("the host runs {p} programs natively"))
         } else if let Some(e) = tf.and_then(|t| t.emulator.as_ref()) {
-            Part::AlreadyInstalled(e.display().to_string())
+            ComponentState::AlreadyInstalled(e.display().to_string())
         } else {
             let pkgs = match pm {
                 Some(PackageManager::Dnf) => &spec.emulator_packages.fedora,
                 _ => &spec.emulator_packages.debian,
             };
             push_unique(&mut system, pkgs);
-            Part::Install(format!("QEMU emulator (packages {})", pkgs.join(" ")))
+            ComponentState::Install(format!("QEMU emulator (packages {})", pkgs.join(" ")))
         };
         items.push(InstallItem {
             platform: *p,

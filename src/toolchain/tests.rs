@@ -1,7 +1,7 @@
 //! Toolchain decisions on the recording fake host: discovery, plan over every combination of
 //! host architecture, installed tools and handlers, install, rendering and run commands.
 
-use super::install::{self, InstallError, Part};
+use super::install::{self, ComponentState, InstallError};
 use super::plan::{self, Lang, Strategy};
 use super::render::{self, EnvFormat, EnvInput, FileFormat};
 use super::run::{self, RunError, RunRequest};
@@ -380,7 +380,10 @@ fn a_host_that_runs_the_platform_natively_builds_natively_without_a_cross_compil
     assert_eq!(it.strategy, Strategy::Native);
     assert_eq!(it.run, "natively");
     let ins = install::plan(&f, &catalog(), &[p("linux/386")]).unwrap();
-    assert!(matches!(ins.items[0].emulator, Part::NotNeeded(_)));
+    assert!(matches!(
+        ins.items[0].emulator,
+        ComponentState::NotNeeded(_)
+    ));
 }
 
 // ---- install ----
@@ -401,9 +404,12 @@ fn install_missing_compiler_and_emulator_with_apt_get() {
     let f = facts_of(&h);
     let plan = install::plan(&f, &catalog(), &[p("linux/arm64"), p("linux/riscv64")]).unwrap();
     assert!(
-        matches!(&plan.items[0].compiler, Part::Install(w) if w.contains("gcc-aarch64-linux-gnu"))
+        matches!(&plan.items[0].compiler, ComponentState::Install(w) if w.contains("gcc-aarch64-linux-gnu"))
     );
-    assert!(matches!(&plan.items[0].emulator, Part::Install(_)));
+    assert!(matches!(
+        &plan.items[0].emulator,
+        ComponentState::Install(_)
+    ));
     let shown: Vec<String> = plan.commands.iter().map(|c| c.display()).collect();
     assert_eq!(
         shown,
@@ -426,8 +432,14 @@ fn install_is_a_no_op_when_everything_is_there() {
     let h = fake(p("linux/amd64"), p("linux/arm64"), t);
     let plan = install::plan(&facts_of(&h), &catalog(), &[p("linux/arm64")]).unwrap();
     assert!(plan.commands.is_empty());
-    assert!(matches!(plan.items[0].compiler, Part::AlreadyInstalled(_)));
-    assert!(matches!(plan.items[0].emulator, Part::AlreadyInstalled(_)));
+    assert!(matches!(
+        plan.items[0].compiler,
+        ComponentState::AlreadyInstalled(_)
+    ));
+    assert!(matches!(
+        plan.items[0].emulator,
+        ComponentState::AlreadyInstalled(_)
+    ));
     install::apply(&h, &plan).unwrap();
     assert!(lines(&h).is_empty());
 }

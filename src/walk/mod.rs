@@ -1,13 +1,15 @@
 //! Streaming readers: directory trees, tar archives and layers (plain, gzip, zstd), and OCI image
 //! layouts. Each one reports what it finds at every path to a visitor; none prints.
 
-pub mod image;
+pub mod contents;
 pub mod tar;
 
-pub use crate::image::layout::OciLayout;
-pub use image::{read_image, verify_image, ImageContents, ImageError, ImageReport, PlatformReport};
+pub use contents::{
+    read_image, verify_image, ImageContents, ImageError, ImageReport, PlatformReport,
+};
 
 use crate::elf::{self, ElfError, ElfInfo, FileSource, ReadAt};
+use crate::image::model::LayerCompression;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
@@ -18,7 +20,7 @@ pub const MAX_ENTRY_BUFFER: u64 = 256 * 1024 * 1024;
 
 /// What a walk found at one path.
 #[derive(Debug)]
-pub enum Found {
+pub enum FileClass {
     Elf(Box<ElfInfo>),
     /// ELF magic, but the headers cannot be read.
     Corrupt(ElfError),
@@ -29,19 +31,19 @@ pub enum Found {
     Symlink(String),
 }
 
-impl Found {
-    fn from_result(r: Result<ElfInfo, ElfError>) -> Found {
+impl FileClass {
+    fn from_result(r: Result<ElfInfo, ElfError>) -> FileClass {
         match r {
-            Ok(i) => Found::Elf(Box::new(i)),
-            Err(ElfError::NotElf) => Found::NotElf,
-            Err(ElfError::Io(e)) => Found::Unreadable(e.to_string()),
-            Err(e) => Found::Corrupt(e),
+            Ok(i) => FileClass::Elf(Box::new(i)),
+            Err(ElfError::NotElf) => FileClass::NotElf,
+            Err(ElfError::Io(e)) => FileClass::Unreadable(e.to_string()),
+            Err(e) => FileClass::Corrupt(e),
         }
     }
 }
 
 /// A visitor of walk results: the display path and what is there.
-pub type Visit<'a> = dyn FnMut(&str, Found) + 'a;
+pub type Visit<'a> = dyn FnMut(&str, FileClass) + 'a;
 
 /// Why a command-line target could not be walked at all.
 #[derive(Debug, thiserror::Error)]
@@ -56,55 +58,35 @@ pub enum WalkError {
     },
 }
 
-/// Compression of a stream, from its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    pub fn sniff(prefix: &[u8]) -> Compression {
-        if prefix.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if prefix.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-}
-
 fn is_tar_header(block: &[u8]) -> bool {
     block.len() >= 263 && (&block[257..262] == b"ustar")
 }
 
 /// Classify one file on disk, reading its first bytes and then only the ranges the classifier
 /// asks for.
-pub fn classify_file(path: &Path) -> Found {
+pub fn classify_file(path: &Path) -> FileClass {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) => return Found::Unreadable(e.to_string()),
+        Err(e) => return FileClass::Unreadable(e.to_string()),
     };
     classify_open(&file)
 }
 
-fn classify_open(file: &File) -> Found {
+fn classify_open(file: &File) -> FileClass {
     let size = match file.metadata() {
         Ok(m) => m.len(),
-        Err(e) => return Found::Unreadable(e.to_string()),
+        Err(e) => return FileClass::Unreadable(e.to_string()),
     };
     let want = elf::PREFIX_LEN.min(usize::try_from(size).unwrap_or(usize::MAX));
     // Positional read: the caller may already have read from this handle.
     let prefix = match FileSource::new(file, size, Vec::new()).read_range(0, want) {
         Ok(p) => p,
-        Err(e) => return Found::Unreadable(e.to_string()),
+        Err(e) => return FileClass::Unreadable(e.to_string()),
     };
     if !elf::is_elf(&prefix) {
-        return Found::NotElf;
+        return FileClass::NotElf;
     }
-    Found::from_result(elf::classify_from(&mut FileSource::new(file, size, prefix)))
+    FileClass::from_result(elf::classify_from(&mut FileSource::new(file, size, prefix)))
 }
 
 /// Fill as much of `buf` as the reader has; returns the count.
@@ -123,17 +105,17 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Classify a stream of `size` bytes (a tar entry), keeping at most [`MAX_ENTRY_BUFFER`] bytes in
 /// `buf`, which is reused between entries.
-pub fn classify_stream(r: &mut dyn Read, size: u64, buf: &mut Vec<u8>) -> io::Result<Found> {
+pub fn classify_stream(r: &mut dyn Read, size: u64, buf: &mut Vec<u8>) -> io::Result<FileClass> {
     let mut magic = [0u8; 4];
     let n = read_full(r, &mut magic)?;
     if n < 4 || !elf::is_elf(&magic) {
-        return Ok(Found::NotElf);
+        return Ok(FileClass::NotElf);
     }
     let keep = size.min(MAX_ENTRY_BUFFER) as usize;
     buf.clear();
     buf.extend_from_slice(&magic);
     r.take(keep.saturating_sub(4) as u64).read_to_end(buf)?;
-    Ok(Found::from_result(elf::classify(buf)))
+    Ok(FileClass::from_result(elf::classify(buf)))
 }
 
 /// Walk a tar stream (compressed or not), reporting each regular file and symlink under
@@ -142,14 +124,14 @@ pub fn walk_tar(reader: impl Read, prefix: &str, visit: &mut Visit) -> Result<u6
     walk_tar_entries(reader, &mut |entry, content, buf| {
         let path = format!("{prefix}{}", entry.path);
         match entry.kind {
-            tar::EntryKind::File => {
+            tar::TarEntryKind::File => {
                 let found = classify_stream(content, entry.size, buf)?;
                 visit(&path, found);
             }
-            tar::EntryKind::Symlink => {
+            tar::TarEntryKind::Symlink => {
                 visit(
                     &path,
-                    Found::Symlink(entry.link.clone().unwrap_or_default()),
+                    FileClass::Symlink(entry.link.clone().unwrap_or_default()),
                 );
             }
             _ => {}
@@ -177,20 +159,20 @@ pub fn walk_tar_entries(reader: impl Read, visit: &mut EntryVisit) -> Result<u64
             .map(|_| ())
             .map_err(|source| tar::TarError::Io { offset: 0, source })
     };
-    match Compression::sniff(head) {
-        Compression::None => {
+    match LayerCompression::sniff(head) {
+        LayerCompression::None => {
             let n = tar::read_tar(&mut br, &mut f)?;
             drain(&mut br)?;
             Ok(n)
         }
-        Compression::Gzip => {
+        LayerCompression::Gzip => {
             let mut d =
                 BufReader::with_capacity(256 * 1024, flate2::bufread::MultiGzDecoder::new(br));
             let n = tar::read_tar(&mut d, &mut f)?;
             drain(&mut d)?;
             Ok(n)
         }
-        Compression::Zstd => {
+        LayerCompression::Zstd => {
             let d = zstd::stream::read::Decoder::with_buffer(br)
                 .map_err(|source| tar::TarError::Io { offset: 0, source })?;
             let mut d = BufReader::with_capacity(256 * 1024, d);
@@ -230,7 +212,7 @@ pub fn walk_path(path: &Path, visit: &mut Visit) -> Result<(), WalkError> {
             }
             Ok(_) => {}
             Err(_) => {
-                visit(&display, Found::Symlink(target));
+                visit(&display, FileClass::Symlink(target));
                 return Ok(());
             }
         }
@@ -249,7 +231,7 @@ fn walk_file_arg(path: &Path, display: &str, visit: &mut Visit) -> Result<(), Wa
         source: e,
     })?;
     let head = &head[..n];
-    let is_archive = Compression::sniff(head) != Compression::None || is_tar_header(head);
+    let is_archive = LayerCompression::sniff(head) != LayerCompression::None || is_tar_header(head);
     if !is_archive {
         visit(display, classify_open(&file));
         return Ok(());
@@ -262,7 +244,7 @@ fn walk_file_arg(path: &Path, display: &str, visit: &mut Visit) -> Result<(), Wa
     if let Err(e) = walk_tar(file, &prefix, visit) {
         visit(
             display,
-            Found::Unreadable(format!("not a readable tar archive: {e}")),
+            FileClass::Unreadable(format!("not a readable tar archive: {e}")),
         );
     }
     Ok(())
@@ -272,7 +254,7 @@ fn walk_dir(dir: &Path, display: &str, visit: &mut Visit) {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            visit(display, Found::Unreadable(e.to_string()));
+            visit(display, FileClass::Unreadable(e.to_string()));
             return;
         }
     };
@@ -288,7 +270,7 @@ fn walk_dir(dir: &Path, display: &str, visit: &mut Visit) {
         let ft = match entry.file_type() {
             Ok(t) => t,
             Err(e) => {
-                visit(&shown, Found::Unreadable(e.to_string()));
+                visit(&shown, FileClass::Unreadable(e.to_string()));
                 continue;
             }
         };
@@ -296,7 +278,7 @@ fn walk_dir(dir: &Path, display: &str, visit: &mut Visit) {
             let target = fs::read_link(&path)
                 .map(|t| t.display().to_string())
                 .unwrap_or_default();
-            visit(&shown, Found::Symlink(target));
+            visit(&shown, FileClass::Symlink(target));
         } else if ft.is_dir() {
             walk_dir(&path, &shown, visit);
         } else if ft.is_file() {
@@ -309,8 +291,8 @@ fn walk_dir(dir: &Path, display: &str, visit: &mut Visit) {
 /// tar stream, and merge them as a layer twice (so whiteouts meet lower files).
 #[doc(hidden)]
 pub fn fuzz_one(data: &[u8]) {
-    let _ = walk_tar(data, "", &mut |_p: &str, _f: Found| {});
+    let _ = walk_tar(data, "", &mut |_p: &str, _f: FileClass| {});
     let mut files = std::collections::BTreeMap::new();
-    let _ = image::apply_layer(data, &mut files);
-    let _ = image::apply_layer(data, &mut files);
+    let _ = contents::apply_layer(data, &mut files);
+    let _ = contents::apply_layer(data, &mut files);
 }

@@ -54,7 +54,7 @@ pub enum TarError {
 
 /// Type of a tar entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
+pub enum TarEntryKind {
     /// Regular and contiguous files, and GNU sparse files (their content is expanded).
     File,
     Dir,
@@ -71,7 +71,7 @@ pub struct Entry {
     /// The name as the archive gives it (after GNU long-name and PAX overrides), before
     /// normalisation: for checks that refuse absolute or `..` names instead of cleaning them.
     pub name: String,
-    pub kind: EntryKind,
+    pub kind: TarEntryKind,
     /// Bytes of content the entry's reader yields: 0 for the header-only types (hard and
     /// symbolic links, devices, directories, FIFOs) whatever their size field says, the real
     /// size of a sparse file.
@@ -86,7 +86,7 @@ pub struct Entry {
     /// Modification time in seconds since the epoch (PAX fractions dropped, negatives as 0).
     pub mtime: u64,
     /// The header's type flag as written (`b'0'`, `b'3'` for a character device, …), for
-    /// messages about entries of kind [`EntryKind::Other`].
+    /// messages about entries of kind [`TarEntryKind::Other`].
     pub typeflag: u8,
 }
 
@@ -894,11 +894,11 @@ impl<R: Read> TarReader<R> {
             u64::try_from(size).map_err(|_| h.err(format!("negative size {size}")))?
         };
         let kind = match effective {
-            b'0' | b'7' | b'S' => EntryKind::File,
-            b'1' => EntryKind::Hardlink,
-            b'2' => EntryKind::Symlink,
-            b'5' => EntryKind::Dir,
-            _ => EntryKind::Other,
+            b'0' | b'7' | b'S' => TarEntryKind::File,
+            b'1' => TarEntryKind::Hardlink,
+            b'2' => TarEntryKind::Symlink,
+            b'5' => TarEntryKind::Dir,
+            _ => TarEntryKind::Other,
         };
         let body = if effective == b'S' {
             self.old_gnu_sparse(h, &name, stored)?
@@ -923,7 +923,7 @@ impl<R: Read> TarReader<R> {
             name,
             kind,
             size: body.size,
-            link: link.filter(|_| matches!(kind, EntryKind::Symlink | EntryKind::Hardlink)),
+            link: link.filter(|_| matches!(kind, TarEntryKind::Symlink | TarEntryKind::Hardlink)),
             mode: (h.mode as u64 & 0o7777) as u32,
             uid: nonneg(uid),
             gid: nonneg(gid),
@@ -1040,7 +1040,7 @@ fn pax_sparse_size(sp: &PaxSparse, size: i64) -> Result<i64, String> {
 mod tests {
     use super::*;
 
-    fn collect(data: &[u8]) -> Result<Vec<(String, EntryKind, Vec<u8>)>, TarError> {
+    fn collect(data: &[u8]) -> Result<Vec<(String, TarEntryKind, Vec<u8>)>, TarError> {
         let mut out = Vec::new();
         read_tar(data, &mut |e, r| {
             let mut b = Vec::new();
@@ -1082,8 +1082,8 @@ mod tests {
         assert_eq!(got[0].0, "bin/read");
         assert_eq!(got[0].2, b"hello");
         assert!(got[1].0.starts_with("usr/xxxx") && got[1].0.ends_with("/skip"));
-        assert_eq!(got[2].1, EntryKind::Symlink);
-        assert_eq!(got[3], ("etc".to_string(), EntryKind::Dir, vec![]));
+        assert_eq!(got[2].1, TarEntryKind::Symlink);
+        assert_eq!(got[3], ("etc".to_string(), TarEntryKind::Dir, vec![]));
     }
 
     #[test]
@@ -1121,7 +1121,7 @@ mod tests {
             (e.mode, e.uid, e.gid, e.mtime),
             (0o4755, 70000, 7, 1700000000)
         );
-        assert_eq!((e.kind, e.typeflag), (EntryKind::File, 0));
+        assert_eq!((e.kind, e.typeflag), (TarEntryKind::File, 0));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rcross::engine::{DockerEngine, Endpoint};
 use rcross::oci::{
-    Compression, Descriptor, FileSource, History, ImageSpec, LayerEntry, LayerOptions, OciLayout,
+    Compressor, Descriptor, FileContent, History, ImageSpec, LayerEntry, LayerOptions, OciLayout,
     RunConfig,
 };
 
@@ -431,7 +431,7 @@ pub fn busybox_layout(dir: &Path) -> Option<Descriptor> {
         LayerEntry::directory("tmp"),
         LayerEntry::file(
             "bin/busybox",
-            FileSource::Path(busybox.to_path_buf()),
+            FileContent::Path(busybox.to_path_buf()),
             0o755,
         ),
     ];
@@ -444,7 +444,7 @@ pub fn busybox_layout(dir: &Path) -> Option<Descriptor> {
         .write_layer(
             &entries,
             &LayerOptions {
-                compression: Compression::default(),
+                compression: Compressor::default(),
                 threads: 0,
                 mtime: 0,
             },

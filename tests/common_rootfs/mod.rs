@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rcross::oci::{
-    entries_from_dir, Compression, History, ImageSpec, LayerOptions, OciLayout, RunConfig,
+    entries_from_dir, Compressor, History, ImageSpec, LayerOptions, OciLayout, RunConfig,
 };
 
 /// Bump when the way a fixture is built changes, so cached ones are rebuilt.
@@ -240,7 +240,7 @@ fn write_layout(spec: &RootfsSpec, root: &Path, dir: &Path) -> Result<(), String
         .write_layer(
             &entries,
             &LayerOptions {
-                compression: Compression::default(),
+                compression: Compressor::default(),
                 threads: 2,
                 mtime: 0,
             },
@@ -275,7 +275,7 @@ fn write_layout(spec: &RootfsSpec, root: &Path, dir: &Path) -> Result<(), String
 
 /// The digest of the `platform` manifest in the layout at `dir`.
 pub fn platform_manifest(dir: &Path, platform: &str) -> String {
-    let layout = rcross::walk::OciLayout::open(dir, None).expect("fixture layout");
+    let layout = rcross::image::LayoutSource::open(dir, None).expect("fixture layout");
     let platform: rcross::Platform = platform.parse().expect("platform");
     let parts = rcross::pipeline::base::resolve(&layout, &[platform]).expect("fixture manifest");
     parts[0].manifest.clone()

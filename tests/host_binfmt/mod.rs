@@ -188,12 +188,12 @@ fn restore(before: &Table) -> Vec<String> {
 
 /// Registers an entry again from the text the kernel showed for it.
 fn reregister(dir: &Path, name: &str, text: &str) -> Result<(), String> {
-    use rcross::binfmt::EntryKind;
+    use rcross::binfmt::BinfmtMatch;
     let entry = rcross::binfmt::parse_kernel_entry(name, text)
         .map_err(|e| format!("re-register {name}: {e}"))?;
     let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("\\x{b:02x}")).collect() };
     let line = match &entry.kind {
-        EntryKind::Magic {
+        BinfmtMatch::Magic {
             offset,
             magic,
             mask,
@@ -204,7 +204,7 @@ fn reregister(dir: &Path, name: &str, text: &str) -> Result<(), String> {
             entry.interpreter,
             entry.flags
         ),
-        EntryKind::Extension(ext) => {
+        BinfmtMatch::Extension(ext) => {
             format!(":{name}:E::{ext}::{}:{}", entry.interpreter, entry.flags)
         }
     };

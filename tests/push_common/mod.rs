@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rcross::oci::{
-    Compression, Descriptor, FileSource, History, ImageSpec, LayerEntry, LayerOptions, OciLayout,
+    Compressor, Descriptor, FileContent, History, ImageSpec, LayerEntry, LayerOptions, OciLayout,
     RunConfig,
 };
 
@@ -396,7 +396,7 @@ pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 
 /// A three-platform image in an OCI layout at `dir`, tagged `name`: a shared 9 MiB layer of
 /// noise (so it is pushed in chunks) plus one small layer per platform.
-pub fn build_image(dir: &Path, name: &str, compression: Compression) -> Built {
+pub fn build_image(dir: &Path, name: &str, compression: Compressor) -> Built {
     let layout = OciLayout::create(dir).unwrap();
     let options = LayerOptions {
         compression,
@@ -407,7 +407,7 @@ pub fn build_image(dir: &Path, name: &str, compression: Compression) -> Built {
         .write_layer(
             &[LayerEntry::file(
                 "data/noise.bin",
-                FileSource::Bytes(noise(9 * 1024 * 1024, 42)),
+                FileContent::Bytes(noise(9 * 1024 * 1024, 42)),
                 0o644,
             )],
             &options,
@@ -420,7 +420,7 @@ pub fn build_image(dir: &Path, name: &str, compression: Compression) -> Built {
             .write_layer(
                 &[LayerEntry::file(
                     "usr/local/bin/hello",
-                    FileSource::Bytes(format!("hello for {platform}\n").into_bytes()),
+                    FileContent::Bytes(format!("hello for {platform}\n").into_bytes()),
                     0o755,
                 )],
                 &options,

@@ -2,7 +2,7 @@
 //! layers streamed in order, with whiteouts applied, so only files present in the final
 //! filesystem of each platform are judged, each against its own platform.
 
-use super::{classify_stream, tar::EntryKind, walk_tar_entries, Found};
+use super::{classify_stream, tar::TarEntryKind, walk_tar_entries, FileClass};
 use crate::elf::{self, ElfInfo, Finding};
 use crate::image::{
     resolve, ImageManifest, ImageSource, ReadError, ResolveLimits, SourceError, MAX_DOCUMENT,
@@ -278,22 +278,22 @@ pub fn apply_layer(
             return Ok(());
         }
         lower.remove(&path);
-        if entry.kind != EntryKind::Dir {
+        if entry.kind != TarEntryKind::Dir {
             remove_children(lower, &path);
         }
         match entry.kind {
-            EntryKind::File => match classify_stream(content, entry.size, buf)? {
-                Found::Elf(info) => {
+            TarEntryKind::File => match classify_stream(content, entry.size, buf)? {
+                FileClass::Elf(info) => {
                     current.insert(path, Record::Elf(info));
                 }
-                Found::Corrupt(e) => {
+                FileClass::Corrupt(e) => {
                     current.insert(path, Record::Corrupt(e.to_string()));
                 }
                 _ => {
                     current.remove(&path);
                 }
             },
-            EntryKind::Hardlink => {
+            TarEntryKind::Hardlink => {
                 let target = format!(
                     "/{}",
                     super::tar::normalize(entry.link.as_deref().unwrap_or(""))
