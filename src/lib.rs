@@ -1,7 +1,15 @@
 //! rcross: make a build machine produce software and container images for other CPU architectures.
 //!
-//! Data flows one way: CLI → resolve (host facts + catalogs) → plan → execute → verify → output.
-//! Modules below `commands` never print; only `host` touches the outside world.
+//! `rcross build` runs as stages in [`pipeline`]: resolve (rcross.toml + flags → a job) → plan
+//! (per platform: native, cross or emulated, and where it runs) → run (a runner per platform, in
+//! parallel) → verify (every ELF file against its platform) → assemble (layers, configs,
+//! manifests, index) → publish (layout, archives, engine, registry).
+//!
+//! Dependencies point one way, from the top of this list down (`tests/layering.rs` checks it):
+//! [`commands`] (the only modules that print) → [`pipeline`] → [`engine`], [`registry`],
+//! [`toolchain`], [`setup`], [`binfmt`], [`detect`] → [`runner`] (the runner contract),
+//! [`oci`] (writing images) → [`walk`], [`image`] (the one read model), [`elf`] →
+//! [`platform`] → [`host`], the bottom layer: the only door to the kernel and processes.
 
 pub mod binfmt;
 pub mod cli;
