@@ -8,28 +8,10 @@ use serde::Serialize;
 
 use super::documents::Descriptor;
 use super::error::OciError;
+use super::layer::HashingWriter;
 use super::layout::OciLayout;
 use crate::image::model::LayerCompression;
-use crate::image::{BlobFault, ImageConfig, ImageManifest, MediaKind, Sha256, VerifiedBlob};
-
-/// A writer that hashes and counts what passes through.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
+use crate::image::{BlobFault, ImageConfig, ImageManifest, MediaKind, VerifiedBlob};
 
 #[derive(Serialize)]
 struct DockerManifest<'a> {
@@ -152,11 +134,7 @@ impl OciLayout {
             };
             let temp = self.temp_blob()?;
             let temp_path = temp.path().to_path_buf();
-            let mut writer = Hashing {
-                inner: BufWriter::with_capacity(1 << 20, temp),
-                hasher: Sha256::new(),
-                size: 0,
-            };
+            let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, temp));
             let undecompressable = |e: io::Error| {
                 bad(format!(
                     "layer {} cannot be decompressed ({}): {e}",
@@ -167,16 +145,16 @@ impl OciLayout {
             drop(reader);
             // The rest of the blob (compression trailers) still counts for its digest.
             io::copy(&mut file, &mut io::sink()).map_err(undecompressable)?;
-            let got = writer.hasher.digest();
+            let got = writer.hash.digest();
             if &got != diff_id {
                 return Err(bad(format!(
                     "layer {} decompresses to {got}, but the config's diff_id is {diff_id}",
                     layer.digest
                 )));
             }
-            let size = writer.size;
+            let size = writer.hash.count;
             let mut temp = writer
-                .inner
+                .into_inner()
                 .into_inner()
                 .map_err(|e| OciError::io("writing", &temp_path, e.into_error()))?;
             temp.flush()

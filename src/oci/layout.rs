@@ -16,9 +16,6 @@ use super::error::OciError;
 use super::layer::{write_layer, Layer, LayerEntry, LayerOptions};
 use super::{MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 
-/// `index.json`: an image index whose entries are named by [`REF_NAME_ANNOTATION`].
-type TopIndex = ImageIndex;
-
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const INDEX_FILE: &str = "index.json";
@@ -44,7 +41,7 @@ impl OciLayout {
             layout.write_atomic(LAYOUT_FILE, LAYOUT_CONTENT.as_bytes())?;
         }
         if !dir.join(INDEX_FILE).exists() {
-            layout.write_top_index(&TopIndex {
+            layout.write_top_index(&ImageIndex {
                 schema_version: 2,
                 media_type: Some(MEDIA_TYPE_INDEX.to_string()),
                 manifests: Vec::new(),
@@ -301,14 +298,14 @@ impl OciLayout {
         builder.into_inner().map_err(fail)
     }
 
-    fn read_top_index(&self) -> Result<TopIndex, OciError> {
+    fn read_top_index(&self) -> Result<ImageIndex, OciError> {
         let path = self.root.join(INDEX_FILE);
         let bytes = std::fs::read(&path).map_err(|e| OciError::io("reading", &path, e))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| OciError::layout(&self.root, format!("index.json is not an index: {e}")))
     }
 
-    fn write_top_index(&self, top: &TopIndex) -> Result<(), OciError> {
+    fn write_top_index(&self, top: &ImageIndex) -> Result<(), OciError> {
         let bytes = serde_json::to_vec(top).map_err(|e| {
             OciError::layout(&self.root, format!("cannot serialise index.json: {e}"))
         })?;
