@@ -194,14 +194,13 @@ fn copy_base_blobs(base: &Base, layout: &OciLayout, reporter: &dyn Reporter) -> 
             if layout.has_blob(&layer.digest).map_err(Failure::env)? {
                 continue;
             }
-            let mut reader = source
-                .open_blob_sized(&layer.digest, layer.size)
-                .map_err(|e| {
-                    Failure::env(anyhow::anyhow!(
-                        "base image {from}: layer {}: {e}",
-                        layer.digest
-                    ))
-                })?;
+            // Raw: copy_blob checks size and digest as it stores (once, not twice).
+            let mut reader = source.open_blob(&layer.digest).map_err(|e| {
+                Failure::env(anyhow::anyhow!(
+                    "base image {from}: layer {}: {e}",
+                    layer.digest
+                ))
+            })?;
             layout
                 .copy_blob(&layer.digest, layer.size, &from, &mut reader)
                 .map_err(|e| Failure {
