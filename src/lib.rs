@@ -15,6 +15,7 @@ pub mod binfmt;
 pub mod cli;
 pub mod commands;
 pub mod detect;
+pub mod dockerfile;
 pub mod elf;
 pub mod engine;
 pub mod exit;

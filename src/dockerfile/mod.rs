@@ -1,0 +1,3 @@
+//! Dockerfile front end (pure): text + build args + platforms → an expanded build graph.
+
+pub mod lex;
