@@ -114,6 +114,8 @@ pub struct Lexer {
     pub raw_quotes: bool,
     /// Leave `$V` of an unset V as written (BuildKit's `SkipUnsetEnv`).
     pub skip_unset: bool,
+    /// Keep escape characters in the result (BuildKit's `RawEscapes`).
+    pub raw_escapes: bool,
 }
 
 impl Lexer {
@@ -122,6 +124,7 @@ impl Lexer {
             escape,
             raw_quotes: false,
             skip_unset: false,
+            raw_escapes: false,
         }
     }
 
@@ -129,14 +132,14 @@ impl Lexer {
     /// (BuildKit's `ProcessWord`).
     pub fn expand_word(&self, word: &str, vars: &Vars) -> Result<String, LexError> {
         let mut scan = Scan::new(self, word, vars);
-        Ok(scan.until(None, false)?.0)
+        Ok(scan.until(None, self.raw_escapes)?.0)
     }
 
     /// The words of `word` after expansion, split at unquoted spaces (BuildKit's
     /// `ProcessWords`).
     pub fn expand_words(&self, word: &str, vars: &Vars) -> Result<Vec<String>, LexError> {
         let mut scan = Scan::new(self, word, vars);
-        Ok(scan.until(None, false)?.1)
+        Ok(scan.until(None, self.raw_escapes)?.1)
     }
 }
 
