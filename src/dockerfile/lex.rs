@@ -71,7 +71,10 @@ pub enum LexError {
     BadSubstitution,
     UnsupportedModifier(String),
     /// `${V?message}` / `${V:?message}` with V unset (or empty).
-    Required { name: String, message: String },
+    Required {
+        name: String,
+        message: String,
+    },
     /// A pattern form (`${V#p}`, `${V%p}`, `${V/p/r}`…) that rcross refuses.
     PatternRefused(String),
 }
@@ -86,7 +89,10 @@ impl fmt::Display for LexError {
                 f.write_str("unexpected end of statement while looking for matching double-quote")
             }
             LexError::Unterminated(c) => {
-                write!(f, "unexpected end of statement while looking for matching {c}")
+                write!(
+                    f,
+                    "unexpected end of statement while looking for matching {c}"
+                )
             }
             LexError::MissingBrace => f.write_str("syntax error: missing '}'"),
             LexError::BadSubstitution => f.write_str("syntax error: bad substitution"),
@@ -116,6 +122,8 @@ pub struct Lexer {
     pub skip_unset: bool,
     /// Keep escape characters in the result (BuildKit's `RawEscapes`).
     pub raw_escapes: bool,
+    /// Quotes are ordinary characters (BuildKit's `SkipProcessQuotes`, for heredoc bodies).
+    pub skip_quotes: bool,
 }
 
 impl Lexer {
@@ -125,6 +133,7 @@ impl Lexer {
             raw_quotes: false,
             skip_unset: false,
             raw_escapes: false,
+            skip_quotes: false,
         }
     }
 
@@ -263,12 +272,12 @@ impl<'a> Scan<'a> {
                     result.push_str(&tmp);
                     words.add_raw_string(&tmp);
                 }
-                '\'' => {
+                '\'' if !self.lexer.skip_quotes => {
                     let tmp = self.single_quote()?;
                     result.push_str(&tmp);
                     words.add_raw_string(&tmp);
                 }
-                '"' => {
+                '"' if !self.lexer.skip_quotes => {
                     let tmp = self.double_quote()?;
                     result.push_str(&tmp);
                     words.add_raw_string(&tmp);
@@ -491,7 +500,10 @@ impl<'a> Scan<'a> {
         }
         self.next();
         let mut out = "<<".to_string();
-        while let Some(c) = self.peek().filter(|c| matches!(c, ' ' | '\t' | '\r' | '\n')) {
+        while let Some(c) = self
+            .peek()
+            .filter(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+        {
             self.next();
             out.push(c);
         }
@@ -516,8 +528,7 @@ mod tests {
             }
             let parts: Vec<&str> = line.split('|').collect();
             assert_eq!(parts.len(), 3, "line {}", n + 1);
-            let (platform, source, expected) =
-                (parts[0].trim(), parts[1].trim(), parts[2].trim());
+            let (platform, source, expected) = (parts[0].trim(), parts[1].trim(), parts[2].trim());
             if platform == "W" {
                 continue;
             }
@@ -530,7 +541,10 @@ mod tests {
             if ok {
                 passed += 1;
             } else {
-                failures.push(format!("line {}: {source:?} → {got:?}, want {expected:?}", n + 1));
+                failures.push(format!(
+                    "line {}: {source:?} → {got:?}, want {expected:?}",
+                    n + 1
+                ));
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -585,7 +599,14 @@ mod tests {
     #[test]
     fn pattern_forms_are_refused_clearly() {
         let vars = Vars::from_env_strings(&["V=abc"]);
-        for w in ["${V#a}", "${V##a}", "${V%c}", "${V%%c}", "${V/a/b}", "${V//a/b}"] {
+        for w in [
+            "${V#a}",
+            "${V##a}",
+            "${V%c}",
+            "${V%%c}",
+            "${V/a/b}",
+            "${V//a/b}",
+        ] {
             let e = expand_word(w, &vars, '\\').unwrap_err();
             assert!(matches!(e, LexError::PatternRefused(_)), "{w}: {e:?}");
             assert!(e.to_string().contains("not supported by rcross"), "{e}");

@@ -145,7 +145,11 @@ pub fn directives(path: &str, text: &str) -> Result<Directives, DockerfileError>
         match key.to_ascii_lowercase().as_str() {
             "escape" => {
                 if escape.is_some() {
-                    return Err(directive_error(path, line_no, "only one escape parser directive can be used"));
+                    return Err(directive_error(
+                        path,
+                        line_no,
+                        "only one escape parser directive can be used",
+                    ));
                 }
                 escape = Some(match value {
                     "\\" => '\\',
@@ -161,7 +165,11 @@ pub fn directives(path: &str, text: &str) -> Result<Directives, DockerfileError>
             }
             "syntax" => {
                 if syntax.is_some() {
-                    return Err(directive_error(path, line_no, "only one syntax parser directive can be used"));
+                    return Err(directive_error(
+                        path,
+                        line_no,
+                        "only one syntax parser directive can be used",
+                    ));
                 }
                 check_frontend(value).map_err(|m| directive_error(path, line_no, m))?;
                 syntax = Some(value.to_string());
@@ -565,15 +573,30 @@ fn convert(
             flags(&i.options),
             files(&i.src, &i.dest, prepared),
         ),
-        I::Arg(i) => ("ARG", i.arg.span.start, vec![], SyntaxArgs::Text(text(&i.arguments))),
-        I::Env(i) => ("ENV", i.env.span.start, vec![], SyntaxArgs::Text(text(&i.arguments))),
+        I::Arg(i) => (
+            "ARG",
+            i.arg.span.start,
+            vec![],
+            SyntaxArgs::Text(text(&i.arguments)),
+        ),
+        I::Env(i) => (
+            "ENV",
+            i.env.span.start,
+            vec![],
+            SyntaxArgs::Text(text(&i.arguments)),
+        ),
         I::Label(i) => (
             "LABEL",
             i.label.span.start,
             vec![],
             SyntaxArgs::Text(text(&i.arguments)),
         ),
-        I::User(i) => ("USER", i.user.span.start, vec![], SyntaxArgs::Text(text(&i.arguments))),
+        I::User(i) => (
+            "USER",
+            i.user.span.start,
+            vec![],
+            SyntaxArgs::Text(text(&i.arguments)),
+        ),
         I::Workdir(i) => (
             "WORKDIR",
             i.workdir.span.start,
@@ -707,7 +730,10 @@ mod tests {
         assert_eq!(docs[0].content, "hi $X\n");
         assert!(docs[0].expand);
         assert_eq!(t.instructions[1].line, 2);
-        assert_eq!(t.instructions[2].line, 6, "line numbers after the heredoc stay");
+        assert_eq!(
+            t.instructions[2].line, 6,
+            "line numbers after the heredoc stay"
+        );
     }
 
     #[test]
@@ -721,7 +747,10 @@ mod tests {
         let (text, docs) = shell(&t.instructions[2]);
         assert_eq!(text, "<<A cat >x && <<-\"B\" cat");
         assert_eq!(docs.len(), 2);
-        assert_eq!((docs[1].content.as_str(), docs[1].expand, docs[1].chomp), ("2\n", false, true));
+        assert_eq!(
+            (docs[1].content.as_str(), docs[1].expand, docs[1].chomp),
+            ("2\n", false, true)
+        );
     }
 
     #[test]
@@ -731,9 +760,16 @@ mod tests {
             panic!()
         };
         assert_eq!(dest, "/dst/");
-        let SyntaxSource::Heredoc(a) = &sources[0] else { panic!() };
-        let SyntaxSource::Heredoc(b) = &sources[1] else { panic!() };
-        assert_eq!((a.name.as_str(), a.expand, b.name.as_str(), b.expand), ("EOF", true, "RAW", false));
+        let SyntaxSource::Heredoc(a) = &sources[0] else {
+            panic!()
+        };
+        let SyntaxSource::Heredoc(b) = &sources[1] else {
+            panic!()
+        };
+        assert_eq!(
+            (a.name.as_str(), a.expand, b.name.as_str(), b.expand),
+            ("EOF", true, "RAW", false)
+        );
     }
 
     #[test]
