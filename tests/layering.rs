@@ -14,6 +14,7 @@ const MODULES: &[&str] = &[
     "cli",
     "commands",
     "detect",
+    "dockerfile",
     "elf",
     "engine",
     "exit",
@@ -93,6 +94,30 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("pipeline", &["commands", "cli"]),
     ("toolchain", &["pipeline", "commands", "cli"]),
     ("setup", &["pipeline", "commands", "cli"]),
+    // The Dockerfile front end is pure (text + options → a build graph): it reads the platform
+    // table and the read model's platform normalisation, and nothing that runs, fetches or
+    // writes.
+    (
+        "dockerfile",
+        &[
+            "pipeline",
+            "commands",
+            "cli",
+            "engine",
+            "registry",
+            "runner",
+            "oci",
+            "walk",
+            "host",
+            "binfmt",
+            "setup",
+            "toolchain",
+            "detect",
+            "elf",
+            "tags",
+            "userdir",
+        ],
+    ),
 ];
 
 fn src() -> PathBuf {
