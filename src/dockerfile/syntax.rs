@@ -481,17 +481,18 @@ impl LineIndex {
 fn restore(text: &str, prepared: &Prepared) -> (String, Vec<SyntaxHeredoc>) {
     let mut text = text.to_string();
     let mut docs = Vec::new();
-    while let Some(at) = text.find(TOKEN_PREFIX) {
-        let Some(end) = text[at + TOKEN_PREFIX.len()..]
-            .find("@@")
-            .map(|e| at + TOKEN_PREFIX.len() + e + 2)
-        else {
+    let mut from = 0;
+    while let Some(at) = text[from..].find(TOKEN_PREFIX).map(|a| a + from) {
+        let after = at + TOKEN_PREFIX.len();
+        let Some(end) = text[after..].find("@@").map(|e| after + e + 2) else {
             break;
         };
         let Some(doc) = prepared.heredocs.get(&text[at..end]) else {
-            break;
+            from = after;
+            continue;
         };
         text.replace_range(at..end, &doc.marker);
+        from = at + doc.marker.len();
         docs.push(doc.clone());
     }
     (text, docs)

@@ -273,7 +273,11 @@ pub fn check_signal(s: &str) -> Result<(), String> {
     let rt = name
         .strip_prefix("RTMIN")
         .or_else(|| name.strip_prefix("RTMAX"))
-        .is_some_and(|r| r.is_empty() || r[1..].parse::<u8>().is_ok() && r.len() > 1);
+        .is_some_and(|r| {
+            r.is_empty()
+                || r.strip_prefix(['+', '-'])
+                    .is_some_and(|n| n.parse::<u8>().is_ok())
+        });
     if SIGNALS.contains(&name) || rt {
         Ok(())
     } else {
