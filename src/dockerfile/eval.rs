@@ -443,7 +443,14 @@ fn eval_stage(
             let config = ctx.options.base_configs.get(r).cloned().unwrap_or_default();
             (start_state(config), None)
         }
-        StageBase::Scratch => (start_state(ImageConfig::default()), None),
+        // BuildKit's empty image has WorkingDir "/" (dockerfile2llb emptyImage).
+        StageBase::Scratch => (
+            start_state(ImageConfig {
+                working_dir: "/".to_string(),
+                ..ImageConfig::default()
+            }),
+            None,
+        ),
     };
     let platform = head
         .platform
