@@ -1,5 +1,14 @@
 //! From the syntax tree to the build graph: ARG scoping, stage selection, and each
 //! instruction's arguments expanded exactly where BuildKit expands them (dockerfile2llb).
+//!
+//! Expanded (BuildKit's `Expand` methods and dispatchers): FROM image and `--platform` (global
+//! ARGs only), ARG defaults, ENV and LABEL keys and values, EXPOSE (then split into words),
+//! VOLUME, USER, WORKDIR, STOPSIGNAL, COPY/ADD sources, destination, `--chown`, `--chmod`,
+//! COPY/ADD heredoc bodies with an unquoted delimiter (quotes left as they are), `RUN --mount`
+//! option values. Not expanded: RUN, CMD, ENTRYPOINT, HEALTHCHECK and SHELL text (the shell
+//! expands at run time; exec form never), ONBUILD triggers (kept as text), MAINTAINER, ARG names,
+//! `RUN --network`; `COPY --from` and mount `from` must not contain a variable (BuildKit's
+//! errors).
 
 use std::collections::BTreeSet;
 
@@ -419,7 +428,20 @@ fn eval_stage(
     heads: &[StageHead<'_>],
     done: &[Stage],
 ) -> Result<Stage, DockerfileError> {
-    let (mut state, inherited_platform) = match &head.base {
+    let refuse_triggers = |of: &str, triggers: &[String]| DockerfileError {
+        kind: DockerfileErrorKind::Refused,
+        path: ctx.path.to_string(),
+        line: head.line,
+        instruction: "FROM".to_string(),
+        message: format!(
+            "{of} has ONBUILD triggers ({}); running them is not supported by rcross yet: copy \
+             them into this stage as instructions",
+            triggers.join("; ")
+        ),
+    };
+    // The platform: a base stage's (BuildKit's dispatchState.init overrides --platform), the
+    // target's for scratch (emptyImage), else --platform or the target's.
+    let (mut state, platform) = match &head.base {
         StageBase::Stage(b) => {
             let Some(base) = done.iter().find(|s| s.index == *b) else {
                 return Err(DockerfileError {
@@ -430,18 +452,40 @@ fn eval_stage(
                     message: format!("stage {b} was not evaluated before stage {}", head.index),
                 });
             };
+            let triggers: Vec<String> = base
+                .steps
+                .iter()
+                .filter_map(|s| match &s.instruction {
+                    Instruction::Onbuild(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect();
+            if !triggers.is_empty() {
+                return Err(refuse_triggers(&format!("stage {b}"), &triggers));
+            }
+            let mut config = base.config.clone();
+            config.onbuild.clear();
             (
                 StageState {
                     vars: base_vars(base),
-                    config: base.config.clone(),
+                    config,
                     cmd_set: false,
                 },
-                Some(base.platform),
+                base.platform,
             )
         }
         StageBase::Image(r) => {
             let config = ctx.options.base_configs.get(r).cloned().unwrap_or_default();
-            (start_state(config), None)
+            if !config.onbuild.is_empty() {
+                return Err(refuse_triggers(
+                    &format!("the base image {r}"),
+                    &config.onbuild,
+                ));
+            }
+            (
+                start_state(config),
+                head.platform.unwrap_or(ctx.options.target_platform),
+            )
         }
         // BuildKit's empty image has WorkingDir "/" (dockerfile2llb emptyImage).
         StageBase::Scratch => (
@@ -449,13 +493,9 @@ fn eval_stage(
                 working_dir: "/".to_string(),
                 ..ImageConfig::default()
             }),
-            None,
+            ctx.options.target_platform,
         ),
     };
-    let platform = head
-        .platform
-        .or(inherited_platform)
-        .unwrap_or(ctx.options.target_platform);
     let mut steps = Vec::with_capacity(head.body.len());
     for i in head.body {
         if let Some(instruction) = eval_instruction(ctx, i, &mut state, heads, head.index)? {

@@ -94,8 +94,8 @@ pub struct Stage {
     /// Line of the FROM instruction.
     pub line: usize,
     pub base: StageBase,
-    /// The platform the stage's steps run for: `FROM --platform=…`, else the base stage's,
-    /// else the target platform.
+    /// The platform the stage's steps run for: the base stage's when built FROM a stage, the
+    /// target's for `FROM scratch`, else `FROM --platform=…` or the target's (as BuildKit).
     pub platform: Platform,
     /// Whether `FROM --platform=` set the platform.
     pub platform_from_flag: bool,

@@ -222,7 +222,7 @@ fn stages_names_indexes_target_and_reachability() {
 
 #[test]
 fn from_platform_and_variable_selection() {
-    let text = "ARG VARIANT=b\nFROM --platform=$BUILDPLATFORM scratch AS build\nFROM --platform=linux/aarch64 scratch AS arm\nFROM build AS child\nFROM scratch AS sel-a\nFROM scratch AS sel-b\nFROM sel-${VARIANT}\nCOPY --from=child / /\nCOPY --from=arm / /\n";
+    let text = "ARG VARIANT=b\nFROM --platform=$BUILDPLATFORM img AS build\nFROM --platform=linux/aarch64 img AS arm\nFROM build AS child\nFROM scratch AS sel-a\nFROM scratch AS sel-b\nFROM sel-${VARIANT}\nCOPY --from=child / /\nCOPY --from=arm / /\n";
     let g = plan_ok(text, &opts("linux/arm/v7"));
     let by = |n: &str| {
         g.stages
@@ -440,4 +440,29 @@ fn base_config_env_is_used_for_expansion() {
     let c = &target(&g).config;
     assert_eq!(c.env, vec!["PATH=/bin:/opt", "HOME=/root", "HOMEDIR=/root"]);
     assert_eq!(c.working_dir, "/w/sub");
+}
+
+#[test]
+fn onbuild_triggers_to_run_are_refused_and_not_inherited_silently() {
+    let e = plan_err(
+        "FROM scratch AS p\nONBUILD RUN x\nFROM p\n",
+        &opts("linux/amd64"),
+    );
+    assert_eq!((e.kind, e.line), (DockerfileErrorKind::Refused, 3), "{e}");
+    assert!(e.message.contains("RUN x"), "{e}");
+    let mut o = opts("linux/amd64");
+    o.base_configs.insert(
+        "img".into(),
+        ImageConfig {
+            onbuild: vec!["COPY . /app".into()],
+            ..ImageConfig::default()
+        },
+    );
+    let e = plan_err("FROM img\n", &o);
+    assert!(
+        e.message.contains("base image img") && e.message.contains("COPY . /app"),
+        "{e}"
+    );
+    let g = plan_ok("FROM scratch\nONBUILD RUN x\n", &opts("linux/amd64"));
+    assert_eq!(target(&g).config.onbuild, vec!["RUN x"]);
 }
