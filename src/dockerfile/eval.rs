@@ -18,7 +18,7 @@ use super::lex::{Lexer, Vars};
 use super::syntax::{
     SyntaxArgs, SyntaxCommand, SyntaxFlag, SyntaxInstruction, SyntaxSource, SyntaxTree,
 };
-use super::values;
+use super::{mounts, values};
 use crate::image::platform::OciPlatform;
 use crate::platform::Platform;
 
@@ -498,12 +498,11 @@ fn eval_stage(
     };
     let mut steps = Vec::with_capacity(head.body.len());
     for i in head.body {
-        if let Some(instruction) = eval_instruction(ctx, i, &mut state, heads, head.index)? {
-            steps.push(Step {
-                line: i.line,
-                instruction,
-            });
-        }
+        let instruction = eval_instruction(ctx, i, &mut state, heads, head.index)?;
+        steps.push(Step {
+            line: i.line,
+            instruction,
+        });
     }
     Ok(Stage {
         index: head.index,
@@ -572,20 +571,19 @@ fn command_form(c: &SyntaxCommand) -> CommandForm {
     }
 }
 
-fn with_shell(state: &StageState, form: &CommandForm) -> Vec<String> {
+fn with_shell(config: &ImageConfig, form: &CommandForm) -> Vec<String> {
     match form {
         CommandForm::Exec(a) => a.clone(),
         CommandForm::Shell(t) => {
-            let mut v = current_shell(state);
+            let mut v = current_shell(config);
             v.push(t.clone());
             v
         }
     }
 }
 
-fn current_shell(state: &StageState) -> Vec<String> {
-    state
-        .config
+fn current_shell(config: &ImageConfig) -> Vec<String> {
+    config
         .shell
         .clone()
         .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
@@ -609,155 +607,181 @@ fn eval_instruction(
     state: &mut StageState,
     heads: &[StageHead<'_>],
     current: usize,
-) -> Result<Option<Instruction>, DockerfileError> {
+) -> Result<Instruction, DockerfileError> {
     let p = ctx.place(i);
-    // One snapshot per instruction: every word of it sees the state before it.
-    let vars = state.vars.clone();
-    let ex = |w: &str| ctx.expand(w, &vars, &p);
-    let out = match (i.keyword.as_str(), &i.args) {
-        ("ARG", _) => {
-            let mut out = Vec::new();
-            for (key, default) in arg_pairs(ctx, i)? {
-                let value = match (ctx.options.build_args.get(&key), default) {
-                    (Some(v), _) => Some(v.clone()),
-                    (None, Some(d)) => Some(ctx.expand(&d, &state.vars, &p)?),
-                    (None, None) => ctx.global.get(&key).map(str::to_string),
-                };
-                if let Some(v) = &value {
-                    state.vars.set(&key, v);
-                }
-                out.push((key, value));
-            }
-            Instruction::Arg(out)
+    if i.keyword == "ARG" {
+        return arg(ctx, &p, i, state);
+    }
+    let instruction = expand_instruction(ctx, &p, i, state, heads, current)?;
+    apply(state, &instruction);
+    Ok(instruction)
+}
+
+/// ARG inside a stage (BuildKit's dispatchArg): a build arg wins, else the default expanded
+/// with what is set so far (earlier names of the same ARG included), else the global value.
+fn arg(
+    ctx: &Ctx<'_>,
+    p: &Place<'_>,
+    i: &SyntaxInstruction,
+    state: &mut StageState,
+) -> Result<Instruction, DockerfileError> {
+    let mut out = Vec::new();
+    for (key, default) in arg_pairs(ctx, i)? {
+        let value = match (ctx.options.build_args.get(&key), default) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(d)) => Some(ctx.expand(&d, &state.vars, p)?),
+            (None, None) => ctx.global.get(&key).map(str::to_string),
+        };
+        if let Some(v) = &value {
+            state.vars.set(&key, v);
         }
-        ("ENV" | "LABEL", SyntaxArgs::Text(text)) => {
-            no_flags(&p, &i.flags)?;
-            let pairs = values::parse_name_values(text, ctx.escape).map_err(|e| p.invalid(e))?;
-            let mut out = Vec::with_capacity(pairs.len());
-            for (k, v) in pairs {
-                let (k, v) = (ex(&k)?, ex(&v)?);
-                if k.is_empty() {
-                    return Err(p.invalid(format!("{} names can not be blank", i.keyword)));
-                }
-                if i.keyword == "ENV" {
-                    state.vars.set(&k, &v);
-                    set_env(&mut state.config, &k, &v);
-                } else {
-                    state.config.labels.insert(k.clone(), v.clone());
-                }
-                out.push((k, v));
-            }
-            if i.keyword == "ENV" {
-                Instruction::Env(out)
-            } else {
-                Instruction::Label(out)
-            }
-        }
-        ("EXPOSE", SyntaxArgs::Words(words)) => {
-            let mut ports = Vec::new();
-            for w in words {
-                let split = ctx
-                    .lexer()
-                    .expand_words(w, &vars)
-                    .map_err(|e| p.error(DockerfileErrorKind::Expansion, format!("{w:?}: {e}")))?;
-                for s in split {
-                    ports.extend(values::parse_ports(&s).map_err(|e| p.invalid(e))?);
-                }
-            }
-            state.config.exposed_ports.extend(ports.iter().cloned());
-            Instruction::Expose(ports)
-        }
+        out.push((key, value));
+    }
+    Ok(Instruction::Arg(out))
+}
+
+/// The typed instruction, its arguments expanded with the state before it (one snapshot).
+fn expand_instruction(
+    ctx: &Ctx<'_>,
+    p: &Place<'_>,
+    i: &SyntaxInstruction,
+    state: &StageState,
+    heads: &[StageHead<'_>],
+    current: usize,
+) -> Result<Instruction, DockerfileError> {
+    let vars = &state.vars;
+    let ex = |w: &str| ctx.expand(w, vars, p);
+    if !matches!(i.keyword.as_str(), "RUN" | "COPY" | "ADD" | "HEALTHCHECK") {
+        no_flags(p, &i.flags)?;
+    }
+    Ok(match (i.keyword.as_str(), &i.args) {
+        ("ENV", SyntaxArgs::Text(text)) => Instruction::Env(name_values(ctx, p, text, vars)?),
+        ("LABEL", SyntaxArgs::Text(text)) => Instruction::Label(name_values(ctx, p, text, vars)?),
+        ("EXPOSE", SyntaxArgs::Words(words)) => Instruction::Expose(expose(ctx, p, words, vars)?),
         ("VOLUME", SyntaxArgs::Words(words) | SyntaxArgs::Json(words)) => {
-            let mut vols = Vec::new();
-            for w in words {
-                let v = ex(w)?;
-                if v.trim().is_empty() {
-                    return Err(p.invalid("VOLUME specified can not be an empty string"));
-                }
-                vols.push(v);
+            let vols = words.iter().map(|w| ex(w)).collect::<Result<Vec<_>, _>>()?;
+            if vols.iter().any(|v| v.trim().is_empty()) {
+                return Err(p.invalid("VOLUME specified can not be an empty string"));
             }
-            state.config.volumes.extend(vols.iter().cloned());
             Instruction::Volume(vols)
         }
-        ("USER", _) => {
-            let u = ex(text_arg(i))?;
-            state.config.user = u.clone();
-            Instruction::User(u)
-        }
+        ("USER", _) => Instruction::User(ex(text_arg(i))?),
         ("WORKDIR", _) => {
             let w = ex(text_arg(i))?;
             if w.is_empty() {
                 return Err(p.invalid("WORKDIR requires a path"));
             }
-            let wd = values::join_workdir(&state.config.working_dir, &w);
-            state.config.working_dir = wd.clone();
-            Instruction::Workdir(wd)
+            Instruction::Workdir(values::join_workdir(&state.config.working_dir, &w))
         }
         ("STOPSIGNAL", _) => {
             let s = ex(text_arg(i))?;
             values::check_signal(&s).map_err(|e| p.invalid(e))?;
-            state.config.stop_signal = Some(s.clone());
             Instruction::StopSignal(s)
         }
-        ("MAINTAINER", _) => {
-            let m = text_arg(i).to_string();
-            state.config.author = Some(m.clone());
-            Instruction::Maintainer(m)
-        }
-        ("CMD", SyntaxArgs::Command(c)) => {
-            no_flags(&p, &i.flags)?;
-            let form = command_form(c);
-            state.config.cmd = Some(with_shell(state, &form));
-            state.cmd_set = true;
-            Instruction::Cmd(form)
-        }
-        ("ENTRYPOINT", SyntaxArgs::Command(c)) => {
-            no_flags(&p, &i.flags)?;
-            let form = command_form(c);
-            state.config.entrypoint = Some(with_shell(state, &form));
-            if !state.cmd_set {
-                state.config.cmd = None;
-            }
-            Instruction::Entrypoint(form)
-        }
+        ("MAINTAINER", _) => Instruction::Maintainer(text_arg(i).to_string()),
+        ("CMD", SyntaxArgs::Command(c)) => Instruction::Cmd(command_form(c)),
+        ("ENTRYPOINT", SyntaxArgs::Command(c)) => Instruction::Entrypoint(command_form(c)),
         ("SHELL", SyntaxArgs::Json(words)) => {
             if words.is_empty() {
                 return Err(p.invalid("SHELL requires at least one argument"));
             }
-            state.config.shell = Some(words.clone());
             Instruction::Shell(words.clone())
         }
         ("ONBUILD", SyntaxArgs::Onbuild { trigger, .. }) => {
-            let first = trigger
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_ascii_uppercase();
+            let first = trigger.split_whitespace().next().unwrap_or("");
+            let first = first.to_ascii_uppercase();
             if matches!(first.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
                 return Err(p.invalid(format!("{first} isn't allowed as an ONBUILD trigger")));
             }
-            state.config.onbuild.push(trigger.clone());
             Instruction::Onbuild(trigger.clone())
         }
         ("HEALTHCHECK", SyntaxArgs::Healthcheck(c)) => {
-            let h = healthcheck(&p, &i.flags, c.as_ref())?;
-            state.config.healthcheck = Some(h.clone());
-            Instruction::Healthcheck(h)
+            Instruction::Healthcheck(healthcheck(p, &i.flags, c.as_ref())?)
         }
         ("RUN", SyntaxArgs::Command(c)) => {
-            Instruction::Run(run(ctx, &p, i, c, state, heads, current)?)
+            Instruction::Run(run(ctx, p, i, c, state, heads, current)?)
         }
-        ("COPY" | "ADD", SyntaxArgs::Files { sources, dest }) => {
-            let c = copy(ctx, &p, i, sources, dest, &vars, heads, current)?;
-            if i.keyword == "ADD" {
-                Instruction::Add(c)
-            } else {
-                Instruction::Copy(c)
-            }
+        ("COPY", SyntaxArgs::Files { sources, dest }) => {
+            Instruction::Copy(copy(ctx, p, i, sources, dest, vars, heads, current)?)
+        }
+        ("ADD", SyntaxArgs::Files { sources, dest }) => {
+            Instruction::Add(copy(ctx, p, i, sources, dest, vars, heads, current)?)
         }
         (k, _) => return Err(p.invalid(format!("{k}: arguments of an unexpected shape"))),
-    };
-    Ok(Some(out))
+    })
+}
+
+/// ENV/LABEL pairs, keys and values expanded.
+fn name_values(
+    ctx: &Ctx<'_>,
+    p: &Place<'_>,
+    text: &str,
+    vars: &Vars,
+) -> Result<Vec<(String, String)>, DockerfileError> {
+    let pairs = values::parse_name_values(text, ctx.escape).map_err(|e| p.invalid(e))?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        let (k, v) = (ctx.expand(&k, vars, p)?, ctx.expand(&v, vars, p)?);
+        if k.is_empty() {
+            return Err(p.invalid(format!("{} names can not be blank", p.instruction)));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+/// EXPOSE: each word expanded and split into words (BuildKit's ProcessWords), then normalised.
+fn expose(
+    ctx: &Ctx<'_>,
+    p: &Place<'_>,
+    words: &[String],
+    vars: &Vars,
+) -> Result<Vec<String>, DockerfileError> {
+    let mut ports = Vec::new();
+    for w in words {
+        let split = ctx
+            .lexer()
+            .expand_words(w, vars)
+            .map_err(|e| p.error(DockerfileErrorKind::Expansion, format!("{w:?}: {e}")))?;
+        for s in split {
+            ports.extend(values::parse_ports(&s).map_err(|e| p.invalid(e))?);
+        }
+    }
+    Ok(ports)
+}
+
+/// What an instruction does to the stage's variables and image config.
+fn apply(state: &mut StageState, instruction: &Instruction) {
+    let config = &mut state.config;
+    match instruction {
+        Instruction::Env(pairs) => {
+            for (k, v) in pairs {
+                state.vars.set(k, v);
+                set_env(config, k, v);
+            }
+        }
+        Instruction::Label(pairs) => config.labels.extend(pairs.iter().cloned()),
+        Instruction::Expose(ports) => config.exposed_ports.extend(ports.iter().cloned()),
+        Instruction::Volume(vols) => config.volumes.extend(vols.iter().cloned()),
+        Instruction::User(u) => config.user = u.clone(),
+        Instruction::Workdir(w) => config.working_dir = w.clone(),
+        Instruction::StopSignal(s) => config.stop_signal = Some(s.clone()),
+        Instruction::Maintainer(m) => config.author = Some(m.clone()),
+        Instruction::Shell(words) => config.shell = Some(words.clone()),
+        Instruction::Onbuild(t) => config.onbuild.push(t.clone()),
+        Instruction::Healthcheck(h) => config.healthcheck = Some(h.clone()),
+        Instruction::Cmd(form) => {
+            config.cmd = Some(with_shell(config, form));
+            state.cmd_set = true;
+        }
+        Instruction::Entrypoint(form) => {
+            config.entrypoint = Some(with_shell(config, form));
+            if !state.cmd_set {
+                config.cmd = None;
+            }
+        }
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Arg(_) => {}
+    }
 }
 
 fn healthcheck(
@@ -830,7 +854,12 @@ fn run(
     for f in &i.flags {
         let v = f.value.as_deref().unwrap_or("");
         match f.name.as_str() {
-            "mount" => mounts.push(mount(ctx, p, v, &state.vars, heads, current)?),
+            "mount" => mounts.push(mounts::parse(
+                v,
+                p,
+                &|w| ctx.expand(w, &state.vars, p),
+                &|from| stage_ref(from, heads, current, p),
+            )?),
             "network" => {
                 network = match v {
                     "default" => Network::Default,
@@ -855,165 +884,7 @@ fn run(
         mounts,
         network,
         env: state.vars.to_env_strings(),
-        shell: current_shell(state),
-    })
-}
-
-fn mount(
-    ctx: &Ctx<'_>,
-    p: &Place<'_>,
-    spec: &str,
-    vars: &Vars,
-    heads: &[StageHead<'_>],
-    current: usize,
-) -> Result<Mount, DockerfileError> {
-    let bad = |m: String| p.invalid(format!("--mount={spec}: {m}"));
-    let fields = values::csv_fields(spec).map_err(bad)?;
-    let mut kind = "bind".to_string();
-    let (mut target, mut source, mut id, mut env) = (None, String::new(), None, None);
-    let (mut from, mut sharing, mut size) = (None, None, None);
-    let (mut mode, mut uid, mut gid) = (None, None, None);
-    let mut read_only: Option<bool> = None;
-    let mut required = false;
-    let bool_of = |k: &str, v: &str| match v.to_ascii_lowercase().as_str() {
-        "1" | "t" | "true" => Ok(true),
-        "0" | "f" | "false" => Ok(false),
-        _ => Err(bad(format!("invalid value for {k}: {v}"))),
-    };
-    for field in fields {
-        let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
-            None => (field.to_ascii_lowercase(), None),
-        };
-        let Some(raw) = value else {
-            match key.as_str() {
-                "readonly" | "ro" => read_only = Some(true),
-                "readwrite" | "rw" => read_only = Some(false),
-                "required" if kind == "secret" => required = true,
-                _ => {
-                    return Err(bad(format!(
-                        "invalid field '{field}' must be a key=value pair"
-                    )))
-                }
-            }
-            continue;
-        };
-        let v = ctx.expand(raw, vars, p)?;
-        let num = |base: u32| {
-            u32::from_str_radix(&v, base).map_err(|_| bad(format!("invalid value {v} for {key}")))
-        };
-        match key.as_str() {
-            "type" => {
-                kind = v.to_ascii_lowercase();
-                if kind == "ssh" {
-                    return Err(p.refused(format!(
-                        "--mount={spec}: ssh mounts are not supported by rcross yet"
-                    )));
-                }
-                if !matches!(kind.as_str(), "bind" | "cache" | "secret" | "tmpfs") {
-                    return Err(p.refused(format!(
-                        "--mount={spec}: unsupported mount type {v:?} (bind, cache, secret, tmpfs)"
-                    )));
-                }
-            }
-            "from" => from = Some(stage_ref(&v, heads, current, p)?),
-            "source" | "src" => source = v,
-            "target" | "dst" | "destination" => target = Some(v),
-            "readonly" | "ro" => read_only = Some(bool_of(&key, &v)?),
-            "readwrite" | "rw" => read_only = Some(!bool_of(&key, &v)?),
-            "required" if kind == "secret" => required = bool_of(&key, &v)?,
-            "size" if kind == "tmpfs" => size = Some(values::parse_ram_size(&v).map_err(bad)?),
-            "id" => id = Some(v),
-            "sharing" => {
-                sharing = Some(match v.to_ascii_lowercase().as_str() {
-                    "shared" => CacheSharing::Shared,
-                    "private" => CacheSharing::Private,
-                    "locked" => CacheSharing::Locked,
-                    _ => {
-                        return Err(bad(format!(
-                            "unsupported sharing value {v:?} (shared, private, locked)"
-                        )))
-                    }
-                })
-            }
-            "mode" => mode = Some(num(8)?),
-            "uid" => uid = Some(num(10)?),
-            "gid" => gid = Some(num(10)?),
-            "env" => env = Some(v),
-            _ => {
-                return Err(bad(format!(
-                    "unexpected key '{key}' for mount type '{kind}'"
-                )))
-            }
-        }
-    }
-    let file_info = kind == "secret" || kind == "cache";
-    if !file_info && (mode.is_some() || uid.is_some() || gid.is_some()) {
-        return Err(bad(format!(
-            "mode, uid and gid are not allowed for {kind:?} mounts"
-        )));
-    }
-    if sharing.is_some() && kind != "cache" {
-        return Err(bad(format!("invalid cache sharing set for {kind} mount")));
-    }
-    let need_target = |t: Option<String>| t.ok_or_else(|| bad("a target is required".to_string()));
-    Ok(match kind.as_str() {
-        "cache" => {
-            let target = need_target(target)?;
-            Mount::Cache {
-                id: id.unwrap_or_else(|| target.clone()),
-                target,
-                sharing: sharing.unwrap_or(CacheSharing::Shared),
-                from,
-                source,
-                read_only: read_only.unwrap_or(false),
-                mode,
-                uid,
-                gid,
-            }
-        }
-        "tmpfs" => Mount::Tmpfs {
-            target: need_target(target)?,
-            size,
-        },
-        "secret" => {
-            if from.is_some() {
-                return Err(bad("secret mount should not have a from".to_string()));
-            }
-            if !source.is_empty() && id.is_some() {
-                return Err(bad("both source and id can't be set".to_string()));
-            }
-            let id = id
-                .or((!source.is_empty()).then_some(source))
-                .or_else(|| {
-                    target
-                        .as_deref()
-                        .map(|t| t.rsplit('/').next().unwrap_or(t).to_string())
-                })
-                .ok_or_else(|| {
-                    bad("invalid secret mount: one of id, source or target is required".to_string())
-                })?;
-            let target = match (&target, &env) {
-                (Some(t), _) => Some(t.clone()),
-                (None, Some(_)) => None,
-                (None, None) => Some(format!("/run/secrets/{id}")),
-            };
-            Mount::Secret {
-                id,
-                target,
-                env,
-                required,
-                mode,
-                uid,
-                gid,
-            }
-        }
-        _ => Mount::Bind {
-            target: need_target(target)?,
-            from,
-            source,
-            read_write: read_only == Some(false),
-        },
+        shell: current_shell(&state.config),
     })
 }
 

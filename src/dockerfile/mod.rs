@@ -11,6 +11,7 @@ pub mod error;
 mod eval;
 pub mod graph;
 pub mod lex;
+mod mounts;
 pub mod syntax;
 pub mod values;
 
