@@ -560,151 +560,93 @@ fn convert(
     line_of: &LineIndex,
     path: &str,
 ) -> Result<SyntaxInstruction, DockerfileError> {
+    let Some((keyword, at, flags)) = head(instruction) else {
+        return Err(syntax_error(
+            path,
+            0,
+            "an instruction rcross does not know (parse-dockerfile is newer than rcross)",
+        ));
+    };
+    Ok(SyntaxInstruction {
+        line: line_of.line(at.span.start),
+        keyword: keyword.to_string(),
+        flags,
+        args: args(instruction, prepared, line_of),
+    })
+}
+
+/// The keyword, where it is, and the flags.
+fn head<'i>(
+    instruction: &'i pd::Instruction<'_>,
+) -> Option<(&'static str, &'i pd::Keyword, Vec<SyntaxFlag>)> {
     use pd::Instruction as I;
-    let (keyword, span_start, fl, args) = match instruction {
-        I::Add(i) => (
-            "ADD",
-            i.add.span.start,
-            flags(&i.options),
-            files(&i.src, &i.dest, prepared),
-        ),
-        I::Copy(i) => (
-            "COPY",
-            i.copy.span.start,
-            flags(&i.options),
-            files(&i.src, &i.dest, prepared),
-        ),
-        I::Arg(i) => (
-            "ARG",
-            i.arg.span.start,
-            vec![],
-            SyntaxArgs::Text(text(&i.arguments)),
-        ),
-        I::Env(i) => (
-            "ENV",
-            i.env.span.start,
-            vec![],
-            SyntaxArgs::Text(text(&i.arguments)),
-        ),
-        I::Label(i) => (
-            "LABEL",
-            i.label.span.start,
-            vec![],
-            SyntaxArgs::Text(text(&i.arguments)),
-        ),
-        I::User(i) => (
-            "USER",
-            i.user.span.start,
-            vec![],
-            SyntaxArgs::Text(text(&i.arguments)),
-        ),
-        I::Workdir(i) => (
-            "WORKDIR",
-            i.workdir.span.start,
-            vec![],
-            SyntaxArgs::Text(text(&i.arguments)),
-        ),
-        I::Stopsignal(i) => (
-            "STOPSIGNAL",
-            i.stopsignal.span.start,
-            vec![],
-            SyntaxArgs::Text(text(&i.arguments)),
-        ),
-        I::Maintainer(i) => (
-            "MAINTAINER",
-            i.maintainer.span.start,
-            vec![],
-            SyntaxArgs::Text(text(&i.name)),
-        ),
-        I::Cmd(i) => (
-            "CMD",
-            i.cmd.span.start,
-            vec![],
-            SyntaxArgs::Command(command(&i.arguments, prepared)),
-        ),
-        I::Entrypoint(i) => (
-            "ENTRYPOINT",
-            i.entrypoint.span.start,
-            vec![],
-            SyntaxArgs::Command(command(&i.arguments, prepared)),
-        ),
-        I::Run(i) => (
-            "RUN",
-            i.run.span.start,
-            flags(&i.options),
-            SyntaxArgs::Command(command(&i.arguments, prepared)),
-        ),
-        I::Expose(i) => (
-            "EXPOSE",
-            i.expose.span.start,
-            vec![],
-            SyntaxArgs::Words(i.arguments.iter().map(text).collect()),
-        ),
-        I::Volume(i) => (
-            "VOLUME",
-            i.volume.span.start,
-            vec![],
-            match &i.arguments {
-                pd::JsonOrStringArray::Json(a) => {
-                    SyntaxArgs::Json(a.value.iter().map(text).collect())
-                }
-                pd::JsonOrStringArray::String(a) => SyntaxArgs::Words(a.iter().map(text).collect()),
-            },
-        ),
-        I::Shell(i) => (
-            "SHELL",
-            i.shell.span.start,
-            vec![],
-            SyntaxArgs::Json(i.arguments.iter().map(text).collect()),
-        ),
-        I::From(i) => (
-            "FROM",
-            i.from.span.start,
-            flags(&i.options),
-            SyntaxArgs::From {
-                image: text(&i.image),
-                stage_name: i.as_.as_ref().map(|(_, n)| text(n)),
-            },
-        ),
-        I::Healthcheck(i) => (
-            "HEALTHCHECK",
-            i.healthcheck.span.start,
-            flags(&i.options),
-            match &i.arguments {
-                pd::HealthcheckArguments::Cmd { arguments, .. } => {
-                    SyntaxArgs::Healthcheck(Some(command(arguments, prepared)))
-                }
-                _ => SyntaxArgs::Healthcheck(None),
-            },
-        ),
+    Some(match instruction {
+        I::Add(i) => ("ADD", &i.add, flags(&i.options)),
+        I::Copy(i) => ("COPY", &i.copy, flags(&i.options)),
+        I::Run(i) => ("RUN", &i.run, flags(&i.options)),
+        I::From(i) => ("FROM", &i.from, flags(&i.options)),
+        I::Healthcheck(i) => ("HEALTHCHECK", &i.healthcheck, flags(&i.options)),
+        I::Arg(i) => ("ARG", &i.arg, vec![]),
+        I::Env(i) => ("ENV", &i.env, vec![]),
+        I::Label(i) => ("LABEL", &i.label, vec![]),
+        I::User(i) => ("USER", &i.user, vec![]),
+        I::Workdir(i) => ("WORKDIR", &i.workdir, vec![]),
+        I::Stopsignal(i) => ("STOPSIGNAL", &i.stopsignal, vec![]),
+        I::Maintainer(i) => ("MAINTAINER", &i.maintainer, vec![]),
+        I::Cmd(i) => ("CMD", &i.cmd, vec![]),
+        I::Entrypoint(i) => ("ENTRYPOINT", &i.entrypoint, vec![]),
+        I::Expose(i) => ("EXPOSE", &i.expose, vec![]),
+        I::Volume(i) => ("VOLUME", &i.volume, vec![]),
+        I::Shell(i) => ("SHELL", &i.shell, vec![]),
+        I::Onbuild(i) => ("ONBUILD", &i.onbuild, vec![]),
+        _ => return None,
+    })
+}
+
+/// The arguments, by shape.
+fn args(instruction: &pd::Instruction<'_>, prepared: &Prepared, line_of: &LineIndex) -> SyntaxArgs {
+    use pd::Instruction as I;
+    match instruction {
+        I::Add(i) => files(&i.src, &i.dest, prepared),
+        I::Copy(i) => files(&i.src, &i.dest, prepared),
+        I::Arg(i) => SyntaxArgs::Text(text(&i.arguments)),
+        I::Env(i) => SyntaxArgs::Text(text(&i.arguments)),
+        I::Label(i) => SyntaxArgs::Text(text(&i.arguments)),
+        I::User(i) => SyntaxArgs::Text(text(&i.arguments)),
+        I::Workdir(i) => SyntaxArgs::Text(text(&i.arguments)),
+        I::Stopsignal(i) => SyntaxArgs::Text(text(&i.arguments)),
+        I::Maintainer(i) => SyntaxArgs::Text(text(&i.name)),
+        I::Cmd(i) => SyntaxArgs::Command(command(&i.arguments, prepared)),
+        I::Entrypoint(i) => SyntaxArgs::Command(command(&i.arguments, prepared)),
+        I::Run(i) => SyntaxArgs::Command(command(&i.arguments, prepared)),
+        I::Expose(i) => SyntaxArgs::Words(i.arguments.iter().map(text).collect()),
+        I::Volume(i) => match &i.arguments {
+            pd::JsonOrStringArray::Json(a) => SyntaxArgs::Json(a.value.iter().map(text).collect()),
+            pd::JsonOrStringArray::String(a) => SyntaxArgs::Words(a.iter().map(text).collect()),
+        },
+        I::Shell(i) => SyntaxArgs::Json(i.arguments.iter().map(text).collect()),
+        I::From(i) => SyntaxArgs::From {
+            image: text(&i.image),
+            stage_name: i.as_.as_ref().map(|(_, n)| text(n)),
+        },
+        I::Healthcheck(i) => match &i.arguments {
+            pd::HealthcheckArguments::Cmd { arguments, .. } => {
+                SyntaxArgs::Healthcheck(Some(command(arguments, prepared)))
+            }
+            _ => SyntaxArgs::Healthcheck(None),
+        },
         I::Onbuild(i) => {
+            // The trigger's text: the rest of the (joined) line after the keyword.
             let line_start = line_of.starts[line_of.line(i.onbuild.span.start) - 1];
             let line_end = prepared.text[line_start..]
                 .find('\n')
                 .map_or(prepared.text.len(), |e| e + line_start);
             let after = &prepared.text[i.onbuild.span.end.min(line_end)..line_end];
             let (trigger, heredocs) = restore(after.trim(), prepared);
-            (
-                "ONBUILD",
-                i.onbuild.span.start,
-                vec![],
-                SyntaxArgs::Onbuild { trigger, heredocs },
-            )
+            SyntaxArgs::Onbuild { trigger, heredocs }
         }
-        _ => {
-            return Err(syntax_error(
-                path,
-                0,
-                "an instruction rcross does not know (parse-dockerfile is newer than rcross)",
-            ))
-        }
-    };
-    Ok(SyntaxInstruction {
-        line: line_of.line(span_start),
-        keyword: keyword.to_string(),
-        flags: fl,
-        args,
-    })
+        _ => SyntaxArgs::Text(String::new()),
+    }
 }
 
 #[cfg(test)]
