@@ -1,7 +1,7 @@
 //! The Dockerfile front end against Docker's own builder: each Dockerfile below (expansion, ARG
 //! scoping, build args, platform ARGs, multi-stage FROM selection, --target) is built with
 //! `DOCKER_BUILDKIT=1 docker build`, and the built image's config (Env, Labels, WorkingDir, User,
-//! ExposedPorts, Volumes, StopSignal, Cmd, Entrypoint) must be what `rcross::dockerfile::plan`
+//! ExposedPorts, Volumes, StopSignal, Cmd, Entrypoint, Shell, OnBuild, Healthcheck) must be what `rcross::dockerfile::plan`
 //! computes for the target stage. The base image is made here: `docker import` of a tar holding
 //! the host's static busybox (Debian's busybox-static), with some config of its own.
 //!
@@ -20,7 +20,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
 
-use rcross::dockerfile::{plan, BuildOptions, ImageConfig};
+use std::time::Duration;
+
+use rcross::dockerfile::{plan, BuildOptions, Healthcheck, ImageConfig};
 use serde_json::Value;
 
 const BASE: &str = "rcross-test/dockerfile-diff-base:1";
@@ -183,6 +185,33 @@ LABEL from-base=override
         buildkit_only: false,
     },
     Case {
+        name: "HEALTHCHECK, ONBUILD, STOPSIGNAL number, VOLUME JSON",
+        dockerfile: r#"FROM rcross-test/dockerfile-diff-base:1
+ARG PORT=8080
+HEALTHCHECK --interval=5s --timeout=2s --start-period=1m30s --retries=3 CMD wget -q localhost:$PORT || exit 1
+ONBUILD RUN echo $PORT
+ONBUILD   COPY   . /app
+STOPSIGNAL 9
+VOLUME ["/a", "/b/$PORT"]
+"#,
+        build_args: &[],
+        platform: None,
+        target: None,
+        buildkit_only: false,
+    },
+    Case {
+        name: "HEALTHCHECK NONE and exec form",
+        dockerfile: r#"FROM rcross-test/dockerfile-diff-base:1 AS a
+HEALTHCHECK CMD ["/bin/true"]
+FROM a
+HEALTHCHECK NONE
+"#,
+        build_args: &[],
+        platform: None,
+        target: None,
+        buildkit_only: false,
+    },
+    Case {
         name: "CMD in the same stage survives ENTRYPOINT; shell-form CMD after SHELL",
         dockerfile: r#"FROM scratch
 SHELL ["/bin/ash", "-c"]
@@ -285,6 +314,11 @@ fn make_base(cli: &str, dir: &Path) {
     );
 }
 
+/// A duration in nanoseconds as Docker writes them (absent or 0: not set).
+fn nanos(v: &Value) -> Option<Duration> {
+    v.as_u64().filter(|n| *n > 0).map(Duration::from_nanos)
+}
+
 /// `docker image inspect`'s Config, as the front end's config type.
 fn inspect_config(cli: &str, image: &str) -> ImageConfig {
     let out = ok(
@@ -320,6 +354,21 @@ fn inspect_config(cli: &str, image: &str) -> ImageConfig {
         exposed_ports: keys(&c["ExposedPorts"]),
         volumes: keys(&c["Volumes"]),
         cmd: strings(&c["Cmd"]),
+        shell: strings(&c["Shell"]),
+        onbuild: strings(&c["OnBuild"]).unwrap_or_default(),
+        healthcheck: c["Healthcheck"].as_object().map(|h| Healthcheck {
+            test: strings(h.get("Test").unwrap_or(&Value::Null)).unwrap_or_default(),
+            interval: nanos(h.get("Interval").unwrap_or(&Value::Null)),
+            timeout: nanos(h.get("Timeout").unwrap_or(&Value::Null)),
+            start_period: nanos(h.get("StartPeriod").unwrap_or(&Value::Null)),
+            start_interval: nanos(h.get("StartInterval").unwrap_or(&Value::Null)),
+            retries: h
+                .get("Retries")
+                .unwrap_or(&Value::Null)
+                .as_u64()
+                .filter(|r| *r > 0)
+                .map(|r| r as u32),
+        }),
         entrypoint: strings(&c["Entrypoint"]),
         stop_signal: c["StopSignal"].as_str().map(str::to_string),
         ..ImageConfig::default()
@@ -476,7 +525,7 @@ fn front_end_config_matches_docker_build() {
     }
     let _ = run(cli, &["rmi", BASE], false);
     eprintln!(
-        "{built} Dockerfiles built and compared on 9 config fields, {} differ, {skipped} skipped (need BuildKit)",
+        "{built} Dockerfiles built and compared on 12 config fields, {} differ, {skipped} skipped (need BuildKit)",
         failures.len()
     );
     assert!(
