@@ -687,13 +687,20 @@ fn expand_instruction(
             }
             Instruction::Shell(words.clone())
         }
-        ("ONBUILD", SyntaxArgs::Onbuild { trigger, .. }) => {
+        ("ONBUILD", SyntaxArgs::Onbuild { trigger, heredocs }) => {
             let first = trigger.split_whitespace().next().unwrap_or("");
             let first = first.to_ascii_uppercase();
             if matches!(first.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
                 return Err(p.invalid(format!("{first} isn't allowed as an ONBUILD trigger")));
             }
-            Instruction::Onbuild(trigger.clone())
+            // Heredoc bodies follow the trigger line as in a Dockerfile, so it reads back.
+            let mut text = trigger.clone();
+            for h in heredocs {
+                text.push('\n');
+                text.push_str(&h.content);
+                text.push_str(&h.name);
+            }
+            Instruction::Onbuild(text)
         }
         ("HEALTHCHECK", SyntaxArgs::Healthcheck(c)) => {
             Instruction::Healthcheck(healthcheck(p, &i.flags, c.as_ref())?)

@@ -466,3 +466,37 @@ fn onbuild_triggers_to_run_are_refused_and_not_inherited_silently() {
     let g = plan_ok("FROM scratch\nONBUILD RUN x\n", &opts("linux/amd64"));
     assert_eq!(target(&g).config.onbuild, vec!["RUN x"]);
 }
+
+#[test]
+fn more_shapes() {
+    let text = "# syntax=docker/dockerfile:1.7\nARG P=linux/arm64\nFROM --platform=$P img AS x\nARG \"Q\"=1\nRUN [\"/bin/echo\", \"$Q\"]\nONBUILD RUN <<EOF\necho hi\nEOF\nMAINTAINER Me <me@example.com>\n";
+    let g = plan_ok(text, &opts("linux/amd64"));
+    assert_eq!(g.syntax.as_deref(), Some("docker/dockerfile:1.7"));
+    let s = target(&g);
+    assert_eq!(s.platform, p("linux/arm64"));
+    assert!(
+        matches!(&s.steps[1].instruction, Instruction::Run(r) if r.command == CommandForm::Exec(vec!["/bin/echo".into(), "$Q".into()]))
+    );
+    assert_eq!(
+        s.steps[2].instruction,
+        Instruction::Onbuild("RUN <<EOF\necho hi\nEOF".into())
+    );
+    assert_eq!(s.config.author.as_deref(), Some("Me <me@example.com>"));
+    let Instruction::Arg(a) = &s.steps[0].instruction else {
+        panic!()
+    };
+    assert_eq!(
+        a[0].0, "\"Q\"",
+        "ARG names are not expanded (BuildKit keeps them as written)"
+    );
+}
+
+#[test]
+fn the_size_bound_is_an_error() {
+    let big = format!(
+        "FROM scratch\n{}",
+        "# x\n".repeat(MAX_DOCKERFILE_BYTES / 4 + 1)
+    );
+    let e = plan_err(&big, &opts("linux/amd64"));
+    assert_eq!((e.kind, e.line), (DockerfileErrorKind::Syntax, 0));
+}
