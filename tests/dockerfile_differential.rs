@@ -64,6 +64,7 @@ ENTRYPOINT echo $V
         name: "global ARGs, build args, FROM ${VAR} selecting a stage",
         dockerfile: r#"ARG FLAVOR=a
 ARG GLOBAL=g
+ARG COMBINED=${FLAVOR}-${GLOBAL}-${TARGETARCH}
 FROM rcross-test/dockerfile-diff-base:1 AS stage-a
 LABEL flavor=a
 FROM rcross-test/dockerfile-diff-base:1 AS stage-b
@@ -73,7 +74,8 @@ LABEL before=[$FLAVOR][$GLOBAL]
 ARG FLAVOR
 ARG GLOBAL
 ARG LOCAL=local-${FLAVOR}
-ENV F=$FLAVOR G=$GLOBAL L=$LOCAL
+ARG COMBINED
+ENV F=$FLAVOR G=$GLOBAL L=$LOCAL C=$COMBINED
 "#,
         build_args: &[("FLAVOR", "b"), ("UNUSED", "u")],
         platform: None,
@@ -221,7 +223,7 @@ ENTRYPOINT ["/e"]
         build_args: &[],
         platform: None,
         target: None,
-        buildkit_only: false,
+        buildkit_only: true, // scratch: WorkingDir "/" and PATH are BuildKit's
     },
 ];
 
