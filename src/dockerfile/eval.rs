@@ -863,6 +863,7 @@ fn run(
         match f.name.as_str() {
             "mount" => mounts.push(mounts::parse(
                 v,
+                &state.config.working_dir,
                 p,
                 &|w| ctx.expand(w, &state.vars, p),
                 &|from| stage_ref(from, heads, current, p),

@@ -182,7 +182,8 @@ pub enum Network {
     None,
 }
 
-/// `RUN --mount=…`, option values expanded.
+/// `RUN --mount=…`, option values expanded; bind, cache and tmpfs targets absolute (a relative
+/// or missing target is taken from the working directory, as BuildKit does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mount {
     Bind {
@@ -193,7 +194,7 @@ pub enum Mount {
     },
     Cache {
         target: String,
-        /// `id`, default the target.
+        /// `id`, default the target as written (cleaned).
         id: String,
         sharing: CacheSharing,
         from: Option<StageRef>,

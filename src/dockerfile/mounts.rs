@@ -36,9 +36,11 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 /// One `--mount` value → a typed mount. `expand` expands a value with the instruction's
-/// variables; `resolve_from` turns `from=` into a stage or an image.
+/// variables; `resolve_from` turns `from=` into a stage or an image; a relative (or no) target
+/// is taken from `workdir` (BuildKit's dispatchRunMounts).
 pub fn parse(
     spec: &str,
+    workdir: &str,
     p: &Place<'_>,
     expand: &Expand<'_>,
     resolve_from: &ResolveFrom<'_>,
@@ -70,7 +72,7 @@ pub fn parse(
             }
         }
     }
-    f.into_mount().map_err(bad)
+    f.into_mount(workdir).map_err(bad)
 }
 
 fn is_known_type(v: &str) -> bool {
@@ -132,13 +134,21 @@ impl MountFields {
         Ok(())
     }
 
-    fn target(&self) -> Result<String, String> {
-        self.target
-            .clone()
-            .ok_or_else(|| "a target is required".to_string())
+    /// The absolute target: relative to the working directory, which is also the default.
+    fn target(&self, workdir: &str) -> Result<String, String> {
+        let written = self.target.as_deref().unwrap_or("");
+        let target = if written.starts_with('/') {
+            values::clean_path(written)
+        } else {
+            values::join_workdir(workdir, written)
+        };
+        if target == "/" {
+            return Err(format!("invalid mount target {target:?}"));
+        }
+        Ok(target)
     }
 
-    fn into_mount(self) -> Result<Mount, String> {
+    fn into_mount(self, workdir: &str) -> Result<Mount, String> {
         let file_info = self.kind == "secret" || self.kind == "cache";
         if !file_info && (self.mode.is_some() || self.uid.is_some() || self.gid.is_some()) {
             return Err(format!(
@@ -151,9 +161,11 @@ impl MountFields {
         }
         Ok(match self.kind.as_str() {
             "cache" => {
-                let target = self.target()?;
+                let target = self.target(workdir)?;
+                // The default id is the target as written, cleaned (before the workdir join).
+                let written = self.target.as_deref().unwrap_or("");
                 Mount::Cache {
-                    id: self.id.unwrap_or_else(|| target.clone()),
+                    id: self.id.unwrap_or_else(|| values::clean_path(written)),
                     target,
                     sharing: self.sharing.unwrap_or(CacheSharing::Shared),
                     from: self.from,
@@ -165,12 +177,12 @@ impl MountFields {
                 }
             }
             "tmpfs" => Mount::Tmpfs {
-                target: self.target()?,
+                target: self.target(workdir)?,
                 size: self.size,
             },
             "secret" => self.into_secret()?,
             _ => Mount::Bind {
-                target: self.target()?,
+                target: self.target(workdir)?,
                 from: self.from,
                 source: self.source,
                 read_write: self.read_only == Some(false),

@@ -500,3 +500,23 @@ fn the_size_bound_is_an_error() {
     let e = plan_err(&big, &opts("linux/amd64"));
     assert_eq!((e.kind, e.line), (DockerfileErrorKind::Syntax, 0));
 }
+
+#[test]
+fn mount_targets_are_taken_from_the_working_directory() {
+    let text = "FROM scratch\nWORKDIR /src\nRUN --mount=type=bind --mount=type=cache,target=.cache go build .\n";
+    let g = plan_ok(text, &opts("linux/amd64"));
+    let Instruction::Run(r) = &target(&g).steps[1].instruction else {
+        panic!()
+    };
+    assert!(
+        matches!(&r.mounts[0], Mount::Bind { target, read_write: false, .. } if target == "/src")
+    );
+    assert!(
+        matches!(&r.mounts[1], Mount::Cache { target, id, .. } if target == "/src/.cache" && id == ".cache")
+    );
+    let e = plan_err(
+        "FROM scratch\nRUN --mount=type=bind,target=/ x\n",
+        &opts("linux/amd64"),
+    );
+    assert!(e.message.contains("invalid mount target"), "{e}");
+}
