@@ -696,6 +696,18 @@ mod tests {
         );
     }
 
+    /// BuildKit allows spaces between `<<` and the delimiter since moby/buildkit 0b77373ab
+    /// ("dockerfile: allow whitespace in heredocs", 2025-05); older notes say otherwise.
+    #[test]
+    fn heredoc_marker_with_a_space() {
+        let t = parse_ok("FROM a\nRUN cat << EOF\nx\nEOF\n");
+        let (text, docs) = shell(&t.instructions[1]);
+        assert_eq!((text, docs[0].name.as_str()), ("cat << EOF", "EOF"));
+        // `<<<` is a here-string, not a heredoc.
+        let t = parse_ok("FROM a\nRUN cat <<<EOF\n");
+        assert!(shell(&t.instructions[1]).1.is_empty());
+    }
+
     #[test]
     fn copy_heredoc_source() {
         let t = parse_ok("FROM a\nCOPY <<EOF <<'RAW' /dst/\n$A\nEOF\n$B\nRAW\n");
