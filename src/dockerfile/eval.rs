@@ -510,7 +510,7 @@ fn eval_stage(
         line: head.line,
         base: head.base.clone(),
         platform,
-        platform_from_flag: head.platform.is_some(),
+        platform_from_flag: head.platform.is_some() && matches!(head.base, StageBase::Image(_)),
         steps,
         config: state.config,
     })

@@ -97,7 +97,7 @@ pub struct Stage {
     /// The platform the stage's steps run for: the base stage's when built FROM a stage, the
     /// target's for `FROM scratch`, else `FROM --platform=…` or the target's (as BuildKit).
     pub platform: Platform,
-    /// Whether `FROM --platform=` set the platform.
+    /// Whether `FROM --platform=` set the platform (it does for image bases only).
     pub platform_from_flag: bool,
     pub steps: Vec<Step>,
     /// The image config after the last step (base config, default PATH, then the steps).
