@@ -5,6 +5,7 @@
 
 use super::artifacts::Placed;
 use super::base::{self, BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION};
+use super::layer_cache::LayerCache;
 use super::publish::{PlatformResult, ReusedLayer};
 use super::reuse;
 use super::verify::Verified;
@@ -65,6 +66,7 @@ pub fn assemble(
     verified: Verified,
     base: Option<&Base>,
     reuse: Option<reuse::Pending>,
+    layer_cache: Option<&LayerCache>,
     work: &Path,
     reporter: &dyn Reporter,
 ) -> exit::Result<Assembled> {
@@ -89,7 +91,7 @@ pub fn assemble(
     let entries: Vec<Vec<LayerEntry>> = placed.iter().map(|p| layer_entries(p)).collect();
     let built: Vec<Platform> = platforms.iter().map(|r| r.platform).collect();
     let (layers, reused_layers) =
-        write_layers(job, &layout, &entries, &options, &built, reuse, reporter)?;
+        write_layers(job, &layout, &entries, &options, &built, reuse, layer_cache, reporter)?;
     let ours = run_config(job);
     let mut manifests = Vec::new();
     for (result, layer) in platforms.iter_mut().zip(layers) {
@@ -225,6 +227,7 @@ fn write_layers(
     options: &LayerOptions,
     platforms: &[Platform],
     reuse: Option<reuse::Pending>,
+    layer_cache: Option<&LayerCache>,
     reporter: &dyn Reporter,
 ) -> exit::Result<(Vec<oci::Layer>, Vec<ReusedLayer>)> {
     let reuser = reuse.map(|pending| {
@@ -242,8 +245,15 @@ fn write_layers(
         reuser
     });
     let mut warnings = Vec::new();
-    let written = reuse::write_layers(layout, entries, options, reuser.as_ref(), &mut warnings)
-        .map_err(Failure::env)?;
+    let written = reuse::write_layers(
+        layout,
+        entries,
+        options,
+        reuser.as_ref(),
+        layer_cache,
+        &mut warnings,
+    )
+    .map_err(Failure::env)?;
     for w in &warnings {
         reporter.line(&format!("warning: {w}"));
     }

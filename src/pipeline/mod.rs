@@ -33,6 +33,7 @@ pub mod base;
 pub mod cache;
 pub mod chroot;
 pub mod config;
+pub mod layer_cache;
 pub mod place;
 pub mod reuse;
 pub mod rootfs;
@@ -100,6 +101,7 @@ pub struct Services<'a> {
 
 /// The whole build on this host: stages 1 and 2, the runners connected, then [`execute`].
 pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Stopped> {
+    tmark("start");
     let host = LinuxHost;
     let project = resolve::load_project(request)?;
     let platforms = resolve::platforms(&project, request);
@@ -130,8 +132,11 @@ pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Sto
         code: e.exit_code(),
         error: e.into(),
     })?;
+    tmark("probed");
     let git = git_facts(git, reporter)?;
+    tmark("git");
     let job = resolve(project, request, git, reporter)?;
+    tmark("git+resolve");
     let base = resolve_base(&job, resolve::open_base(&job)?, reporter)?;
     // --load: the platform to load is decided, and the engine reached, before anything builds.
     let loader = job
@@ -140,9 +145,13 @@ pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Sto
         .transpose()?;
     // Read what the registry already has while the platforms build.
     let reuse = assemble::start_reuse(&job)?;
+    tmark("base+load+reuse-start");
     let plan = plan(&job, &facts, &catalog, &host, reporter)?;
+    tmark("plan");
     let assignments = runners::connect(&job, &plan, reporter)?;
+    tmark("connect");
     let cache = run::open_cache(&job, reporter);
+    tmark("open_cache");
     let services = Services {
         base: base.as_ref(),
         cache: cache.as_ref(),
@@ -186,6 +195,8 @@ pub fn execute(
     reporter: &dyn Reporter,
 ) -> Result<Metadata, Stopped> {
     let built = run(job, plan, assignments, services.cache, reporter)?;
+    tmark("run");
+
     let verified = match verify(job, &built, services.base) {
         Ok(v) => v,
         Err(Stopped::Rejected(rejected)) => {
@@ -194,19 +205,31 @@ pub fn execute(
         }
         Err(e) => return Err(e),
     };
+    tmark("verify");
+    // Layer blobs are cached next to the build cache, and only when it is on.
+    let layer_cache = services
+        .cache
+        .map(|c| layer_cache::LayerCache::in_build_cache(c.cache.root()));
     let assembled = assemble(
         job,
         verified,
         services.base,
         services.reuse,
+        layer_cache.as_ref(),
         built.work.path(),
         reporter,
     )?;
-    Ok(publish(
-        job,
-        assembled,
-        services.base,
-        services.loader,
-        reporter,
-    )?)
+    tmark("assemble");
+    let r = publish(job, assembled, services.base, services.loader, reporter)?;
+    tmark("publish");
+    Ok(r)
+}
+
+pub fn tmark(what: &str) {
+    use std::sync::OnceLock;
+    static T0: OnceLock<std::time::Instant> = OnceLock::new();
+    let t0 = *T0.get_or_init(std::time::Instant::now);
+    if std::env::var_os("RCROSS_TT").is_some() {
+        eprintln!("TT {:8.2} ms {what}", t0.elapsed().as_secs_f64() * 1000.0);
+    }
 }

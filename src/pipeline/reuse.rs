@@ -33,6 +33,7 @@ use std::thread::JoinHandle;
 
 use crate::image::model::oci_layer_media_type;
 use crate::image::{self, ReadError, ResolveLimits, SourceError, MAX_DOCUMENT};
+use super::layer_cache::LayerCache;
 use crate::oci::{self, Compressor, Layer, LayerEntry, LayerOptions, OciError, OciLayout};
 use crate::registry::{Client, Reference, RegistryImage};
 /// Image manifests read per reference (an index's platforms, nested indexes included).
@@ -302,7 +303,8 @@ pub enum LayerOutcome {
 /// `reuser` where it can. Without a reuser (or with an empty map) each layer is compressed and
 /// hashed in one pass as always, at no extra cost. With one, the diff_ids of all layers are
 /// computed first, in parallel, by streaming their tars through SHA-256 only; layers the map
-/// knows (and whose blob the registry confirms it still has) are not compressed; the others are.
+/// knows (and whose blob the registry confirms it still has) are not compressed; the others are,
+/// unless the layer `cache` holds their blob.
 ///
 /// Layers are compressed side by side: the gzip writer spreads a layer over the cores only in
 /// 1 MiB blocks, so small layers (a static binary each) would otherwise leave cores idle. The
@@ -312,6 +314,7 @@ pub fn write_layers(
     layers: &[Vec<LayerEntry>],
     options: &LayerOptions,
     reuser: Option<&Reuser>,
+    cache: Option<&LayerCache>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(Layer, LayerOutcome)>, OciError> {
     let mut slots: Vec<Option<(Layer, LayerOutcome)>> = layers.iter().map(|_| None).collect();
@@ -360,7 +363,10 @@ pub fn write_layers(
                 .ok_or_else(|| OciError::Compression {
                     message: "layer index out of range".to_string(),
                 })?;
-        layout.write_layer(entries, options)
+        match cache {
+            Some(cache) => cache.write_layer(layout, entries, options),
+            None => layout.write_layer(entries, options),
+        }
     })?;
     for (&i, layer) in todo.iter().zip(compressed) {
         if let Some(slot) = slots.get_mut(i) {
@@ -598,6 +604,7 @@ mod tests {
             &entries,
             &LayerOptions::default(),
             Some(&reuser),
+            None,
             &mut warnings,
         )
         .unwrap();

@@ -199,6 +199,17 @@ impl Client {
                 blobs.push(blob);
             }
         }
+        if self.tags_name_root(repository, image, &all_tags) {
+            // A registry accepts a manifest only when what it references is there, so every
+            // blob and manifest below the root is too: nothing to send.
+            return Ok(PushReport {
+                digest: image.root.digest.clone(),
+                manifests: image.manifests.iter().map(|m| m.digest.clone()).collect(),
+                tags: all_tags,
+                blobs_present: blobs.len(),
+                ..PushReport::default()
+            });
+        }
         let outcomes = self.push_blobs(repository, &blobs, options)?;
         let mut report = PushReport {
             digest: image.root.digest.clone(),
@@ -224,6 +235,28 @@ impl Client {
             report.tags.push(tag.clone());
         }
         Ok(report)
+    }
+
+    /// Whether every tag already names the root (one HEAD per tag, on as many threads): a
+    /// push of an unchanged image then has nothing to do. Any other answer, a failed HEAD
+    /// included, means the push goes ahead as usual.
+    fn tags_name_root(&self, repository: &Reference, image: &ImagePush, tags: &[String]) -> bool {
+        if tags.is_empty() {
+            return false;
+        }
+        let target = self.push_target(repository, None);
+        std::thread::scope(|scope| {
+            let heads: Vec<_> = tags
+                .iter()
+                .map(|tag| {
+                    let target = &target;
+                    scope.spawn(move || self.manifest_landed(target, tag, &image.root))
+                })
+                .collect();
+            heads
+                .into_iter()
+                .all(|h| matches!(h.join(), Ok(Some(true))))
+        })
     }
 
     /// Pushes blobs on `options.parallel` threads; the first failure stops the others.
