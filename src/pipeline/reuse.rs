@@ -218,14 +218,42 @@ fn read_source(
     repository.digest = None;
     let wanted = compression.media_type();
     let mut out = Vec::new();
-    for mut manifest in resolved.images {
+    // The platforms' manifests and configs are read at the same time (a round trip each, which
+    // a no-op or warm build would otherwise wait for one after another), up to the first one
+    // not named by a sha256 digest; then checked in index order as before.
+    let mut images = resolved.images;
+    let readable = images
+        .iter()
+        .position(|m| !is_sha256(m.digest()))
+        .unwrap_or(images.len());
+    let loaded: Vec<Result<image::LoadedImage, Unusable>> = std::thread::scope(|scope| {
+        let reads: Vec<_> = images[..readable]
+            .iter_mut()
+            .map(|m| {
+                let image = &image;
+                scope.spawn(move || m.take_loaded(image).map_err(Unusable::from))
+            })
+            .collect();
+        reads
+            .into_iter()
+            .map(|r| {
+                r.join().unwrap_or_else(|_| {
+                    Err(Unusable::Registry("reading a manifest panicked".to_string()))
+                })
+            })
+            .collect()
+    });
+    let mut loaded = loaded.into_iter();
+    for manifest in images {
         let digest = manifest.digest().to_string();
         if !is_sha256(&digest) {
             return Err(Unusable::Invalid(format!(
                 "manifest {digest:?} is not named by a sha256 digest"
             )));
         }
-        let loaded = manifest.take_loaded(&image)?;
+        let loaded = loaded.next().unwrap_or_else(|| {
+            Err(Unusable::Registry("a manifest was not read".to_string()))
+        })?;
         let (config, layers) = (loaded.manifest.config, loaded.manifest.layers);
         if !is_sha256(&config.digest) || config.size > MAX_DOCUMENT {
             return Err(Unusable::Invalid(format!(
