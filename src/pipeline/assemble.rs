@@ -90,8 +90,16 @@ pub fn assemble(
         verified.platforms.into_iter().unzip();
     let entries: Vec<Vec<LayerEntry>> = placed.iter().map(|p| layer_entries(p)).collect();
     let built: Vec<Platform> = platforms.iter().map(|r| r.platform).collect();
-    let (layers, reused_layers) =
-        write_layers(job, &layout, &entries, &options, &built, reuse, layer_cache, reporter)?;
+    let (layers, reused_layers) = write_layers(
+        job,
+        &layout,
+        &entries,
+        &options,
+        &built,
+        reuse,
+        layer_cache,
+        reporter,
+    )?;
     let ours = run_config(job);
     let mut manifests = Vec::new();
     for (result, layer) in platforms.iter_mut().zip(layers) {

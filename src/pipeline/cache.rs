@@ -580,7 +580,10 @@ impl BuildCache {
     pub fn prune(&self, limit: u64) -> Result<Pruned, CacheError> {
         let mut list = Vec::new();
         // Output trees and compressed layers (the layer cache's entries) share the limit.
-        for (layer, entries) in [(false, self.root.join("entries")), (true, self.root.join("layers"))] {
+        for (layer, entries) in [
+            (false, self.root.join("entries")),
+            (true, self.root.join("layers")),
+        ] {
             if !entries.is_dir() {
                 continue;
             }
@@ -597,11 +600,19 @@ impl BuildCache {
         let mut r = Pruned::default();
         for (_, bytes, path, layer) in list {
             if limit > 0 && r.bytes_kept + bytes <= limit {
-                *(if layer { &mut r.layers_kept } else { &mut r.kept }) += 1;
+                *(if layer {
+                    &mut r.layers_kept
+                } else {
+                    &mut r.kept
+                }) += 1;
                 r.bytes_kept += bytes;
             } else {
                 std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
-                *(if layer { &mut r.layers_removed } else { &mut r.removed }) += 1;
+                *(if layer {
+                    &mut r.layers_removed
+                } else {
+                    &mut r.removed
+                }) += 1;
                 r.bytes_removed += bytes;
             }
         }

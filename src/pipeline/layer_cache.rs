@@ -86,11 +86,12 @@ impl LayerCache {
         layout: &OciLayout,
     ) -> Option<Layer> {
         let dir = self.root.join(key);
-        let stored: Option<StoredLayer> = serde_json::from_slice(&std::fs::read(dir.join("layer.json")).ok()?)
-            .ok()
-            .filter(|s: &StoredLayer| {
-                s.diff_id == diff_id && s.media_type == options.compression.media_type()
-            });
+        let stored: Option<StoredLayer> =
+            serde_json::from_slice(&std::fs::read(dir.join("layer.json")).ok()?)
+                .ok()
+                .filter(|s: &StoredLayer| {
+                    s.diff_id == diff_id && s.media_type == options.compression.media_type()
+                });
         let copied = stored.and_then(|s| {
             let mut blob = std::fs::File::open(dir.join("blob")).ok()?;
             let from = dir.display().to_string();
@@ -189,7 +190,10 @@ mod tests {
         let l1 = OciLayout::create(d.path().join("l1")).unwrap();
         let first = cache.write_layer(&l1, &entries(b"hi"), &options()).unwrap();
         assert_eq!(first, compressed);
-        assert_eq!(std::fs::read_dir(d.path().join("layers")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(d.path().join("layers")).unwrap().count(),
+            1
+        );
         // From the cache: same descriptor, same bytes in the new layout.
         let l2 = OciLayout::create(d.path().join("l2")).unwrap();
         let second = cache.write_layer(&l2, &entries(b"hi"), &options()).unwrap();
@@ -216,7 +220,10 @@ mod tests {
         let l3 = OciLayout::create(d.path().join("l3")).unwrap();
         let changed = cache.write_layer(&l3, &entries(b"ho"), &options()).unwrap();
         assert_ne!(changed.digest, compressed.digest);
-        assert_eq!(std::fs::read_dir(d.path().join("layers")).unwrap().count(), 2);
+        assert_eq!(
+            std::fs::read_dir(d.path().join("layers")).unwrap().count(),
+            2
+        );
     }
 
     #[test]
@@ -245,6 +252,9 @@ mod tests {
         // A record that lies about the layer is not used either.
         std::fs::write(entry.join("layer.json"), b"{\"media_type\":\"x\"}").unwrap();
         let l3 = OciLayout::create(d.path().join("l3")).unwrap();
-        assert_eq!(cache.write_layer(&l3, &entries(b"hi"), &options()).unwrap(), good);
+        assert_eq!(
+            cache.write_layer(&l3, &entries(b"hi"), &options()).unwrap(),
+            good
+        );
     }
 }

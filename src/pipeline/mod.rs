@@ -101,7 +101,6 @@ pub struct Services<'a> {
 
 /// The whole build on this host: stages 1 and 2, the runners connected, then [`execute`].
 pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Stopped> {
-    tmark("start");
     let host = LinuxHost;
     let project = resolve::load_project(request)?;
     let platforms = resolve::platforms(&project, request);
@@ -132,11 +131,8 @@ pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Sto
         code: e.exit_code(),
         error: e.into(),
     })?;
-    tmark("probed");
     let git = git_facts(git, reporter)?;
-    tmark("git");
     let job = resolve(project, request, git, reporter)?;
-    tmark("git+resolve");
     let base = resolve_base(&job, resolve::open_base(&job)?, reporter)?;
     // --load: the platform to load is decided, and the engine reached, before anything builds.
     let loader = job
@@ -145,13 +141,9 @@ pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Sto
         .transpose()?;
     // Read what the registry already has while the platforms build.
     let reuse = assemble::start_reuse(&job)?;
-    tmark("base+load+reuse-start");
     let plan = plan(&job, &facts, &catalog, &host, reporter)?;
-    tmark("plan");
     let assignments = runners::connect(&job, &plan, reporter)?;
-    tmark("connect");
     let cache = run::open_cache(&job, reporter);
-    tmark("open_cache");
     let services = Services {
         base: base.as_ref(),
         cache: cache.as_ref(),
@@ -195,8 +187,6 @@ pub fn execute(
     reporter: &dyn Reporter,
 ) -> Result<Metadata, Stopped> {
     let built = run(job, plan, assignments, services.cache, reporter)?;
-    tmark("run");
-
     let verified = match verify(job, &built, services.base) {
         Ok(v) => v,
         Err(Stopped::Rejected(rejected)) => {
@@ -205,7 +195,6 @@ pub fn execute(
         }
         Err(e) => return Err(e),
     };
-    tmark("verify");
     // Layer blobs are cached next to the build cache, and only when it is on.
     let layer_cache = services
         .cache
@@ -219,17 +208,11 @@ pub fn execute(
         built.work.path(),
         reporter,
     )?;
-    tmark("assemble");
-    let r = publish(job, assembled, services.base, services.loader, reporter)?;
-    tmark("publish");
-    Ok(r)
-}
-
-pub fn tmark(what: &str) {
-    use std::sync::OnceLock;
-    static T0: OnceLock<std::time::Instant> = OnceLock::new();
-    let t0 = *T0.get_or_init(std::time::Instant::now);
-    if std::env::var_os("RCROSS_TT").is_some() {
-        eprintln!("TT {:8.2} ms {what}", t0.elapsed().as_secs_f64() * 1000.0);
-    }
+    Ok(publish(
+        job,
+        assembled,
+        services.base,
+        services.loader,
+        reporter,
+    )?)
 }

@@ -31,9 +31,9 @@
 use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 
+use super::layer_cache::LayerCache;
 use crate::image::model::oci_layer_media_type;
 use crate::image::{self, ReadError, ResolveLimits, SourceError, MAX_DOCUMENT};
-use super::layer_cache::LayerCache;
 use crate::oci::{self, Compressor, Layer, LayerEntry, LayerOptions, OciError, OciLayout};
 use crate::registry::{Client, Reference, RegistryImage};
 /// Image manifests read per reference (an index's platforms, nested indexes included).
@@ -238,7 +238,9 @@ fn read_source(
             .into_iter()
             .map(|r| {
                 r.join().unwrap_or_else(|_| {
-                    Err(Unusable::Registry("reading a manifest panicked".to_string()))
+                    Err(Unusable::Registry(
+                        "reading a manifest panicked".to_string(),
+                    ))
                 })
             })
             .collect()
@@ -251,9 +253,9 @@ fn read_source(
                 "manifest {digest:?} is not named by a sha256 digest"
             )));
         }
-        let loaded = loaded.next().unwrap_or_else(|| {
-            Err(Unusable::Registry("a manifest was not read".to_string()))
-        })?;
+        let loaded = loaded
+            .next()
+            .unwrap_or_else(|| Err(Unusable::Registry("a manifest was not read".to_string())))?;
         let (config, layers) = (loaded.manifest.config, loaded.manifest.layers);
         if !is_sha256(&config.digest) || config.size > MAX_DOCUMENT {
             return Err(Unusable::Invalid(format!(
