@@ -36,27 +36,54 @@ pub struct Assembled {
 /// layers the registry already has (see [`super::reuse`]), in the background, so it is
 /// known by the time the layers are written.
 pub fn start_reuse(job: &Job) -> exit::Result<Option<reuse::Pending>> {
-    if !job.push {
-        return Ok(None);
-    }
-    let mut sources: Vec<reuse::ReuseSource> = job
-        .tags
-        .iter()
-        .map(|t| reuse::ReuseSource {
-            reference: t.clone(),
-            cache_from: false,
+    ReuseReading::of(job).map(|r| r.start()).transpose()
+}
+
+/// What the reading of reusable layers depends on: [`start_reuse`] takes it from the job;
+/// [`super::build`] takes it from the command line before the job is known (git and the host
+/// probes take a while), and uses that reading when the job asks for the same one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReuseReading {
+    pub tags: Vec<crate::registry::Reference>,
+    pub cache_from: Vec<crate::registry::Reference>,
+    pub compression: oci::Compressor,
+    pub insecure: bool,
+    pub retry_timeout: std::time::Duration,
+}
+
+impl ReuseReading {
+    /// The reading `job` needs (`None` without `--push`).
+    pub fn of(job: &Job) -> Option<ReuseReading> {
+        job.push.then(|| ReuseReading {
+            tags: job.tags.clone(),
+            cache_from: job.cache_from.clone(),
+            compression: job.compression,
+            insecure: job.insecure,
+            retry_timeout: job.retry_timeout,
         })
-        .collect();
-    sources.extend(job.cache_from.iter().map(|r| reuse::ReuseSource {
-        reference: r.clone(),
-        cache_from: true,
-    }));
-    let client = super::resolve::registry_client(
-        sources.iter().map(|s| s.reference.registry.clone()),
-        job.insecure,
-        job.retry_timeout,
-    )?;
-    Ok(Some(reuse::start(client, sources, job.compression)))
+    }
+
+    /// Starts it in the background.
+    pub fn start(&self) -> exit::Result<reuse::Pending> {
+        let mut sources: Vec<reuse::ReuseSource> = self
+            .tags
+            .iter()
+            .map(|t| reuse::ReuseSource {
+                reference: t.clone(),
+                cache_from: false,
+            })
+            .collect();
+        sources.extend(self.cache_from.iter().map(|r| reuse::ReuseSource {
+            reference: r.clone(),
+            cache_from: true,
+        }));
+        let client = super::resolve::registry_client(
+            sources.iter().map(|s| s.reference.registry.clone()),
+            self.insecure,
+            self.retry_timeout,
+        )?;
+        Ok(reuse::start(client, sources, self.compression))
+    }
 }
 
 /// Stage 5: the verified files → the image in a layout (`work` holds it unless the output is

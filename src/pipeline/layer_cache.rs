@@ -185,9 +185,9 @@ mod tests {
     fn a_hit_gives_the_same_layer_and_a_change_misses() {
         let d = tempfile::tempdir().unwrap();
         let cache = LayerCache::in_build_cache(d.path());
-        let fresh = OciLayout::create(d.path().join("a")).unwrap();
+        let fresh = OciLayout::create(&d.path().join("a")).unwrap();
         let compressed = fresh.write_layer(&entries(b"hi"), &options()).unwrap();
-        let l1 = OciLayout::create(d.path().join("l1")).unwrap();
+        let l1 = OciLayout::create(&d.path().join("l1")).unwrap();
         let first = cache.write_layer(&l1, &entries(b"hi"), &options()).unwrap();
         assert_eq!(first, compressed);
         assert_eq!(
@@ -195,7 +195,7 @@ mod tests {
             1
         );
         // From the cache: same descriptor, same bytes in the new layout.
-        let l2 = OciLayout::create(d.path().join("l2")).unwrap();
+        let l2 = OciLayout::create(&d.path().join("l2")).unwrap();
         let second = cache.write_layer(&l2, &entries(b"hi"), &options()).unwrap();
         assert_eq!(second, compressed);
         assert_eq!(
@@ -217,7 +217,7 @@ mod tests {
         assert_ne!(key, LayerCache::key(&other, &options()));
         assert_ne!(key, LayerCache::key(&diff_id, &zstd));
         assert_ne!(key, LayerCache::key(&diff_id, &later));
-        let l3 = OciLayout::create(d.path().join("l3")).unwrap();
+        let l3 = OciLayout::create(&d.path().join("l3")).unwrap();
         let changed = cache.write_layer(&l3, &entries(b"ho"), &options()).unwrap();
         assert_ne!(changed.digest, compressed.digest);
         assert_eq!(
@@ -230,7 +230,7 @@ mod tests {
     fn a_corrupt_entry_is_detected_removed_and_not_used() {
         let d = tempfile::tempdir().unwrap();
         let cache = LayerCache::in_build_cache(d.path());
-        let l1 = OciLayout::create(d.path().join("l1")).unwrap();
+        let l1 = OciLayout::create(&d.path().join("l1")).unwrap();
         let good = cache.write_layer(&l1, &entries(b"hi"), &options()).unwrap();
         let (diff_id, _) = oci::diff_id(&entries(b"hi"), 0).unwrap();
         let entry = d
@@ -240,7 +240,7 @@ mod tests {
         // The stored blob is damaged (a new file: the layout's hard link keeps its bytes).
         std::fs::remove_file(entry.join("blob")).unwrap();
         std::fs::write(entry.join("blob"), b"not the layer").unwrap();
-        let l2 = OciLayout::create(d.path().join("l2")).unwrap();
+        let l2 = OciLayout::create(&d.path().join("l2")).unwrap();
         let again = cache.write_layer(&l2, &entries(b"hi"), &options()).unwrap();
         assert_eq!(again, good);
         assert_eq!(
@@ -251,7 +251,7 @@ mod tests {
         assert_ne!(std::fs::read(entry.join("blob")).unwrap(), b"not the layer");
         // A record that lies about the layer is not used either.
         std::fs::write(entry.join("layer.json"), b"{\"media_type\":\"x\"}").unwrap();
-        let l3 = OciLayout::create(d.path().join("l3")).unwrap();
+        let l3 = OciLayout::create(&d.path().join("l3")).unwrap();
         assert_eq!(
             cache.write_layer(&l3, &entries(b"hi"), &options()).unwrap(),
             good

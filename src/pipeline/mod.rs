@@ -114,6 +114,10 @@ pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Sto
         );
         std::thread::spawn(move || crate::tags::compute_for(&dir, &file, &policy, false))
     };
+    // What the registry already has is read from now on when the command line names every tag
+    // (git adds none): by the time the layers are written, the answer is there.
+    let early_reuse = resolve::early_reuse_reading(request)
+        .and_then(|reading| reading.start().ok().map(|pending| (reading, pending)));
     let lang = resolve::lang(&project, &request.dir)?;
     // Only the facts this build needs: probing every tool costs up to seconds on some hosts.
     let scope = crate::toolchain::Scope {
@@ -139,8 +143,13 @@ pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Sto
         .load
         .then(|| load::prepare(&job.platforms))
         .transpose()?;
-    // Read what the registry already has while the platforms build.
-    let reuse = assemble::start_reuse(&job)?;
+    // Read what the registry already has while the platforms build (unless it is being read).
+    let reuse = match early_reuse {
+        Some((reading, pending)) if Some(&reading) == assemble::ReuseReading::of(&job).as_ref() => {
+            Some(pending)
+        }
+        _ => assemble::start_reuse(&job)?,
+    };
     let plan = plan(&job, &facts, &catalog, &host, reporter)?;
     let assignments = runners::connect(&job, &plan, reporter)?;
     let cache = run::open_cache(&job, reporter);
