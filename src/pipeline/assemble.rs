@@ -108,25 +108,12 @@ pub fn assemble(
     if let Some(b) = base {
         copy_base_blobs(b, &layout, reporter)?;
     }
-    let options = LayerOptions {
-        compression: job.compression,
-        threads: 0,
-        mtime: job.epoch,
-    };
     let (mut platforms, placed): (Vec<PlatformResult>, Vec<Vec<Placed>>) =
         verified.platforms.into_iter().unzip();
     let entries: Vec<Vec<LayerEntry>> = placed.iter().map(|p| layer_entries(p)).collect();
     let built: Vec<Platform> = platforms.iter().map(|r| r.platform).collect();
-    let (layers, reused_layers) = write_layers(
-        job,
-        &layout,
-        &entries,
-        &options,
-        &built,
-        reuse,
-        layer_cache,
-        reporter,
-    )?;
+    let (layers, reused_layers) =
+        write_layers(job, &layout, &entries, &built, reuse, layer_cache, reporter)?;
     let ours = run_config(job);
     let mut manifests = Vec::new();
     for (result, layer) in platforms.iter_mut().zip(layers) {
@@ -259,12 +246,16 @@ fn write_layers(
     job: &Job,
     layout: &OciLayout,
     entries: &[Vec<LayerEntry>],
-    options: &LayerOptions,
     platforms: &[Platform],
     reuse: Option<reuse::Pending>,
     layer_cache: Option<&LayerCache>,
     reporter: &dyn Reporter,
 ) -> exit::Result<(Vec<oci::Layer>, Vec<ReusedLayer>)> {
+    let options = LayerOptions {
+        compression: job.compression,
+        threads: 0,
+        mtime: job.epoch,
+    };
     let reuser = reuse.map(|pending| {
         let (reuser, warnings) = pending.finish(job.store_reused);
         for w in &warnings {
@@ -283,7 +274,7 @@ fn write_layers(
     let written = reuse::write_layers(
         layout,
         entries,
-        options,
+        &options,
         reuser.as_ref(),
         layer_cache,
         &mut warnings,
