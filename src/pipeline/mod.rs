@@ -120,9 +120,12 @@ pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Sto
         .and_then(|reading| reading.start().ok().map(|pending| (reading, pending)));
     let lang = resolve::lang(&project, &request.dir)?;
     // Only the facts this build needs: probing every tool costs up to seconds on some hosts.
+    // Probe outcomes of an unchanged host and binfmt_misc are remembered between builds.
+    let probe_cache = crate::detect::ProbeCache::in_user_cache();
     let scope = crate::toolchain::Scope {
         platforms: Some(&platforms),
         lang: Some(lang),
+        probe_cache: probe_cache.as_ref(),
     };
     let (catalog, _handlers, facts) = crate::toolchain::load(
         &host,
