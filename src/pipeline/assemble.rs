@@ -112,8 +112,17 @@ pub fn assemble(
         verified.platforms.into_iter().unzip();
     let entries: Vec<Vec<LayerEntry>> = placed.iter().map(|p| layer_entries(p)).collect();
     let built: Vec<Platform> = platforms.iter().map(|r| r.platform).collect();
-    let (layers, reused_layers) =
-        write_layers(job, &layout, &entries, &built, reuse, layer_cache, reporter)?;
+    // The layer cache is looked up for files that came from the build cache.
+    let from_cache: Vec<bool> = platforms.iter().map(|r| r.cached).collect();
+    let (layers, reused_layers) = write_layers(
+        job,
+        &layout,
+        &entries,
+        &built,
+        reuse,
+        layer_cache.map(|c| (c, from_cache.as_slice())),
+        reporter,
+    )?;
     let ours = run_config(job);
     let mut manifests = Vec::new();
     for (result, layer) in platforms.iter_mut().zip(layers) {
@@ -248,7 +257,7 @@ fn write_layers(
     entries: &[Vec<LayerEntry>],
     platforms: &[Platform],
     reuse: Option<reuse::Pending>,
-    layer_cache: Option<&LayerCache>,
+    layer_cache: Option<(&LayerCache, &[bool])>,
     reporter: &dyn Reporter,
 ) -> exit::Result<(Vec<oci::Layer>, Vec<ReusedLayer>)> {
     let options = LayerOptions {

@@ -57,22 +57,28 @@ impl LayerCache {
         h.hex()
     }
 
-    /// The layer of `entries` in `layout`: copied from the cache when it holds it, else
-    /// compressed into the layout (and then stored, best effort).
+    /// The layer of `entries` in `layout`: copied from the cache when `look_up` and it holds
+    /// it, else compressed into the layout (and then stored, best effort). Looking up costs a
+    /// pass over the files (the diff_id) before a miss compresses them, so it is for layers
+    /// likely to be there: files that came from the build cache. A layer compressed here is
+    /// stored under the diff_id its compression gave, at no extra cost.
     pub fn write_layer(
         &self,
         layout: &OciLayout,
         entries: &[LayerEntry],
         options: &LayerOptions,
+        look_up: bool,
     ) -> Result<Layer, OciError> {
-        let (diff_id, _) = oci::diff_id(entries, options.mtime)?;
-        let key = Self::key(&diff_id, options);
-        if let Some(layer) = self.restore(&key, &diff_id, options, layout) {
-            return Ok(layer);
+        if look_up {
+            let (diff_id, _) = oci::diff_id(entries, options.mtime)?;
+            let key = Self::key(&diff_id, options);
+            if let Some(layer) = self.restore(&key, &diff_id, options, layout) {
+                return Ok(layer);
+            }
         }
         let layer = layout.write_layer(entries, options)?;
         // A cache that cannot be written only costs the next build a compression.
-        let _ = self.store(&key, layout, &layer);
+        let _ = self.store(&Self::key(&layer.diff_id, options), layout, &layer);
         Ok(layer)
     }
 
@@ -187,16 +193,28 @@ mod tests {
         let cache = LayerCache::in_build_cache(d.path());
         let fresh = OciLayout::create(&d.path().join("a")).unwrap();
         let compressed = fresh.write_layer(&entries(b"hi"), &options()).unwrap();
+        // Compressed without a look-up (files that did not come from the build cache), and
+        // stored under the key a look-up computes.
         let l1 = OciLayout::create(&d.path().join("l1")).unwrap();
-        let first = cache.write_layer(&l1, &entries(b"hi"), &options()).unwrap();
+        let first = cache
+            .write_layer(&l1, &entries(b"hi"), &options(), false)
+            .unwrap();
         assert_eq!(first, compressed);
         assert_eq!(
             std::fs::read_dir(d.path().join("layers")).unwrap().count(),
             1
         );
+        let (diff_id, _) = oci::diff_id(&entries(b"hi"), 0).unwrap();
+        let entry = d
+            .path()
+            .join("layers")
+            .join(LayerCache::key(&diff_id, &options()));
+        assert!(entry.join("blob").is_file());
         // From the cache: same descriptor, same bytes in the new layout.
         let l2 = OciLayout::create(&d.path().join("l2")).unwrap();
-        let second = cache.write_layer(&l2, &entries(b"hi"), &options()).unwrap();
+        let second = cache
+            .write_layer(&l2, &entries(b"hi"), &options(), true)
+            .unwrap();
         assert_eq!(second, compressed);
         assert_eq!(
             std::fs::read(l2.blob_path(&second.digest).unwrap()).unwrap(),
@@ -218,7 +236,9 @@ mod tests {
         assert_ne!(key, LayerCache::key(&diff_id, &zstd));
         assert_ne!(key, LayerCache::key(&diff_id, &later));
         let l3 = OciLayout::create(&d.path().join("l3")).unwrap();
-        let changed = cache.write_layer(&l3, &entries(b"ho"), &options()).unwrap();
+        let changed = cache
+            .write_layer(&l3, &entries(b"ho"), &options(), true)
+            .unwrap();
         assert_ne!(changed.digest, compressed.digest);
         assert_eq!(
             std::fs::read_dir(d.path().join("layers")).unwrap().count(),
@@ -231,7 +251,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cache = LayerCache::in_build_cache(d.path());
         let l1 = OciLayout::create(&d.path().join("l1")).unwrap();
-        let good = cache.write_layer(&l1, &entries(b"hi"), &options()).unwrap();
+        let good = cache
+            .write_layer(&l1, &entries(b"hi"), &options(), true)
+            .unwrap();
         let (diff_id, _) = oci::diff_id(&entries(b"hi"), 0).unwrap();
         let entry = d
             .path()
@@ -241,7 +263,9 @@ mod tests {
         std::fs::remove_file(entry.join("blob")).unwrap();
         std::fs::write(entry.join("blob"), b"not the layer").unwrap();
         let l2 = OciLayout::create(&d.path().join("l2")).unwrap();
-        let again = cache.write_layer(&l2, &entries(b"hi"), &options()).unwrap();
+        let again = cache
+            .write_layer(&l2, &entries(b"hi"), &options(), true)
+            .unwrap();
         assert_eq!(again, good);
         assert_eq!(
             std::fs::read(l2.blob_path(&again.digest).unwrap()).unwrap(),
@@ -253,7 +277,9 @@ mod tests {
         std::fs::write(entry.join("layer.json"), b"{\"media_type\":\"x\"}").unwrap();
         let l3 = OciLayout::create(&d.path().join("l3")).unwrap();
         assert_eq!(
-            cache.write_layer(&l3, &entries(b"hi"), &options()).unwrap(),
+            cache
+                .write_layer(&l3, &entries(b"hi"), &options(), true)
+                .unwrap(),
             good
         );
     }

@@ -334,7 +334,8 @@ pub enum LayerOutcome {
 /// hashed in one pass as always, at no extra cost. With one, the diff_ids of all layers are
 /// computed first, in parallel, by streaming their tars through SHA-256 only; layers the map
 /// knows (and whose blob the registry confirms it still has) are not compressed; the others are,
-/// unless the layer `cache` holds their blob.
+/// unless the layer `cache` holds their blob (looked up for the layers whose flag in the
+/// cache's slice is set: those whose files came from the build cache).
 ///
 /// Layers are compressed side by side: the gzip writer spreads a layer over the cores only in
 /// 1 MiB blocks, so small layers (a static binary each) would otherwise leave cores idle. The
@@ -344,7 +345,7 @@ pub fn write_layers(
     layers: &[Vec<LayerEntry>],
     options: &LayerOptions,
     reuser: Option<&Reuser>,
-    cache: Option<&LayerCache>,
+    cache: Option<(&LayerCache, &[bool])>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(Layer, LayerOutcome)>, OciError> {
     let mut slots: Vec<Option<(Layer, LayerOutcome)>> = layers.iter().map(|_| None).collect();
@@ -394,7 +395,10 @@ pub fn write_layers(
                     message: "layer index out of range".to_string(),
                 })?;
         match cache {
-            Some(cache) => cache.write_layer(layout, entries, options),
+            Some((cache, look_up)) => {
+                let look_up = todo.get(k).and_then(|&i| look_up.get(i)) == Some(&true);
+                cache.write_layer(layout, entries, options, look_up)
+            }
             None => layout.write_layer(entries, options),
         }
     })?;
