@@ -336,6 +336,28 @@ pub fn probe_some(
     state: &BinfmtState,
     platforms: impl IntoIterator<Item = Platform>,
 ) -> Vec<PlatformRun> {
+    probe_some_cached(host, host_platform, state, platforms, None)
+}
+
+/// [`probe_platforms`], taking the outcomes `cache` remembers for this very host and
+/// binfmt_misc state instead of running those programs again.
+pub fn probe_platforms_cached(
+    host: &dyn Host,
+    host_platform: Platform,
+    state: &BinfmtState,
+    cache: Option<&ProbeCache>,
+) -> Vec<PlatformRun> {
+    probe_some_cached(host, host_platform, state, Platform::all(), cache)
+}
+
+/// [`probe_some`] with a [`ProbeCache`].
+pub fn probe_some_cached(
+    host: &dyn Host,
+    host_platform: Platform,
+    state: &BinfmtState,
+    platforms: impl IntoIterator<Item = Platform>,
+    cache: Option<&ProbeCache>,
+) -> Vec<PlatformRun> {
     // Each distinct program runs once (ARM variants share one), all of them at once.
     let mut wanted: Vec<(Platform, usize)> = Vec::new();
     let mut progs: Vec<Vec<u8>> = Vec::new();
@@ -352,9 +374,7 @@ pub fn probe_some(
         };
         wanted.push((p, k));
     }
-    let refs: Vec<&[u8]> = progs.iter().map(Vec::as_slice).collect();
-    let modes: Vec<RunMode> = host
-        .run_programs(&refs)
+    let modes: Vec<RunMode> = run_probes(host, state, &progs, cache)
         .into_iter()
         .zip(&progs)
         .map(|(r, prog)| {
@@ -375,6 +395,174 @@ pub fn probe_some(
             PlatformRun { platform: p, mode }
         })
         .collect()
+}
+
+/// Runs `progs` (all at once), except those whose outcome `cache` holds for this host and
+/// binfmt_misc state; remembers what ran.
+fn run_probes(
+    host: &dyn Host,
+    state: &BinfmtState,
+    progs: &[Vec<u8>],
+    cache: Option<&ProbeCache>,
+) -> Vec<std::io::Result<ProbeOutcome>> {
+    let key = cache.map(|_| ProbeCache::state_key(host, state));
+    let mut known = match (cache, &key) {
+        (Some(c), Some(k)) => c.load(k),
+        _ => ProbeRecords::default(),
+    };
+    let digests: Vec<String> = progs
+        .iter()
+        .map(|p| crate::image::digest::sha256_hex(p))
+        .collect();
+    let mut results: Vec<Option<std::io::Result<ProbeOutcome>>> = digests
+        .iter()
+        .map(|d| known.outcomes.get(d).and_then(|o| o.outcome()).map(Ok))
+        .collect();
+    let missing: Vec<usize> = (0..progs.len()).filter(|&i| results[i].is_none()).collect();
+    if missing.is_empty() {
+        return results.into_iter().flatten().collect();
+    }
+    let refs: Vec<&[u8]> = missing.iter().map(|&i| progs[i].as_slice()).collect();
+    let mut learned = false;
+    for (&i, r) in missing.iter().zip(host.run_programs(&refs)) {
+        if let Ok(o) = &r {
+            known
+                .outcomes
+                .insert(digests[i].clone(), RecordedOutcome::of(*o));
+            learned = true;
+        }
+        results[i] = Some(r);
+    }
+    if let (Some(c), Some(k), true) = (cache, key, learned) {
+        known.key = k;
+        // A cache that cannot be written only costs the next run its probes.
+        let _ = c.save(&known);
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("probe was not run"))))
+        .collect()
+}
+
+/// Probe outcomes remembered between runs (`<user cache>/rcross/probes.json`): whether a
+/// program of each architecture runs here, natively or through which handler, is a function
+/// of the kernel, the CPU, the binfmt_misc entries and their interpreters, so the outcomes are
+/// kept under a digest of those (each interpreter by path, size, mtime, inode). Any change
+/// there runs the programs again; `rcross setup` always runs its self-tests.
+#[derive(Debug, Clone)]
+pub struct ProbeCache {
+    file: PathBuf,
+}
+
+/// The outcomes known for one state (by the digest of each probe program).
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
+struct ProbeRecords {
+    key: String,
+    outcomes: std::collections::BTreeMap<String, RecordedOutcome>,
+}
+
+/// A [`ProbeOutcome`] as stored.
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
+struct RecordedOutcome {
+    kind: String,
+    value: i32,
+}
+
+impl RecordedOutcome {
+    fn of(o: ProbeOutcome) -> RecordedOutcome {
+        let (kind, value) = match o {
+            ProbeOutcome::Exited(c) => ("exited", c),
+            ProbeOutcome::Signaled(s) => ("signaled", s),
+            ProbeOutcome::ExecFormatError => ("exec_format_error", 0),
+        };
+        RecordedOutcome {
+            kind: kind.to_string(),
+            value,
+        }
+    }
+
+    fn outcome(&self) -> Option<ProbeOutcome> {
+        match self.kind.as_str() {
+            "exited" => Some(ProbeOutcome::Exited(self.value)),
+            "signaled" => Some(ProbeOutcome::Signaled(self.value)),
+            "exec_format_error" => Some(ProbeOutcome::ExecFormatError),
+            _ => None,
+        }
+    }
+}
+
+impl ProbeCache {
+    /// Bumped whenever what goes into a key changes meaning.
+    const FORMAT: &'static str = "rcross-probe-cache-v1";
+
+    pub fn at(file: impl Into<PathBuf>) -> ProbeCache {
+        ProbeCache { file: file.into() }
+    }
+
+    /// `$XDG_CACHE_HOME/rcross/probes.json`, else `$HOME/.cache/rcross/probes.json` (only
+    /// absolute paths count); `None` without either.
+    pub fn in_user_cache() -> Option<ProbeCache> {
+        let absolute =
+            |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+        let root = absolute(std::env::var_os("XDG_CACHE_HOME"))
+            .or_else(|| absolute(std::env::var_os("HOME")).map(|h| h.join(".cache")))?;
+        Some(ProbeCache::at(root.join("rcross").join("probes.json")))
+    }
+
+    /// The digest of everything a probe's outcome depends on besides the program.
+    fn state_key(host: &dyn Host, state: &BinfmtState) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let mut h = crate::image::digest::Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(Self::FORMAT.as_bytes());
+        field(format!("{:?}", host.uname().ok()).as_bytes());
+        field(format!("{:?}", host.cpu()).as_bytes());
+        field(format!("{:?}", host.container()).as_bytes());
+        field(state.path.to_string_lossy().as_bytes());
+        field(format!("{} {:?}", state.mounted, state.enabled).as_bytes());
+        field(format!("{:?} {:?}", state.entries, state.unreadable).as_bytes());
+        for e in state.entries.iter().filter(|e| e.enabled) {
+            let stat = std::fs::metadata(&e.interpreter).map(|m| {
+                (
+                    m.len(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                    m.ino(),
+                    m.dev(),
+                )
+            });
+            field(format!("{} {:?}", e.interpreter, stat.ok()).as_bytes());
+        }
+        h.hex()
+    }
+
+    /// What the file holds for `key` (nothing when it is missing, unreadable or for another
+    /// state).
+    fn load(&self, key: &str) -> ProbeRecords {
+        std::fs::read(&self.file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ProbeRecords>(&b).ok())
+            .filter(|r| r.key == key)
+            .unwrap_or_else(|| ProbeRecords {
+                key: key.to_string(),
+                outcomes: Default::default(),
+            })
+    }
+
+    /// Replaces the file (through a temporary file and a rename).
+    fn save(&self, records: &ProbeRecords) -> std::io::Result<()> {
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        serde_json::to_writer(&mut tmp, records).map_err(std::io::Error::other)?;
+        tmp.persist(&self.file).map_err(|e| e.error)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -432,6 +620,54 @@ mod tests {
         assert!(entry_matches(&e, &[0, 0x1f, 0x20]));
         assert!(!entry_matches(&e, &[0, 0x2f, 0x20]));
         assert!(!entry_matches(&e, &[0, 0x10]));
+    }
+
+    #[test]
+    fn remembered_probe_outcomes_stand_in_until_the_state_changes() {
+        use crate::host::fake::{Call, FakeHost};
+        let mut host = FakeHost::new();
+        host.probes
+            .insert((2, 62), ProbeOutcome::Exited(binfmt::selftest::EXIT_CODE));
+        let c = Catalog::builtin().unwrap();
+        let state = binfmt_state(&host, Path::new("/bm"), &c);
+        let d = tempfile::tempdir().unwrap();
+        let cache = ProbeCache::at(d.path().join("probes.json"));
+        let amd64: Platform = "linux/amd64".parse().unwrap();
+        let runs = |host: &FakeHost| {
+            host.calls
+                .borrow()
+                .iter()
+                .filter(|c| matches!(c, Call::Run(..)))
+                .count()
+        };
+        let modes = |r: Vec<PlatformRun>| -> Vec<(Platform, RunMode)> {
+            r.into_iter().map(|r| (r.platform, r.mode)).collect()
+        };
+        let fresh = modes(probe_platforms(&host, amd64, &state));
+        let ran = runs(&host);
+        assert!(ran > 1);
+        assert_eq!(
+            modes(probe_platforms_cached(&host, amd64, &state, Some(&cache))),
+            fresh
+        );
+        assert_eq!(runs(&host), 2 * ran, "an empty cache runs them all");
+        assert_eq!(
+            modes(probe_platforms_cached(&host, amd64, &state, Some(&cache))),
+            fresh,
+            "the same outcomes from the cache"
+        );
+        assert_eq!(runs(&host), 2 * ran, "and nothing ran");
+        // Another binfmt_misc (here: another mount point) is another state.
+        let other = binfmt_state(&host, Path::new("/elsewhere"), &c);
+        probe_platforms_cached(&host, amd64, &other, Some(&cache));
+        assert_eq!(runs(&host), 3 * ran);
+        // A damaged file is not used.
+        std::fs::write(d.path().join("probes.json"), b"{not json").unwrap();
+        assert_eq!(
+            modes(probe_platforms_cached(&host, amd64, &other, Some(&cache))),
+            fresh
+        );
+        assert_eq!(runs(&host), 4 * ran);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub fn run(args: EnvArgs, json: bool) -> exit::Result<u8> {
     let scope = crate::toolchain::Scope {
         platforms: Some(std::slice::from_ref(&p)),
         lang: Some(crate::toolchain::plan::Lang::C),
+        probe_cache: None,
     };
     let (catalog, _, facts) = super::load_toolchains(&host, &args.paths, scope)?;
     let toolchain = facts.target(&p).and_then(|t| t.toolchains.first());

@@ -76,7 +76,9 @@ fn gather(
         .uname()
         .map_err(|e| Failure::env(anyhow::anyhow!("uname: {e}")))?;
     let binfmt = detect::binfmt_state(host, dir, catalog);
-    let platforms = detect::probe_platforms(host, platform, &binfmt);
+    // The outcomes of an unchanged host and binfmt_misc come from the probe cache.
+    let cache = detect::ProbeCache::in_user_cache();
+    let platforms = detect::probe_platforms_cached(host, platform, &binfmt, cache.as_ref());
     let pick = |want: fn(&RunMode) -> bool| -> Vec<Platform> {
         platforms
             .iter()

@@ -12,6 +12,7 @@ pub fn run(args: PlanArgs, json: bool) -> exit::Result<u8> {
     let scope = crate::toolchain::Scope {
         platforms: Some(&platforms),
         lang: Some(lang),
+        probe_cache: None,
     };
     let (catalog, _, facts) = super::load_toolchains(&host, &args.paths, scope)?;
     let items = plan::plan(&facts, &catalog, &platforms, lang).map_err(Failure::usage)?;

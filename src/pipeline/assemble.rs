@@ -5,6 +5,7 @@
 
 use super::artifacts::Placed;
 use super::base::{self, BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION};
+use super::layer_cache::LayerCache;
 use super::publish::{PlatformResult, ReusedLayer};
 use super::reuse;
 use super::verify::Verified;
@@ -35,27 +36,54 @@ pub struct Assembled {
 /// layers the registry already has (see [`super::reuse`]), in the background, so it is
 /// known by the time the layers are written.
 pub fn start_reuse(job: &Job) -> exit::Result<Option<reuse::Pending>> {
-    if !job.push {
-        return Ok(None);
-    }
-    let mut sources: Vec<reuse::ReuseSource> = job
-        .tags
-        .iter()
-        .map(|t| reuse::ReuseSource {
-            reference: t.clone(),
-            cache_from: false,
+    ReuseReading::of(job).map(|r| r.start()).transpose()
+}
+
+/// What the reading of reusable layers depends on: [`start_reuse`] takes it from the job;
+/// [`super::build`] takes it from the command line before the job is known (git and the host
+/// probes take a while), and uses that reading when the job asks for the same one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReuseReading {
+    pub tags: Vec<crate::registry::Reference>,
+    pub cache_from: Vec<crate::registry::Reference>,
+    pub compression: oci::Compressor,
+    pub insecure: bool,
+    pub retry_timeout: std::time::Duration,
+}
+
+impl ReuseReading {
+    /// The reading `job` needs (`None` without `--push`).
+    pub fn of(job: &Job) -> Option<ReuseReading> {
+        job.push.then(|| ReuseReading {
+            tags: job.tags.clone(),
+            cache_from: job.cache_from.clone(),
+            compression: job.compression,
+            insecure: job.insecure,
+            retry_timeout: job.retry_timeout,
         })
-        .collect();
-    sources.extend(job.cache_from.iter().map(|r| reuse::ReuseSource {
-        reference: r.clone(),
-        cache_from: true,
-    }));
-    let client = super::resolve::registry_client(
-        sources.iter().map(|s| s.reference.registry.clone()),
-        job.insecure,
-        job.retry_timeout,
-    )?;
-    Ok(Some(reuse::start(client, sources, job.compression)))
+    }
+
+    /// Starts it in the background.
+    pub fn start(&self) -> exit::Result<reuse::Pending> {
+        let mut sources: Vec<reuse::ReuseSource> = self
+            .tags
+            .iter()
+            .map(|t| reuse::ReuseSource {
+                reference: t.clone(),
+                cache_from: false,
+            })
+            .collect();
+        sources.extend(self.cache_from.iter().map(|r| reuse::ReuseSource {
+            reference: r.clone(),
+            cache_from: true,
+        }));
+        let client = super::resolve::registry_client(
+            sources.iter().map(|s| s.reference.registry.clone()),
+            self.insecure,
+            self.retry_timeout,
+        )?;
+        Ok(reuse::start(client, sources, self.compression))
+    }
 }
 
 /// Stage 5: the verified files → the image in a layout (`work` holds it unless the output is
@@ -65,6 +93,7 @@ pub fn assemble(
     verified: Verified,
     base: Option<&Base>,
     reuse: Option<reuse::Pending>,
+    layer_cache: Option<&LayerCache>,
     work: &Path,
     reporter: &dyn Reporter,
 ) -> exit::Result<Assembled> {
@@ -79,17 +108,21 @@ pub fn assemble(
     if let Some(b) = base {
         copy_base_blobs(b, &layout, reporter)?;
     }
-    let options = LayerOptions {
-        compression: job.compression,
-        threads: 0,
-        mtime: job.epoch,
-    };
     let (mut platforms, placed): (Vec<PlatformResult>, Vec<Vec<Placed>>) =
         verified.platforms.into_iter().unzip();
     let entries: Vec<Vec<LayerEntry>> = placed.iter().map(|p| layer_entries(p)).collect();
     let built: Vec<Platform> = platforms.iter().map(|r| r.platform).collect();
-    let (layers, reused_layers) =
-        write_layers(job, &layout, &entries, &options, &built, reuse, reporter)?;
+    // The layer cache is looked up for files that came from the build cache.
+    let from_cache: Vec<bool> = platforms.iter().map(|r| r.cached).collect();
+    let (layers, reused_layers) = write_layers(
+        job,
+        &layout,
+        &entries,
+        &built,
+        reuse,
+        layer_cache.map(|c| (c, from_cache.as_slice())),
+        reporter,
+    )?;
     let ours = run_config(job);
     let mut manifests = Vec::new();
     for (result, layer) in platforms.iter_mut().zip(layers) {
@@ -222,11 +255,16 @@ fn write_layers(
     job: &Job,
     layout: &OciLayout,
     entries: &[Vec<LayerEntry>],
-    options: &LayerOptions,
     platforms: &[Platform],
     reuse: Option<reuse::Pending>,
+    layer_cache: Option<(&LayerCache, &[bool])>,
     reporter: &dyn Reporter,
 ) -> exit::Result<(Vec<oci::Layer>, Vec<ReusedLayer>)> {
+    let options = LayerOptions {
+        compression: job.compression,
+        threads: 0,
+        mtime: job.epoch,
+    };
     let reuser = reuse.map(|pending| {
         let (reuser, warnings) = pending.finish(job.store_reused);
         for w in &warnings {
@@ -242,8 +280,15 @@ fn write_layers(
         reuser
     });
     let mut warnings = Vec::new();
-    let written = reuse::write_layers(layout, entries, options, reuser.as_ref(), &mut warnings)
-        .map_err(Failure::env)?;
+    let written = reuse::write_layers(
+        layout,
+        entries,
+        &options,
+        reuser.as_ref(),
+        layer_cache,
+        &mut warnings,
+    )
+    .map_err(Failure::env)?;
     for w in &warnings {
         reporter.line(&format!("warning: {w}"));
     }

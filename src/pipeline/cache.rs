@@ -8,7 +8,9 @@
 //! - `stat/<project>.json` the stat cache of one project directory (as git's index: an
 //!   unchanged file is recognised by its stat data and not read);
 //! - `tools.json` compiler identities (`--version` output) by path, size and mtime;
-//! - `tmp/` entries being written; each is renamed into `entries/` only when complete.
+//! - `tmp/` entries being written; each is renamed into `entries/` only when complete;
+//! - `layers/<key>/` the layer cache's compressed blobs ([`super::layer_cache`]), pruned with
+//!   the entries.
 
 use crate::image::digest::{sha256_hex, Sha256};
 use serde::{Deserialize, Serialize};
@@ -117,10 +119,15 @@ struct Tools {
 /// Summary of a prune.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Pruned {
+    /// Build entries (output trees) removed and kept.
     pub removed: usize,
     pub kept: usize,
+    /// Bytes of build entries and cached layers together.
     pub bytes_removed: u64,
     pub bytes_kept: u64,
+    /// Cached layer blobs removed and kept.
+    pub layers_removed: usize,
+    pub layers_kept: usize,
 }
 
 fn now_ns() -> i128 {
@@ -571,27 +578,41 @@ impl BuildCache {
     /// Remove least recently used entries until all together take at most `limit` bytes
     /// (0: remove every entry, the stat caches and the compiler identities).
     pub fn prune(&self, limit: u64) -> Result<Pruned, CacheError> {
-        let entries = self.root.join("entries");
         let mut list = Vec::new();
-        if entries.is_dir() {
+        // Output trees and compressed layers (the layer cache's entries) share the limit.
+        for (layer, entries) in [
+            (false, self.root.join("entries")),
+            (true, self.root.join("layers")),
+        ] {
+            if !entries.is_dir() {
+                continue;
+            }
             for (_, path) in sorted_entries(&entries)? {
                 let used: i128 = std::fs::read_to_string(path.join("used"))
                     .ok()
                     .and_then(|s| s.trim().parse().ok())
                     .unwrap_or(0);
-                list.push((used, dir_bytes(&path), path));
+                list.push((used, dir_bytes(&path), path, layer));
             }
         }
         // Newest first: keep while under the limit.
         list.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
         let mut r = Pruned::default();
-        for (_, bytes, path) in list {
+        for (_, bytes, path, layer) in list {
             if limit > 0 && r.bytes_kept + bytes <= limit {
-                r.kept += 1;
+                *(if layer {
+                    &mut r.layers_kept
+                } else {
+                    &mut r.kept
+                }) += 1;
                 r.bytes_kept += bytes;
             } else {
                 std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
-                r.removed += 1;
+                *(if layer {
+                    &mut r.layers_removed
+                } else {
+                    &mut r.removed
+                }) += 1;
                 r.bytes_removed += bytes;
             }
         }

@@ -33,6 +33,7 @@ pub mod base;
 pub mod cache;
 pub mod chroot;
 pub mod config;
+pub mod layer_cache;
 pub mod place;
 pub mod reuse;
 pub mod rootfs;
@@ -113,11 +114,18 @@ pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Sto
         );
         std::thread::spawn(move || crate::tags::compute_for(&dir, &file, &policy, false))
     };
+    // What the registry already has is read from now on when the command line names every tag
+    // (git adds none): by the time the layers are written, the answer is there.
+    let early_reuse = resolve::early_reuse_reading(request)
+        .and_then(|reading| reading.start().ok().map(|pending| (reading, pending)));
     let lang = resolve::lang(&project, &request.dir)?;
     // Only the facts this build needs: probing every tool costs up to seconds on some hosts.
+    // Probe outcomes of an unchanged host and binfmt_misc are remembered between builds.
+    let probe_cache = crate::detect::ProbeCache::in_user_cache();
     let scope = crate::toolchain::Scope {
         platforms: Some(&platforms),
         lang: Some(lang),
+        probe_cache: probe_cache.as_ref(),
     };
     let (catalog, _handlers, facts) = crate::toolchain::load(
         &host,
@@ -138,8 +146,13 @@ pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Sto
         .load
         .then(|| load::prepare(&job.platforms))
         .transpose()?;
-    // Read what the registry already has while the platforms build.
-    let reuse = assemble::start_reuse(&job)?;
+    // Read what the registry already has while the platforms build (unless it is being read).
+    let reuse = match early_reuse {
+        Some((reading, pending)) if Some(&reading) == assemble::ReuseReading::of(&job).as_ref() => {
+            Some(pending)
+        }
+        _ => assemble::start_reuse(&job)?,
+    };
     let plan = plan(&job, &facts, &catalog, &host, reporter)?;
     let assignments = runners::connect(&job, &plan, reporter)?;
     let cache = run::open_cache(&job, reporter);
@@ -194,11 +207,16 @@ pub fn execute(
         }
         Err(e) => return Err(e),
     };
+    // Layer blobs are cached next to the build cache, and only when it is on.
+    let layer_cache = services
+        .cache
+        .map(|c| layer_cache::LayerCache::in_build_cache(c.cache.root()));
     let assembled = assemble(
         job,
         verified,
         services.base,
         services.reuse,
+        layer_cache.as_ref(),
         built.work.path(),
         reporter,
     )?;

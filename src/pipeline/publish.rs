@@ -229,12 +229,16 @@ fn push(
                 push_options.mount_from = vec![from.repository.clone()];
             }
         }
-        let report = client
-            .push_image(&repo, &plan, &repo_tags, &push_options)
-            .map_err(|e| Failure {
-                code: e.exit_code(),
-                error: e.into(),
-            })?;
+        // An unchanged image pushed again to the same tags costs one HEAD per tag.
+        let report = match client.already_pushed(&repo, &plan, &repo_tags) {
+            Some(report) => report,
+            None => client
+                .push_image(&repo, &plan, &repo_tags, &push_options)
+                .map_err(|e| Failure {
+                    code: e.exit_code(),
+                    error: e.into(),
+                })?,
+        };
         reporter.line(&format!(
             "pushed {}: {} blob(s) uploaded ({} bytes), {} already there, {} mounted",
             report.digest,

@@ -293,6 +293,26 @@ fn check_build_image(
     Ok(())
 }
 
+/// The reading of reusable layers the command line alone asks for (`--push`, the `-t` tags,
+/// `--cache-from`, the compression), before git is read; `None` when a flag does not parse
+/// (the job's resolution reports it).
+pub fn early_reuse_reading(request: &Request) -> Option<super::assemble::ReuseReading> {
+    if !request.push {
+        return None;
+    }
+    Some(super::assemble::ReuseReading {
+        tags: parse_tags(&request.tags).ok()?,
+        cache_from: request
+            .cache_from
+            .iter()
+            .map(|r| r.parse::<Reference>().ok())
+            .collect::<Option<Vec<_>>>()?,
+        compression: parse_compression(&request.compression).ok()?,
+        insecure: request.insecure,
+        retry_timeout: request.retry_timeout,
+    })
+}
+
 fn parse_tags(tags: &[String]) -> exit::Result<Vec<Reference>> {
     tags.iter()
         .map(|t| {

@@ -31,6 +31,7 @@
 use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 
+use super::layer_cache::LayerCache;
 use crate::image::model::oci_layer_media_type;
 use crate::image::{self, ReadError, ResolveLimits, SourceError, MAX_DOCUMENT};
 use crate::oci::{self, Compressor, Layer, LayerEntry, LayerOptions, OciError, OciLayout};
@@ -217,14 +218,44 @@ fn read_source(
     repository.digest = None;
     let wanted = compression.media_type();
     let mut out = Vec::new();
-    for mut manifest in resolved.images {
+    // The platforms' manifests and configs are read at the same time (a round trip each, which
+    // a no-op or warm build would otherwise wait for one after another), up to the first one
+    // not named by a sha256 digest; then checked in index order as before.
+    let mut images = resolved.images;
+    let readable = images
+        .iter()
+        .position(|m| !is_sha256(m.digest()))
+        .unwrap_or(images.len());
+    let loaded: Vec<Result<image::LoadedImage, Unusable>> = std::thread::scope(|scope| {
+        let reads: Vec<_> = images[..readable]
+            .iter_mut()
+            .map(|m| {
+                let image = &image;
+                scope.spawn(move || m.take_loaded(image).map_err(Unusable::from))
+            })
+            .collect();
+        reads
+            .into_iter()
+            .map(|r| {
+                r.join().unwrap_or_else(|_| {
+                    Err(Unusable::Registry(
+                        "reading a manifest panicked".to_string(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut loaded = loaded.into_iter();
+    for manifest in images {
         let digest = manifest.digest().to_string();
         if !is_sha256(&digest) {
             return Err(Unusable::Invalid(format!(
                 "manifest {digest:?} is not named by a sha256 digest"
             )));
         }
-        let loaded = manifest.take_loaded(&image)?;
+        let loaded = loaded
+            .next()
+            .unwrap_or_else(|| Err(Unusable::Registry("a manifest was not read".to_string())))?;
         let (config, layers) = (loaded.manifest.config, loaded.manifest.layers);
         if !is_sha256(&config.digest) || config.size > MAX_DOCUMENT {
             return Err(Unusable::Invalid(format!(
@@ -302,7 +333,9 @@ pub enum LayerOutcome {
 /// `reuser` where it can. Without a reuser (or with an empty map) each layer is compressed and
 /// hashed in one pass as always, at no extra cost. With one, the diff_ids of all layers are
 /// computed first, in parallel, by streaming their tars through SHA-256 only; layers the map
-/// knows (and whose blob the registry confirms it still has) are not compressed; the others are.
+/// knows (and whose blob the registry confirms it still has) are not compressed; the others are,
+/// unless the layer `cache` holds their blob (looked up for the layers whose flag in the
+/// cache's slice is set: those whose files came from the build cache).
 ///
 /// Layers are compressed side by side: the gzip writer spreads a layer over the cores only in
 /// 1 MiB blocks, so small layers (a static binary each) would otherwise leave cores idle. The
@@ -312,6 +345,7 @@ pub fn write_layers(
     layers: &[Vec<LayerEntry>],
     options: &LayerOptions,
     reuser: Option<&Reuser>,
+    cache: Option<(&LayerCache, &[bool])>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(Layer, LayerOutcome)>, OciError> {
     let mut slots: Vec<Option<(Layer, LayerOutcome)>> = layers.iter().map(|_| None).collect();
@@ -360,7 +394,13 @@ pub fn write_layers(
                 .ok_or_else(|| OciError::Compression {
                     message: "layer index out of range".to_string(),
                 })?;
-        layout.write_layer(entries, options)
+        match cache {
+            Some((cache, look_up)) => {
+                let look_up = todo.get(k).and_then(|&i| look_up.get(i)) == Some(&true);
+                cache.write_layer(layout, entries, options, look_up)
+            }
+            None => layout.write_layer(entries, options),
+        }
     })?;
     for (&i, layer) in todo.iter().zip(compressed) {
         if let Some(slot) = slots.get_mut(i) {
@@ -598,6 +638,7 @@ mod tests {
             &entries,
             &LayerOptions::default(),
             Some(&reuser),
+            None,
             &mut warnings,
         )
         .unwrap();

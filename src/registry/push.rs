@@ -175,20 +175,7 @@ impl Client {
         tags: &[String],
         options: &PushOptions,
     ) -> Result<PushReport, RegistryError> {
-        let mut all_tags: Vec<String> = Vec::new();
-        for tag in tags.iter().chain(repository.tag.as_ref()) {
-            let parsed: Reference =
-                format!("{}/{}:{tag}", repository.registry, repository.repository).parse()?;
-            if parsed.tag.as_deref() != Some(tag.as_str()) {
-                return Err(RegistryError::Reference(ReferenceError {
-                    input: tag.clone(),
-                    reason: "is not a tag".to_string(),
-                }));
-            }
-            if !all_tags.contains(tag) {
-                all_tags.push(tag.clone());
-            }
-        }
+        let all_tags = all_tags(repository, tags)?;
         for manifest in image.manifests.iter().chain(std::iter::once(&image.root)) {
             check_manifest(manifest)?;
         }
@@ -224,6 +211,49 @@ impl Client {
             report.tags.push(tag.clone());
         }
         Ok(report)
+    }
+
+    /// The report of [`Client::push_image`] when `image` is pushed already: every tag (and
+    /// `repository`'s own) names its root, which takes one HEAD per tag, on as many threads.
+    /// A registry accepts a manifest only when what it references is there, so every blob and
+    /// manifest below the root is there too: nothing to send. `None` on any other answer, a
+    /// failed HEAD included: then push as usual.
+    pub fn already_pushed(
+        &self,
+        repository: &Reference,
+        image: &ImagePush,
+        tags: &[String],
+    ) -> Option<PushReport> {
+        let tags = all_tags(repository, tags).ok()?;
+        if tags.is_empty() || check_manifest(&image.root).is_err() {
+            return None;
+        }
+        let target = self.push_target(repository, None);
+        let all_there = std::thread::scope(|scope| {
+            let heads: Vec<_> = tags
+                .iter()
+                .map(|tag| {
+                    let target = &target;
+                    scope.spawn(move || self.manifest_landed(target, tag, &image.root))
+                })
+                .collect();
+            heads
+                .into_iter()
+                .all(|h| matches!(h.join(), Ok(Some(true))))
+        });
+        let mut blobs: Vec<&str> = Vec::new();
+        for blob in &image.blobs {
+            if !blobs.contains(&blob.digest.as_str()) {
+                blobs.push(&blob.digest);
+            }
+        }
+        all_there.then(|| PushReport {
+            digest: image.root.digest.clone(),
+            manifests: image.manifests.iter().map(|m| m.digest.clone()).collect(),
+            blobs_present: blobs.len(),
+            tags,
+            ..PushReport::default()
+        })
     }
 
     /// Pushes blobs on `options.parallel` threads; the first failure stops the others.
@@ -986,6 +1016,25 @@ fn with_attempts(error: RegistryError, retries: &Retries) -> RegistryError {
         },
         other => other,
     }
+}
+
+/// `tags` and `repository`'s own tag, each once, each checked to be a tag.
+fn all_tags(repository: &Reference, tags: &[String]) -> Result<Vec<String>, RegistryError> {
+    let mut all: Vec<String> = Vec::new();
+    for tag in tags.iter().chain(repository.tag.as_ref()) {
+        let parsed: Reference =
+            format!("{}/{}:{tag}", repository.registry, repository.repository).parse()?;
+        if parsed.tag.as_deref() != Some(tag.as_str()) {
+            return Err(RegistryError::Reference(ReferenceError {
+                input: tag.clone(),
+                reason: "is not a tag".to_string(),
+            }));
+        }
+        if !all.contains(tag) {
+            all.push(tag.clone());
+        }
+    }
+    Ok(all)
 }
 
 fn check_manifest(manifest: &PushManifest) -> Result<(), RegistryError> {

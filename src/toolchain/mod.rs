@@ -363,6 +363,9 @@ pub struct Scope<'a> {
     /// `None`: every language. With a language other than Rust, only the first usable
     /// toolchain of each platform is looked for (the one env and builds use).
     pub lang: Option<plan::Lang>,
+    /// Probe outcomes remembered for an unchanged host and binfmt_misc (`None`: run every
+    /// probe program).
+    pub probe_cache: Option<&'a detect::ProbeCache>,
 }
 
 impl Scope<'_> {
@@ -394,8 +397,14 @@ pub fn gather_scoped(
     let state = detect::binfmt_state(host, binfmt_misc, handlers);
     // Only the platforms asked about: each test program costs an exec (and an emulator start).
     let runs = match scope.platforms {
-        Some(ps) => detect::probe_some(host, host_platform, &state, ps.iter().copied()),
-        None => detect::probe_platforms(host, host_platform, &state),
+        Some(ps) => detect::probe_some_cached(
+            host,
+            host_platform,
+            &state,
+            ps.iter().copied(),
+            scope.probe_cache,
+        ),
+        None => detect::probe_platforms_cached(host, host_platform, &state, scope.probe_cache),
     };
     let mut native = vec![host_platform];
     for r in &runs {

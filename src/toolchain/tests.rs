@@ -177,6 +177,7 @@ fn scoped_gather_for_c_runs_no_helper_programs() {
     let scope = Scope {
         platforms: Some(&arm64),
         lang: Some(Lang::C),
+        probe_cache: None,
     };
     let f = gather_scoped(&h, &catalog(), &handlers(), std::path::Path::new(BM), scope).unwrap();
     let captures: Vec<Call> = h
@@ -200,6 +201,7 @@ fn scoped_gather_for_c_runs_no_helper_programs() {
     let scope = Scope {
         platforms: Some(&arm64),
         lang: Some(Lang::Rust),
+        probe_cache: None,
     };
     let f = gather_scoped(&h, &catalog(), &handlers(), std::path::Path::new(BM), scope).unwrap();
     assert!(f.rust_targets.is_some());
