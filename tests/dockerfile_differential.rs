@@ -389,51 +389,23 @@ fn differences(docker: &ImageConfig, ours: &ImageConfig) -> Vec<String> {
             ));
         }
     };
-    check(
-        "Env",
-        format!("{:?}", docker.env),
-        format!("{:?}", ours.env),
-    );
-    check(
-        "Labels",
-        format!("{:?}", docker.labels),
-        format!("{:?}", ours.labels),
-    );
-    check(
-        "WorkingDir",
-        format!("{:?}", docker.working_dir),
-        format!("{:?}", ours.working_dir),
-    );
-    check(
-        "User",
-        format!("{:?}", docker.user),
-        format!("{:?}", ours.user),
-    );
-    check(
-        "ExposedPorts",
-        format!("{:?}", docker.exposed_ports),
-        format!("{:?}", ours.exposed_ports),
-    );
-    check(
-        "Volumes",
-        format!("{:?}", docker.volumes),
-        format!("{:?}", ours.volumes),
-    );
-    check(
-        "StopSignal",
-        format!("{:?}", docker.stop_signal),
-        format!("{:?}", ours.stop_signal),
-    );
-    check(
-        "Cmd",
-        format!("{:?}", docker.cmd),
-        format!("{:?}", ours.cmd),
-    );
-    check(
-        "Entrypoint",
-        format!("{:?}", docker.entrypoint),
-        format!("{:?}", ours.entrypoint),
-    );
+    // Each field as Debug text, so one rule compares them all.
+    macro_rules! compare {
+        ($($name:literal => $field:ident),* $(,)?) => {
+            $(check($name, format!("{:?}", docker.$field), format!("{:?}", ours.$field));)*
+        };
+    }
+    compare! {
+        "Env" => env,
+        "Labels" => labels,
+        "WorkingDir" => working_dir,
+        "User" => user,
+        "ExposedPorts" => exposed_ports,
+        "Volumes" => volumes,
+        "StopSignal" => stop_signal,
+        "Cmd" => cmd,
+        "Entrypoint" => entrypoint,
+    }
     out
 }
 
