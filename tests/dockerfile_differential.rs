@@ -405,6 +405,9 @@ fn differences(docker: &ImageConfig, ours: &ImageConfig) -> Vec<String> {
         "StopSignal" => stop_signal,
         "Cmd" => cmd,
         "Entrypoint" => entrypoint,
+        "Shell" => shell,
+        "OnBuild" => onbuild,
+        "Healthcheck" => healthcheck,
     }
     out
 }
