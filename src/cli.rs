@@ -338,9 +338,23 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The project directory (holding rcross.toml).
-    #[arg(default_value = ".")]
+    /// The project directory (holding rcross.toml), or a Dockerfile build's context.
+    #[arg(default_value = ".", value_name = "DIR|CONTEXT")]
     pub dir: PathBuf,
+
+    /// Build from this Dockerfile, as `docker buildx build -f` (default: CONTEXT/Dockerfile
+    /// when the directory has no rcross.toml, or the file's [image] dockerfile).
+    #[arg(long = "file", short = 'f', value_name = "PATH")]
+    pub file: Option<PathBuf>,
+
+    /// Dockerfile builds: the stage to build (default: the last one).
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
+    /// Dockerfile builds: a secret for `RUN --mount=type=secret` (repeatable), as buildx:
+    /// id=ID,src=FILE or id=ID,env=VAR. Never stored in a layer or the history.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    pub secrets: Vec<String>,
 
     /// Platforms to build (comma-separated or repeated); default: the project's.
     #[arg(long = "platform", short = 'p', value_name = "PLATFORM")]
@@ -369,7 +383,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
 
-    /// Extra environment for the build command (KEY=VALUE, repeatable).
+    /// Extra environment for the build command (KEY=VALUE, repeatable); a Dockerfile's ARG
+    /// values, as buildx.
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
 

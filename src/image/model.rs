@@ -372,6 +372,33 @@ pub struct ContainerSettings {
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(rename = "Labels", default)]
     pub labels: Option<BTreeMap<String, String>>,
+    #[serde(rename = "Volumes", default)]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(rename = "StopSignal", default)]
+    pub stop_signal: Option<String>,
+    #[serde(rename = "Shell", default)]
+    pub shell: Option<Vec<String>>,
+    #[serde(rename = "OnBuild", default)]
+    pub onbuild: Option<Vec<String>>,
+    #[serde(rename = "Healthcheck", default)]
+    pub healthcheck: Option<HealthcheckSettings>,
+}
+
+/// The config's `Healthcheck` (durations in nanoseconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct HealthcheckSettings {
+    #[serde(rename = "Test", default)]
+    pub test: Option<Vec<String>>,
+    #[serde(rename = "Interval", default)]
+    pub interval: Option<u64>,
+    #[serde(rename = "Timeout", default)]
+    pub timeout: Option<u64>,
+    #[serde(rename = "StartPeriod", default)]
+    pub start_period: Option<u64>,
+    #[serde(rename = "StartInterval", default)]
+    pub start_interval: Option<u64>,
+    #[serde(rename = "Retries", default)]
+    pub retries: Option<u64>,
 }
 
 /// The config's `rootfs`.

@@ -37,6 +37,40 @@ pub struct RunConfig {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Config fields only Dockerfile builds set (Docker's image spec): written when present, so a
+/// config without them is byte-for-byte what it was before they existed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigExtras {
+    pub volumes: Vec<String>,
+    pub stop_signal: Option<String>,
+    pub shell: Option<Vec<String>>,
+    pub onbuild: Vec<String>,
+    pub healthcheck: Option<HealthConfig>,
+    /// The top-level `author` (MAINTAINER).
+    pub author: Option<String>,
+}
+
+/// `Healthcheck` as Docker writes it: durations in nanoseconds, zero meaning "inherit".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HealthConfig {
+    #[serde(rename = "Test")]
+    pub test: Vec<String>,
+    #[serde(rename = "Interval", skip_serializing_if = "is_zero")]
+    pub interval: u64,
+    #[serde(rename = "Timeout", skip_serializing_if = "is_zero")]
+    pub timeout: u64,
+    #[serde(rename = "StartPeriod", skip_serializing_if = "is_zero")]
+    pub start_period: u64,
+    #[serde(rename = "StartInterval", skip_serializing_if = "is_zero")]
+    pub start_interval: u64,
+    #[serde(rename = "Retries", skip_serializing_if = "is_zero")]
+    pub retries: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// What one platform's image is made of. Layers are in order, base first; base-image layers are
 /// given by their descriptors and diff_ids exactly as the base image has them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +89,8 @@ pub struct ImageSpec {
 #[derive(Serialize)]
 struct ConfigJson<'a> {
     created: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<&'a str>,
     architecture: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     variant: Option<&'a str>,
@@ -81,6 +117,16 @@ struct ContainerConfig<'a> {
     working_dir: Option<&'a str>,
     #[serde(rename = "Labels", skip_serializing_if = "BTreeMap::is_empty")]
     labels: &'a BTreeMap<String, String>,
+    #[serde(rename = "Volumes", skip_serializing_if = "BTreeMap::is_empty")]
+    volumes: BTreeMap<&'a str, Empty>,
+    #[serde(rename = "StopSignal", skip_serializing_if = "Option::is_none")]
+    stop_signal: Option<&'a str>,
+    #[serde(rename = "Shell", skip_serializing_if = "Option::is_none")]
+    shell: Option<&'a [String]>,
+    #[serde(rename = "OnBuild", skip_serializing_if = "<[_]>::is_empty")]
+    onbuild: &'a [String],
+    #[serde(rename = "Healthcheck", skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<&'a HealthConfig>,
 }
 
 #[derive(Serialize)]
@@ -118,6 +164,11 @@ struct IndexJson<'a> {
 
 /// The image config JSON of `spec`.
 pub fn image_config(spec: &ImageSpec) -> Vec<u8> {
+    image_config_with(spec, &ConfigExtras::default())
+}
+
+/// The image config JSON of `spec` with the Dockerfile-only fields of `extras`.
+pub fn image_config_with(spec: &ImageSpec, extras: &ConfigExtras) -> Vec<u8> {
     let run = &spec.run;
     let exposed_ports = run
         .exposed_ports
@@ -134,6 +185,7 @@ pub fn image_config(spec: &ImageSpec) -> Vec<u8> {
         .collect();
     let config = ConfigJson {
         created: rfc3339_utc(spec.created),
+        author: extras.author.as_deref(),
         architecture: spec.platform.arch(),
         variant: spec.platform.variant(),
         os: spec.platform.os(),
@@ -145,6 +197,15 @@ pub fn image_config(spec: &ImageSpec) -> Vec<u8> {
             cmd: run.cmd.as_deref(),
             working_dir: run.workdir.as_deref(),
             labels: &run.labels,
+            volumes: extras
+                .volumes
+                .iter()
+                .map(|v| (v.as_str(), Empty {}))
+                .collect(),
+            stop_signal: extras.stop_signal.as_deref(),
+            shell: extras.shell.as_deref(),
+            onbuild: &extras.onbuild,
+            healthcheck: extras.healthcheck.as_ref(),
         },
         rootfs: RootFs {
             kind: "layers",
@@ -182,8 +243,11 @@ pub fn image_index(manifests: &[Descriptor], annotations: &BTreeMap<String, Stri
 
 /// The config, its descriptor, the manifest and the manifest's descriptor (with platform) of
 /// `spec`.
-pub(crate) fn build_image(spec: &ImageSpec) -> (Vec<u8>, Descriptor, Vec<u8>, Descriptor) {
-    let config = image_config(spec);
+pub(crate) fn build_image(
+    spec: &ImageSpec,
+    extras: &ConfigExtras,
+) -> (Vec<u8>, Descriptor, Vec<u8>, Descriptor) {
+    let config = image_config_with(spec, extras);
     let config_descriptor = Descriptor::of(MEDIA_TYPE_CONFIG, &config);
     let layers: Vec<Descriptor> = spec.layers.iter().map(layer_descriptor).collect();
     let manifest = image_manifest(&config_descriptor, &layers, &spec.annotations);
@@ -292,7 +356,7 @@ mod tests {
             json,
             r#"{"created":"1970-01-01T00:00:00Z","architecture":"arm","variant":"v7","os":"linux","config":{"User":"65534","ExposedPorts":{"53/udp":{},"8080/tcp":{}},"Env":["A=1"],"Entrypoint":["/app"],"WorkingDir":"/","Labels":{"k":"v"}},"rootfs":{"type":"layers","diff_ids":["sha256:bb"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"rcross"}]}"#
         );
-        let (_, config, manifest, descriptor) = build_image(&spec);
+        let (_, config, manifest, descriptor) = build_image(&spec, &ConfigExtras::default());
         assert_eq!(config.media_type, MEDIA_TYPE_CONFIG);
         assert_eq!(descriptor.digest, sha256_digest(&manifest));
         assert_eq!(descriptor.platform.unwrap().variant.as_deref(), Some("v7"));

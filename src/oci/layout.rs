@@ -11,7 +11,7 @@ use crate::image::layout::{remote_blob_source, RemoteBlobs, REMOTE_BLOBS_FILE};
 use crate::image::model::REF_NAME_ANNOTATION;
 use crate::image::{BlobFault, ImageIndex, VerifiedBlob};
 
-use super::documents::{build_image, image_index, Descriptor, ImageSpec};
+use super::documents::{build_image, image_index, ConfigExtras, Descriptor, ImageSpec};
 use super::error::OciError;
 use super::layer::{write_layer, Layer, LayerEntry, LayerOptions};
 use super::{MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
@@ -158,6 +158,15 @@ impl OciLayout {
     /// Writes one platform's config and manifest; returns the manifest's descriptor (with its
     /// platform) for an index. The layers must already be in the layout.
     pub fn write_image(&self, spec: &ImageSpec) -> Result<Descriptor, OciError> {
+        self.write_image_with(spec, &ConfigExtras::default())
+    }
+
+    /// [`OciLayout::write_image`] with the Dockerfile-only config fields of `extras`.
+    pub fn write_image_with(
+        &self,
+        spec: &ImageSpec,
+        extras: &ConfigExtras,
+    ) -> Result<Descriptor, OciError> {
         for layer in &spec.layers {
             if !self.blob_path(&layer.digest)?.exists() && self.remote_blob(&layer.digest).is_none()
             {
@@ -171,7 +180,7 @@ impl OciLayout {
                 ));
             }
         }
-        let (config, _, manifest, descriptor) = build_image(spec);
+        let (config, _, manifest, descriptor) = build_image(spec, extras);
         self.write_blob(MEDIA_TYPE_CONFIG, &config)?;
         self.write_blob(MEDIA_TYPE_MANIFEST, &manifest)?;
         Ok(descriptor)

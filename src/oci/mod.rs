@@ -22,8 +22,8 @@ pub use crate::image::layout::{missing_blob_message, remote_blob_source, REMOTE_
 pub use crate::image::model::REF_NAME_ANNOTATION;
 pub use crate::image::sha256_digest;
 pub use documents::{
-    image_config, image_index, image_manifest, rfc3339_utc, Descriptor, History, ImageSpec,
-    OciPlatform, RunConfig,
+    image_config, image_config_with, image_index, image_manifest, rfc3339_utc, ConfigExtras,
+    Descriptor, HealthConfig, History, ImageSpec, OciPlatform, RunConfig,
 };
 pub use error::OciError;
 pub use gzip::GZIP_BLOCK_SIZE;

@@ -342,7 +342,7 @@ fn layer_entries(placed: &[Placed]) -> Vec<LayerEntry> {
 
 /// Makes rcross's directory in a project ignore itself, as cargo's `target/` and pytest's caches
 /// do: a `.gitignore` holding `*` (written once; a user's own file there is left alone).
-fn ignore_itself(dir: &Path) -> exit::Result<()> {
+pub(crate) fn ignore_itself(dir: &Path) -> exit::Result<()> {
     let file = dir.join(".gitignore");
     if file.exists() {
         return Ok(());

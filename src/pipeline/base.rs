@@ -73,6 +73,8 @@ pub struct BasePlatform {
     pub history: Vec<History>,
     /// The base config's Env, Entrypoint, Cmd, WorkingDir, User, ExposedPorts and Labels.
     pub run: RunConfig,
+    /// The base config's whole `config` object (a Dockerfile build inherits all of it).
+    pub settings: crate::image::model::ContainerSettings,
 }
 
 impl BaseError {
@@ -201,7 +203,8 @@ fn platform_part(
             uncompressed_size: 0,
         });
     }
-    let run = config.config.clone().unwrap_or_default();
+    let settings = config.config.clone().unwrap_or_default();
+    let run = settings.clone();
     let mut history = config.history.clone().unwrap_or_default();
     if history.is_empty() {
         history = layers
@@ -227,6 +230,7 @@ fn platform_part(
             exposed_ports: run.exposed_ports.unwrap_or_default().into_keys().collect(),
             labels: run.labels.unwrap_or_default(),
         },
+        settings,
     })
 }
 

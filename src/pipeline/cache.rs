@@ -579,10 +579,12 @@ impl BuildCache {
     /// (0: remove every entry, the stat caches and the compiler identities).
     pub fn prune(&self, limit: u64) -> Result<Pruned, CacheError> {
         let mut list = Vec::new();
-        // Output trees and compressed layers (the layer cache's entries) share the limit.
+        // Output trees, compressed layers (the layer cache's entries) and Dockerfile steps
+        // (counted with the layers) share the limit.
         for (layer, entries) in [
             (false, self.root.join("entries")),
             (true, self.root.join("layers")),
+            (true, self.root.join("steps")),
         ] {
             if !entries.is_dir() {
                 continue;

@@ -108,10 +108,38 @@ pub struct ChrootCommand {
     pub workdir: String,
     /// Run as `/bin/sh -c COMMAND`.
     pub command: String,
+    pub argv: Vec<String>,
+    pub user: Option<RunAs>,
+    pub mounts: Vec<ChrootMount>,
+    pub network: ChrootNetwork,
     /// The whole environment of the command.
     pub env: Vec<(String, String)>,
     /// How the job's user namespace maps its ids to the host's.
     pub ids: JobIds,
+}
+
+// STUB
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChrootMount {
+    pub target: String,
+    pub source: MountSource,
+    pub read_only: bool,
+}
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    Host(PathBuf),
+    Tmpfs { size: Option<u64> },
+}
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChrootNetwork {
+    Host,
+    None,
 }
 
 /// What a chroot job needs from the kernel.
@@ -180,6 +208,10 @@ impl ContainerRunner for ChrootRunner {
             .map_err(rootfs_failure("preparing the job's root"))?;
 
         let command = ChrootCommand {
+            argv: vec![],
+            user: None,
+            mounts: vec![],
+            network: ChrootNetwork::Host,
             root: root.clone(),
             workdir: job.container_workdir(),
             command: job.command.clone(),

@@ -48,6 +48,9 @@ pub struct Project {
     pub builders: BTreeMap<Platform, String>,
     /// `[tags]`: the tag policy (see `crate::tags`).
     pub tags: crate::tags::TagConfig,
+    /// `[image] dockerfile`: the image is built from this Dockerfile (relative to the project
+    /// directory), with the file's platforms, tags and builders; `[build]` is then not used.
+    pub dockerfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +135,8 @@ pub struct ImageSection {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     image: RawImage,
-    build: RawBuild,
+    #[serde(default)]
+    build: Option<RawBuild>,
     #[serde(default, rename = "artifact")]
     artifacts: Vec<toml::Spanned<RawArtifact>>,
     #[serde(default)]
@@ -150,6 +154,8 @@ struct RawImage {
     platforms: toml::Spanned<Vec<toml::Spanned<String>>>,
     #[serde(default)]
     base: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    dockerfile: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -229,7 +235,30 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
         .base
         .map(|b| b.into_inner())
         .unwrap_or_else(|| "scratch".into());
-    let build = build_step(&file, &raw.build)?;
+    let dockerfile = dockerfile(&file, raw.image.dockerfile.as_ref())?;
+    let build = match (&raw.build, &dockerfile) {
+        (Some(b), None) => build_step(&file, b)?,
+        (None, Some(_)) => BuildStep::for_dockerfile(),
+        (Some(_), Some(_)) => {
+            return Err(file.err(
+                raw.image.dockerfile.as_ref().map_or(0..0, |d| d.span()),
+                "image.dockerfile",
+                "a project is built either by [build] command or from a Dockerfile, not both; \
+                 remove one"
+                    .into(),
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::Field {
+                path: path.to_path_buf(),
+                line: 1,
+                field: "build".into(),
+                problem: "missing: give [build] command = \"…\", or [image] dockerfile = \
+                          \"Dockerfile\" to build from a Dockerfile"
+                    .into(),
+            })
+        }
+    };
     let builders = builders(&file, raw.builders.as_ref())?;
     let artifacts = artifacts(&file, &raw.artifacts)?;
     let image = image_config(&file, raw.config)?;
@@ -243,6 +272,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
         image,
         builders,
         tags: raw.tags,
+        dockerfile,
     })
 }
 
@@ -317,6 +347,40 @@ fn platforms(
         ));
     }
     Ok(platforms)
+}
+
+/// `[image] dockerfile`: a relative path inside the project.
+fn dockerfile(
+    file: &ProjectText,
+    raw: Option<&toml::Spanned<String>>,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let p = PathBuf::from(raw.get_ref().trim());
+    if raw.get_ref().trim().is_empty() || !is_relative_inside(&p) {
+        return Err(file.err(
+            raw.span(),
+            "image.dockerfile",
+            format!(
+                "{:?} must be a relative path inside the project, e.g. \"Dockerfile\"",
+                raw.get_ref()
+            ),
+        ));
+    }
+    Ok(Some(p))
+}
+
+impl BuildStep {
+    /// The `[build]` of a project built from a Dockerfile: no command of its own.
+    pub fn for_dockerfile() -> BuildStep {
+        BuildStep {
+            command: String::new(),
+            workdir: PathBuf::from("."),
+            lang: "c".into(),
+            image: None,
+            container: ContainerPolicy::Never,
+            cache: true,
+        }
+    }
 }
 
 /// `[build]`.

@@ -33,6 +33,7 @@ pub mod base;
 pub mod cache;
 pub mod chroot;
 pub mod config;
+pub mod dockerfile;
 pub mod layer_cache;
 pub mod place;
 pub mod reuse;
@@ -101,6 +102,9 @@ pub struct Services<'a> {
 
 /// The whole build on this host: stages 1 and 2, the runners connected, then [`execute`].
 pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Stopped> {
+    if let Some((project, file)) = dockerfile::find(request)? {
+        return dockerfile::build(request, project, &file, reporter);
+    }
     let host = LinuxHost;
     let project = resolve::load_project(request)?;
     let platforms = resolve::platforms(&project, request);
@@ -166,7 +170,7 @@ pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Sto
 }
 
 /// What the git thread found; a checkout git cannot read is a warning unless tags need it.
-fn git_facts(
+pub(crate) fn git_facts(
     thread: std::thread::JoinHandle<Result<Checkout, crate::tags::TagError>>,
     reporter: &dyn Reporter,
 ) -> exit::Result<Option<crate::tags::Computed>> {

@@ -36,6 +36,9 @@ pub struct PlatformResult {
     /// The base image's manifest this platform is built on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_manifest: Option<String>,
+    /// A Dockerfile build's steps: where each ran, emulated or not, cached or not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<super::dockerfile::StepReport>,
 }
 
 /// The build's report: the `--json` output and the `--metadata-file` content.

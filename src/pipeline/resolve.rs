@@ -20,8 +20,14 @@ use std::time::Duration;
 /// build`, parsed by the command layer no further than into these values).
 #[derive(Debug, Clone, Default)]
 pub struct Request {
-    /// The project directory (holding rcross.toml).
+    /// The project directory (holding rcross.toml), or a Dockerfile build's context.
     pub dir: PathBuf,
+    /// `-f`: build from this Dockerfile (see [`super::dockerfile::find`]).
+    pub dockerfile: Option<PathBuf>,
+    /// `--target`: the Dockerfile stage to build (default: the last).
+    pub target: Option<String>,
+    /// `--secret id=ID,src=FILE|env=VAR`, as written.
+    pub secrets: Vec<String>,
     /// `--platform`; empty: the project's platforms.
     pub platforms: Vec<Platform>,
     /// `-t REF`, as written.

@@ -162,6 +162,9 @@ struct Unpacker<'a> {
     root_fd: OwnedFd,
     image: String,
     owners: Owners,
+    /// Image ids → the ids stored on disk (a build's stage roots keep their files in the ids
+    /// of the job's user namespace range); identity when `None`.
+    id_map: Option<&'a IdMap<'a>>,
     stats: &'a mut Stats,
     dirs: BTreeMap<PathBuf, DirMeta>,
     /// The directory the last path resolved to, by its components as the layer wrote them:
@@ -179,12 +182,26 @@ struct LayerState {
     unpacked: HashSet<PathBuf>,
 }
 
+/// Maps an image's `(uid, gid)` to the ids stored on disk.
+pub type IdMap<'a> = dyn Fn(u32, u32) -> (u32, u32) + Sync + 'a;
+
 /// Unpack `layers` (oldest first, as [`super::base::resolve`] gives them) of `source`
 /// into `dest`, which should be an empty directory (it is created when missing).
 pub fn unpack(
     source: &dyn ImageSource,
     layers: &[Layer],
     dest: &Path,
+) -> Result<Stats, RootfsError> {
+    unpack_mapped(source, layers, dest, None)
+}
+
+/// [`unpack`] onto `dest` (which may already hold a tree the layers apply to: whiteouts
+/// remove from it), storing owners through `id_map` (as root).
+pub fn unpack_mapped(
+    source: &dyn ImageSource,
+    layers: &[Layer],
+    dest: &Path,
+    id_map: Option<&IdMap>,
 ) -> Result<Stats, RootfsError> {
     fs::create_dir_all(dest).map_err(io_err("creating the root directory", dest))?;
     let root = fs::canonicalize(dest).map_err(io_err("resolving the root directory", dest))?;
@@ -202,6 +219,7 @@ pub fn unpack(
         } else {
             Owners::Ignore
         },
+        id_map,
         stats: &mut stats,
         dirs: BTreeMap::new(),
         last: None,
@@ -770,6 +788,7 @@ impl Unpacker<'_> {
         let (Ok(uid), Ok(gid)) = (u32::try_from(entry.uid), u32::try_from(entry.gid)) else {
             return;
         };
+        let (uid, gid) = self.id_map.map_or((uid, gid), |map| map(uid, gid));
         let owner = Some(nix::unistd::Uid::from_raw(uid));
         let group = Some(nix::unistd::Gid::from_raw(gid));
         if let Err(e) = fchownat(

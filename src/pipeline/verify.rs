@@ -45,6 +45,7 @@ pub fn verify(job: &Job, built: &Built, base: Option<&Base>) -> Result<Verified,
             base_manifest: base
                 .and_then(|b| b.part(p))
                 .map(|part| part.manifest.clone()),
+            steps: Vec::new(),
         };
         platforms.push((result, placed));
     }

@@ -10,6 +10,7 @@ mod credentials;
 mod error;
 mod layout_push;
 pub mod login;
+pub mod mirrors;
 mod push;
 mod reference;
 mod source;

@@ -1,0 +1,684 @@
+//! Dockerfile builds: `rcross build [CONTEXT] -f Dockerfile --platform … --push`, daemonless.
+//!
+//! The same stages as an `rcross.toml` build, with the Dockerfile in the middle:
+//! 1. resolve: the context, the Dockerfile ([`find`]), the flags and git → the [`Job`];
+//! 2. plan: per target platform, the front end ([`crate::dockerfile::plan`]) with the base
+//!    images' configs ([`bases`]) → a build graph;
+//! 3. run: every platform in parallel ([`stage`]): each stage from its base's root, each step
+//!    from the step cache ([`steps`]) or run — RUN in the sandbox, natively for a
+//!    build-platform stage and under QEMU otherwise; COPY/ADD ([`copy`], [`ignore`], [`users`]);
+//!    a layer per filesystem-changing step ([`snapshot`]);
+//! 4. assemble: base layers and the new ones, configs exactly as BuildKit writes them, one
+//!    index, in a layout in the work directory;
+//! 5. verify: every ELF file of every platform's final image against its platform; a mismatch
+//!    stops the build before anything is written or pushed, with where the file came from
+//!    ([`provenance`]);
+//! 6. publish: the layout to `--output`, then archives, `--load`, `--push` as for any build.
+
+pub mod bases;
+pub mod copy;
+pub mod ignore;
+pub mod provenance;
+pub mod secrets;
+pub mod snapshot;
+pub mod stage;
+pub mod steps;
+pub mod users;
+
+pub use stage::StepReport;
+
+use super::assemble::Assembled;
+use super::publish::{self, Metadata, PlatformResult};
+use super::{load, resolve, Job, Output, Reporter, Request, Stopped};
+use crate::dockerfile::{BuildGraph, BuildOptions, ImageConfig as StageConfig};
+use crate::elf::Finding;
+use crate::exit::{self, Failure};
+use crate::oci::{ConfigExtras, Descriptor, HealthConfig, ImageSpec, OciLayout, RunConfig};
+use crate::pipeline::chroot::{ChrootOptions, ChrootSystem, LinuxChroot};
+use crate::pipeline::config::{self, BuildStep, Project};
+use crate::platform::Platform;
+use crate::toolchain::plan::Strategy;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// The file `rcross build CONTEXT` builds when the directory has no rcross.toml.
+pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
+
+/// Whether the request is a Dockerfile build, and then its project (from rcross.toml's
+/// `[image] dockerfile`, or made up: the directory's name, the host's platform) and Dockerfile.
+/// `None`: an rcross.toml build.
+pub fn find(request: &Request) -> exit::Result<Option<(Project, PathBuf)>> {
+    let toml = request.dir.join(config::FILE_NAME);
+    if toml.is_file() {
+        let project = resolve::load_project(request)?;
+        return match (&project.dockerfile, &request.dockerfile) {
+            (_, Some(f)) if project.dockerfile.is_some() => Ok(Some((project, f.clone()))),
+            (Some(d), None) => {
+                let path = request.dir.join(d);
+                Ok(Some((project, path)))
+            }
+            (None, Some(f)) => Err(Failure::usage(anyhow::anyhow!(
+                "-f {}: {} builds with its [build] command, not a Dockerfile; remove -f, or set \
+                 [image] dockerfile = \"{}\" in it",
+                f.display(),
+                toml.display(),
+                f.display()
+            ))),
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => Ok(None),
+        };
+    }
+    let dockerfile = match &request.dockerfile {
+        Some(f) => f.clone(),
+        None => request.dir.join(DEFAULT_DOCKERFILE),
+    };
+    if request.dockerfile.is_none() && !dockerfile.is_file() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "{} has neither an {} nor a {DEFAULT_DOCKERFILE}: give the project directory, or a \
+             build context with -f DOCKERFILE",
+            request.dir.display(),
+            config::FILE_NAME
+        )));
+    }
+    Ok(Some((made_up_project(request, &dockerfile)?, dockerfile)))
+}
+
+/// The project of a directory without rcross.toml: named after the directory, built for the
+/// host's platform (buildx's default) unless `--platform` says otherwise.
+fn made_up_project(request: &Request, dockerfile: &Path) -> exit::Result<Project> {
+    let host = crate::detect::host_platform(&crate::host::linux::LinuxHost)
+        .map_err(|e| Failure::env(anyhow::anyhow!("the host's platform: {e}")))?;
+    let dir = std::fs::canonicalize(&request.dir).unwrap_or_else(|_| request.dir.clone());
+    let name: String = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(*c))
+        .collect();
+    Ok(Project {
+        path: dockerfile.to_path_buf(),
+        name: if name.is_empty() {
+            "image".into()
+        } else {
+            name
+        },
+        platforms: vec![host],
+        base: "scratch".into(),
+        build: BuildStep::for_dockerfile(),
+        artifacts: Vec::new(),
+        image: Default::default(),
+        builders: BTreeMap::new(),
+        tags: Default::default(),
+        dockerfile: Some(dockerfile.to_path_buf()),
+    })
+}
+
+/// The whole Dockerfile build.
+pub fn build(
+    request: &Request,
+    project: Project,
+    dockerfile: &Path,
+    reporter: &dyn Reporter,
+) -> Result<Metadata, Stopped> {
+    let host = crate::detect::host_platform(&crate::host::linux::LinuxHost)
+        .map_err(|e| Failure::env(anyhow::anyhow!("the host's platform: {e}")))?;
+    let git = {
+        let (dir, file, policy) = (
+            request.dir.clone(),
+            project.tags.clone(),
+            request.tag_policy.clone(),
+        );
+        std::thread::spawn(move || crate::tags::compute_for(&dir, &file, &policy, false))
+    };
+    let git = super::git_facts(git, reporter)?;
+    let job = resolve::resolve(project, request, git, reporter)?;
+    if job.engine.as_deref().is_some_and(|e| e != "chroot") || !job.builders.is_empty() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "Dockerfile builds run in rcross's own daemonless builder; --engine and --builder \
+             (and [builders]) apply to rcross.toml builds only: remove them"
+        ))
+        .into());
+    }
+    let name = dockerfile.display().to_string();
+    let text = read_dockerfile(dockerfile)?;
+    let build_args: BTreeMap<String, String> = job.build_args.iter().cloned().collect();
+    let secrets = secrets::Secrets::read(&request.secrets, &|k| std::env::var(k).ok())?;
+    let ignore = ignore::DockerIgnore::load(&job.dir, dockerfile).map_err(Failure::usage)?;
+    let loader = job
+        .load
+        .then(|| load::prepare(&job.platforms))
+        .transpose()?;
+    let mirrors = crate::registry::mirrors::Mirrors::load().map_err(Failure::usage)?;
+    let bases = bases::BaseImages::new(mirrors, job.insecure, job.retry_timeout);
+
+    // Plan: the graph of every platform, with its base images' configs.
+    let mut graphs = Vec::new();
+    for &p in &job.platforms {
+        let mut options = BuildOptions::new(p, host);
+        options.build_args = build_args.clone();
+        options.target = request.target.clone();
+        let first = crate::dockerfile::plan(&name, &text, &options).map_err(Failure::usage)?;
+        for (written, platform) in first.base_images() {
+            let base = bases.get(&written, platform, reporter)?;
+            options.base_configs.insert(written, base.stage_config());
+        }
+        let graph = crate::dockerfile::plan(&name, &text, &options).map_err(Failure::usage)?;
+        graphs.push((p, graph));
+    }
+
+    // Run: every platform in parallel.
+    let chroot = ChrootOptions::from_env().map_err(|e| Failure::env(anyhow::anyhow!("{e}")))?;
+    std::fs::create_dir_all(&chroot.work)
+        .map_err(|e| Failure::env(anyhow::anyhow!("creating {}: {e}", chroot.work.display())))?;
+    crate::pipeline::rootfs::sweep_stale(&chroot.work, "dockerfile");
+    let work = tempfile::Builder::new()
+        .prefix(&crate::pipeline::rootfs::owned_prefix("dockerfile"))
+        .tempdir_in(&chroot.work)
+        .map_err(|e| {
+            Failure::env(anyhow::anyhow!(
+                "a work directory in {}: {e}",
+                chroot.work.display()
+            ))
+        })?;
+    let work = WorkDir(work.keep());
+    let step_cache = job.cache.then(|| {
+        super::cache::BuildCache::open_default().map(|c| steps::StepCache::in_build_cache(c.root()))
+    });
+    let step_cache = match step_cache {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            reporter.line(&format!("warning: no step cache for this build: {e}"));
+            None
+        }
+        None => None,
+    };
+    let cache_mounts = chroot
+        .cache
+        .parent()
+        .map(|p| p.join("mounts"))
+        .unwrap_or_else(|| chroot.cache.join("mounts"));
+    let system = LinuxChroot;
+    let binfmt = system.binfmt(&job.binfmt_misc);
+    let ids = system.job_ids();
+    let (to_host, to_inside) = stage::id_maps(ids);
+    let roots = Mutex::new(HashMap::new());
+    let cache_locks = Mutex::new(HashMap::new());
+    let shared = stage::Shared {
+        host,
+        dockerfile: &name,
+        context: &job.dir,
+        ignore: &ignore,
+        bases: &bases,
+        steps: step_cache.as_ref(),
+        roots: &roots,
+        work: &work.0,
+        rootfs_cache: &chroot.cache,
+        cache_mounts: &cache_mounts,
+        ids,
+        system: &system,
+        binfmt: &binfmt,
+        secrets: &secrets,
+        epoch: job.epoch,
+        compression: job.compression,
+        reporter,
+        cache_locks: &cache_locks,
+        to_host: &*to_host,
+        to_inside: &*to_inside,
+    };
+    let started = Instant::now();
+    let built = run_all(&shared, &job, &graphs, reporter)?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    // Assemble into the work directory, verify, then publish.
+    let layout_dir = work.0.join("layout");
+    let assembled = assemble(&job, &graphs, &built, host, seconds, &layout_dir, reporter)?;
+    verify(
+        &job,
+        &graphs,
+        &built,
+        host,
+        &name,
+        &build_args,
+        assembled.0,
+        &assembled.1,
+    )?;
+    let assembled = place_output(&job, assembled.1)?;
+    Ok(publish::publish(
+        &job,
+        assembled,
+        None,
+        loader.as_ref(),
+        reporter,
+    )?)
+}
+
+/// Removes the build's work directory (stage roots may hold directories only their owner in
+/// the sandbox's id range could write; `remove_tree` handles them).
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = crate::pipeline::rootfs::remove_tree(&self.0);
+    }
+}
+
+fn read_dockerfile(path: &Path) -> exit::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| {
+        Failure::usage(anyhow::anyhow!(
+            "cannot read the Dockerfile {}: {e}; give its path with -f",
+            path.display()
+        ))
+    })?;
+    let mut text = String::new();
+    file.take(crate::dockerfile::MAX_DOCKERFILE_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| {
+            Failure::usage(anyhow::anyhow!(
+                "cannot read the Dockerfile {}: {e} (it must be UTF-8 text)",
+                path.display()
+            ))
+        })?;
+    Ok(text)
+}
+
+/// Every platform built, `job.jobs` at a time; the first failure stops the build.
+fn run_all(
+    shared: &stage::Shared,
+    job: &Job,
+    graphs: &[(Platform, BuildGraph)],
+    reporter: &dyn Reporter,
+) -> exit::Result<Vec<stage::PlatformImage>> {
+    let platforms: Vec<Platform> = graphs.iter().map(|(p, _)| *p).collect();
+    reporter.builds_begin(&platforms);
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<Option<Result<stage::PlatformImage, stage::StepError>>>> =
+        Mutex::new((0..graphs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..job.jobs.min(graphs.len()).max(1) {
+            scope.spawn(|| loop {
+                let i = {
+                    let mut n = match next.lock() {
+                        Ok(n) => n,
+                        Err(p) => p.into_inner(),
+                    };
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some((p, graph)) = graphs.get(i) else {
+                    break;
+                };
+                reporter.build_started(*p, "building from the Dockerfile");
+                let started = Instant::now();
+                let r = stage::build_platform(shared, *p, graph);
+                let outcome = match &r {
+                    Ok(img) if img.steps.iter().all(|s| s.cached) => "cached".to_string(),
+                    Ok(_) => format!("built in {:.1}s", started.elapsed().as_secs_f64()),
+                    Err(_) => "FAILED (details below)".into(),
+                };
+                reporter.build_finished(*p, &outcome);
+                if let Ok(mut all) = results.lock() {
+                    all[i] = Some(r);
+                }
+            });
+        }
+    });
+    reporter.builds_end();
+    let results = match results.into_inner() {
+        Ok(r) => r,
+        Err(p) => p.into_inner(),
+    };
+    let mut out = Vec::new();
+    for r in results {
+        match r {
+            Some(Ok(img)) => out.push(img),
+            Some(Err(e)) => {
+                let mut message = e.to_string();
+                if !e.log_tail.is_empty() {
+                    message.push_str("\nlast lines of its output:\n");
+                    message.push_str(&e.log_tail.join("\n"));
+                }
+                return Err(Failure::check(anyhow::anyhow!(message)));
+            }
+            None => {
+                return Err(Failure::from(anyhow::anyhow!(
+                    "a platform's build thread ended without a result"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The image config's run settings of the target stage.
+fn run_config(c: &StageConfig) -> (RunConfig, ConfigExtras) {
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let run = RunConfig {
+        entrypoint: c.entrypoint.clone(),
+        cmd: c.cmd.clone(),
+        env: c.env.clone(),
+        workdir: some(&c.working_dir),
+        user: some(&c.user),
+        exposed_ports: c.exposed_ports.iter().cloned().collect(),
+        labels: c.labels.clone(),
+    };
+    let nanos = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos() as u64);
+    let extras = ConfigExtras {
+        volumes: c.volumes.iter().cloned().collect(),
+        stop_signal: c.stop_signal.clone(),
+        shell: c.shell.clone(),
+        onbuild: c.onbuild.clone(),
+        healthcheck: c.healthcheck.as_ref().map(|h| HealthConfig {
+            test: h.test.clone(),
+            interval: nanos(h.interval),
+            timeout: nanos(h.timeout),
+            start_period: nanos(h.start_period),
+            start_interval: nanos(h.start_interval),
+            retries: h.retries.map_or(0, u64::from),
+        }),
+        author: c.author.clone(),
+    };
+    (run, extras)
+}
+
+/// The layout in `dir`: per platform the base's layers and the new ones, its config (os,
+/// architecture and variant of the target, as BuildKit forces them), its manifest; the index
+/// and its names.
+fn assemble(
+    job: &Job,
+    graphs: &[(Platform, BuildGraph)],
+    built: &[stage::PlatformImage],
+    host: Platform,
+    seconds: f64,
+    dir: &Path,
+    reporter: &dyn Reporter,
+) -> exit::Result<(Vec<Descriptor>, Assembled)> {
+    let layout = OciLayout::create(dir).map_err(Failure::env)?;
+    let mut manifests = Vec::new();
+    let mut results = Vec::new();
+    let mut copied = 0usize;
+    for ((p, graph), image) in graphs.iter().zip(built) {
+        let mut layers = Vec::new();
+        let mut history = Vec::new();
+        let mut annotations = BTreeMap::new();
+        if let Some(base) = &image.base {
+            for l in &base.part.layers {
+                if !layout.has_blob(&l.digest).map_err(Failure::env)? {
+                    let mut r = base.source.open_blob(&l.digest).map_err(|e| {
+                        Failure::env(anyhow::anyhow!("{}: layer {}: {e}", base.written, l.digest))
+                    })?;
+                    layout
+                        .copy_blob(&l.digest, l.size, &base.written, &mut r)
+                        .map_err(Failure::env)?;
+                    copied += 1;
+                }
+            }
+            layers.extend(base.part.layers.iter().cloned());
+            history.extend(base.part.history.iter().cloned());
+            annotations.insert(
+                super::base::BASE_DIGEST_ANNOTATION.to_string(),
+                base.part.manifest.clone(),
+            );
+            annotations.insert(
+                super::base::BASE_NAME_ANNOTATION.to_string(),
+                base.written.clone(),
+            );
+        }
+        for l in &image.layers {
+            let mut f = std::fs::File::open(&l.blob).map_err(|e| {
+                Failure::env(anyhow::anyhow!(
+                    "reading the layer {}: {e}",
+                    l.blob.display()
+                ))
+            })?;
+            layout
+                .copy_blob(&l.layer.digest, l.layer.size, "the step cache", &mut f)
+                .map_err(Failure::env)?;
+            layers.push(l.layer.clone());
+        }
+        history.extend(image.history.iter().cloned());
+        let target = graph.target_stage().ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!("the Dockerfile has no stage to build"))
+        })?;
+        let (run, extras) = run_config(&target.config);
+        let spec = ImageSpec {
+            platform: *p,
+            layers,
+            history,
+            run,
+            created: job.epoch,
+            annotations,
+        };
+        let d = layout
+            .write_image_with(&spec, &extras)
+            .map_err(Failure::env)?;
+        let emulated = image.steps.iter().any(|s| s.emulated && !s.cached);
+        results.push(PlatformResult {
+            platform: *p,
+            strategy: if *p == host {
+                Strategy::Native
+            } else if emulated || image.steps.iter().any(|s| s.emulated) {
+                Strategy::Emulate
+            } else {
+                Strategy::Cross
+            },
+            toolchain: None,
+            runner: "dockerfile (chroot)".into(),
+            build_image: None,
+            seconds,
+            cached: !image.steps.is_empty() && image.steps.iter().all(|s| s.cached),
+            files: Vec::new(),
+            findings: Vec::new(),
+            manifest: Some(d.digest.clone()),
+            base_manifest: image.base.as_ref().map(|b| b.part.manifest.clone()),
+            steps: image.steps.clone(),
+        });
+        manifests.push(d);
+    }
+    if copied > 0 {
+        reporter.line(&format!("copied {copied} base layer(s)"));
+    }
+    let index = layout
+        .write_index(&manifests, &job.project.image.annotations)
+        .map_err(Failure::env)?;
+    let names: Vec<String> = if job.tags.is_empty() {
+        vec!["latest".to_string()]
+    } else {
+        job.tags
+            .iter()
+            .map(|t| t.tag.clone().unwrap_or_else(|| "latest".into()))
+            .collect()
+    };
+    for n in &names {
+        layout.tag(&index, n).map_err(Failure::env)?;
+    }
+    Ok((
+        manifests.clone(),
+        Assembled {
+            layout,
+            manifests,
+            index,
+            names,
+            platforms: results,
+            reused_layers: Vec::new(),
+        },
+    ))
+}
+
+/// Every ELF file of every platform's final image against its platform; a finding stops the
+/// build (exit 1) with where the file came from.
+#[allow(clippy::too_many_arguments)]
+fn verify(
+    job: &Job,
+    graphs: &[(Platform, BuildGraph)],
+    built: &[stage::PlatformImage],
+    host: Platform,
+    dockerfile: &str,
+    build_args: &BTreeMap<String, String>,
+    _manifests: Vec<Descriptor>,
+    assembled: &Assembled,
+) -> Result<(), Stopped> {
+    let source =
+        crate::image::LayoutSource::open(assembled.layout.root(), Some(&assembled.names[0]))
+            .map_err(|e| Failure::env(anyhow::anyhow!("reading back the image: {e}")))?;
+    let report = crate::walk::verify_image(&source, None)
+        .map_err(|e| Failure::env(anyhow::anyhow!("verifying the image: {e}")))?;
+    if report.ok() {
+        return Ok(());
+    }
+    let mut lines = Vec::new();
+    let mut by_platform: BTreeMap<Platform, Vec<Finding>> = BTreeMap::new();
+    for pr in report.platforms {
+        let Some(i) = graphs.iter().position(|(p, _)| *p == pr.platform) else {
+            continue;
+        };
+        let (p, graph) = &graphs[i];
+        let image = &built[i];
+        let provenance = provenance::Provenance {
+            target: *p,
+            build: host,
+            graph,
+            layers: &image.layers,
+            build_args,
+            base: image.base.as_ref().map(|b| b.written.as_str()),
+            dockerfile,
+        };
+        for mut f in pr.findings {
+            f.message = provenance.explain(&f);
+            lines.push(f.message.clone());
+            by_platform.entry(*p).or_default().push(f);
+        }
+    }
+    let platforms = assembled
+        .platforms
+        .iter()
+        .map(|r| PlatformResult {
+            platform: r.platform,
+            strategy: r.strategy,
+            toolchain: r.toolchain.clone(),
+            runner: r.runner.clone(),
+            build_image: None,
+            seconds: r.seconds,
+            cached: r.cached,
+            files: Vec::new(),
+            findings: by_platform.remove(&r.platform).unwrap_or_default(),
+            manifest: None,
+            base_manifest: r.base_manifest.clone(),
+            steps: r.steps.clone(),
+        })
+        .collect();
+    let report = Metadata {
+        name: job.project.name.clone(),
+        index_digest: None,
+        output: None,
+        tags: job.tags.iter().map(|t| t.to_string()).collect(),
+        platforms,
+        pushed: Vec::new(),
+        loaded: None,
+        reused_layers: Vec::new(),
+        git: job.git.clone(),
+        ok: false,
+    };
+    publish::write_metadata(job, &report)?;
+    Err(Stopped::Rejected(Box::new(super::Rejected {
+        report,
+        failure: Failure::check(anyhow::anyhow!(
+            "verification failed; nothing was written or pushed:\n  {}",
+            lines.join("\n  ")
+        )),
+    })))
+}
+
+/// The verified layout where `--output` sends it: a layout output gets a copy (blobs, index
+/// and names); archives are written from the work layout by the publish stage.
+fn place_output(job: &Job, assembled: Assembled) -> exit::Result<Assembled> {
+    let Output::Layout(dir) = &job.output else {
+        return Ok(assembled);
+    };
+    if let Some(state) = &job.state_dir {
+        super::assemble::ignore_itself(state)?;
+    }
+    let out = OciLayout::create(dir).map_err(Failure::env)?;
+    let from = assembled.layout.root().join("blobs").join("sha256");
+    let entries = std::fs::read_dir(&from)
+        .map_err(|e| Failure::env(anyhow::anyhow!("{}: {e}", from.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Failure::env(anyhow::anyhow!("{}: {e}", from.display())))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let digest = format!("sha256:{name}");
+        if out.has_blob(&digest).map_err(Failure::env)? {
+            continue;
+        }
+        let size = entry
+            .metadata()
+            .map_err(|e| Failure::env(anyhow::anyhow!("{}: {e}", entry.path().display())))?
+            .len();
+        let mut f = std::fs::File::open(entry.path())
+            .map_err(|e| Failure::env(anyhow::anyhow!("{}: {e}", entry.path().display())))?;
+        out.copy_blob(&digest, size, "the build", &mut f)
+            .map_err(Failure::env)?;
+    }
+    for n in &assembled.names {
+        out.tag(&assembled.index, n).map_err(Failure::env)?;
+    }
+    Ok(Assembled {
+        layout: out,
+        ..assembled
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_with_a_dockerfile_and_no_project_file_is_a_dockerfile_build() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("My_App");
+        std::fs::create_dir(&dir).unwrap();
+        let request = Request {
+            dir: dir.clone(),
+            ..Request::default()
+        };
+        let err = find(&request).unwrap_err();
+        assert!(err.error.to_string().contains("neither"), "{}", err.error);
+        std::fs::write(dir.join("Dockerfile"), "FROM scratch\n").unwrap();
+        let (project, file) = find(&request).unwrap().unwrap();
+        assert_eq!(file, dir.join("Dockerfile"));
+        assert_eq!(project.name, "my_app");
+        assert_eq!(project.platforms.len(), 1, "the host's platform");
+    }
+
+    #[test]
+    fn a_project_file_names_its_dockerfile_and_refuses_dash_f_otherwise() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(
+            t.path().join("rcross.toml"),
+            "[image]\nname = \"app\"\nplatforms = [\"linux/arm64\"]\ndockerfile = \"build/Dockerfile\"\n",
+        )
+        .unwrap();
+        let request = Request {
+            dir: t.path().to_path_buf(),
+            ..Request::default()
+        };
+        let (project, file) = find(&request).unwrap().unwrap();
+        assert_eq!(file, t.path().join("build/Dockerfile"));
+        assert_eq!(project.platforms, ["linux/arm64".parse().unwrap()]);
+        std::fs::write(
+            t.path().join("rcross.toml"),
+            "[image]\nname = \"app\"\nplatforms = [\"linux/arm64\"]\n[build]\ncommand = \"make\"\n",
+        )
+        .unwrap();
+        assert!(find(&request).unwrap().is_none());
+        let request = Request {
+            dockerfile: Some(t.path().join("Dockerfile")),
+            ..request
+        };
+        let err = find(&request).unwrap_err();
+        assert!(err.error.to_string().contains("remove -f"), "{}", err.error);
+    }
+}
