@@ -712,6 +712,47 @@ mod tests {
     }
 
     #[test]
+    fn a_tar_producers_error_comes_back_as_it_is() {
+        #[derive(Debug)]
+        enum ProducerError {
+            Stopped(u64),
+            Oci(OciError),
+        }
+        impl From<OciError> for ProducerError {
+            fn from(e: OciError) -> Self {
+                ProducerError::Oci(e)
+            }
+        }
+        for compression in [Compressor::Gzip { level: 6 }, Compressor::Zstd { level: 3 }] {
+            let options = LayerOptions {
+                compression,
+                ..LayerOptions::default()
+            };
+            let result = write_tar_layer(&options, Vec::new(), |sink| {
+                sink.write_all(&[0; 512])
+                    .map_err(|e| OciError::io("x", "x", e))?;
+                Err(ProducerError::Stopped(7))
+            });
+            assert!(
+                matches!(result, Err(ProducerError::Stopped(7))),
+                "{result:?}"
+            );
+        }
+        // An OciError of the producer (from `?`) comes back too, not the compressor's.
+        let result = write_tar_layer(&LayerOptions::default(), Vec::new(), |_| {
+            Err::<(), _>(OciError::InvalidOption {
+                what: "w".to_string(),
+                reason: "r".to_string(),
+            })?;
+            Ok::<(), ProducerError>(())
+        });
+        assert!(
+            matches!(&result, Err(ProducerError::Oci(OciError::InvalidOption { what, .. })) if what == "w"),
+            "{result:?}"
+        );
+    }
+
+    #[test]
     fn zstd_is_reproducible_across_thread_counts() {
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let entries = vec![LayerEntry::file(
