@@ -252,23 +252,55 @@ pub fn write_layer<W: Write + Send>(
     out: W,
 ) -> Result<(Layer, W), OciError> {
     let entries = prepare(entries)?;
+    write_tar_layer(options, out, |sink| {
+        write_tar(&entries, options.mtime, sink)
+    })
+}
+
+/// Writes a layer whose uncompressed tar stream `produce` writes into the writer it is given,
+/// and returns its digests and `out`: the tar is hashed as it streams (the `diff_id`),
+/// compressed as `options.compression` says on `options.threads` threads, and the compressed
+/// bytes are hashed and counted as they are written to `out`. Nothing is buffered beyond the
+/// compressor's blocks, so a layer of any size streams. `produce` writes a whole tar (its end
+/// blocks included, as `tar::Builder::finish` does); the bytes, and so the digests, depend on
+/// what it writes and on `options.compression` only, never on `options.threads`. An error of
+/// `produce` is returned as it is.
+pub fn write_tar_layer<W, E>(
+    options: &LayerOptions,
+    out: W,
+    produce: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+) -> Result<(Layer, W), E>
+where
+    W: Write + Send,
+    E: From<OciError>,
+{
     let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
     let mut hashing = HashingWriter::new(out);
     let mut diff = Sha256Count::default();
+    let mut failure: Option<E> = None;
     let produce = |sink: &mut dyn Write| -> Result<(), OciError> {
         // The uncompressed tar's hash and size: the diff ID.
         let mut tar = HashingWriter::new(sink);
-        write_tar(&entries, options.mtime, &mut tar)?;
+        let produced = produce(&mut tar);
         diff = tar.hash;
-        Ok(())
+        produced.map_err(|e| {
+            failure = Some(e);
+            OciError::Compression {
+                message: "the layer's tar stream was not finished".to_string(),
+            }
+        })
     };
-    match options.compression {
-        Compressor::Gzip { level } => gzip::compress(level, threads, &mut hashing, produce)?,
-        Compressor::Zstd { level } => zstd_compress(level, threads, &mut hashing, produce)?,
+    let compressed = match options.compression {
+        Compressor::Gzip { level } => gzip::compress(level, threads, &mut hashing, produce),
+        Compressor::Zstd { level } => zstd_compress(level, threads, &mut hashing, produce),
     };
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    compressed?;
     let (digest, size) = (hashing.hash.digest(), hashing.hash.count);
     let layer = Layer {
         media_type: options.compression.media_type().to_string(),
@@ -343,9 +375,6 @@ fn write_tar(
     sink: &mut dyn Write,
 ) -> Result<(), OciError> {
     let mut builder = tar::Builder::new(sink);
-    let sink_error = |e: io::Error| OciError::Compression {
-        message: format!("writing the tar stream: {e}"),
-    };
     // Parent directories first (they sort before their children), missing ones made up.
     let mut written = std::collections::BTreeSet::new();
     for (path, entry) in entries {
@@ -415,33 +444,56 @@ fn write_tar(
                     .map_err(|e| OciError::io("reading", source, e))?
                     .len();
                 let mut header = base_header(tar::EntryType::Regular, mode, mtime);
-                header.set_size(size);
-                let mut reader = ExactReader {
-                    inner: file,
-                    left: size,
-                    failure: None,
-                };
-                let result = builder.append_data(&mut header, path, &mut reader);
-                if let Some(failure) = reader.failure.take() {
-                    return Err(match failure {
-                        Failure::Changed => OciError::FileChanged {
-                            path: source.clone(),
-                            expected: size,
-                        },
-                        Failure::Io(e) => OciError::io("reading", source, e),
-                    });
-                }
-                result.map_err(sink_error)?;
-                if reader.has_more() {
-                    return Err(OciError::FileChanged {
-                        path: source.clone(),
-                        expected: size,
-                    });
-                }
+                append_file(&mut builder, &mut header, path, file, source, size)?;
             }
         }
     }
     builder.finish().map_err(sink_error)?;
+    Ok(())
+}
+
+/// A failure to write the tar stream: the compressor's (or the output's), never an input file's.
+pub(crate) fn sink_error(e: io::Error) -> OciError {
+    OciError::Compression {
+        message: format!("writing the tar stream: {e}"),
+    }
+}
+
+/// Appends the regular file `file` (opened from `source`) as `name`, with exactly `size` bytes
+/// of content streamed from it (`header` gets the size): a file that turns out shorter or
+/// longer, because something changes it while the layer is written, is
+/// [`OciError::FileChanged`] naming `source`, and a failed read names `source` too.
+pub(crate) fn append_file<W: Write>(
+    builder: &mut tar::Builder<W>,
+    header: &mut tar::Header,
+    name: &str,
+    file: std::fs::File,
+    source: &Path,
+    size: u64,
+) -> Result<(), OciError> {
+    header.set_size(size);
+    let mut reader = ExactReader {
+        inner: file,
+        left: size,
+        failure: None,
+    };
+    let result = builder.append_data(header, name, &mut reader);
+    if let Some(failure) = reader.failure.take() {
+        return Err(match failure {
+            Failure::Changed => OciError::FileChanged {
+                path: source.to_path_buf(),
+                expected: size,
+            },
+            Failure::Io(e) => OciError::io("reading", source, e),
+        });
+    }
+    result.map_err(sink_error)?;
+    if reader.has_more() {
+        return Err(OciError::FileChanged {
+            path: source.to_path_buf(),
+            expected: size,
+        });
+    }
     Ok(())
 }
 
@@ -657,6 +709,47 @@ mod tests {
             diff_id(&entries, 42).unwrap().0
         );
         assert!(diff_id(&[LayerEntry::directory("../x")], 0).is_err());
+    }
+
+    #[test]
+    fn a_tar_producers_error_comes_back_as_it_is() {
+        #[derive(Debug)]
+        enum ProducerError {
+            Stopped(u64),
+            Oci(OciError),
+        }
+        impl From<OciError> for ProducerError {
+            fn from(e: OciError) -> Self {
+                ProducerError::Oci(e)
+            }
+        }
+        for compression in [Compressor::Gzip { level: 6 }, Compressor::Zstd { level: 3 }] {
+            let options = LayerOptions {
+                compression,
+                ..LayerOptions::default()
+            };
+            let result = write_tar_layer(&options, Vec::new(), |sink| {
+                sink.write_all(&[0; 512])
+                    .map_err(|e| OciError::io("x", "x", e))?;
+                Err(ProducerError::Stopped(7))
+            });
+            assert!(
+                matches!(result, Err(ProducerError::Stopped(7))),
+                "{result:?}"
+            );
+        }
+        // An OciError of the producer (from `?`) comes back too, not the compressor's.
+        let result = write_tar_layer(&LayerOptions::default(), Vec::new(), |_| {
+            Err::<(), _>(OciError::InvalidOption {
+                what: "w".to_string(),
+                reason: "r".to_string(),
+            })?;
+            Ok::<(), ProducerError>(())
+        });
+        assert!(
+            matches!(&result, Err(ProducerError::Oci(OciError::InvalidOption { what, .. })) if what == "w"),
+            "{result:?}"
+        );
     }
 
     #[test]

@@ -27,9 +27,10 @@ pub use documents::{
 };
 pub use error::OciError;
 pub use gzip::GZIP_BLOCK_SIZE;
+pub(crate) use layer::{append_file, base_header, sink_error};
 pub use layer::{
-    diff_id, entries_from_dir, source_date_epoch, write_layer, Compressor, FileContent, Layer,
-    LayerEntry, LayerEntryKind, LayerOptions,
+    diff_id, entries_from_dir, source_date_epoch, write_layer, write_tar_layer, Compressor,
+    FileContent, Layer, LayerEntry, LayerEntryKind, LayerOptions,
 };
 #[cfg(test)]
 pub(crate) use layout::test_two_platform_layout;

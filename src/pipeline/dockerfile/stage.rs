@@ -552,7 +552,11 @@ impl StageRun<'_, '_> {
         Ok((
             StepRecord {
                 layer: Some(StoredLayer::from(&layer)),
-                paths: changes.paths(),
+                paths: changes
+                    .iter()
+                    .filter(|c| c.kind == snapshot::ChangeKind::Write)
+                    .map(|c| c.path.clone())
+                    .collect(),
             },
             Some(path),
         ))
