@@ -33,6 +33,7 @@ pub mod base;
 pub mod cache;
 pub mod chroot;
 pub mod config;
+pub mod dockerfile;
 pub mod layer_cache;
 pub mod place;
 pub mod reuse;
