@@ -687,8 +687,23 @@ impl Unpacker<'_> {
         create: bool,
     ) -> Result<Option<Dir>, String> {
         let parts: Vec<&OsStr> = parents.iter().map(OsStr::new).collect();
-        let mut created = |rel: &Path, _: std::os::fd::BorrowedFd<'_>| {
+        // Directories an archive implies (ADD) belong to the stage's root user, as moby's
+        // archive.Untar makes them; a layer's are the unpacker's.
+        let implied_owner = self
+            .owner_map
+            .filter(|_| self.owners == Owners::Apply)
+            .map(|map| map(0, 0));
+        let mut created = |rel: &Path, parent: std::os::fd::BorrowedFd<'_>| {
             state.unpacked.insert(rel.to_path_buf());
+            if let (Some((uid, gid)), Some(name)) = (implied_owner, rel.file_name()) {
+                let _ = fchownat(
+                    parent,
+                    name,
+                    Some(nix::unistd::Uid::from_raw(uid)),
+                    Some(nix::unistd::Gid::from_raw(gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                );
+            }
             Ok(())
         };
         let found = at::resolve_dir(

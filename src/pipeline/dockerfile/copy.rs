@@ -146,7 +146,7 @@ pub enum CopyError {
     Archive {
         source_path: String,
         #[source]
-        source: RootfsError,
+        source: Box<RootfsError>,
     },
     #[error("COPY failed: the destination {path} in the stage root: {reason}")]
     Destination { path: String, reason: String },
@@ -510,8 +510,16 @@ fn plan(spec: &CopySpec) -> Result<Vec<Item>, CopyError> {
                 let rel = cleaned.trim_start_matches('/');
                 if has_wildcards(rel) {
                     for matched in wildcard_matches(&view, rel)? {
-                        if let Some(item) = source_item(&view, spec, &matched, &matched)? {
-                            items.push(item);
+                        // A match that is a dangling symlink fails, as fsutil's Lstat of the
+                        // followed path does.
+                        match source_item(&view, spec, &matched, &matched)? {
+                            Some(item) => items.push(item),
+                            None => {
+                                return Err(CopyError::NotFound {
+                                    source_path: matched,
+                                    place: place.to_string(),
+                                })
+                            }
                         }
                     }
                 } else {
@@ -878,9 +886,8 @@ impl Writer<'_> {
 
     /// Host ids for the owner of created parent directories: the `--chown` user, else root.
     fn parent_owner(&self) -> (u32, u32) {
-        (self.spec.to_host_ids)(self.spec.chown.unwrap_or((0, 0)).0, {
-            self.spec.chown.unwrap_or((0, 0)).1
-        })
+        let (uid, gid) = self.spec.chown.unwrap_or((0, 0));
+        (self.spec.to_host_ids)(uid, gid)
     }
 
     /// The directory `parts` inside the root, symlinks on the way followed inside it, missing
@@ -963,7 +970,7 @@ impl Writer<'_> {
                 rootfs::unpack_tar(&mut reader, &self.root.join(&real), &item.name, &owners)
                     .map_err(|source| CopyError::Archive {
                         source_path: item.shown.clone(),
-                        source,
+                        source: Box::new(source),
                     })?;
                 self.stats.archives += 1;
                 Ok(())

@@ -145,7 +145,7 @@ pub fn resolve_user(root: &Path, user: &str) -> Result<RunAs, CopyError> {
         let name = matched_name.unwrap_or_default();
         run_as.groups = groups
             .iter()
-            .filter(|g| g.members.iter().any(|m| *m == name))
+            .filter(|g| g.members.contains(&name))
             .map(|g| g.gid)
             .collect();
         return Ok(run_as);
