@@ -39,14 +39,13 @@ use std::path::{Component, Path, PathBuf};
 
 use at::Kind;
 use nix::errno::Errno;
-use nix::fcntl::{readlinkat, AtFlags, OFlag};
+use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fchmod, futimens, mkdirat, utimensat, Mode, UtimensatFlags};
 use nix::unistd::{fchownat, linkat, symlinkat};
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::os::fd::{AsFd as _, OwnedFd};
-use std::os::unix::ffi::OsStrExt as _;
 
-mod at;
+pub(crate) mod at;
 
 /// Longest name of one path component Linux accepts (`NAME_MAX`).
 const MAX_NAME: usize = 255;
@@ -162,9 +161,6 @@ struct Unpacker<'a> {
     root_fd: OwnedFd,
     image: String,
     owners: Owners,
-    /// Image ids → the ids stored on disk (a build's stage roots keep their files in the ids
-    /// of the job's user namespace range); identity when `None`.
-    id_map: Option<&'a IdMap<'a>>,
     stats: &'a mut Stats,
     dirs: BTreeMap<PathBuf, DirMeta>,
     /// The directory the last path resolved to, by its components as the layer wrote them:
@@ -173,6 +169,10 @@ struct Unpacker<'a> {
     /// entry takes a free name; nothing is ever renamed; a removed file was not on the way), so
     /// such a removal, and every new layer, forgets it.
     last: Option<(Vec<String>, Dir)>,
+    /// The owners to give an entry owned by `(uid, gid)` in the archive (identity for layers).
+    owner_map: Option<&'a dyn Fn(u32, u32) -> (u32, u32)>,
+    /// Whether `.wh.` names are OCI whiteouts (layers) or ordinary names (a plain archive).
+    whiteouts: bool,
 }
 
 /// One layer's state: the digest for messages and the real paths this layer put in place
@@ -219,16 +219,73 @@ pub fn unpack_mapped(
         } else {
             Owners::Ignore
         },
-        id_map,
         stats: &mut stats,
         dirs: BTreeMap::new(),
         last: None,
+        owner_map: id_map.map(|m| m as &dyn Fn(u32, u32) -> (u32, u32)),
+        whiteouts: true,
     };
     for layer in layers {
         u.last = None;
         u.layer(source, layer)?;
         u.stats.layers += 1;
     }
+    u.finish_dirs()?;
+    Ok(stats)
+}
+
+/// Unpack one tar stream (already decompressed; ADD's local archive) into the directory `dest`
+/// (created when missing), as safely as a layer: every entry stays inside `dest`, symlinks on
+/// the way are followed inside it, device nodes are not created. `.wh.` names are ordinary
+/// names here (moby's `archive.Untar`, which BuildKit's ADD uses, writes them as files). Owners
+/// are `owners(uid, gid)` of the archive's (as root only). `name` names the archive in errors.
+pub fn unpack_tar(
+    archive: &mut dyn Read,
+    dest: &Path,
+    name: &str,
+    owners: &dyn Fn(u32, u32) -> (u32, u32),
+) -> Result<Stats, RootfsError> {
+    fs::create_dir_all(dest).map_err(io_err("creating the directory", dest))?;
+    let root = fs::canonicalize(dest).map_err(io_err("resolving the directory", dest))?;
+    let root_fd = at::open_root(&root).map_err(io_err("opening the directory", &root))?;
+    let mut stats = Stats {
+        owners_kept: nix::unistd::geteuid().is_root(),
+        ..Stats::default()
+    };
+    let mut u = Unpacker {
+        root,
+        root_fd,
+        image: "the ADD source".to_string(),
+        owners: if stats.owners_kept {
+            Owners::Apply
+        } else {
+            Owners::Ignore
+        },
+        stats: &mut stats,
+        dirs: BTreeMap::new(),
+        last: None,
+        owner_map: Some(owners),
+        whiteouts: false,
+    };
+    let mut state = LayerState {
+        digest: name.to_string(),
+        unpacked: HashSet::new(),
+    };
+    let mut failure: Option<RootfsError> = None;
+    let result = {
+        let mut visit = |entry: &Entry, content: &mut dyn Read| -> io::Result<()> {
+            u.entry(&mut state, entry, content).map_err(|e| {
+                failure = Some(e);
+                io::Error::other("entry failed")
+            })
+        };
+        read_all(BufReader::with_capacity(256 * 1024, archive), &mut visit)
+    };
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let n = result.map_err(|e| u.layer_err(name, format!("not a readable tar archive: {e}")))?;
+    u.stats.entries += n;
     u.finish_dirs()?;
     Ok(stats)
 }
@@ -339,10 +396,10 @@ impl Unpacker<'_> {
                 )),
             };
         };
-        if name == ".wh..wh..opq" {
+        if self.whiteouts && name == ".wh..wh..opq" {
             return self.opaque_marker(state, parents, &fail);
         }
-        if let Some(hidden) = name.strip_prefix(".wh.") {
+        if let Some(hidden) = name.strip_prefix(".wh.").filter(|_| self.whiteouts) {
             return self.whiteout(state, parents, name, hidden, &fail);
         }
         let place = self.place(state, parents, name, &fail)?;
@@ -643,98 +700,32 @@ impl Unpacker<'_> {
         parents: &[&str],
         create: bool,
     ) -> Result<Option<Dir>, String> {
-        let mut todo: Vec<OsString> = parents.iter().rev().map(OsString::from).collect();
-        // The real path of `cur` below the root.
-        let mut names: Vec<OsString> = Vec::new();
-        let mut cur = self.root_dup()?;
-        let mut hops = 0usize;
-        while let Some(part) = todo.pop() {
-            match part.as_bytes() {
-                b"" | b"." => continue,
-                b".." => {
-                    if names.pop().is_some() {
-                        let rel: PathBuf = names.iter().collect();
-                        cur = at::open_real(
-                            self.root_fd.as_fd(),
-                            &rel,
-                            OFlag::O_PATH | OFlag::O_DIRECTORY,
-                        )
-                        .map_err(|e| format!("opening /{}: {e}", rel.display()))?;
-                    }
-                    continue;
-                }
-                _ => {}
+        let parts: Vec<&OsStr> = parents.iter().map(OsStr::new).collect();
+        // Directories an archive implies (ADD) belong to the stage's root user, as moby's
+        // archive.Untar makes them; a layer's are the unpacker's.
+        let implied_owner = self
+            .owner_map
+            .filter(|_| self.owners == Owners::Apply)
+            .map(|map| map(0, 0));
+        let mut created = |rel: &Path, parent: std::os::fd::BorrowedFd<'_>| {
+            state.unpacked.insert(rel.to_path_buf());
+            if let (Some((uid, gid)), Some(name)) = (implied_owner, rel.file_name()) {
+                let _ = fchownat(
+                    parent,
+                    name,
+                    Some(nix::unistd::Uid::from_raw(uid)),
+                    Some(nix::unistd::Gid::from_raw(gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                );
             }
-            let rel: PathBuf = names.iter().chain(std::iter::once(&part)).collect();
-            match at::open_name(cur.as_fd(), &part, OFlag::O_PATH) {
-                Ok(fd) => match at::kind_fd(fd.as_fd()) {
-                    Ok(Kind::Dir) => {
-                        cur = fd;
-                        names.push(part);
-                    }
-                    Ok(Kind::Symlink) => {
-                        hops += 1;
-                        if hops > MAX_SYMLINK_HOPS {
-                            return Err(format!(
-                                "more than {MAX_SYMLINK_HOPS} symlinks on the way (a loop?) at /{}",
-                                rel.display()
-                            ));
-                        }
-                        // The link itself, through its O_PATH descriptor.
-                        let target = readlinkat(fd.as_fd(), "")
-                            .map_err(|e| format!("reading the symlink /{}: {e}", rel.display()))?;
-                        let target = target.as_bytes();
-                        if target.starts_with(b"/") {
-                            names.clear();
-                            cur = self.root_dup()?;
-                        }
-                        todo.extend(
-                            target
-                                .split(|&b| b == b'/')
-                                .rev()
-                                .map(|p| OsStr::from_bytes(p).to_os_string()),
-                        );
-                    }
-                    Ok(Kind::Other) => {
-                        return Err(format!(
-                            "/{} is not a directory in the layers below",
-                            rel.display()
-                        ))
-                    }
-                    Err(e) => return Err(format!("reading /{}: {e}", rel.display())),
-                },
-                Err(Errno::ENOENT) => {
-                    if !create {
-                        return Ok(None);
-                    }
-                    mkdirat(
-                        cur.as_fd(),
-                        part.as_os_str(),
-                        Mode::from_bits_truncate(0o755),
-                    )
-                    .map_err(|e| format!("creating the directory /{}: {e}", rel.display()))?;
-                    cur = at::open_name(cur.as_fd(), &part, OFlag::O_PATH | OFlag::O_DIRECTORY)
-                        .map_err(|e| format!("opening /{}: {e}", rel.display()))?;
-                    state.unpacked.insert(rel);
-                    names.push(part);
-                }
-                Err(e) => return Err(format!("reading /{}: {e}", rel.display())),
-            }
-            if names.iter().map(|c| c.len() + 1).sum::<usize>() > MAX_PATH {
-                return Err(format!("the resolved path is longer than {MAX_PATH} bytes"));
-            }
-        }
-        Ok(Some(Dir {
-            fd: cur,
-            rel: names.iter().collect(),
-        }))
-    }
-
-    /// A descriptor of the root, for a walk that starts there.
-    fn root_dup(&self) -> Result<OwnedFd, String> {
-        self.root_fd
-            .try_clone()
-            .map_err(|e| format!("duplicating the descriptor of the root: {e}"))
+            Ok(())
+        };
+        let found = at::resolve_dir(
+            self.root_fd.as_fd(),
+            &parts,
+            create.then_some(&mut created as &mut at::OnCreate),
+        )?;
+        Ok(found.map(|(fd, rel)| Dir { fd, rel }))
     }
 
     /// Removes `name` in `dir` (a directory with everything below it), never following a
@@ -788,7 +779,7 @@ impl Unpacker<'_> {
         let (Ok(uid), Ok(gid)) = (u32::try_from(entry.uid), u32::try_from(entry.gid)) else {
             return;
         };
-        let (uid, gid) = self.id_map.map_or((uid, gid), |map| map(uid, gid));
+        let (uid, gid) = self.owner_map.map_or((uid, gid), |map| map(uid, gid));
         let owner = Some(nix::unistd::Uid::from_raw(uid));
         let group = Some(nix::unistd::Gid::from_raw(gid));
         if let Err(e) = fchownat(

@@ -12,25 +12,27 @@
 //!   following it, out of the root or elsewhere inside it.
 
 use nix::errno::Errno;
-use nix::fcntl::{openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
+use nix::fcntl::{openat2, readlinkat, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::ffi::{CStr, OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, IntoRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use super::{MAX_PATH, MAX_SYMLINK_HOPS};
 
 /// What a name is, without following it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Dir,
     Symlink,
     Other,
 }
 
-pub(super) fn kind_of(st: &FileStat) -> Kind {
+pub(crate) fn kind_of(st: &FileStat) -> Kind {
     match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
         SFlag::S_IFDIR => Kind::Dir,
         SFlag::S_IFLNK => Kind::Symlink,
@@ -49,7 +51,7 @@ fn beneath() -> ResolveFlag {
 
 /// The root directory itself (the caller's own path, trusted), as the anchor of every other
 /// operation.
-pub(super) fn open_root(path: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn open_root(path: &Path) -> io::Result<OwnedFd> {
     nix::fcntl::open(
         path,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -60,7 +62,7 @@ pub(super) fn open_root(path: &Path) -> io::Result<OwnedFd> {
 
 /// Opens the single component `name` (no `/`) of `dir` without following it: a symlink comes
 /// back as an `O_PATH` descriptor of the link itself when `flags` holds `O_PATH`, else `ELOOP`.
-pub(super) fn open_name(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlag) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_name(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlag) -> Result<OwnedFd, Errno> {
     if name.as_bytes().contains(&b'/') {
         return Err(Errno::EINVAL);
     }
@@ -75,7 +77,7 @@ pub(super) fn open_name(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlag) -> Resu
 
 /// Re-opens the real path `rel` (relative, free of symlinks and `..`) inside `root`; `ELOOP` when
 /// any of its components is now a symlink, `ENOENT`/`ENOTDIR` when it is gone.
-pub(super) fn open_real(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_real(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -96,7 +98,7 @@ pub(super) fn open_real(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> Resul
 }
 
 /// A new regular file `name` in `dir`, open for writing; fails when anything is at that name.
-pub(super) fn create_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<File, Errno> {
+pub(crate) fn create_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<File, Errno> {
     if name.as_bytes().contains(&b'/') {
         return Err(Errno::EINVAL);
     }
@@ -118,7 +120,7 @@ pub(super) fn create_file(dir: BorrowedFd<'_>, name: &OsStr) -> Result<File, Err
 }
 
 /// What `name` in `dir` is, not following a symlink; `None` when nothing is there.
-pub(super) fn kind_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Kind>, Errno> {
+pub(crate) fn kind_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Kind>, Errno> {
     match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(kind_of(&st))),
         Err(Errno::ENOENT) => Ok(None),
@@ -127,12 +129,12 @@ pub(super) fn kind_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Kind>,
 }
 
 /// What the descriptor refers to.
-pub(super) fn kind_fd(fd: BorrowedFd<'_>) -> Result<Kind, Errno> {
+pub(crate) fn kind_fd(fd: BorrowedFd<'_>) -> Result<Kind, Errno> {
     fstat(fd).map(|st| kind_of(&st))
 }
 
 /// The names in the directory `dir` (without `.` and `..`).
-pub(super) fn names(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+pub(crate) fn names(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     let fd = open_name(dir, OsStr::new("."), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
     let raw = fd.into_raw_fd();
     // SAFETY: `raw` is an open directory descriptor nothing else owns; on success the stream
@@ -169,7 +171,7 @@ pub(super) fn names(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
 
 /// Removes whatever is at `name` in `dir` (a directory with everything below it), never
 /// following a symlink; nothing there is fine. Returns what was removed.
-pub(super) fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Kind>> {
+pub(crate) fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Kind>> {
     let kind = kind_at(dir, name)?;
     match kind {
         None => {}
@@ -184,4 +186,99 @@ pub(super) fn remove_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<
         Some(_) => unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)?,
     }
     Ok(kind)
+}
+
+/// Called with each directory [`resolve_dir`] creates: its real path below the root and its
+/// parent directory (for an owner or mode of the caller's choosing).
+pub(crate) type OnCreate<'c> = dyn FnMut(&Path, BorrowedFd<'_>) -> Result<(), String> + 'c;
+
+/// The real directory that holds the components `parts` below `root`, open, with its path
+/// relative to the root: each symlink on the way is followed inside the root, never out of it
+/// (an absolute target starts again at the root, `..` stops there), as container runtimes
+/// resolve them. Every step opens one name below the directory before it with `openat2`
+/// (`RESOLVE_BENEATH`, no symlinks followed by the kernel), and `..` re-opens the real path
+/// from the root with `RESOLVE_IN_ROOT`, so no step can leave the root. Missing directories are
+/// created (mode 0755, and `created` told) when `created` is given, else the answer is `None`.
+pub(crate) fn resolve_dir(
+    root: BorrowedFd<'_>,
+    parts: &[&OsStr],
+    mut created: Option<&mut OnCreate<'_>>,
+) -> Result<Option<(OwnedFd, PathBuf)>, String> {
+    let root_dup = || {
+        root.try_clone_to_owned()
+            .map_err(|e| format!("duplicating the descriptor of the root: {e}"))
+    };
+    let mut todo: Vec<OsString> = parts.iter().rev().map(|p| p.to_os_string()).collect();
+    // The real path of `cur` below the root.
+    let mut names: Vec<OsString> = Vec::new();
+    let mut cur = root_dup()?;
+    let mut hops = 0usize;
+    while let Some(part) = todo.pop() {
+        match part.as_bytes() {
+            b"" | b"." => continue,
+            b".." => {
+                if names.pop().is_some() {
+                    let rel: PathBuf = names.iter().collect();
+                    cur = open_real(root, &rel, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                        .map_err(|e| format!("opening /{}: {e}", rel.display()))?;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let rel: PathBuf = names.iter().chain(std::iter::once(&part)).collect();
+        match open_name(cur.as_fd(), &part, OFlag::O_PATH) {
+            Ok(fd) => match kind_fd(fd.as_fd()) {
+                Ok(Kind::Dir) => {
+                    cur = fd;
+                    names.push(part);
+                }
+                Ok(Kind::Symlink) => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err(format!(
+                            "more than {MAX_SYMLINK_HOPS} symlinks on the way (a loop?) at /{}",
+                            rel.display()
+                        ));
+                    }
+                    // The link itself, through its O_PATH descriptor.
+                    let target = readlinkat(fd.as_fd(), "")
+                        .map_err(|e| format!("reading the symlink /{}: {e}", rel.display()))?;
+                    let target = target.as_bytes();
+                    if target.starts_with(b"/") {
+                        names.clear();
+                        cur = root_dup()?;
+                    }
+                    todo.extend(
+                        target
+                            .split(|&b| b == b'/')
+                            .rev()
+                            .map(|p| OsStr::from_bytes(p).to_os_string()),
+                    );
+                }
+                Ok(Kind::Other) => return Err(format!("/{} is not a directory", rel.display())),
+                Err(e) => return Err(format!("reading /{}: {e}", rel.display())),
+            },
+            Err(Errno::ENOENT) => {
+                let Some(created) = created.as_mut() else {
+                    return Ok(None);
+                };
+                mkdirat(
+                    cur.as_fd(),
+                    part.as_os_str(),
+                    Mode::from_bits_truncate(0o755),
+                )
+                .map_err(|e| format!("creating the directory /{}: {e}", rel.display()))?;
+                created(&rel, cur.as_fd())?;
+                cur = open_name(cur.as_fd(), &part, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                    .map_err(|e| format!("opening /{}: {e}", rel.display()))?;
+                names.push(part);
+            }
+            Err(e) => return Err(format!("reading /{}: {e}", rel.display())),
+        }
+        if names.iter().map(|c| c.len() + 1).sum::<usize>() > MAX_PATH {
+            return Err(format!("the resolved path is longer than {MAX_PATH} bytes"));
+        }
+    }
+    Ok(Some((cur, names.iter().collect())))
 }
