@@ -1454,7 +1454,9 @@ mod enter {
                 steps.push(format!(
                     "making the mount point {target} (/{shown}) inside the tmpfs above it"
                 ));
-                steps.push(format!("mounting a tmpfs on {target} (/{shown}) in the chroot"));
+                steps.push(format!(
+                    "mounting a tmpfs on {target} (/{shown}) in the chroot"
+                ));
                 steps.push(String::new());
                 let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
                 if m.read_only {
@@ -1513,7 +1515,9 @@ mod enter {
             return Ok(());
         };
         let what = format!("USER {uid}:{gid}");
-        let ids = std::iter::once(uid).chain(std::iter::once(gid)).chain(groups);
+        let ids = std::iter::once(uid)
+            .chain(std::iter::once(gid))
+            .chain(groups);
         match cmd.ids {
             JobIds::Single { .. } => {
                 if ids.clone().any(|id| *id != 0) {

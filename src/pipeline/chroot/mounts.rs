@@ -88,14 +88,30 @@ fn source_is_dir(source: &MountSource) -> Result<bool, String> {
     }
 }
 
+/// What the job's tree holds when a mount is applied.
+struct Tree<'a> {
+    root: &'a Path,
+    /// The mounts applied before: resolved target components and source.
+    earlier: Vec<(Vec<String>, &'a MountSource)>,
+    /// Mount points rcross will make in the root for them (relative, `true` for a file).
+    made_in_root: &'a [(PathBuf, bool)],
+}
+
 /// What `path` (components from the root) is, given the mounts applied before.
-fn lookup(root: &Path, path: &[String], earlier: &[(Vec<String>, &MountSource)]) -> Entry {
-    let under = earlier
+fn lookup(tree: &Tree, path: &[String]) -> Entry {
+    let under = tree
+        .earlier
         .iter()
         .rev()
         .find(|(target, _)| path.starts_with(target));
     let host = match under {
-        None => join(root, path),
+        None => {
+            let relative = join(Path::new(""), path);
+            if let Some((_, file)) = tree.made_in_root.iter().find(|(p, _)| *p == relative) {
+                return if *file { Entry::NonDir } else { Entry::Dir };
+            }
+            join(tree.root, path)
+        }
         Some((target, MountSource::Tmpfs { .. })) => {
             return if target.len() == path.len() {
                 Entry::Dir
@@ -135,6 +151,7 @@ pub(super) fn resolve(
 ) -> Result<Vec<ResolvedMount>, String> {
     let mut earlier: Vec<(Vec<String>, &MountSource)> = Vec::new();
     let mut resolved = Vec::new();
+    let mut in_root: Vec<(PathBuf, bool)> = Vec::new();
     // Made for an earlier mount already (two secrets in /run/secrets share it).
     let mut in_job: Vec<(PathBuf, bool)> = Vec::new();
     for m in mounts {
@@ -145,32 +162,34 @@ pub(super) fn resolve(
             ));
         }
         let is_dir = source_is_dir(&m.source)?;
-        let (done, missing) = resolve_one(root, &m.target, &earlier, is_dir)?;
+        let tree = Tree {
+            root,
+            earlier: earlier.clone(),
+            made_in_root: &in_root,
+        };
+        let Resolution { done, missing } = resolve_one(&tree, &m.target, is_dir)?;
         let mut make_in_job = Vec::new();
-        if let Some((from, entry)) = missing {
-            for i in from..done.len() {
-                let path = join(Path::new(""), &done[..=i]);
-                let file = i + 1 == done.len() && !is_dir;
-                let point = (path, file);
-                if in_job.contains(&point) || made_in_root.contains(&point) {
-                    continue;
+        for (i, entry) in missing {
+            let path = join(Path::new(""), &done[..=i]);
+            let point = (path, i + 1 == done.len() && !is_dir);
+            if in_job.contains(&point) {
+                continue;
+            }
+            match &entry {
+                Entry::InTmpfs => {
+                    in_job.push(point.clone());
+                    make_in_job.push(point);
                 }
-                match &entry {
-                    Entry::InTmpfs => {
-                        in_job.push(point.clone());
-                        make_in_job.push(point);
-                    }
-                    Entry::MissingInHost(host) => {
-                        return Err(format!(
-                            "the mount point {} does not exist in the directory mounted above \
-                             it ({}); rcross makes mount points in the root and in tmpfs \
-                             mounts, never in a host directory",
-                            m.target,
-                            host.display()
-                        ))
-                    }
-                    _ => made_in_root.push(point),
+                Entry::MissingInHost(host) => {
+                    return Err(format!(
+                        "the mount point {} does not exist in the directory mounted above it \
+                         ({}); rcross makes mount points in the root and in tmpfs mounts, \
+                         never in a host directory",
+                        m.target,
+                        host.display()
+                    ))
                 }
+                _ => in_root.push(point),
             }
         }
         resolved.push(ResolvedMount {
@@ -179,35 +198,32 @@ pub(super) fn resolve(
         });
         earlier.push((done, &m.source));
     }
+    made_in_root.extend(in_root);
     Ok(resolved)
 }
 
-/// The real components of `target` and, when some are missing, the index of the first one and
-/// what it is.
-#[allow(clippy::type_complexity)]
-fn resolve_one(
-    root: &Path,
-    target: &str,
-    earlier: &[(Vec<String>, &MountSource)],
-    is_dir: bool,
-) -> Result<(Vec<String>, Option<(usize, Entry)>), String> {
+/// A target resolved in the job's tree.
+struct Resolution {
+    /// Its real components.
+    done: Vec<String>,
+    /// Those missing from the tree: index in `done`, and what is there instead.
+    missing: Vec<(usize, Entry)>,
+}
+
+/// The real components of `target`, and the missing ones.
+fn resolve_one(tree: &Tree, target: &str, is_dir: bool) -> Result<Resolution, String> {
     let mut pending = components(target);
     let mut done: Vec<String> = Vec::new();
-    let mut missing: Option<(usize, Entry)> = None;
+    let mut missing: Vec<(usize, Entry)> = Vec::new();
     let mut links = 0;
     while let Some(c) = pending.pop_front() {
         if c == ".." {
             done.pop();
-            if missing.as_ref().is_some_and(|(from, _)| done.len() <= *from) {
-                missing = None;
-            }
+            missing.retain(|(i, _)| *i < done.len());
             continue;
         }
         done.push(c);
-        if missing.is_some() {
-            continue;
-        }
-        match lookup(root, &done, earlier) {
+        match lookup(tree, &done) {
             Entry::Dir => {}
             Entry::NonDir if pending.is_empty() && !is_dir => {}
             Entry::NonDir => {
@@ -232,12 +248,16 @@ fn resolve_one(
                     pending.push_front(c);
                 }
             }
-            entry => missing = Some((done.len() - 1, entry)),
+            entry => missing.push((done.len() - 1, entry)),
         }
     }
-    if missing.is_none() {
-        let exists_as_dir = matches!(lookup(root, &done, earlier), Entry::Dir);
-        if done.is_empty() || exists_as_dir != is_dir {
+    if done.is_empty() {
+        return Err(format!("the mount target {target} is the root itself"));
+    }
+    let last_missing = missing.last().is_some_and(|(i, _)| *i + 1 == done.len());
+    if !last_missing {
+        let exists_as_dir = matches!(lookup(tree, &done), Entry::Dir);
+        if exists_as_dir != is_dir {
             return Err(format!(
                 "the mount target {target} (/{}) is {} and the source {}",
                 done.join("/"),
@@ -254,7 +274,7 @@ fn resolve_one(
             ));
         }
     }
-    Ok((done, missing))
+    Ok(Resolution { done, missing })
 }
 
 impl MountPoints {
@@ -266,7 +286,10 @@ impl MountPoints {
         owner: Option<(u32, u32)>,
     ) -> Result<MountPoints, String> {
         let mut made = MountPoints::default();
-        let implicit = [(PathBuf::from("proc"), 0o555), (PathBuf::from("dev"), 0o755)];
+        let implicit = [
+            (PathBuf::from("proc"), 0o555),
+            (PathBuf::from("dev"), 0o755),
+        ];
         for (path, mode) in &implicit {
             match std::fs::symlink_metadata(root.join(path)) {
                 Ok(m) if m.is_dir() => {}
@@ -404,11 +427,21 @@ mod tests {
         let targets: Vec<_> = r.iter().map(|m| m.target.clone()).collect();
         assert_eq!(
             targets,
-            ["etc/app", "x/y", "etc/app/deep/er", "run/secrets/s", "run/secrets/t"].map(PathBuf::from)
+            [
+                "etc/app",
+                "x/y",
+                "etc/app/deep/er",
+                "run/secrets/s",
+                "run/secrets/t"
+            ]
+            .map(PathBuf::from)
         );
         assert_eq!(
             r[2].make_in_job,
-            [("etc/app/deep".into(), false), ("etc/app/deep/er".into(), true)]
+            [
+                ("etc/app/deep".into(), false),
+                ("etc/app/deep/er".into(), true)
+            ]
         );
         assert_eq!(
             made,
