@@ -1514,7 +1514,11 @@ mod enter {
         let Some(RunAs { uid, gid, groups }) = &cmd.user else {
             return Ok(());
         };
-        let what = format!("USER {uid}:{gid}");
+        let who = if groups.is_empty() {
+            format!("USER {uid}:{gid}")
+        } else {
+            format!("USER {uid}:{gid} (groups {groups:?})")
+        };
         let ids = std::iter::once(uid)
             .chain(std::iter::once(gid))
             .chain(groups);
@@ -1522,10 +1526,12 @@ mod enter {
             JobIds::Single { .. } => {
                 if ids.clone().any(|id| *id != 0) {
                     return Err(RunnerError::Other {
-                        what,
-                        message: format!(
-                            "needs a range of ids, and the job has only id 0 (rcross is not                              root and your user has no range in /etc/subuid and /etc/subgid                              usable with newuidmap); run rcross as root or give your user a                              range in /etc/subuid and /etc/subgid (groups {groups:?})"
-                        ),
+                        what: format!("{who} needs a range of ids"),
+                        message: "the job has only id 0 (rcross is not root, and your user has \
+                                  no range in /etc/subuid and /etc/subgid usable with \
+                                  newuidmap); run rcross as root or give your user a range in \
+                                  /etc/subuid and /etc/subgid"
+                            .into(),
                     });
                 }
             }
@@ -1536,9 +1542,10 @@ mod enter {
                 };
                 if let Some(id) = ids.clone().find(|id| **id > last) {
                     return Err(RunnerError::Other {
-                        what,
+                        what: who,
                         message: format!(
-                            "the id {id} is outside the job's ids 0-{last} ({}); use ids                              below {}",
+                            "the id {id} is outside the job's ids 0-{last} ({}); use ids \
+                             below {}",
                             cmd.ids.describe(),
                             u64::from(last) + 1
                         ),
@@ -1665,7 +1672,8 @@ mod enter {
             let left: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
             let _ = writeln!(
                 log,
-                "rcross: mount points rcross made were changed by the command and are left in                  the root: {}",
+                "rcross: mount points rcross made were changed by the command and are left in \
+                 the root: {}",
                 left.join(", ")
             );
         }
