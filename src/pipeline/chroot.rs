@@ -12,8 +12,9 @@
 //! copy `/rcross/out` back, delete the job directory. The mounts live only in the job's mount
 //! namespace: nothing reaches the host's mount table, and they vanish with the job.
 //!
-//! The sandbox: the job is cloned into new user, PID, mount, IPC and UTS namespaces (not the
-//! network's). Its user namespace maps the image's ids to host ids that belong to no one (see
+//! The sandbox: the job is cloned into new user, PID, mount, IPC and UTS namespaces (and a
+//! network namespace with only `lo`, brought up, when the command asks for
+//! [`ChrootNetwork::None`]; otherwise the network is the host's). Its user namespace maps the image's ids to host ids that belong to no one (see
 //! [`JobIds`]): as root a 65536-id range, so the build is root of its image and `chown` works
 //! while nothing is the host's root; the job's copy of the image is owned inside that range
 //! (ids shifted while copying) and the output is shifted back to in-image ids. Its first
@@ -22,6 +23,16 @@
 //! neither outlives the build nor holds its output pipe) and exits with the command's status.
 //! `/proc` is a fresh one of that namespace, and the root is entered with `pivot_root`, the
 //! host's root detached: no host process is visible, and no path leads back to the host.
+//!
+//! A [`ChrootCommand`] is general enough for a Dockerfile's RUN: an argv executed as it is (a
+//! name without `/` looked up in the command's PATH, as `execvp` does); a [`RunAs`] user that
+//! only the command's process takes (setgroups, setresgid, setresuid to the in-image ids just
+//! before exec; a job with a single id has only id 0, so any other user is refused before
+//! anything starts); and extra [`ChrootMount`]s (host files or directories bound, read-only
+//! ones remounted `ro,nosuid,nodev`, or tmpfs mounts), made in order after `/proc` and `/dev`
+//! and before `pivot_root`. Mount targets are resolved inside the root, symlinks followed as if
+//! the root were `/` (the rule of container runtimes); the mount points rcross makes are
+//! removed after the run while unchanged, so they never show in a layer (`chroot/mounts.rs`).
 //!
 //! Kernel-facing work is behind [`ChrootSystem`]; [`LinuxChroot`] is the real one.
 
@@ -796,6 +807,9 @@ mod enter {
         /// its supplementary groups.
         user: Option<(libc::uid_t, libc::gid_t)>,
         groups: Vec<libc::gid_t>,
+        /// Whether the command may call setgroups: any map but a single id (newgidmap leaves
+        /// setgroups allowed when it maps a delegated range).
+        set_user_groups: bool,
         /// The extra mounts, in order.
         mounts: Vec<MountStep>,
         /// Whether the job has a network namespace of its own, whose `lo` it brings up.
@@ -975,6 +989,7 @@ mod enter {
                 set_groups: matches!(cmd.ids, JobIds::Range { .. }),
                 user,
                 groups,
+                set_user_groups: !matches!(cmd.ids, JobIds::Single { .. }),
                 mounts,
                 own_network: cmd.network == ChrootNetwork::None,
                 mounts_at,
@@ -1019,16 +1034,8 @@ mod enter {
             if let Err(e) = nix::unistd::chdir(self.job_dir.as_c_str()) {
                 fail(JOB_DIR, e);
             }
-            // Also while still rcross's ids: a source may sit in a directory closed to the job's.
-            for (i, m) in self.mounts.iter().enumerate() {
-                if let MountKind::Bind { source, fd, .. } = &m.kind {
-                    // SAFETY: open(2) of a prepared NUL-terminated path.
-                    let n = unsafe { libc::open(source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-                    if n < 0 {
-                        fail(self.mounts_at + 4 * i as u16, Errno::last());
-                    }
-                    fd.set(n);
-                }
+            if let Err((step, e)) = self.open_sources() {
+                fail(step, e);
             }
             // Raw system calls: glibc's setres[ug]id would signal the threads it believes this
             // process has (it has only this one; the others were rcross's).
@@ -1229,7 +1236,7 @@ mod enter {
                 );
                 if let Some((uid, gid)) = self.user {
                     let mut r = 0;
-                    if self.set_groups {
+                    if self.set_user_groups {
                         r = libc::syscall(
                             libc::SYS_setgroups,
                             self.groups.len(),
@@ -1258,6 +1265,22 @@ mod enter {
                 }
                 report_and_exit(fds.report, EXEC, failure)
             }
+        }
+
+        /// Open the bind mounts' sources, while the job still has rcross's ids: a source may sit
+        /// in a directory closed to the job's (a secret in a 0700 directory).
+        fn open_sources(&self) -> Result<(), (u16, Errno)> {
+            for (i, m) in self.mounts.iter().enumerate() {
+                if let MountKind::Bind { source, fd, .. } = &m.kind {
+                    // SAFETY: open(2) of a prepared NUL-terminated path.
+                    let n = unsafe { libc::open(source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+                    if n < 0 {
+                        return Err((self.mounts_at + 4 * i as u16, Errno::last()));
+                    }
+                    fd.set(n);
+                }
+            }
+            Ok(())
         }
 
         /// The extra mounts, in order, in the job's mount namespace before it enters the root
@@ -1381,19 +1404,23 @@ mod enter {
         })
     }
 
+    /// The PATH a program name is looked up in: the command's, else [`DEFAULT_PATH`].
+    fn command_path(cmd: &ChrootCommand) -> &str {
+        cmd.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map_or(DEFAULT_PATH, |(_, v)| v.as_str())
+    }
+
     /// What `execve` is tried on (see `ChildPlan::programs`).
     fn programs(cmd: &ChrootCommand) -> Result<Vec<CString>, RunnerError> {
         let argv0 = &cmd.argv[0];
         if argv0.contains('/') {
             return Ok(vec![cstring(argv0, argv0.as_bytes())?]);
         }
-        let path = cmd
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
-        path.split(':')
+        command_path(cmd)
+            .split(':')
             .map(|dir| {
                 let dir = if dir.is_empty() { "." } else { dir };
                 let full = format!("{}/{argv0}", dir.trim_end_matches('/'));
@@ -1808,18 +1835,11 @@ mod enter {
                 "running {argv0} in the chroot: no such file in the image (or the interpreter \
                  it names is missing)"
             )),
-            Errno::ENOENT => {
-                let path = cmd
-                    .env
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == "PATH")
-                    .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
-                Some(format!(
-                    "running {argv0} in the chroot: no such file in any directory of \
-                     PATH={path} (or the interpreter it names is missing)"
-                ))
-            }
+            Errno::ENOENT => Some(format!(
+                "running {argv0} in the chroot: no such file in any directory of PATH={} (or \
+                 the interpreter it names is missing)",
+                command_path(cmd)
+            )),
             Errno::ENOEXEC => Some(format!(
                 "running {argv0} in the chroot: exec format error (no binfmt_misc handler \
                  catches the image's programs; run `sudo rcross setup`)"
