@@ -921,7 +921,7 @@ mod enter {
                 );
             }
             if let Some(step) = steps.get_mut(usize::from(EXEC)) {
-                *step = format!("running {} in the chroot", cmd.argv[0]);
+                *step = format!("running {} in the chroot", argv0(cmd));
             }
             let mut nodes = Vec::new();
             for n in DEV_NODES {
@@ -1404,6 +1404,11 @@ mod enter {
         })
     }
 
+    /// The program (empty for an empty argv, which `check_command` refuses).
+    fn argv0(cmd: &ChrootCommand) -> &str {
+        cmd.argv.first().map_or("", String::as_str)
+    }
+
     /// The PATH a program name is looked up in: the command's, else [`DEFAULT_PATH`].
     fn command_path(cmd: &ChrootCommand) -> &str {
         cmd.env
@@ -1415,7 +1420,7 @@ mod enter {
 
     /// What `execve` is tried on (see `ChildPlan::programs`).
     fn programs(cmd: &ChrootCommand) -> Result<Vec<CString>, RunnerError> {
-        let argv0 = &cmd.argv[0];
+        let argv0 = argv0(cmd);
         if argv0.contains('/') {
             return Ok(vec![cstring(argv0, argv0.as_bytes())?]);
         }
@@ -1824,7 +1829,7 @@ mod enter {
 
     /// What a failed `execve` of the command means, in words.
     fn exec_failure(cmd: &ChrootCommand, errno: Errno) -> Option<String> {
-        let argv0 = cmd.argv.first().map_or("", String::as_str);
+        let argv0 = argv0(cmd);
         match errno {
             Errno::ENOENT if argv0 == "/bin/sh" => Some(
                 "running /bin/sh in the chroot: the build image has no /bin/sh; use an image \
