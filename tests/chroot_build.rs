@@ -105,10 +105,22 @@ impl Job {
 
     /// [`Job::run`] as `runner`.
     fn run_in(&self, register: bool, runner: Runner) -> (Value, String) {
+        self.run_helper(register, runner, "job_helper", json!({}))
+    }
+
+    /// Run the test `helper` of this binary in a fresh namespace as `runner`, with the job's
+    /// spec and the fields of `extra`.
+    fn run_helper(
+        &self,
+        register: bool,
+        runner: Runner,
+        helper: &str,
+        extra: Value,
+    ) -> (Value, String) {
         let unprivileged = runner == Runner::Unprivileged;
         let bm = self.path("binfmt_misc");
         std::fs::create_dir_all(&bm).unwrap();
-        let spec = json!({
+        let mut spec = json!({
             "platform": "linux/arm64",
             "layout": self.layout,
             "manifest": common_rootfs::platform_manifest(&self.layout, "linux/arm64"),
@@ -119,7 +131,11 @@ impl Job {
             "cache": self.cache(),
             "log": self.path("job.log"),
             "result": self.path("result.json"),
+            "job_dir": self.path("job"),
         });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
         let spec_path = self.path("job.json");
         std::fs::write(&spec_path, spec.to_string()).unwrap();
         let _ = std::fs::remove_file(self.path("result.json"));
@@ -130,7 +146,7 @@ mount -t binfmt_misc binfmt_misc "$BM"
 if [ {register} = true ]; then
   "$RCROSS" setup --platform linux/arm64 --binfmt-misc "$BM" --binfmt-dir "$T/no-defs" >"$T/setup.log" 2>&1 || {{ cat "$T/setup.log"; exit 1; }}
 fi
-exec {user} "$TEST_EXE" --ignored --exact job_helper --nocapture --test-threads=1
+exec {user} "$TEST_EXE" --ignored --exact {helper} --nocapture --test-threads=1
 "#,
             user = if unprivileged {
                 "unshare --user --map-user=1000 --map-group=1000 --"
@@ -423,4 +439,134 @@ fn no_handler_is_a_runner_error_naming_rcross_setup() {
     );
     assert_eq!(result["exit_code"], 3);
     assert!(!job.cache().exists());
+}
+
+/// Not a test of its own: runs one [`ChrootCommand`] (argv, user, a tmpfs, the network) in a
+/// root made from the job's image, re-executed inside a namespace by [`Job::run_helper`].
+#[test]
+#[ignore = "re-executed inside a namespace by Job::run_helper; not a test of its own"]
+fn command_helper() {
+    use rcross::pipeline::chroot::{
+        ChrootCommand, ChrootMount, ChrootNetwork, ChrootSystem, JobIds, LinuxChroot, MountSource,
+        RunAs,
+    };
+    use rcross::pipeline::rootfs;
+    let Some(spec_path) = std::env::var_os(HELPER_ENV) else {
+        panic!("command_helper runs only re-executed by Job::run_helper, with {HELPER_ENV} set");
+    };
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(spec_path).unwrap()).unwrap();
+    let s = |k: &str| spec[k].as_str().unwrap().to_string();
+    let layout = rcross::image::LayoutSource::open(Path::new(&s("layout")), None).unwrap();
+    let platform: rcross::Platform = s("platform").parse().unwrap();
+    let parts = rcross::pipeline::base::resolve(&layout, &[platform]).unwrap();
+    let cached = rootfs::unpack_cached(
+        &layout,
+        &parts[0].manifest,
+        &parts[0].layers,
+        Path::new(&s("cache")),
+    )
+    .unwrap();
+    let ids = LinuxChroot.job_ids();
+    let job = PathBuf::from(s("job_dir"));
+    std::fs::create_dir_all(&job).unwrap();
+    if let Some((uid, gid)) = ids.root_on_host() {
+        std::os::unix::fs::lchown(&job, Some(uid), Some(gid)).unwrap();
+    }
+    let root = job.join("root");
+    let to_host = |u, g| ids.to_host(u, g).unwrap_or((u, g));
+    rootfs::copy_tree(
+        &cached.root,
+        &root,
+        &rootfs::CopyOptions {
+            owners: match ids {
+                JobIds::Range { .. } => rootfs::CopyOwners::Map(&to_host),
+                _ => rootfs::CopyOwners::Copier,
+            },
+            exclude: &|_| false,
+        },
+    )
+    .unwrap();
+    let user = spec["user"].as_array().map(|ids| {
+        let ids: Vec<u32> = ids.iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        RunAs {
+            uid: ids[0],
+            gid: ids[1],
+            groups: ids[2..].to_vec(),
+        }
+    });
+    let command = ChrootCommand {
+        root: root.clone(),
+        workdir: "/".into(),
+        argv: spec["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        ids,
+        user,
+        mounts: vec![ChrootMount {
+            target: "/work/scratch".into(),
+            source: MountSource::Tmpfs { size: None },
+            read_only: false,
+        }],
+        network: ChrootNetwork::None,
+    };
+    let mut log = std::fs::File::create(s("log")).unwrap();
+    let result = match LinuxChroot.run(&command, &mut log) {
+        Ok(exit) => json!({
+            "exit": exit.code,
+            "work_left": root.join("work").exists(),
+        }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    std::fs::write(s("result"), result.to_string()).unwrap();
+}
+
+/// A Dockerfile-style RUN under QEMU: exec form found in PATH, a non-root user with a
+/// supplementary group, a tmpfs, no network; with a single id the user is refused up front.
+#[test]
+fn an_emulated_run_step_takes_its_user_tmpfs_and_no_network() {
+    let Some(layout) = prerequisites() else {
+        return;
+    };
+    let job = Job::new(&layout, "");
+    let script = "echo arch=$(uname -m) u=$(id -u) G=$(id -G)
+echo ifaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' ')
+echo entries=$(ls -A /work/scratch | wc -l)
+touch /work/scratch/f && echo scratch-writable
+echo \"[$1]\"";
+    let extra = json!({
+        "argv": ["sh", "-c", script, "sh", "an 'argument' with \"quotes\""],
+        "user": [1000, 1000, 27],
+    });
+    let (result, log) = job.run_helper(true, Runner::AllIds, "command_helper", extra.clone());
+    assert_eq!(result["exit"], 0, "{result} {log}");
+    assert!(
+        log.contains("arch=aarch64 u=1000 G=1000 27"),
+        "not the user, or not emulated: {log}"
+    );
+    let ifaces = log
+        .lines()
+        .find_map(|l| l.strip_prefix("ifaces: "))
+        .unwrap();
+    assert_eq!(
+        ifaces.split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "{log}"
+    );
+    assert!(log.contains("entries=0\nscratch-writable"), "{log}");
+    assert!(log.contains("[an 'argument' with \"quotes\"]"), "{log}");
+    assert_eq!(result["work_left"], false, "{result}");
+    // Root of a namespace that maps only itself: a single id, so USER 1000 cannot be.
+    let _ = std::fs::remove_dir_all(job.path("job"));
+    let (result, _) = job.run_helper(true, Runner::Root, "command_helper", extra);
+    let e = result["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{result}"));
+    assert!(
+        e.contains("USER 1000:1000 (groups [27]) needs a range of ids"),
+        "{e}"
+    );
 }

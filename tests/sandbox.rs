@@ -11,7 +11,11 @@ mod common_rootfs;
 mod prereq;
 
 use common_rootfs::RootfsSpec;
-use rcross::pipeline::chroot::{ChrootOptions, ChrootRunner};
+use rcross::pipeline::chroot::{
+    ChrootCommand, ChrootMount, ChrootNetwork, ChrootOptions, ChrootRunner, ChrootSystem, JobIds,
+    LinuxChroot, MountSource, RunAs,
+};
+use rcross::pipeline::rootfs;
 use rcross::runner::{BuildImage, ContainerJob, ContainerRunner, JobExit};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -684,4 +688,387 @@ exec setpriv --reuid="$ID" --regid="$ID" --clear-groups -- "$TEST_EXE" --ignored
         .map(|e| e.unwrap().path())
         .collect();
     assert!(jobs.is_empty(), "job directories left: {jobs:?}");
+}
+
+/// A job's root made from the fixture the way the runner makes one (the image's files owned
+/// in the job's id range, in a directory the job's root owns), for running a
+/// [`ChrootCommand`] directly.
+struct JobRoot {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+    ids: JobIds,
+}
+
+impl JobRoot {
+    fn new() -> JobRoot {
+        let layout = layout();
+        let tmp = tempfile::tempdir().unwrap();
+        // Like ~/.cache in root's home: the job's ids may not search it.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let source = rcross::image::LayoutSource::open(&layout, None).unwrap();
+        let platform: rcross::Platform = "linux/amd64".parse().unwrap();
+        let parts = rcross::pipeline::base::resolve(&source, &[platform]).unwrap();
+        let cached = rootfs::unpack_cached(
+            &source,
+            &parts[0].manifest,
+            &parts[0].layers,
+            &tmp.path().join("cache"),
+        )
+        .unwrap();
+        let ids = LinuxChroot.job_ids();
+        assert!(
+            matches!(ids, JobIds::Range { .. }),
+            "as root the job gets a range of ids: {ids:?}"
+        );
+        let job = tmp.path().join("job");
+        std::fs::create_dir(&job).unwrap();
+        let (uid, gid) = ids.root_on_host().unwrap();
+        std::os::unix::fs::lchown(&job, Some(uid), Some(gid)).unwrap();
+        let root = job.join("root");
+        let to_host = |u, g| ids.to_host(u, g).unwrap();
+        rootfs::copy_tree(
+            &cached.root,
+            &root,
+            &rootfs::CopyOptions {
+                owners: rootfs::CopyOwners::Map(&to_host),
+                exclude: &|_| false,
+            },
+        )
+        .unwrap();
+        JobRoot { tmp, root, ids }
+    }
+
+    /// A host path beside the job directory (in the 0700 directory the job cannot search).
+    fn host(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    /// Give a host path to the job's `(uid, gid)`.
+    fn give(&self, path: &Path, uid: u32, gid: u32) {
+        let (u, g) = self.ids.to_host(uid, gid).unwrap();
+        std::os::unix::fs::lchown(path, Some(u), Some(g)).unwrap();
+    }
+
+    fn command(&self, argv: &[&str]) -> ChrootCommand {
+        ChrootCommand {
+            root: self.root.clone(),
+            workdir: "/".into(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            ids: self.ids,
+            user: None,
+            mounts: Vec::new(),
+            network: ChrootNetwork::Host,
+        }
+    }
+
+    /// Run `command`; its exit code (or the runner's error) and its output.
+    fn run(&self, command: &ChrootCommand) -> (Result<i64, String>, String) {
+        let mut log = Vec::new();
+        let r = LinuxChroot.run(command, &mut log);
+        let log = String::from_utf8_lossy(&log).into_owned();
+        eprintln!("--- {:?}:\n{log}--- {r:?}", command.argv);
+        (r.map(|e| e.code).map_err(|e| e.to_string()), log)
+    }
+
+    /// Run a shell script that must succeed; its output.
+    fn script(&self, mut command: ChrootCommand, script: &str) -> String {
+        command.argv = ["/bin/sh", "-c", script].map(String::from).to_vec();
+        let (r, log) = self.run(&command);
+        assert_eq!(r, Ok(0), "{log}");
+        log
+    }
+}
+
+fn bind(target: &str, source: &Path, read_only: bool) -> ChrootMount {
+    ChrootMount {
+        target: target.into(),
+        source: MountSource::Host(source.to_path_buf()),
+        read_only,
+    }
+}
+
+/// A read-only bind refuses writes (the directory is the job's root's, so only the mount can
+/// refuse), a read-write one takes them, and the host sees the write.
+#[test]
+fn a_read_only_bind_refuses_writes_and_a_read_write_one_takes_them() {
+    let j = JobRoot::new();
+    for d in ["ro", "rw"] {
+        std::fs::create_dir(j.host(d)).unwrap();
+        std::fs::write(j.host(d).join("f"), format!("in {d}\n")).unwrap();
+        j.give(&j.host(d), 0, 0);
+    }
+    let mut cmd = j.command(&[]);
+    cmd.mounts = vec![
+        bind("/mnt/ro", &j.host("ro"), true),
+        bind("/mnt/rw", &j.host("rw"), false),
+    ];
+    let log = j.script(
+        cmd,
+        "cat /mnt/ro/f /mnt/rw/f
+touch /mnt/ro/new && echo ro-written || echo ro-refused
+touch /mnt/rw/new && echo rw-written || echo rw-refused
+grep ' /mnt/ro ' /proc/mounts",
+    );
+    assert!(log.contains("in ro\nin rw\n"), "{log}");
+    assert!(
+        log.contains("ro-refused") && !log.contains("ro-written"),
+        "{log}"
+    );
+    assert!(log.contains("Read-only file system"), "{log}");
+    assert!(log.contains("rw-written"), "{log}");
+    let ro_line = log.lines().find(|l| l.contains(" /mnt/ro ")).unwrap();
+    assert!(
+        ro_line.contains(" ro,") && ro_line.contains("nosuid") && ro_line.contains("nodev"),
+        "{ro_line}"
+    );
+    assert!(!j.host("ro/new").exists());
+    assert!(j.host("rw/new").exists());
+    // /mnt existed in the image? Either way nothing rcross made stays.
+    assert!(!j.root.join("mnt/ro").exists() && !j.root.join("mnt/rw").exists());
+}
+
+/// A tmpfs is there, empty, writable by the job, and gone (with the mount point rcross made
+/// for it) after the run.
+#[test]
+fn a_tmpfs_is_empty_and_gone_after_the_run() {
+    let j = JobRoot::new();
+    assert!(!j.root.join("scratch").exists());
+    let mut cmd = j.command(&[]);
+    cmd.mounts = vec![
+        ChrootMount {
+            target: "/scratch/t".into(),
+            source: MountSource::Tmpfs {
+                size: Some(1 << 20),
+            },
+            read_only: false,
+        },
+        // Inside the tmpfs: its mount point is made by the job, in the tmpfs.
+        ChrootMount {
+            target: "/scratch/t/inner/deeper".into(),
+            source: MountSource::Tmpfs { size: None },
+            read_only: false,
+        },
+    ];
+    let log = j.script(
+        cmd,
+        "echo entries=$(ls -A /scratch/t/inner/deeper | wc -l)
+grep ' /scratch/t tmpfs ' /proc/mounts
+grep -c ' /scratch/t/inner/deeper tmpfs ' /proc/mounts
+echo data > /scratch/t/inner/deeper/f && echo wrote",
+    );
+    assert!(log.contains("entries=0"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains(" /scratch/t tmpfs "))
+        .unwrap();
+    assert!(line.contains("size=1024k"), "{line}");
+    assert!(log.contains("\n1\n"), "the nested tmpfs is mounted: {log}");
+    assert!(log.contains("wrote"), "{log}");
+    assert!(
+        !j.root.join("scratch").exists(),
+        "the mount point rcross made is left in the root"
+    );
+}
+
+/// A secret-style bind of a single file, read as a non-root user from a host file in a
+/// directory the job cannot search; afterwards neither the file's mount point nor the
+/// /run/secrets rcross made for it is in the root, while the /run the image had stays.
+#[test]
+fn a_secret_file_is_readable_as_the_user_and_leaves_nothing_in_the_root() {
+    let j = JobRoot::new();
+    let run = j.root.join("run");
+    std::fs::create_dir(&run).unwrap();
+    j.give(&run, 0, 0);
+    let secrets = j.host("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let secret = secrets.join("token");
+    std::fs::write(&secret, "s3cr3t-value\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o400)).unwrap();
+    j.give(&secret, 1000, 1000);
+    let mut cmd = j.command(&[]);
+    cmd.user = Some(RunAs {
+        uid: 1000,
+        gid: 1000,
+        groups: Vec::new(),
+    });
+    cmd.mounts = vec![bind("/run/secrets/x", &secret, true)];
+    let log = j.script(
+        cmd,
+        "echo uid=$(id -u)
+cat /run/secrets/x
+echo nope > /run/secrets/x || echo write-refused",
+    );
+    assert!(log.contains("uid=1000"), "{log}");
+    assert!(log.contains("s3cr3t-value"), "{log}");
+    assert!(log.contains("write-refused"), "{log}");
+    assert!(
+        !run.join("secrets/x").exists(),
+        "the secret's mount point is in the root"
+    );
+    assert!(
+        !run.join("secrets").exists(),
+        "/run/secrets, made by rcross, is in the root"
+    );
+    assert!(run.is_dir(), "the image's /run was removed");
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "s3cr3t-value\n");
+}
+
+/// A target through a symlink to /etc (absolute, or relative with too many `..`) is resolved
+/// inside the root: the mount lands on the root's /etc/NAME, not the host's, and does not
+/// cover the root's /etc.
+#[test]
+fn a_target_through_a_symlink_to_etc_lands_in_the_root_s_etc() {
+    let j = JobRoot::new();
+    let etc = j.root.join("etc");
+    std::fs::write(etc.join("kept"), "the image's etc\n").unwrap();
+    std::os::unix::fs::symlink("/etc", j.root.join("conf")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../../etc", j.root.join("tmp/escape")).unwrap();
+    let names = ["rcross-sandbox-abs", "rcross-sandbox-rel"];
+    for n in names {
+        assert!(!Path::new("/etc").join(n).exists());
+    }
+    let source = j.host("src");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("marker"), "bound\n").unwrap();
+    let mut cmd = j.command(&[]);
+    cmd.mounts = vec![
+        bind(&format!("/conf/{}", names[0]), &source, true),
+        bind(&format!("/tmp/escape/{}", names[1]), &source, true),
+    ];
+    let log = j.script(
+        cmd,
+        "cat /etc/rcross-sandbox-abs/marker /etc/rcross-sandbox-rel/marker /etc/kept
+grep -c ' /etc/rcross-sandbox-' /proc/mounts",
+    );
+    assert!(
+        log.contains("bound\nbound\nthe image's etc\n2\n"),
+        "not mounted at the root's /etc/NAME: {log}"
+    );
+    for n in names {
+        assert!(!Path::new("/etc").join(n).exists(), "host /etc/{n}");
+        assert!(
+            !etc.join(n).exists(),
+            "the mount point {n} is left in the root"
+        );
+    }
+    assert!(etc.join("kept").exists());
+}
+
+/// A user with supplementary groups: the command runs with exactly those ids.
+#[test]
+fn the_command_runs_as_the_user_with_its_groups() {
+    let j = JobRoot::new();
+    let mut cmd = j.command(&[]);
+    cmd.user = Some(RunAs {
+        uid: 1000,
+        gid: 1000,
+        groups: vec![4, 27],
+    });
+    let log = j.script(
+        cmd,
+        "echo u=$(id -u) g=$(id -g) G=$(id -G)
+grep -E '^(Uid|Gid|Groups):' /proc/self/status",
+    );
+    assert!(log.contains("u=1000 g=1000 G=1000 4 27"), "{log}");
+    assert!(log.contains("Groups:\t4 27"), "{log}");
+    // Root is the default.
+    let log = j.script(j.command(&[]), "echo u=$(id -u) g=$(id -g)");
+    assert!(log.contains("u=0 g=0"), "{log}");
+}
+
+/// A user other than root needs the job's range: with a single id it is refused before
+/// anything runs, naming the user and the fix; an id beyond the range is refused too.
+#[test]
+fn a_user_the_job_s_ids_lack_is_refused_before_it_runs() {
+    let j = JobRoot::new();
+    let mut cmd = j.command(&["/bin/sh", "-c", "touch /ran"]);
+    cmd.user = Some(RunAs {
+        uid: 1000,
+        gid: 1000,
+        groups: Vec::new(),
+    });
+    cmd.ids = JobIds::Single { uid: 0, gid: 0 };
+    let (r, _) = j.run(&cmd);
+    let e = r.unwrap_err();
+    assert!(e.contains("USER 1000:1000"), "{e}");
+    assert!(e.contains("needs a range of ids"), "{e}");
+    assert!(e.contains("/etc/subuid"), "{e}");
+    cmd.ids = j.ids;
+    cmd.user = Some(RunAs {
+        uid: 70000,
+        gid: 0,
+        groups: Vec::new(),
+    });
+    let e = j.run(&cmd).0.unwrap_err();
+    assert!(e.contains("USER 70000:0") && e.contains("outside"), "{e}");
+    assert!(!j.root.join("ran").exists());
+}
+
+/// Without the network: only `lo` (brought up), and a listener on the host's loopback is out
+/// of reach; with the host's network (the control) it is reached.
+#[test]
+fn without_the_network_only_lo_is_there_and_the_host_is_unreachable() {
+    let j = JobRoot::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        // The control connects once; answer it.
+        use std::io::Write as _;
+        if let Ok((mut s, _)) = listener.accept() {
+            let _ = s.write_all(b"hello-from-host\n");
+        }
+    });
+    let script = format!(
+        "echo ifaces: $(busybox tail -n +3 /proc/net/dev | busybox cut -d: -f1 | tr -d ' ' | tr '\\n' ' ')
+grep -c '127.0.0.1' /proc/net/fib_trie || true
+busybox nc -w 5 127.0.0.1 {port} </dev/null && echo connected || echo connect-failed"
+    );
+    let mut cmd = j.command(&[]);
+    cmd.network = ChrootNetwork::None;
+    let log = j.script(cmd, &script);
+    let ifaces = log
+        .lines()
+        .find_map(|l| l.strip_prefix("ifaces: "))
+        .unwrap();
+    assert_eq!(
+        ifaces.split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.parse::<u32>().is_ok_and(|n| n > 0)),
+        "lo is not up (no 127.0.0.1 in the local routing table): {log}"
+    );
+    assert!(log.contains("connect-failed"), "{log}");
+    assert!(!log.contains("hello-from-host"), "{log}");
+    let log = j.script(j.command(&[]), &script);
+    assert!(log.contains("hello-from-host"), "the control: {log}");
+    server.join().unwrap();
+}
+
+/// Exec form: the arguments reach the program as they are, spaces and quotes included, and
+/// the program is found in PATH; a missing program is named.
+#[test]
+fn exec_form_arguments_arrive_verbatim_and_a_missing_program_is_named() {
+    let j = JobRoot::new();
+    let args = ["a b", "it's \"quoted\" $HOME", "", "\\n;*"];
+    let mut argv = vec!["sh", "-c", "for a in \"$@\"; do echo \"[$a]\"; done", "sh"];
+    argv.extend(args);
+    let (r, log) = j.run(&j.command(&argv));
+    assert_eq!(r, Ok(0), "{log}");
+    let want: String = args.iter().map(|a| format!("[{a}]\n")).collect();
+    assert!(log.contains(&want), "{log}");
+    let e = j.run(&j.command(&["/no/such", "x"])).0.unwrap_err();
+    assert!(
+        e.starts_with("running /no/such in the chroot: no such file"),
+        "{e}"
+    );
+    let e = j.run(&j.command(&["no-such-program"])).0.unwrap_err();
+    assert!(
+        e.starts_with("running no-such-program in the chroot: no such file")
+            && e.contains("PATH=/usr/bin:/bin"),
+        "{e}"
+    );
 }

@@ -12,8 +12,9 @@
 //! copy `/rcross/out` back, delete the job directory. The mounts live only in the job's mount
 //! namespace: nothing reaches the host's mount table, and they vanish with the job.
 //!
-//! The sandbox: the job is cloned into new user, PID, mount, IPC and UTS namespaces (not the
-//! network's). Its user namespace maps the image's ids to host ids that belong to no one (see
+//! The sandbox: the job is cloned into new user, PID, mount, IPC and UTS namespaces (and a
+//! network namespace with only `lo`, brought up, when the command asks for
+//! [`ChrootNetwork::None`]; otherwise the network is the host's). Its user namespace maps the image's ids to host ids that belong to no one (see
 //! [`JobIds`]): as root a 65536-id range, so the build is root of its image and `chown` works
 //! while nothing is the host's root; the job's copy of the image is owned inside that range
 //! (ids shifted while copying) and the output is shifted back to in-image ids. Its first
@@ -22,6 +23,16 @@
 //! neither outlives the build nor holds its output pipe) and exits with the command's status.
 //! `/proc` is a fresh one of that namespace, and the root is entered with `pivot_root`, the
 //! host's root detached: no host process is visible, and no path leads back to the host.
+//!
+//! A [`ChrootCommand`] is general enough for a Dockerfile's RUN: an argv executed as it is (a
+//! name without `/` looked up in the command's PATH, as `execvp` does); a [`RunAs`] user that
+//! only the command's process takes (setgroups, setresgid, setresuid to the in-image ids just
+//! before exec; a job with a single id has only id 0, so any other user is refused before
+//! anything starts); and extra [`ChrootMount`]s (host files or directories bound, read-only
+//! ones remounted `ro,nosuid,nodev`, or tmpfs mounts), made in order after `/proc` and `/dev`
+//! and before `pivot_root`. Mount targets are resolved inside the root, symlinks followed as if
+//! the root were `/` (the rule of container runtimes); the mount points rcross makes are
+//! removed after the run while unchanged, so they never show in a layer (`chroot/mounts.rs`).
 //!
 //! Kernel-facing work is behind [`ChrootSystem`]; [`LinuxChroot`] is the real one.
 
@@ -37,6 +48,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 mod ids;
+mod mounts;
 pub use ids::JobIds;
 
 /// Where binfmt_misc is normally mounted.
@@ -102,43 +114,71 @@ impl ChrootOptions {
 /// One command to run chrooted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChrootCommand {
-    /// The job's root (a copy of the image's), prepared with `proc`, `dev` and `tmp`.
+    /// The job's root (a copy of the image's), owned in the job's ids. `proc` and `dev` are
+    /// made (and removed after the run) when it lacks them.
     pub root: PathBuf,
     /// Absolute, inside the root.
     pub workdir: String,
-    /// Run as `/bin/sh -c COMMAND`.
-    pub command: String,
+    /// The program and its arguments, executed as they are (no shell): `argv[0]` is a path in
+    /// the root, or a name looked up in the command's `PATH` when it has no `/`. A shell
+    /// command is `["/bin/sh", "-c", COMMAND]`.
     pub argv: Vec<String>,
-    pub user: Option<RunAs>,
-    pub mounts: Vec<ChrootMount>,
-    pub network: ChrootNetwork,
     /// The whole environment of the command.
     pub env: Vec<(String, String)>,
     /// How the job's user namespace maps its ids to the host's.
     pub ids: JobIds,
+    /// Who the command runs as; `None` is the image's root (0:0). The job's first process
+    /// stays root (it mounts and reaps); only the command's process takes these ids.
+    pub user: Option<RunAs>,
+    /// Mounted in this order in the job's mount namespace, after its `/proc` and `/dev` and
+    /// before it enters the root; a later one may sit inside an earlier one. A target is resolved
+    /// inside the root (its symlinks followed as if the root were `/`, never out of it); missing
+    /// mount points are made owned by the job's root and removed after the run while still
+    /// empty (see `chroot/mounts.rs`).
+    pub mounts: Vec<ChrootMount>,
+    /// The command's network.
+    pub network: ChrootNetwork,
 }
 
-// STUB
+/// In-image ids a command runs as (a Dockerfile's `USER`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunAs {
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups (setgroups), in-image ids.
     pub groups: Vec<u32>,
 }
+
+/// One extra mount of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChrootMount {
+    /// Absolute, inside the root; symlinks in it are resolved inside the root.
     pub target: String,
     pub source: MountSource,
+    /// Read-only (and, for a bind, nosuid and nodev too).
     pub read_only: bool,
 }
+
+/// What a [`ChrootMount`] mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSource {
+    /// A host file or directory, bind-mounted (recursively: a read-only bind makes its top
+    /// mount read-only; mounts under the source keep their own flags). The source is opened by
+    /// the job while it still has rcross's ids, so a source in a directory closed to the job's
+    /// ids (a secret in a 0700 directory) can be bound.
     Host(PathBuf),
+    /// A fresh tmpfs, mode 1777 as Docker's `--tmpfs`, with at most `size` bytes when given
+    /// (else the kernel's default, half of the memory).
     Tmpfs { size: Option<u64> },
 }
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+
+/// A job's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ChrootNetwork {
+    /// The host's network (builds fetch dependencies, as in Docker's default bridge).
+    #[default]
     Host,
+    /// A network namespace of its own with only the loopback interface, brought up.
     None,
 }
 
@@ -208,15 +248,14 @@ impl ContainerRunner for ChrootRunner {
             .map_err(rootfs_failure("preparing the job's root"))?;
 
         let command = ChrootCommand {
-            argv: vec![],
-            user: None,
-            mounts: vec![],
-            network: ChrootNetwork::Host,
             root: root.clone(),
             workdir: job.container_workdir(),
-            command: job.command.clone(),
+            argv: vec!["/bin/sh".into(), "-c".into(), job.command.clone()],
             env: environment(&cached.image_env, &job.env),
             ids,
+            user: None,
+            mounts: Vec::new(),
+            network: ChrootNetwork::Host,
         };
         let _ = writeln!(
             log,
@@ -718,7 +757,11 @@ impl ChrootSystem for LinuxChroot {
 
 /// Starting the job in its namespaces and root, and its first process: the reaper.
 mod enter {
-    use super::{ChrootCommand, JobExit, JobIds, RunnerError, DEV_LINKS, DEV_NODES};
+    use super::mounts::{self, MountPoints, ResolvedMount};
+    use super::{
+        ChrootCommand, ChrootNetwork, JobExit, JobIds, MountSource, RunAs, RunnerError,
+        DEFAULT_PATH, DEV_LINKS, DEV_NODES,
+    };
     use nix::errno::Errno;
     use nix::fcntl::OFlag;
     use nix::libc::{self, c_char};
@@ -727,6 +770,7 @@ mod enter {
     use nix::sys::stat::Mode;
     use nix::sys::wait::{WaitPidFlag, WaitStatus};
     use nix::unistd::Pid;
+    use std::cell::Cell;
     use std::ffi::{CStr, CString};
     use std::io::{self, Read as _, Write};
     use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
@@ -748,35 +792,78 @@ mod enter {
         links: Vec<(CString, CString)>,
         shm: CString,
         workdir: CString,
-        /// `/bin/sh -c COMMAND`, and the environment, as `execve` takes them.
+        /// The command's arguments and environment, as `execve` takes them.
         _argv: Vec<CString>,
         argv: Vec<*const c_char>,
         _envp: Vec<CString>,
         envp: Vec<*const c_char>,
+        /// What `execve` is tried on, in order: `argv[0]` when it has a `/`, else each
+        /// directory of the command's PATH joined with it.
+        programs: Vec<CString>,
         /// Whether the job may call setgroups (a range map written by root); with a single-id
         /// map the kernel requires it denied.
         set_groups: bool,
+        /// The command's uid and gid in the job, when it does not run as the job's root, and
+        /// its supplementary groups.
+        user: Option<(libc::uid_t, libc::gid_t)>,
+        groups: Vec<libc::gid_t>,
+        /// Whether the command may call setgroups: any map but a single id (newgidmap leaves
+        /// setgroups allowed when it maps a delegated range).
+        set_user_groups: bool,
+        /// The extra mounts, in order.
+        mounts: Vec<MountStep>,
+        /// Whether the job has a network namespace of its own, whose `lo` it brings up.
+        own_network: bool,
+        /// The steps numbered after the nodes and links (see `steps`).
+        mounts_at: u16,
+        loopback_step: u16,
+        user_step: u16,
         /// What each step does, for the error message of the one that fails.
         steps: Vec<String>,
     }
 
+    /// One extra mount, as the job's first process makes it.
+    struct MountStep {
+        /// Mount points it makes first, inside a tmpfs mounted before (`true`: a file).
+        make: Vec<(CString, bool)>,
+        /// Relative to the root, real directories all the way.
+        target: CString,
+        kind: MountKind,
+    }
+
+    enum MountKind {
+        Bind {
+            /// The host path, opened (`O_PATH`) into `fd` while the job still has rcross's ids,
+            /// and bound from the job's `/proc/self/fd/N`.
+            source: CString,
+            fd: Cell<RawFd>,
+            /// The flags of the read-only remount (with those the source's mount has, which a
+            /// user namespace may not clear).
+            remount: Option<MsFlags>,
+        },
+        Tmpfs {
+            flags: MsFlags,
+            data: CString,
+        },
+    }
+
     // Step numbers, written to the error pipe by the job's processes.
-    const PDEATHSIG: u8 = 0;
-    const SYNC: u8 = 1;
-    const SETID: u8 = 2;
-    const PRIVATE: u8 = 3;
-    const BIND_ROOT: u8 = 4;
-    const PROC: u8 = 5;
-    const DEV: u8 = 6;
-    const SHM: u8 = 7;
-    const PIVOT: u8 = 8;
-    const DETACH: u8 = 9;
-    const CHDIR: u8 = 10;
-    const DEVNULL: u8 = 11;
-    const FORK: u8 = 12;
-    const EXEC: u8 = 13;
-    const JOB_DIR: u8 = 14;
-    const NODES: u8 = 15;
+    const PDEATHSIG: u16 = 0;
+    const SYNC: u16 = 1;
+    const SETID: u16 = 2;
+    const PRIVATE: u16 = 3;
+    const BIND_ROOT: u16 = 4;
+    const PROC: u16 = 5;
+    const DEV: u16 = 6;
+    const SHM: u16 = 7;
+    const PIVOT: u16 = 8;
+    const DETACH: u16 = 9;
+    const CHDIR: u16 = 10;
+    const DEVNULL: u16 = 11;
+    const FORK: u16 = 12;
+    const EXEC: u16 = 13;
+    const JOB_DIR: u16 = 14;
+    const NODES: u16 = 15;
 
     /// Exit status of a reaper that failed before the command ran (the error pipe says why).
     const FAILED: i32 = 125;
@@ -801,7 +888,7 @@ mod enter {
     }
 
     impl ChildPlan {
-        fn new(cmd: &ChrootCommand) -> Result<ChildPlan, RunnerError> {
+        fn new(cmd: &ChrootCommand, resolved: &[ResolvedMount]) -> Result<ChildPlan, RunnerError> {
             let job_dir = cmd.root.parent().unwrap_or(Path::new("/"));
             let root_name = cmd.root.file_name().unwrap_or_default();
             let root = Path::new("");
@@ -833,6 +920,9 @@ mod enter {
                     cmd.workdir
                 );
             }
+            if let Some(step) = steps.get_mut(usize::from(EXEC)) {
+                *step = format!("running {} in the chroot", argv0(cmd));
+            }
             let mut nodes = Vec::new();
             for n in DEV_NODES {
                 let host = Path::new("/dev").join(n);
@@ -849,16 +939,39 @@ mod enter {
                     cpath(&root.join("dev").join(name))?,
                 ));
             }
-            let argv = vec![
-                cstring("/bin/sh", b"/bin/sh")?,
-                cstring("-c", b"-c")?,
-                cstring("the build command", cmd.command.as_bytes())?,
-            ];
+            let argv = cmd
+                .argv
+                .iter()
+                .map(|a| cstring(&format!("the argument {a:?} of the command"), a.as_bytes()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let programs = programs(cmd)?;
             let envp = cmd
                 .env
                 .iter()
                 .map(|(k, v)| cstring(&format!("the variable {k}"), format!("{k}={v}").as_bytes()))
                 .collect::<Result<Vec<_>, _>>()?;
+            let mounts_at = step_number(steps.len())?;
+            let mut mounts = Vec::new();
+            for (m, r) in cmd.mounts.iter().zip(resolved) {
+                mounts.push(mount_step(m, r, &mut steps)?);
+            }
+            let loopback_step = step_number(steps.len())?;
+            steps.push(
+                "bringing up the loopback interface lo in the job's network namespace".into(),
+            );
+            let user_step = step_number(steps.len())?;
+            let (user, groups) = match &cmd.user {
+                Some(RunAs { uid, gid, groups }) => {
+                    steps.push(format!(
+                        "taking the command's ids {uid}:{gid} (groups {groups:?}) in the job"
+                    ));
+                    (Some((*uid, *gid)), groups.clone())
+                }
+                None => {
+                    steps.push(String::new());
+                    (None, Vec::new())
+                }
+            };
             Ok(ChildPlan {
                 job_dir: cpath(job_dir)?,
                 root: cpath(Path::new(root_name))?,
@@ -872,7 +985,16 @@ mod enter {
                 _argv: argv,
                 envp: pointers(&envp),
                 _envp: envp,
+                programs,
                 set_groups: matches!(cmd.ids, JobIds::Range { .. }),
+                user,
+                groups,
+                set_user_groups: !matches!(cmd.ids, JobIds::Single { .. }),
+                mounts,
+                own_network: cmd.network == ChrootNetwork::None,
+                mounts_at,
+                loopback_step,
+                user_step,
                 steps,
             })
         }
@@ -881,7 +1003,7 @@ mod enter {
         /// namespaces. Waits for its id maps, enters the root, starts the command and reaps
         /// until it exits, then kills whatever is left and exits with the command's status.
         fn reaper(&self, fds: &Fds) -> ! {
-            let fail = |step: u8, e: Errno| -> ! { report_and_exit(fds.report, step, e) };
+            let fail = |step: u16, e: Errno| -> ! { report_and_exit(fds.report, step, e) };
             // SAFETY: closing descriptors this process owns (its copies of rcross's ends).
             unsafe {
                 libc::close(fds.out_r);
@@ -912,6 +1034,9 @@ mod enter {
             if let Err(e) = nix::unistd::chdir(self.job_dir.as_c_str()) {
                 fail(JOB_DIR, e);
             }
+            if let Err((step, e)) = self.open_sources() {
+                fail(step, e);
+            }
             // Raw system calls: glibc's setres[ug]id would signal the threads it believes this
             // process has (it has only this one; the others were rcross's).
             // SAFETY: plain system calls on integers and an empty list.
@@ -927,6 +1052,11 @@ mod enter {
             };
             if ids != 0 {
                 fail(SETID, Errno::last());
+            }
+            if self.own_network {
+                if let Err(e) = loopback_up() {
+                    fail(self.loopback_step, e);
+                }
             }
             let null = match self.enter() {
                 Ok(fd) => fd,
@@ -990,7 +1120,7 @@ mod enter {
 
         /// The mounts, in the job's mount namespace, then into the root. Returns /dev/null
         /// there, for the command's stdin.
-        fn enter(&self) -> Result<RawFd, (u8, Errno)> {
+        fn enter(&self) -> Result<RawFd, (u16, Errno)> {
             let none: Option<&CStr> = None;
             nix::mount::mount(
                 none,
@@ -1029,7 +1159,7 @@ mod enter {
             )
             .map_err(|e| (DEV, e))?;
             for (i, (host, inside)) in self.nodes.iter().enumerate() {
-                let step = NODES + 2 * i as u8;
+                let step = NODES + 2 * i as u16;
                 let fd = nix::fcntl::open(
                     inside.as_c_str(),
                     OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
@@ -1046,10 +1176,10 @@ mod enter {
                 )
                 .map_err(|e| (step + 1, e))?;
             }
-            let links_at = NODES + 2 * self.nodes.len() as u8;
+            let links_at = NODES + 2 * self.nodes.len() as u16;
             for (i, (target, link)) in self.links.iter().enumerate() {
                 nix::unistd::symlinkat(target.as_c_str(), nix::fcntl::AT_FDCWD, link.as_c_str())
-                    .map_err(|e| (links_at + i as u8, e))?;
+                    .map_err(|e| (links_at + i as u16, e))?;
             }
             nix::unistd::mkdir(self.shm.as_c_str(), Mode::from_bits_truncate(0o777))
                 .and_then(|()| {
@@ -1061,6 +1191,7 @@ mod enter {
                     )
                 })
                 .map_err(|e| (SHM, e))?;
+            self.mount_extra()?;
             // The root becomes `/` and the host's root, stacked under it, is detached: no path,
             // `..` or /proc/1/root leads back to it (unlike chroot, which a process with
             // CAP_SYS_CHROOT in its namespace can leave).
@@ -1103,10 +1234,358 @@ mod enter {
                     u32::MAX,
                     libc::CLOSE_RANGE_CLOEXEC,
                 );
-                libc::execve(self.argv[0], self.argv.as_ptr(), self.envp.as_ptr());
+                if let Some((uid, gid)) = self.user {
+                    let mut r = 0;
+                    if self.set_user_groups {
+                        r = libc::syscall(
+                            libc::SYS_setgroups,
+                            self.groups.len(),
+                            self.groups.as_ptr(),
+                        );
+                    }
+                    if r == 0 {
+                        r = libc::syscall(libc::SYS_setresgid, gid, gid, gid);
+                    }
+                    if r == 0 {
+                        r = libc::syscall(libc::SYS_setresuid, uid, uid, uid);
+                    }
+                    if r != 0 {
+                        report_and_exit(fds.report, self.user_step, Errno::last());
+                    }
+                }
+                // As execvp does: a missing candidate is skipped, the first other failure is
+                // what is reported when none runs.
+                let mut failure = Errno::ENOENT;
+                for program in &self.programs {
+                    libc::execve(program.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+                    let e = Errno::last();
+                    if failure == Errno::ENOENT && e != Errno::ENOENT && e != Errno::ENOTDIR {
+                        failure = e;
+                    }
+                }
+                report_and_exit(fds.report, EXEC, failure)
             }
-            report_and_exit(fds.report, EXEC, Errno::last())
         }
+
+        /// Open the bind mounts' sources, while the job still has rcross's ids: a source may sit
+        /// in a directory closed to the job's (a secret in a 0700 directory).
+        fn open_sources(&self) -> Result<(), (u16, Errno)> {
+            for (i, m) in self.mounts.iter().enumerate() {
+                if let MountKind::Bind { source, fd, .. } = &m.kind {
+                    // SAFETY: open(2) of a prepared NUL-terminated path.
+                    let n = unsafe { libc::open(source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+                    if n < 0 {
+                        return Err((self.mounts_at + 4 * i as u16, Errno::last()));
+                    }
+                    fd.set(n);
+                }
+            }
+            Ok(())
+        }
+
+        /// The extra mounts, in order, in the job's mount namespace before it enters the root
+        /// (targets are relative to it, the current directory).
+        fn mount_extra(&self) -> Result<(), (u16, Errno)> {
+            let none: Option<&CStr> = None;
+            for (i, m) in self.mounts.iter().enumerate() {
+                let step = self.mounts_at + 4 * i as u16;
+                for (path, file) in &m.make {
+                    if *file {
+                        nix::fcntl::open(
+                            path.as_c_str(),
+                            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                            Mode::from_bits_truncate(0o644),
+                        )
+                        .map(drop)
+                    } else {
+                        nix::unistd::mkdir(path.as_c_str(), Mode::from_bits_truncate(0o755))
+                    }
+                    .map_err(|e| (step + 1, e))?;
+                }
+                match &m.kind {
+                    MountKind::Bind { fd, remount, .. } => {
+                        let mut buf = [0u8; 32];
+                        let source = fd_path(fd.get(), &mut buf);
+                        nix::mount::mount(
+                            Some(source),
+                            m.target.as_c_str(),
+                            none,
+                            MsFlags::MS_BIND | MsFlags::MS_REC,
+                            none,
+                        )
+                        .map_err(|e| (step + 2, e))?;
+                        // SAFETY: closing this process's descriptor of the source.
+                        unsafe {
+                            libc::close(fd.get());
+                        }
+                        if let Some(flags) = remount {
+                            nix::mount::mount(none, m.target.as_c_str(), none, *flags, none)
+                                .map_err(|e| (step + 3, e))?;
+                        }
+                    }
+                    MountKind::Tmpfs { flags, data } => {
+                        nix::mount::mount(
+                            Some(c"tmpfs"),
+                            m.target.as_c_str(),
+                            Some(c"tmpfs"),
+                            *flags,
+                            Some(data.as_c_str()),
+                        )
+                        .map_err(|e| (step + 2, e))?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// `proc/self/fd/N` (the job's own `/proc`, relative to its root) written into `buf`: a
+    /// path that reaches the descriptor's file, made without allocating.
+    fn fd_path(fd: RawFd, buf: &mut [u8; 32]) -> &CStr {
+        const PREFIX: &[u8] = b"proc/self/fd/";
+        let mut digits = [0u8; 10];
+        let mut n = fd.unsigned_abs();
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 || len == digits.len() {
+                break;
+            }
+        }
+        buf[..PREFIX.len()].copy_from_slice(PREFIX);
+        for i in 0..len {
+            buf[PREFIX.len() + i] = digits[len - 1 - i];
+        }
+        buf[PREFIX.len() + len] = 0;
+        CStr::from_bytes_until_nul(&buf[..]).unwrap_or(c"")
+    }
+
+    /// `ifreq` as SIOCGIFFLAGS and SIOCSIFFLAGS use it.
+    #[repr(C)]
+    struct InterfaceFlags {
+        name: [c_char; libc::IFNAMSIZ],
+        flags: libc::c_short,
+        _rest: [u8; 22],
+    }
+
+    /// Bring up `lo` in this process's network namespace.
+    fn loopback_up() -> Result<(), Errno> {
+        // SAFETY: socket(2), ioctl(2) on a live `ifreq`-shaped struct, close(2).
+        unsafe {
+            let socket = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if socket < 0 {
+                return Err(Errno::last());
+            }
+            let mut request: InterfaceFlags = std::mem::zeroed();
+            request.name[0] = b'l' as c_char;
+            request.name[1] = b'o' as c_char;
+            let mut r = libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut request);
+            if r == 0 {
+                request.flags |= libc::IFF_UP as libc::c_short;
+                r = libc::ioctl(socket, libc::SIOCSIFFLAGS, &request);
+            }
+            let e = Errno::last();
+            libc::close(socket);
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+
+    /// A step's number, which the job writes to the error pipe.
+    fn step_number(n: usize) -> Result<u16, RunnerError> {
+        u16::try_from(n).map_err(|_| RunnerError::Other {
+            what: "preparing the job".into(),
+            message: format!("{n} start-up steps are too many (too many mounts)"),
+        })
+    }
+
+    /// The program (empty for an empty argv, which `check_command` refuses).
+    fn argv0(cmd: &ChrootCommand) -> &str {
+        cmd.argv.first().map_or("", String::as_str)
+    }
+
+    /// The PATH a program name is looked up in: the command's, else [`DEFAULT_PATH`].
+    fn command_path(cmd: &ChrootCommand) -> &str {
+        cmd.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map_or(DEFAULT_PATH, |(_, v)| v.as_str())
+    }
+
+    /// What `execve` is tried on (see `ChildPlan::programs`).
+    fn programs(cmd: &ChrootCommand) -> Result<Vec<CString>, RunnerError> {
+        let argv0 = argv0(cmd);
+        if argv0.contains('/') {
+            return Ok(vec![cstring(argv0, argv0.as_bytes())?]);
+        }
+        command_path(cmd)
+            .split(':')
+            .map(|dir| {
+                let dir = if dir.is_empty() { "." } else { dir };
+                let full = format!("{}/{argv0}", dir.trim_end_matches('/'));
+                cstring(&full, full.as_bytes())
+            })
+            .collect()
+    }
+
+    /// One mount as the job makes it; its four steps are added to `steps`.
+    fn mount_step(
+        m: &super::ChrootMount,
+        resolved: &ResolvedMount,
+        steps: &mut Vec<String>,
+    ) -> Result<MountStep, RunnerError> {
+        let target = &m.target;
+        let shown = resolved.target.display();
+        let make = resolved
+            .make_in_job
+            .iter()
+            .map(|(p, file)| Ok((cpath(p)?, *file)))
+            .collect::<Result<Vec<_>, RunnerError>>()?;
+        let kind = match &m.source {
+            MountSource::Host(source) => {
+                let remount = if m.read_only {
+                    Some(
+                        MsFlags::MS_REMOUNT
+                            | MsFlags::MS_BIND
+                            | MsFlags::MS_RDONLY
+                            | MsFlags::MS_NOSUID
+                            | MsFlags::MS_NODEV
+                            | locked_flags(source)?,
+                    )
+                } else {
+                    None
+                };
+                steps.push(format!(
+                    "opening the mount source {} (for {target})",
+                    source.display()
+                ));
+                steps.push(format!(
+                    "making the mount point {target} (/{shown}) inside the tmpfs above it"
+                ));
+                steps.push(format!(
+                    "bind-mounting {} on {target} (/{shown}) in the chroot",
+                    source.display()
+                ));
+                steps.push(format!(
+                    "making the bind mount on {target} (/{shown}) read-only"
+                ));
+                MountKind::Bind {
+                    source: cpath(source)?,
+                    fd: Cell::new(-1),
+                    remount,
+                }
+            }
+            MountSource::Tmpfs { size } => {
+                steps.push(String::new());
+                steps.push(format!(
+                    "making the mount point {target} (/{shown}) inside the tmpfs above it"
+                ));
+                steps.push(format!(
+                    "mounting a tmpfs on {target} (/{shown}) in the chroot"
+                ));
+                steps.push(String::new());
+                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                if m.read_only {
+                    flags |= MsFlags::MS_RDONLY;
+                }
+                let data = match size {
+                    Some(n) => format!("mode=1777,size={n}"),
+                    None => "mode=1777".to_string(),
+                };
+                MountKind::Tmpfs {
+                    flags,
+                    data: cstring(&data, data.as_bytes())?,
+                }
+            }
+        };
+        Ok(MountStep {
+            make,
+            target: cpath(&resolved.target)?,
+            kind,
+        })
+    }
+
+    /// The flags of the mount holding `source` that a remount in a user namespace must keep
+    /// (the kernel refuses to clear them there: they are locked).
+    fn locked_flags(source: &Path) -> Result<MsFlags, RunnerError> {
+        use nix::sys::statvfs::FsFlags;
+        let st = nix::sys::statvfs::statvfs(source).map_err(|e| RunnerError::Other {
+            what: format!("reading the mount flags of {}", source.display()),
+            message: e.to_string(),
+        })?;
+        let have = st.flags();
+        let mut flags = MsFlags::empty();
+        for (fs, ms) in [
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if have.contains(fs) {
+                flags |= ms;
+            }
+        }
+        Ok(flags)
+    }
+
+    /// A command the job cannot run, refused before anything is started: no program, or a
+    /// user the job's ids lack.
+    fn check_command(cmd: &ChrootCommand) -> Result<(), RunnerError> {
+        if cmd.argv.is_empty() {
+            return Err(RunnerError::Other {
+                what: "running a command in the chroot".into(),
+                message: "the command is empty (no program to run)".into(),
+            });
+        }
+        let Some(RunAs { uid, gid, groups }) = &cmd.user else {
+            return Ok(());
+        };
+        let who = if groups.is_empty() {
+            format!("USER {uid}:{gid}")
+        } else {
+            format!("USER {uid}:{gid} (groups {groups:?})")
+        };
+        let ids = std::iter::once(uid)
+            .chain(std::iter::once(gid))
+            .chain(groups);
+        match cmd.ids {
+            JobIds::Single { .. } => {
+                if ids.clone().any(|id| *id != 0) {
+                    return Err(RunnerError::Other {
+                        what: format!("{who} needs a range of ids"),
+                        message: "the job has only id 0 (rcross is not root, and your user has \
+                                  no range in /etc/subuid and /etc/subgid usable with \
+                                  newuidmap); run rcross as root or give your user a range in \
+                                  /etc/subuid and /etc/subgid"
+                            .into(),
+                    });
+                }
+            }
+            JobIds::Range { count, .. } | JobIds::Delegated { count, .. } => {
+                let last = match cmd.ids {
+                    JobIds::Delegated { .. } => count,
+                    _ => count.saturating_sub(1),
+                };
+                if let Some(id) = ids.clone().find(|id| **id > last) {
+                    return Err(RunnerError::Other {
+                        what: who,
+                        message: format!(
+                            "the id {id} is outside the job's ids 0-{last} ({}); use ids \
+                             below {}",
+                            cmd.ids.describe(),
+                            u64::from(last) + 1
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The descriptors of the job's processes (numbers in rcross, copies in the job).
@@ -1124,9 +1603,10 @@ mod enter {
     }
 
     /// Tell rcross which step failed and how, then exit.
-    fn report_and_exit(report: RawFd, step: u8, e: Errno) -> ! {
+    fn report_and_exit(report: RawFd, step: u16, e: Errno) -> ! {
         let errno = (e as i32).to_le_bytes();
-        let msg = [step, errno[0], errno[1], errno[2], errno[3]];
+        let step = step.to_le_bytes();
+        let msg = [step[0], step[1], errno[0], errno[1], errno[2], errno[3]];
         // SAFETY: write(2) of a live stack buffer.
         unsafe {
             libc::write(report, msg.as_ptr().cast(), msg.len());
@@ -1204,11 +1684,40 @@ mod enter {
         write("gid_map", &gid_map)
     }
 
+    /// Run the command: refuse what cannot run, make its mount points, run it, remove them.
     pub(super) fn run(
         cmd: &ChrootCommand,
         log: &mut (dyn Write + Send),
     ) -> Result<JobExit, RunnerError> {
-        let plan = ChildPlan::new(cmd)?;
+        check_command(cmd)?;
+        let failed = |message| RunnerError::Other {
+            what: format!("preparing the job's mounts in {}", cmd.root.display()),
+            message,
+        };
+        let mut points = Vec::new();
+        let resolved = mounts::resolve(&cmd.root, &cmd.mounts, &mut points).map_err(failed)?;
+        let mut made =
+            MountPoints::make(&cmd.root, &points, cmd.ids.root_on_host()).map_err(failed)?;
+        let result = run_job(cmd, &resolved, log);
+        let left = made.remove();
+        if !left.is_empty() {
+            let left: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
+            let _ = writeln!(
+                log,
+                "rcross: mount points rcross made were changed by the command and are left in \
+                 the root: {}",
+                left.join(", ")
+            );
+        }
+        result
+    }
+
+    fn run_job(
+        cmd: &ChrootCommand,
+        resolved: &[ResolvedMount],
+        log: &mut (dyn Write + Send),
+    ) -> Result<JobExit, RunnerError> {
+        let plan = ChildPlan::new(cmd, resolved)?;
         let pipe = |what| nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| other(what)(e.into()));
         let (out_r, out_w): (OwnedFd, OwnedFd) = pipe("creating the output pipe")?;
         let (step_r, step_w): (OwnedFd, OwnedFd) = pipe("creating the error pipe")?;
@@ -1223,11 +1732,14 @@ mod enter {
         let mut stack = vec![0u8; 1024 * 1024];
         // IPC and UTS too: they cost nothing, and a build's semaphores or hostname stay its
         // own. Not the network: builds fetch dependencies, as in Docker's default bridge.
-        let flags = CloneFlags::CLONE_NEWUSER
+        let mut flags = CloneFlags::CLONE_NEWUSER
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWIPC
             | CloneFlags::CLONE_NEWUTS;
+        if plan.own_network {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
         // SAFETY: the child runs `reaper`, which makes only system calls on data prepared
         // before the clone and never returns; its stack is `stack`, large enough for it.
         let cloned = unsafe {
@@ -1243,9 +1755,15 @@ mod enter {
         drop(sync_r);
         drop(step_w);
         let pid = cloned.map_err(|e| RunnerError::Other {
-            what: "creating the job's user, PID, mount, IPC and UTS namespaces (clone \
-                   CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS)"
-                .into(),
+            what: if plan.own_network {
+                "creating the job's user, PID, mount, IPC, UTS and network namespaces (clone \
+                 CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS|CLONE_NEWNET)"
+                    .into()
+            } else {
+                "creating the job's user, PID, mount, IPC and UTS namespaces (clone \
+                 CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS)"
+                    .into()
+            },
             message: format!(
                 "{e}; user namespaces may be disabled or exhausted (sysctl \
                  user.max_user_namespaces, kernel.unprivileged_userns_clone=1, \
@@ -1272,7 +1790,8 @@ mod enter {
             .take(16)
             .read_to_end(&mut report)
             .map_err(other("reading the job's start-up report"))?;
-        if let [step, e0, e1, e2, e3, ..] = report[..] {
+        if let [s0, s1, e0, e1, e2, e3, ..] = report[..] {
+            let step = u16::from_le_bytes([s0, s1]);
             let errno = Errno::from_raw(i32::from_le_bytes([e0, e1, e2, e3]));
             let mut what = plan
                 .steps
@@ -1280,19 +1799,8 @@ mod enter {
                 .cloned()
                 .unwrap_or_else(|| "preparing the chroot".into());
             if step == EXEC {
-                match errno {
-                    Errno::ENOENT => {
-                        what = "running /bin/sh in the chroot: the build image has no /bin/sh; \
-                                use an image with a shell"
-                            .into()
-                    }
-                    Errno::ENOEXEC => {
-                        what = "running /bin/sh in the chroot: exec format error (no \
-                                binfmt_misc handler catches the image's programs; run `sudo \
-                                rcross setup`)"
-                            .into()
-                    }
-                    _ => {}
+                if let Some(why) = exec_failure(cmd, errno) {
+                    what = why;
                 }
             }
             return Err(RunnerError::Other {
@@ -1317,6 +1825,32 @@ mod enter {
             give_back(&cmd.root, userns)?;
         }
         Ok(JobExit { code })
+    }
+
+    /// What a failed `execve` of the command means, in words.
+    fn exec_failure(cmd: &ChrootCommand, errno: Errno) -> Option<String> {
+        let argv0 = argv0(cmd);
+        match errno {
+            Errno::ENOENT if argv0 == "/bin/sh" => Some(
+                "running /bin/sh in the chroot: the build image has no /bin/sh; use an image \
+                 with a shell"
+                    .into(),
+            ),
+            Errno::ENOENT if argv0.contains('/') => Some(format!(
+                "running {argv0} in the chroot: no such file in the image (or the interpreter \
+                 it names is missing)"
+            )),
+            Errno::ENOENT => Some(format!(
+                "running {argv0} in the chroot: no such file in any directory of PATH={} (or \
+                 the interpreter it names is missing)",
+                command_path(cmd)
+            )),
+            Errno::ENOEXEC => Some(format!(
+                "running {argv0} in the chroot: exec format error (no binfmt_misc handler \
+                 catches the image's programs; run `sudo rcross setup`)"
+            )),
+            _ => None,
+        }
     }
 
     /// Make every file of the job's root the user's again: with a delegated range the job may
@@ -1578,7 +2112,11 @@ mod tests {
         let (cmd, files) = &seen[0];
         assert_eq!(files, &["sub", "sub/hello.c"], ".git stays out");
         assert_eq!(cmd.workdir, "/rcross/src/sub");
-        assert_eq!(cmd.command, "make");
+        assert_eq!(cmd.argv, ["/bin/sh", "-c", "make"]);
+        assert_eq!(
+            (&cmd.user, &cmd.mounts, cmd.network),
+            (&None, &Vec::new(), ChrootNetwork::Host)
+        );
         assert_eq!(
             cmd.ids,
             JobIds::Single {

@@ -713,7 +713,6 @@ impl StageRun<'_, '_> {
             env.push(("HOME".into(), home.into()));
         }
         let command = ChrootCommand {
-            command: String::new(),
             root: root.to_path_buf(),
             workdir: state.workdir.clone(),
             argv,
