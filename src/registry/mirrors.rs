@@ -35,8 +35,8 @@ use super::source::RegistryImage;
 pub const REGISTRIES_CONFIG_ENV: &str = "RCROSS_REGISTRIES_CONFIG";
 /// The system-wide registries file, used when neither the variable nor the user's file is there.
 pub const SYSTEM_REGISTRIES_CONFIG: &str = "/etc/rcross/registries.toml";
-/// A mirror that does not accept a connection in this time is skipped.
-pub const MIRROR_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A mirror that does not accept a connection, or answer a request, in this time is skipped.
+pub const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 /// A mirror that keeps failing (resets, 5xx, timeouts) for this long is skipped: the image's own
 /// registry is still there to try, with the caller's full retry budget.
 pub const MIRROR_RETRY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -193,13 +193,12 @@ impl Mirrors {
 
     /// The settings in `text`, the contents of `path` (named in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Mirrors, MirrorError> {
-        let invalid = |span: Option<std::ops::Range<usize>>, message: String| {
-            MirrorError::Invalid {
+        let invalid =
+            |span: Option<std::ops::Range<usize>>, message: String| MirrorError::Invalid {
                 path: path.to_path_buf(),
                 line: span.map(|s| line_of(text, s.start)),
                 message,
-            }
-        };
+            };
         let raw: RawFile =
             toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_string()))?;
         let mut registries: BTreeMap<String, RegistrySettings> = BTreeMap::new();
@@ -216,7 +215,10 @@ impl Mirrors {
                 let location = parse_mirror(mirror.get_ref()).map_err(|reason| {
                     invalid(
                         Some(span),
-                        format!("[registry.{name:?}] mirror {:?}: {reason}", mirror.get_ref()),
+                        format!(
+                            "[registry.{name:?}] mirror {:?}: {reason}",
+                            mirror.get_ref()
+                        ),
                     )
                 })?;
                 mirrors.push(location);
@@ -336,7 +338,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// `reference` opened at the first candidate that serves its manifest (or index): the mirrors
 /// of [`Mirrors::candidates`], then its own registry. A mirror that is unreachable, refuses us
 /// or lacks the tag or digest is skipped, its failure kept; a mirror gets at most
-/// [`MIRROR_CONNECT_TIMEOUT`] to connect and [`MIRROR_RETRY_TIMEOUT`] of retries, the image's
+/// [`MIRROR_TIMEOUT`] to connect and to answer, and [`MIRROR_RETRY_TIMEOUT`] of retries, the image's
 /// own registry the caller's `client` options. With no mirror for the registry, the image is
 /// returned without a request, to be read as [`RegistryImage::new`] reads it.
 ///
@@ -396,7 +398,8 @@ pub fn open_image(
 /// The options a mirror is tried with: the caller's, with at most the mirror limits.
 fn mirror_options(options: &ClientOptions) -> ClientOptions {
     ClientOptions {
-        connect_timeout: options.connect_timeout.min(MIRROR_CONNECT_TIMEOUT),
+        connect_timeout: options.connect_timeout.min(MIRROR_TIMEOUT),
+        response_timeout: options.response_timeout.min(MIRROR_TIMEOUT),
         retry_timeout: options.retry_timeout.min(MIRROR_RETRY_TIMEOUT),
         ..options.clone()
     }
@@ -479,8 +482,7 @@ http = true
             assert_eq!(c.reference.manifest_ref(), D, "{c}");
         }
         assert_eq!(
-            candidates[1].reference.repository,
-            "dockerhub/user/app",
+            candidates[1].reference.repository, "dockerhub/user/app",
             "a Docker Hub user's repository under the prefix"
         );
     }
@@ -518,15 +520,17 @@ mirrors = ["mirror.example.com/a/b/", "localhost:5000"]
         let twice = parse_err(
             "[registry.\"docker.io\"]\nmirrors = []\n[registry.\"registry-1.docker.io\"]\n",
         );
-        assert!(twice.contains("again") && twice.contains("line 3"), "{twice}");
+        assert!(
+            twice.contains("again") && twice.contains("line 3"),
+            "{twice}"
+        );
     }
 
     #[test]
     fn errors_name_the_file_and_line() {
         let unknown = parse_err("[registry.\"docker.io\"]\nmirrors = []\ninsecure = true\n");
         assert!(
-            unknown.contains("/etc/rcross/registries.toml, line 3")
-                && unknown.contains("insecure"),
+            unknown.contains("/etc/rcross/registries.toml, line 3") && unknown.contains("insecure"),
             "{unknown}"
         );
         let top = parse_err("\n\nmirror = 1\n");
@@ -547,7 +551,10 @@ mirrors = ["mirror.example.com/a/b/", "localhost:5000"]
             assert!(e.contains("line 3") && e.contains(says), "{mirror}: {e}");
         }
         let key = parse_err("[registry.\"not a host\"]\nhttp = true\n");
-        assert!(key.contains("line 1") && key.contains("not a host"), "{key}");
+        assert!(
+            key.contains("line 1") && key.contains("not a host"),
+            "{key}"
+        );
     }
 
     #[test]
@@ -611,15 +618,18 @@ mirrors = ["mirror.example.com/a/b/", "localhost:5000"]
     #[test]
     fn mirrors_get_short_limits_but_never_longer_ones() {
         let options = mirror_options(&ClientOptions::default());
-        assert_eq!(options.connect_timeout, MIRROR_CONNECT_TIMEOUT);
+        assert_eq!(options.connect_timeout, MIRROR_TIMEOUT);
+        assert_eq!(options.response_timeout, MIRROR_TIMEOUT);
         assert_eq!(options.retry_timeout, MIRROR_RETRY_TIMEOUT);
         let short = ClientOptions {
             connect_timeout: Duration::from_millis(5),
+            response_timeout: Duration::from_millis(6),
             retry_timeout: Duration::from_millis(7),
             ..ClientOptions::default()
         };
         let options = mirror_options(&short);
         assert_eq!(options.connect_timeout, Duration::from_millis(5));
+        assert_eq!(options.response_timeout, Duration::from_millis(6));
         assert_eq!(options.retry_timeout, Duration::from_millis(7));
     }
 

@@ -29,7 +29,7 @@ pub use error::RegistryError;
 pub use layout_push::layout_push_plan;
 pub use mirrors::{
     open_image, Candidate, CandidateFailure, MirrorError, MirrorLocation, MirroredImage, Mirrors,
-    MIRROR_CONNECT_TIMEOUT, MIRROR_RETRY_TIMEOUT, REGISTRIES_CONFIG_ENV, SYSTEM_REGISTRIES_CONFIG,
+    MIRROR_RETRY_TIMEOUT, MIRROR_TIMEOUT, REGISTRIES_CONFIG_ENV, SYSTEM_REGISTRIES_CONFIG,
 };
 pub use push::{
     BlobOutcome, BlobSource, ImagePush, PushBlob, PushManifest, PushOptions, PushReport,
