@@ -11,10 +11,10 @@ mod prereq;
 use std::process::Command;
 
 use common_debian::{debian_images, DEBIAN_ARCHES};
-use common_registry::{platforms_of, skopeo_raw, RealRegistry};
+use common_registry::{platforms_of, rcross, skopeo_raw, RealRegistry};
 use rcross::image::{resolve, ResolveLimits};
 use rcross::platform::Platform;
-use rcross::registry::{open_image, Client, Mirrors};
+use rcross::registry::{open_image, Client, Mirrors, REGISTRIES_CONFIG_ENV};
 
 /// Follows `path` inside a tarball's entries (symlinks resolved within the root) and prints
 /// what it ends at: the entry type and, for a regular file, its ELF machine number (0 if none).
@@ -166,6 +166,85 @@ fn debian_bookworm_for_three_platforms() {
             expected.into_iter().collect::<Vec<_>>(),
             "{}",
             arch.platform
+        );
+    }
+}
+
+/// `rcross build` of an rcross.toml whose base is `debian:bookworm-slim`: with the registries
+/// file naming the test registry as Docker Hub's mirror, the base is read from there (Docker
+/// Hub is never asked), each platform's image starts with that platform's Debian layer, and a
+/// push to the same registry mounts the base layers from where they were read.
+#[test]
+fn rcross_build_reads_a_short_named_base_through_the_mirror() {
+    let Some(registry) = RealRegistry::start() else {
+        return;
+    };
+    let Some(images) = debian_images(&registry.addr) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("app");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("rcross.toml"),
+        r#"[image]
+name = "app"
+platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+base = "debian:bookworm-slim"
+[build]
+command = 'echo "app for $RCROSS_PLATFORM" > "$RCROSS_OUT/app.txt"'
+lang = "c"
+[[artifact]]
+from = "app.txt"
+to = "/etc/app.txt"
+mode = "0644"
+"#,
+    )
+    .unwrap();
+    let config = images.registries_config(tmp.path());
+    let tag = format!("{}/app:1", registry.addr);
+    let out = rcross(
+        &[
+            "--json",
+            "build",
+            project.to_str().unwrap(),
+            "-t",
+            &tag,
+            "--push",
+        ],
+        &[(REGISTRIES_CONFIG_ENV, config.to_str().unwrap())],
+    );
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["pushed"][0]["blobs_mounted"], 3,
+        "the three Debian layers are mounted from library/debian: {report}"
+    );
+    let index = skopeo_raw(&format!("docker://{tag}"));
+    assert_eq!(
+        platforms_of(&index),
+        ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]
+    );
+    for (entry, platform) in index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&images.platforms)
+    {
+        let manifest = skopeo_raw(&format!(
+            "docker://{}/app@{}",
+            registry.addr,
+            entry["digest"].as_str().unwrap()
+        ));
+        assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            manifest["layers"][0]["digest"], platform.layer,
+            "{}: the base layer first",
+            platform.arch.platform
+        );
+        assert_eq!(
+            manifest["annotations"]["org.opencontainers.image.base.name"],
+            "debian:bookworm-slim"
         );
     }
 }

@@ -309,6 +309,13 @@ impl ChrootRunner {
                     crate::registry::Mirrors::load().map_err(|e| image_err(e.to_string()))?;
                 let opened = crate::registry::open_image(&client, &reference, &mirrors)
                     .map_err(|e| image_err(e.to_string()))?;
+                for skipped in &opened.skipped {
+                    let _ = writeln!(
+                        log,
+                        "rcross: skipped {}: {}",
+                        skipped.candidate, skipped.error
+                    );
+                }
                 if opened.served_by.mirror.is_some() {
                     let _ = writeln!(log, "rcross: reading {name} from {}", opened.served_by);
                 }
