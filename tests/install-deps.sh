@@ -38,6 +38,10 @@ TEST_PKGS=(
   tar gzip zstd bc python3 python3-pip binutils
   cmake ninja-build golang-go
   docker.io busybox-static iproute2 openssh-client openssl uidmap
+  # Debian base images of the Dockerfile tests (tests/common_debian): mmdebstrap builds them
+  # (as root, --mode=root); without recommends it needs arch-test to build the foreign ones
+  # (which run under the qemu-user-static handlers) and the archive's keyring to verify it.
+  mmdebstrap arch-test debian-archive-keyring
 )
 PKGS=("${MAIN_PKGS[@]}")
 [ "$group" = main ] || PKGS+=("${TEST_PKGS[@]}")
@@ -191,6 +195,15 @@ if [ "$group" = all ]; then
   check_tool openssl openssl
   check_tool dpkg dpkg-deb
   check_tool apt apt-get
+  check_tool mmdebstrap mmdebstrap
+  check_tool arch-test arch-test
+  # mmdebstrap runs (its perl modules load); the foreign builds are tests/debian_images.rs's.
+  if command -v mmdebstrap >/dev/null 2>&1 && ! err="$(mmdebstrap --version 2>&1)"; then
+    failures+=("mmdebstrap --version: does not run (install: mmdebstrap):
+$(printf '%s\n' "$err" | head -5 | sed 's/^/      /')")
+  fi
+  [ -s /usr/share/keyrings/debian-archive-keyring.gpg ] ||
+    failures+=("/usr/share/keyrings/debian-archive-keyring.gpg: missing (install: debian-archive-keyring)")
 fi
 
 if [ "${#failures[@]}" -gt 0 ]; then

@@ -376,8 +376,21 @@ impl ChrootRunner {
                     .map_err(|e: crate::registry::ReferenceError| image_err(e.to_string()))?;
                 let client = crate::registry::Client::from_environment(&self.options.insecure)
                     .map_err(|e| image_err(e.to_string()))?;
-                let image = crate::registry::RegistryImage::new(client, reference);
-                self.unpack(&image, job, log)
+                let mirrors =
+                    crate::registry::Mirrors::load().map_err(|e| image_err(e.to_string()))?;
+                let opened = crate::registry::open_image(&client, &reference, &mirrors)
+                    .map_err(|e| image_err(e.to_string()))?;
+                for skipped in &opened.skipped {
+                    let _ = writeln!(
+                        log,
+                        "rcross: skipped {}: {}",
+                        skipped.candidate, skipped.error
+                    );
+                }
+                if opened.served_by.mirror.is_some() {
+                    let _ = writeln!(log, "rcross: reading {name} from {}", opened.served_by);
+                }
+                self.unpack(&opened.image, job, log)
             }
         }
     }

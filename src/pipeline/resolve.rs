@@ -9,7 +9,7 @@ use crate::exit::{self, Failure};
 use crate::image::ImageSource;
 use crate::oci::{self, Compressor};
 use crate::platform::Platform;
-use crate::registry::{Client, Reference, RegistryImage};
+use crate::registry::{open_image, Client, Mirrors, Reference};
 use crate::tags::Computed;
 use crate::toolchain::plan::Lang;
 use std::collections::BTreeMap;
@@ -462,9 +462,16 @@ pub fn open_base(job: &Job) -> exit::Result<Option<BaseImage>> {
         job.insecure,
         job.retry_timeout,
     )?;
+    // Read from the first mirror of the registries file that has it (none: as written).
+    let mirrors = Mirrors::load().map_err(Failure::usage)?;
+    let opened = open_image(&client, &reference, &mirrors).map_err(|e| Failure {
+        code: e.exit_code(),
+        error: base_field(project, &e),
+    })?;
     Ok(Some(BaseImage {
-        source: Box::new(RegistryImage::new(client, reference.clone())),
-        reference: Some(reference),
+        source: Box::new(opened.image),
+        // Where it is read from: a push to that registry mounts its layers from there.
+        reference: Some(opened.served_by.reference),
         name: Some(spec.to_string()),
     }))
 }

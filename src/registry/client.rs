@@ -211,6 +211,16 @@ impl Client {
         }
     }
 
+    /// This client with other options (timeouts, plain-HTTP registries), sharing its
+    /// credentials and the tokens it holds.
+    pub fn with_options(&self, options: ClientOptions) -> Client {
+        Client {
+            tokens: Arc::clone(&self.tokens),
+            basic: Arc::clone(&self.basic),
+            ..Client::with_store(options, Arc::clone(&self.credentials))
+        }
+    }
+
     /// A client with default options and no credentials.
     pub fn anonymous() -> Client {
         Client::new(ClientOptions::default(), DockerConfig::default())

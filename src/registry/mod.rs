@@ -1,6 +1,6 @@
 //! The OCI distribution API: image references, a blocking registry client, [`RegistryImage`],
 //! which serves one reference through [`crate::image::ImageSource`], and pushing images
-//! ([`Client::push_image`]).
+//! ([`Client::push_image`]); mirrors tried before an image's own registry ([`open_image`]).
 //!
 //! All network traffic is in [`Client`]; nothing here prints.
 
@@ -27,6 +27,10 @@ pub use credentials::{
 };
 pub use error::RegistryError;
 pub use layout_push::layout_push_plan;
+pub use mirrors::{
+    open_image, Candidate, CandidateFailure, MirrorError, MirrorLocation, MirroredImage, Mirrors,
+    MIRROR_RETRY_TIMEOUT, MIRROR_TIMEOUT, REGISTRIES_CONFIG_ENV, SYSTEM_REGISTRIES_CONFIG,
+};
 pub use push::{
     BlobOutcome, BlobSource, ImagePush, PushBlob, PushManifest, PushOptions, PushReport,
     MAX_CHUNK_SIZE,

@@ -172,7 +172,7 @@ fn split_registry(name: &str) -> (Option<&str>, &str) {
     }
 }
 
-fn normalise_registry(registry: &str) -> String {
+pub(super) fn normalise_registry(registry: &str) -> String {
     match registry {
         "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
             DOCKER_HUB.to_string()
@@ -182,7 +182,7 @@ fn normalise_registry(registry: &str) -> String {
 }
 
 /// `host[:port]` where host is DNS labels, an IPv4 address or a bracketed IPv6 address.
-fn validate_registry(registry: &str) -> Result<(), String> {
+pub(super) fn validate_registry(registry: &str) -> Result<(), String> {
     let (host, port) = if let Some(after_bracket) = registry.strip_prefix('[') {
         let (v6, rest) = after_bracket
             .split_once(']')
@@ -228,7 +228,7 @@ fn validate_registry(registry: &str) -> Result<(), String> {
 }
 
 /// Path components: `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
-fn validate_repository(repository: &str) -> Result<(), String> {
+pub(super) fn validate_repository(repository: &str) -> Result<(), String> {
     if repository.chars().any(|c| c.is_ascii_uppercase()) {
         return Err(format!(
             "repository {repository:?} must be lowercase (docker rejects uppercase names)"

@@ -27,6 +27,16 @@ impl RegistryImage {
         }
     }
 
+    /// The image `reference` names, whose root manifest (or index) was fetched already: it is
+    /// the one read, so the image is the one that was probed.
+    pub fn with_root(client: Client, reference: Reference, root: Manifest) -> RegistryImage {
+        RegistryImage {
+            client,
+            reference,
+            root: Mutex::new(Some(root)),
+        }
+    }
+
     pub fn reference(&self) -> &Reference {
         &self.reference
     }

@@ -122,12 +122,22 @@ impl BaseImages {
         };
         let client =
             Client::from_environment_with(&insecure, self.retry_timeout).map_err(Failure::env)?;
-        let (image, served_by) =
-            crate::registry::mirrors::open_image(&client, &reference, &self.mirrors)
-                .map_err(|e| Failure::env(anyhow::anyhow!("FROM {written}: {e}")))?;
-        if served_by != reference.to_string() {
-            reporter.line(&format!("{written}: served by the mirror {served_by}"));
+        let found = crate::registry::mirrors::open_image(&client, &reference, &self.mirrors)
+            .map_err(|e| Failure {
+                code: e.exit_code(),
+                error: anyhow::anyhow!("FROM {written}: {e}"),
+            })?;
+        for skipped in &found.skipped {
+            reporter.line(&format!(
+                "{written}: skipped {}: {}",
+                skipped.candidate, skipped.error
+            ));
         }
+        let served_by = found.served_by.to_string();
+        if found.served_by.mirror.is_some() {
+            reporter.line(&format!("{written}: served by {served_by}"));
+        }
+        let image = found.image;
         let parts = base::resolve(&image, &[platform])
             .map_err(|e| Failure::env(anyhow::anyhow!("FROM {written} for {platform}: {e}")))?;
         let part = parts.into_iter().next().ok_or_else(|| {
