@@ -146,12 +146,14 @@ def blob(d): return os.path.join(root, "blobs", *d.split(":"))
 def doc(d): return json.load(open(blob(d)))
 top = json.load(open(os.path.join(root, "index.json")))
 index = doc(top["manifests"][0]["digest"])
-m = [x for x in index["manifests"] if "/".join(filter(None, [x["platform"]["os"], x["platform"]["architecture"], x["platform"].get("variant")])) == want][0]
+def name(p): return "/".join(filter(None, [p["os"], p["architecture"], None if p["architecture"] == "arm64" else p.get("variant")]))
+m = [x for x in index["manifests"] if name(x["platform"]) == want][0]
 files = {}
 for layer in doc(m["digest"])["layers"]:
     with tarfile.open(blob(layer["digest"]), "r:*") as t:
         for e in t.getmembers():
             name = e.name.rstrip("/")
+            if name.startswith("./"): name = name[2:]
             d, b = os.path.split(name)
             if b == ".wh..wh..opq":
                 for k in [k for k in files if k.startswith(d + "/")]: del files[k]
@@ -162,7 +164,7 @@ for layer in doc(m["digest"])["layers"]:
                 continue
             kind = "dir" if e.isdir() else "link" if e.issym() else "hard" if e.islnk() else "file"
             digest = hashlib.sha256(t.extractfile(e).read()).hexdigest() if e.isfile() else ""
-            files[name] = [kind, e.mode, e.uid, e.gid, e.linkname, digest]
+            files[name] = [kind, e.mode & 0o7777, e.uid, e.gid, e.linkname, digest]
 json.dump(files, sys.stdout)
 "#;
     let out = Command::new("python3")
@@ -268,6 +270,8 @@ fn a_cross_compiling_go_dockerfile_lands_a_verified_index_with_no_emulated_step(
                 .filter_map(|v| v.as_str())
                 .collect::<Vec<_>>()
                 .join("/")
+                // arm64's variant, which rcross writes as Docker Hub does (v8).
+                .replace("linux/arm64/v8", "linux/arm64")
         })
         .collect();
     platforms.sort();
@@ -324,12 +328,13 @@ root, want, path, to = sys.argv[1:5]
 def blob(d): return os.path.join(root, "blobs", *d.split(":"))
 def doc(d): return json.load(open(blob(d)))
 index = doc(json.load(open(os.path.join(root, "index.json")))["manifests"][0]["digest"])
-m = [x for x in index["manifests"] if "/".join(filter(None, [x["platform"]["os"], x["platform"]["architecture"], x["platform"].get("variant")])) == want][0]
+def name(p): return "/".join(filter(None, [p["os"], p["architecture"], None if p["architecture"] == "arm64" else p.get("variant")]))
+m = [x for x in index["manifests"] if name(x["platform"]) == want][0]
 data = None
 for layer in doc(m["digest"])["layers"]:
     with tarfile.open(blob(layer["digest"]), "r:*") as t:
         for e in t.getmembers():
-            if e.name.rstrip("/") == path and e.isfile():
+            if e.name.rstrip("/").removeprefix("./") == path and e.isfile():
                 data = t.extractfile(e).read()
 open(to, "wb").write(data)
 os.chmod(to, 0o755)
@@ -494,7 +499,7 @@ RUN --mount=type=secret,id=token sha256sum /run/secrets/token | cut -c1-64 > /da
 WORKDIR /app
 COPY --chown=app:app . .
 USER app
-RUN id -u > /app/uid && touch /app/by-app
+RUN id -u > /home/app/uid && touch /home/app/by-app
 ONBUILD RUN echo triggered
 
 FROM base AS unused
@@ -549,8 +554,8 @@ RUN exit 3
         content("data/token.sha"),
         sha256(format!("{}\n", sha256(b"TOPSECRET-4711")).as_bytes())
     );
-    assert_eq!(content("app/uid"), sha256(b"1234\n"));
-    assert_eq!(files["app/by-app"][2], 1234, "created by USER app");
+    assert_eq!(content("home/app/uid"), sha256(b"1234\n"));
+    assert_eq!(files["home/app/by-app"][2], 1234, "created by USER app");
     assert_eq!(files["app/app.txt"][2], 1234, "COPY --chown=app:app");
     assert_eq!(files["app/app.txt"][3], 1234);
     assert!(!files.contains_key("app/secret.txt"), ".dockerignore");
@@ -635,7 +640,10 @@ RUN exit 3
         .collect();
     assert_eq!(
         ran,
-        ["COPY . .", "RUN id -u > /app/uid && touch /app/by-app"],
+        [
+            "COPY . .",
+            "RUN id -u > /home/app/uid && touch /home/app/by-app"
+        ],
         "{steps:?}"
     );
     let files = tree(&layout3, "linux/amd64");
@@ -664,4 +672,421 @@ fn a_malformed_dockerfile_names_its_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("Dockerfile:2"), "{stderr}");
+}
+
+/// A `$BUILDPLATFORM` stage whose steps are the same for every target runs once: the three
+/// images hold the same stamp it wrote.
+#[test]
+fn a_build_platform_stage_runs_once_for_every_target() {
+    let Some(env) = env() else { return };
+    let dir = env.project(
+        "shared",
+        &[(
+            "Dockerfile",
+            "FROM --platform=$BUILDPLATFORM debian:bookworm AS stamp\nRUN date +%s%N > /stamp && uname -m >> /stamp\nFROM scratch\nCOPY --from=stamp /stamp /stamp\n",
+        )],
+    );
+    let layout = env.tmp.path().join("shared-layout");
+    let meta = env.tmp.path().join("shared.json");
+    let out = env.build(
+        &env.cache("shared"),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64,linux/arm/v7",
+            "--output",
+            &format!("oci:{}", layout.display()),
+            "--metadata-file",
+            meta.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let stamps: Vec<String> = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+        .iter()
+        .map(|p| tree(&layout, p)["stamp"][5].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stamps[0], stamps[1]);
+    assert_eq!(stamps[0], stamps[2]);
+    let meta = metadata(&meta);
+    let runs = meta["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["steps"].as_array().unwrap().clone())
+        .filter(|s| s["instruction"].as_str().unwrap().starts_with("RUN") && s["cached"] == false)
+        .count();
+    assert_eq!(runs, 1, "the RUN ran once: {meta}");
+}
+
+/// The seed's own example on Debian: nginx installed by apt-get in emulated arm64 and native
+/// amd64 stages, pushed, loaded as arm64 into the machine's Docker engine, run there (through
+/// the machine's binfmt handlers), and asked for its page.
+#[test]
+fn the_nginx_example_is_pushed_loaded_as_arm64_and_serves_its_page() {
+    let Some(env) = env() else { return };
+    let Some(_handlers) = host_binfmt::register("linux/arm64") else {
+        return;
+    };
+    if !prereq::tool("docker", "docker.io") || !prereq::tool("curl", "curl") {
+        return;
+    }
+    let engine_up = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !prereq::require(
+        engine_up,
+        "a running Docker engine (tests/run.sh starts dockerd)",
+    ) {
+        return;
+    }
+    let dir = env.project(
+        "nginx",
+        &[
+            (
+                "Dockerfile",
+                r#"FROM debian:bookworm-slim
+LABEL org.opencontainers.image.title="rcross nginx example"
+RUN apt-get update && apt-get install -y nginx-light && rm -rf /var/lib/apt/lists/*
+COPY ./html /var/www/html
+EXPOSE 80
+CMD ["nginx", "-g", "daemon off;"]
+"#,
+            ),
+            (
+                "html/index.html",
+                "<h1>served by an rcross-built arm64 nginx</h1>\n",
+            ),
+        ],
+    );
+    let tag = format!("{}/nginx:1", env.registry.addr);
+    let cache = lasting_cache();
+    let out = env.build(
+        &cache,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            &tag,
+            "--push",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let local = "rcross-test/nginx:arm64";
+    let _ = Command::new("docker")
+        .args(["rm", "-f", "rcross-nginx"])
+        .output();
+    let _ = Command::new("docker").args(["rmi", "-f", local]).output();
+    let out = env.build(
+        &cache,
+        &[
+            "--platform",
+            "linux/arm64",
+            "-t",
+            local,
+            "--load",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let run = Command::new("docker")
+        .args(["run", "-d", "--name", "rcross-nginx", local])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let ip = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.IPAddress}}",
+            "rcross-nginx",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ip.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ip.stderr)
+    );
+    let ip = String::from_utf8_lossy(&ip.stdout).trim().to_string();
+    let arch = Command::new("docker")
+        .args(["image", "inspect", "-f", "{{.Architecture}}", local])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&arch.stdout).trim(), "arm64");
+    let mut page = String::new();
+    for _ in 0..60 {
+        let got = Command::new("curl")
+            .args(["-fsS", "--max-time", "2", &format!("http://{ip}/")])
+            .output()
+            .unwrap();
+        if got.status.success() {
+            page = String::from_utf8_lossy(&got.stdout).into_owned();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let logs = Command::new("docker")
+        .args(["logs", "rcross-nginx"])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker")
+        .args(["rm", "-f", "rcross-nginx"])
+        .output();
+    let _ = Command::new("docker").args(["rmi", "-f", local]).output();
+    assert!(
+        page.contains("served by an rcross-built arm64 nginx"),
+        "page {page:?}; container log:\n{}{}",
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr)
+    );
+}
+
+/// Parity with Docker's own builder: for a Dockerfile Debian's docker 20.10 classic builder can
+/// build (no BuildKit platform ARGs, heredocs or mounts), the linux/amd64 image rcross builds has
+/// the same file tree (paths, types, modes, owners, link targets, contents; timestamps aside) and
+/// the same config fields as `docker build` makes from the same Dockerfile and context.
+#[test]
+fn the_amd64_image_matches_dockers_classic_builder() {
+    let Some(env) = env() else { return };
+    if !prereq::tool("/usr/bin/docker", "docker.io") {
+        return;
+    }
+    let engine_up = Command::new("/usr/bin/docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !prereq::require(
+        engine_up,
+        "a running Docker engine (tests/run.sh starts dockerd)",
+    ) {
+        return;
+    }
+    let dockerfile = r#"FROM debian:bookworm
+RUN mkdir -p /opt/app/data && echo hi > /opt/app/data/hi && chmod 0751 /opt/app && ln -s data/hi /opt/app/link && rm -rf /usr/share/doc/debconf /etc/motd && mkdir /tmp/x && chmod 1777 /tmp/x && ln /opt/app/data/hi /opt/app/hard
+RUN groupadd -g 2000 grp && useradd -u 1234 -g 2000 -m app
+WORKDIR /srv/www
+COPY site/ ./
+COPY --chown=1234:2000 conf.txt /etc/app/conf.txt
+ADD files.tar.gz /opt/
+ENV APP_MODE=prod PATH=/opt/app/bin:$PATH
+LABEL org.example.name="parity" org.example.two="2"
+EXPOSE 8080/tcp 53/udp
+VOLUME /data
+USER app
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo hi"]
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=5s CMD true
+"#;
+    let dir = env.project(
+        "parity",
+        &[
+            ("Dockerfile", dockerfile),
+            ("site/index.html", "<p>index</p>\n"),
+            ("site/css/a.css", "p {}\n"),
+            ("conf.txt", "mode=prod\n"),
+        ],
+    );
+    std::os::unix::fs::symlink("index.html", dir.join("site/home.html")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let f = dir.join("site/run.sh");
+        std::fs::write(&f, "#!/bin/sh\necho run\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let src = env.tmp.path().join("tarsrc");
+        std::fs::create_dir_all(src.join("pkg/bin")).unwrap();
+        std::fs::write(src.join("pkg/bin/tool"), "tool\n").unwrap();
+        std::fs::set_permissions(
+            src.join("pkg/bin/tool"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let tar = Command::new("tar")
+            .args(["--owner=7:7", "--group=8", "-czf"])
+            .arg(dir.join("files.tar.gz"))
+            .arg("-C")
+            .arg(&src)
+            .arg("pkg")
+            .status()
+            .unwrap();
+        assert!(tar.success());
+    }
+    // Docker's side: the base from the same registry, then the classic builder.
+    let docker = |args: &[&str]| {
+        let out = Command::new("/usr/bin/docker")
+            .args(args)
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let base = format!("{}/library/debian:bookworm", env.registry.addr);
+    docker(&["pull", "--platform", "linux/amd64", &base]);
+    docker(&["tag", &base, "debian:bookworm"]);
+    let image = "rcross-test/parity:classic";
+    docker(&["build", "--no-cache", "-t", image, dir.to_str().unwrap()]);
+    let saved = env.tmp.path().join("parity-docker.tar");
+    docker(&["save", "-o", saved.to_str().unwrap(), image]);
+    let theirs_config: Value = serde_json::from_str(&docker(&["image", "inspect", image])).unwrap();
+    let _ = Command::new("/usr/bin/docker")
+        .args(["rmi", "-f", image, "debian:bookworm", &base])
+        .output();
+
+    // rcross's side.
+    let layout = env.tmp.path().join("parity-layout");
+    let meta = env.tmp.path().join("parity.json");
+    let out = env.build(
+        &env.cache("parity"),
+        &[
+            "--platform",
+            "linux/amd64",
+            "--no-cache",
+            "--output",
+            &format!("oci:{}", layout.display()),
+            "--metadata-file",
+            meta.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let ours = tree(&layout, "linux/amd64");
+    let theirs = docker_save_tree(&saved);
+    let mut differences = Vec::new();
+    for (path, entry) in &theirs {
+        match ours.get(path) {
+            Some(o) if same_entry(o, entry) => {}
+            Some(o) => differences.push(format!("{path}: rcross {o} docker {entry}")),
+            None => differences.push(format!("{path}: only in docker's image {entry}")),
+        }
+    }
+    for (path, entry) in &ours {
+        if !theirs.contains_key(path) {
+            differences.push(format!("{path}: only in rcross's image {entry}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} difference(s):\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    assert!(
+        ours.len() > 1000,
+        "a whole Debian tree was compared: {}",
+        ours.len()
+    );
+
+    // The config fields.
+    let meta = metadata(&meta);
+    let manifest = meta["platforms"][0]["manifest"].as_str().unwrap();
+    let blobs = layout.join("blobs/sha256");
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(blobs.join(manifest.trim_start_matches("sha256:"))).unwrap(),
+    )
+    .unwrap();
+    let ours_config: Value = serde_json::from_slice(
+        &std::fs::read(
+            blobs.join(
+                m["config"]["digest"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("sha256:"),
+            ),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let ours_c = &ours_config["config"];
+    let theirs_c = &theirs_config[0]["Config"];
+    for field in [
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+        "Healthcheck",
+        "OnBuild",
+        "Shell",
+    ] {
+        let norm = |v: &Value| match v {
+            Value::Null => Value::Null,
+            Value::Array(a) if a.is_empty() => Value::Null,
+            Value::Object(o) if o.is_empty() => Value::Null,
+            Value::String(s) if s.is_empty() => Value::Null,
+            v => v.clone(),
+        };
+        assert_eq!(
+            norm(&ours_c[field]),
+            norm(&theirs_c[field]),
+            "config field {field}"
+        );
+    }
+    assert_eq!(
+        ours_config["architecture"],
+        theirs_config[0]["Architecture"]
+    );
+    assert_eq!(ours_config["os"], theirs_config[0]["Os"]);
+}
+
+/// Whether two tree entries agree (type, mode, owner, link target, content); a hard link is
+/// compared by what it links to.
+fn same_entry(a: &Value, b: &Value) -> bool {
+    a == b
+}
+
+/// The merged tree of a `docker save` archive's image (the same shape as [`tree`]).
+fn docker_save_tree(saved: &Path) -> serde_json::Map<String, Value> {
+    let script = r#"
+import hashlib, json, os, sys, tarfile
+outer = tarfile.open(sys.argv[1])
+manifest = json.load(outer.extractfile("manifest.json"))
+files = {}
+for layer in manifest[0]["Layers"]:
+    with tarfile.open(fileobj=outer.extractfile(layer), mode="r:*") as t:
+        for e in t.getmembers():
+            name = e.name.rstrip("/")
+            if name.startswith("./"): name = name[2:]
+            d, b = os.path.split(name)
+            if b == ".wh..wh..opq":
+                for k in [k for k in files if k.startswith(d + "/")]: del files[k]
+                continue
+            if b.startswith(".wh."):
+                gone = os.path.join(d, b[4:])
+                for k in [k for k in files if k == gone or k.startswith(gone + "/")]: del files[k]
+                continue
+            kind = "dir" if e.isdir() else "link" if e.issym() else "hard" if e.islnk() else "file"
+            digest = hashlib.sha256(t.extractfile(e).read()).hexdigest() if e.isfile() else ""
+            files[name] = [kind, e.mode & 0o7777, e.uid, e.gid, e.linkname, digest]
+json.dump(files, sys.stdout)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(saved)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone()
 }

@@ -260,7 +260,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
         }
     };
     let builders = builders(&file, raw.builders.as_ref())?;
-    let artifacts = artifacts(&file, &raw.artifacts)?;
+    let artifacts =
+        match &dockerfile {
+            // The Dockerfile says what goes into the image.
+            Some(_) if raw.artifacts.is_empty() => Vec::new(),
+            Some(_) => return Err(file.err(
+                raw.artifacts[0].span(),
+                "artifact",
+                "a project built from a Dockerfile takes its files from the Dockerfile; remove \
+                 the [[artifact]] tables"
+                    .into(),
+            )),
+            None => artifacts(&file, &raw.artifacts)?,
+        };
     let image = image_config(&file, raw.config)?;
     Ok(Project {
         path: path.to_path_buf(),
@@ -601,6 +613,27 @@ fn is_relative_inside(p: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_project_builds_from_a_build_command_or_a_dockerfile_not_both() {
+        let head = "[image]\nname = \"app\"\nplatforms = [\"linux/arm64\"]\n";
+        let path = Path::new("rcross.toml");
+        let p = parse(path, &format!("{head}dockerfile = \"docker/Dockerfile\"\n")).unwrap();
+        assert_eq!(p.dockerfile, Some(PathBuf::from("docker/Dockerfile")));
+        assert!(p.artifacts.is_empty());
+        let both = format!("{head}dockerfile = \"Dockerfile\"\n[build]\ncommand = \"make\"\n");
+        let e = parse(path, &both).unwrap_err().to_string();
+        assert!(e.contains("not both"), "{e}");
+        let artifacts =
+            format!("{head}dockerfile = \"Dockerfile\"\n[[artifact]]\nfrom = \"a\"\nto = \"/a\"\n");
+        let e = parse(path, &artifacts).unwrap_err().to_string();
+        assert!(e.contains("takes its files from the Dockerfile"), "{e}");
+        let e = parse(path, head).unwrap_err().to_string();
+        assert!(e.contains("[image] dockerfile"), "{e}");
+        let outside = format!("{head}dockerfile = \"../Dockerfile\"\n");
+        let e = parse(path, &outside).unwrap_err().to_string();
+        assert!(e.contains("inside the project"), "{e}");
+    }
 
     const GOOD: &str = r#"
 [image]

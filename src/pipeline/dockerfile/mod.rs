@@ -670,7 +670,8 @@ mod tests {
         assert_eq!(project.platforms, ["linux/arm64".parse().unwrap()]);
         std::fs::write(
             t.path().join("rcross.toml"),
-            "[image]\nname = \"app\"\nplatforms = [\"linux/arm64\"]\n[build]\ncommand = \"make\"\n",
+            "[image]\nname = \"app\"\nplatforms = [\"linux/arm64\"]\n[build]\ncommand = \"make\"\n\
+             [[artifact]]\nfrom = \"app\"\nto = \"/app\"\n",
         )
         .unwrap();
         assert!(find(&request).unwrap().is_none());
