@@ -399,16 +399,18 @@ impl StageRun<'_, '_> {
         match &step.instruction {
             Instruction::Copy(c) | Instruction::Add(c) => match &c.from {
                 None => {
-                    let spec = self.copy_spec(
-                        c,
-                        &state.workdir,
-                        CopyFrom::Context {
-                            dir: self.sh.context,
-                            ignore: self.sh.ignore,
-                        },
-                        None,
-                        matches!(step.instruction, Instruction::Add(_)),
-                    );
+                    let spec = self
+                        .copy_spec(
+                            c,
+                            &state.workdir,
+                            CopyFrom::Context {
+                                dir: self.sh.context,
+                                ignore: self.sh.ignore,
+                            },
+                            None,
+                            matches!(step.instruction, Instruction::Add(_)),
+                        )
+                        .map_err(|e| self.fail(Some(step), e.to_string()))?;
                     copy::source_digest(&spec).map_err(|e| self.fail(Some(step), e.to_string()))
                 }
                 Some(from) => self.ref_key(from, step),
@@ -477,21 +479,18 @@ impl StageRun<'_, '_> {
         from: CopyFrom<'s>,
         chown: Option<(u32, u32)>,
         add: bool,
-    ) -> CopySpec<'s> {
-        CopySpec {
+    ) -> Result<CopySpec<'s>, copy::CopyError> {
+        Ok(CopySpec {
             sources: &c.sources,
             dest: &c.dest,
             workdir,
             from,
             add,
             chown,
-            chmod: c
-                .chmod
-                .as_deref()
-                .and_then(|m| u32::from_str_radix(m, 8).ok()),
+            chmod: c.chmod.as_deref().map(copy::parse_chmod).transpose()?,
             to_host_ids: self.sh.to_host,
             from_host_ids: self.sh.to_inside,
-        }
+        })
     }
 
     /// Run a step that missed the cache: its layer (written to the work directory) and record.
@@ -514,6 +513,14 @@ impl StageRun<'_, '_> {
         let after =
             snapshot::snapshot(&root, &skip).map_err(|e| self.fail(Some(step), e.to_string()))?;
         let changes = snapshot::changes(&before, &after);
+        if let Some(first) = changes.special_skipped().first() {
+            self.sh.reporter.line(&format!(
+                "warning: {}: {} device node(s), FIFO(s) or socket(s) the step made are not \
+                 part of its layer (e.g. /{first}); images carry none",
+                self.at(Some(step)),
+                changes.special_skipped().len()
+            ));
+        }
         if changes.is_empty() {
             return Ok((
                 StepRecord {
@@ -606,7 +613,9 @@ impl StageRun<'_, '_> {
                 CopyFrom::Root(&image_root)
             }
         };
-        let mut spec = self.copy_spec(c, &state.workdir, from, chown, add);
+        let mut spec = self
+            .copy_spec(c, &state.workdir, from, chown, add)
+            .map_err(|e| self.fail(Some(step), e.to_string()))?;
         // An image's cached root keeps the image's own ids.
         if matches!(c.from, Some(StageRef::Image(_))) {
             spec.from_host_ids = &identity;
