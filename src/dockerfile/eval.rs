@@ -428,20 +428,9 @@ fn eval_stage(
     heads: &[StageHead<'_>],
     done: &[Stage],
 ) -> Result<Stage, DockerfileError> {
-    let refuse_triggers = |of: &str, triggers: &[String]| DockerfileError {
-        kind: DockerfileErrorKind::Refused,
-        path: ctx.path.to_string(),
-        line: head.line,
-        instruction: "FROM".to_string(),
-        message: format!(
-            "{of} has ONBUILD triggers ({}); running them is not supported by rcross yet: copy \
-             them into this stage as instructions",
-            triggers.join("; ")
-        ),
-    };
     // The platform: a base stage's (BuildKit's dispatchState.init overrides --platform), the
     // target's for scratch (emptyImage), else --platform or the target's.
-    let (mut state, platform) = match &head.base {
+    let (mut state, platform, triggers) = match &head.base {
         StageBase::Stage(b) => {
             let Some(base) = done.iter().find(|s| s.index == *b) else {
                 return Err(DockerfileError {
@@ -460,9 +449,6 @@ fn eval_stage(
                     _ => None,
                 })
                 .collect();
-            if !triggers.is_empty() {
-                return Err(refuse_triggers(&format!("stage {b}"), &triggers));
-            }
             let mut config = base.config.clone();
             config.onbuild.clear();
             (
@@ -472,19 +458,16 @@ fn eval_stage(
                     cmd_set: false,
                 },
                 base.platform,
+                triggers,
             )
         }
         StageBase::Image(r) => {
-            let config = ctx.options.base_configs.get(r).cloned().unwrap_or_default();
-            if !config.onbuild.is_empty() {
-                return Err(refuse_triggers(
-                    &format!("the base image {r}"),
-                    &config.onbuild,
-                ));
-            }
+            let mut config = ctx.options.base_configs.get(r).cloned().unwrap_or_default();
+            let triggers = std::mem::take(&mut config.onbuild);
             (
                 start_state(config),
                 head.platform.unwrap_or(ctx.options.target_platform),
+                triggers,
             )
         }
         // BuildKit's empty image has WorkingDir "/" (dockerfile2llb emptyImage).
@@ -494,9 +477,39 @@ fn eval_stage(
                 ..ImageConfig::default()
             }),
             ctx.options.target_platform,
+            Vec::new(),
         ),
     };
-    let mut steps = Vec::with_capacity(head.body.len());
+    let mut steps = Vec::with_capacity(head.body.len() + triggers.len());
+    // The base's ONBUILD triggers run right after FROM, as if written there (BuildKit's
+    // dispatchOnBuildTriggers), and are not inherited further.
+    for trigger in &triggers {
+        // A trigger is one instruction; the parser reads whole Dockerfiles.
+        let text = format!("FROM scratch\n{trigger}\n");
+        let tree = super::syntax::parse(ctx.path, &text).map_err(|e| DockerfileError {
+            line: head.line,
+            instruction: "FROM".to_string(),
+            message: format!("the base's ONBUILD trigger {trigger:?}: {}", e.message),
+            ..e
+        })?;
+        for mut i in tree.instructions.into_iter().skip(1) {
+            if matches!(i.keyword.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+                return Err(DockerfileError {
+                    kind: DockerfileErrorKind::Invalid,
+                    path: ctx.path.to_string(),
+                    line: head.line,
+                    instruction: "FROM".to_string(),
+                    message: format!("{} isn't allowed as an ONBUILD trigger", i.keyword),
+                });
+            }
+            i.line = head.line;
+            let instruction = eval_instruction(ctx, &i, &mut state, heads, head.index)?;
+            steps.push(Step {
+                line: head.line,
+                instruction,
+            });
+        }
+    }
     for i in head.body {
         let instruction = eval_instruction(ctx, i, &mut state, heads, head.index)?;
         steps.push(Step {

@@ -442,29 +442,48 @@ fn base_config_env_is_used_for_expansion() {
     assert_eq!(c.working_dir, "/w/sub");
 }
 
+/// BuildKit's dispatchOnBuildTriggers: a base's triggers run right after its FROM, at the FROM
+/// line, and are not inherited further; the stage's own ONBUILD is kept for the next one.
 #[test]
-fn onbuild_triggers_to_run_are_refused_and_not_inherited_silently() {
-    let e = plan_err(
-        "FROM scratch AS p\nONBUILD RUN x\nFROM p\n",
+fn onbuild_triggers_of_a_base_run_after_its_from() {
+    let g = plan_ok(
+        "FROM scratch AS p\nONBUILD ENV T=1\nONBUILD COPY . /app\nFROM p\nENV U=$T\nONBUILD RUN y\n",
         &opts("linux/amd64"),
     );
-    assert_eq!((e.kind, e.line), (DockerfileErrorKind::Refused, 3), "{e}");
-    assert!(e.message.contains("RUN x"), "{e}");
+    let s = target(&g);
+    assert_eq!(s.steps[0].line, 4);
+    assert!(
+        matches!(&s.steps[0].instruction, Instruction::Env(v) if v == &[("T".to_string(), "1".to_string())])
+    );
+    assert!(matches!(&s.steps[1].instruction, Instruction::Copy(c) if c.dest == "/app"));
+    assert!(
+        s.config.env.contains(&"U=1".to_string()),
+        "{:?}",
+        s.config.env
+    );
+    assert_eq!(s.config.onbuild, vec!["RUN y"]);
     let mut o = opts("linux/amd64");
     o.base_configs.insert(
         "img".into(),
         ImageConfig {
-            onbuild: vec!["COPY . /app".into()],
+            onbuild: vec!["WORKDIR /from-trigger".into()],
             ..ImageConfig::default()
         },
     );
-    let e = plan_err("FROM img\n", &o);
-    assert!(
-        e.message.contains("base image img") && e.message.contains("COPY . /app"),
-        "{e}"
+    let g = plan_ok("FROM img\n", &o);
+    let s = target(&g);
+    assert_eq!(s.config.working_dir, "/from-trigger");
+    assert!(s.config.onbuild.is_empty(), "not inherited");
+    o.base_configs.insert(
+        "bad".into(),
+        ImageConfig {
+            onbuild: vec!["FROM x".into()],
+            ..ImageConfig::default()
+        },
     );
-    let g = plan_ok("FROM scratch\nONBUILD RUN x\n", &opts("linux/amd64"));
-    assert_eq!(target(&g).config.onbuild, vec!["RUN x"]);
+    let e = plan_err("FROM bad\n", &o);
+    assert_eq!(e.line, 1, "{e}");
+    assert!(e.message.contains("ONBUILD trigger"), "{e}");
 }
 
 #[test]
