@@ -187,13 +187,17 @@ pub fn build(
     let step_cache = job.cache.then(|| {
         super::cache::BuildCache::open_default().map(|c| steps::StepCache::in_build_cache(c.root()))
     });
+    // With --no-cache (or no cache directory) the build still shares a step between its
+    // platforms (a build-platform stage the same for every target runs once), as BuildKit
+    // does within one solve: through a step cache of its own that starts empty and goes with
+    // the work directory.
     let step_cache = match step_cache {
-        Some(Ok(c)) => Some(c),
+        Some(Ok(c)) => c,
         Some(Err(e)) => {
             reporter.line(&format!("warning: no step cache for this build: {e}"));
-            None
+            steps::StepCache::in_build_cache(&work.0.join("steps"))
         }
-        None => None,
+        None => steps::StepCache::in_build_cache(&work.0.join("steps")),
     };
     let cache_mounts = chroot
         .cache
@@ -212,7 +216,7 @@ pub fn build(
         context: &job.dir,
         ignore: &ignore,
         bases: &bases,
-        steps: step_cache.as_ref(),
+        steps: &step_cache,
         roots: &roots,
         work: &work.0,
         rootfs_cache: &chroot.cache,

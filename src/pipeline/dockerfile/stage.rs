@@ -57,8 +57,8 @@ pub struct Shared<'a> {
     pub context: &'a Path,
     pub ignore: &'a DockerIgnore,
     pub bases: &'a BaseImages,
-    /// `None` with `--no-cache`.
-    pub steps: Option<&'a StepCache>,
+    /// The step cache (with `--no-cache`, one of this build's own that starts empty).
+    pub steps: &'a StepCache,
     /// Materialised stage roots by their final key, shared between platforms (read only once
     /// registered).
     pub roots: &'a Mutex<HashMap<String, PathBuf>>,
@@ -333,24 +333,21 @@ impl StageRun<'_, '_> {
             matches!(step.instruction, Instruction::Run(_)) && self.stage.platform != self.sh.host;
         // Hold the key while looking up, running and storing: another platform reaching the
         // same step waits and then finds it.
-        let key_lock = self.sh.steps.map(|c| c.lock(&key));
-        let _held = key_lock.as_ref().map(|l| lock(l));
-        let (record, blob, cached) = match self.sh.steps.and_then(|c| c.get(&key)) {
+        let key_lock = self.sh.steps.lock(&key);
+        let _held = lock(&key_lock);
+        let (record, blob, cached) = match self.sh.steps.get(&key) {
             Some(hit) => (hit.record, hit.blob, true),
             None => {
                 let (record, blob) = self.execute(state, step)?;
-                match self.sh.steps {
-                    Some(cache) => match cache.put(&key, &record, blob.as_deref()) {
-                        Ok(stored) => (stored.record, stored.blob, false),
-                        Err(e) => {
-                            self.sh.reporter.line(&format!(
-                                "warning: the step cache could not store {}: {e}",
-                                self.at(Some(step))
-                            ));
-                            (record, blob, false)
-                        }
-                    },
-                    None => (record, blob, false),
+                match self.sh.steps.put(&key, &record, blob.as_deref()) {
+                    Ok(stored) => (stored.record, stored.blob, false),
+                    Err(e) => {
+                        self.sh.reporter.line(&format!(
+                            "warning: the step cache could not store {}: {e}",
+                            self.at(Some(step))
+                        ));
+                        (record, blob, false)
+                    }
                 }
             }
         };
