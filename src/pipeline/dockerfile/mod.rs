@@ -184,19 +184,20 @@ pub fn build(
             ))
         })?;
     let work = WorkDir(work.keep());
-    let step_cache = job.cache.then(|| {
-        super::cache::BuildCache::open_default().map(|c| steps::StepCache::in_build_cache(c.root()))
-    });
+    let build_cache = match job.cache.then(super::cache::BuildCache::open_default) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            reporter.line(&format!("warning: no step cache for this build: {e}"));
+            None
+        }
+        None => None,
+    };
     // With --no-cache (or no cache directory) the build still shares a step between its
     // platforms (a build-platform stage the same for every target runs once), as BuildKit
     // does within one solve: through a step cache of its own that starts empty and goes with
     // the work directory.
-    let step_cache = match step_cache {
-        Some(Ok(c)) => c,
-        Some(Err(e)) => {
-            reporter.line(&format!("warning: no step cache for this build: {e}"));
-            steps::StepCache::in_build_cache(&work.0.join("steps"))
-        }
+    let step_cache = match &build_cache {
+        Some(c) => steps::StepCache::in_build_cache(c.root()),
         None => steps::StepCache::in_build_cache(&work.0.join("steps")),
     };
     let cache_mounts = chroot
@@ -250,13 +251,15 @@ pub fn build(
         &assembled.1,
     )?;
     let assembled = place_output(&job, assembled.1)?;
-    Ok(publish::publish(
-        &job,
-        assembled,
-        None,
-        loader.as_ref(),
-        reporter,
-    )?)
+    let metadata = publish::publish(&job, assembled, None, loader.as_ref(), reporter)?;
+    // The steps share the build cache's size limit, least recently used first; pruned once
+    // the image is out (this build's layers were read from there until now).
+    if let Some(cache) = &build_cache {
+        if let Err(e) = cache.prune(super::cache::DEFAULT_LIMIT) {
+            reporter.line(&format!("warning: pruning the build cache: {e}"));
+        }
+    }
+    Ok(metadata)
 }
 
 /// Removes the build's work directory (stage roots may hold directories only their owner in

@@ -248,5 +248,10 @@ mod tests {
         };
         cache.put("e", &empty, None).unwrap();
         assert!(cache.get("e").unwrap().blob.is_none());
+        // Steps share the build cache's limit and `rcross cache prune`.
+        let build_cache = crate::pipeline::cache::BuildCache::at(t.path());
+        let pruned = build_cache.prune(0).unwrap();
+        assert_eq!(pruned.layers_removed, 1, "{pruned:?}");
+        assert!(cache.get("e").is_none());
     }
 }
