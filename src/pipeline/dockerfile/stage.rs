@@ -699,25 +699,31 @@ impl StageRun<'_, '_> {
             .prefix("run")
             .tempdir_in(&self.dir)
             .map_err(|e| self.fail(Some(step), e.to_string()))?;
-        let mut env = env_pairs(&run.env);
-        let mut mounts = Vec::new();
-        let mut held = Vec::new();
+        let mut out = RunMounts {
+            scratch: scratch.path(),
+            mounts: Vec::new(),
+            env: env_pairs(&run.env),
+            held: Vec::new(),
+        };
         if run.network != Network::None && Path::new("/etc/resolv.conf").exists() {
             // Docker gives every build step the host's resolver, outside the layer.
-            mounts.push(ChrootMount {
+            out.mounts.push(ChrootMount {
                 target: "/etc/resolv.conf".into(),
                 source: MountSource::Host(PathBuf::from("/etc/resolv.conf")),
                 read_only: true,
             });
         }
         for (i, m) in run.mounts.iter().enumerate() {
-            self.mount(step, m, i, scratch.path(), &mut mounts, &mut env, &mut held)?;
+            self.mount(step, m, i, &mut out)?;
         }
-        let argv = self.argv(step, run, scratch.path(), &mut mounts)?;
-        if !env.iter().any(|(k, _)| k == "HOME") {
+        let argv = self.argv(step, run, scratch.path(), &mut out.mounts)?;
+        if !out.env.iter().any(|(k, _)| k == "HOME") {
             let home = if user.is_some() { "/" } else { "/root" };
-            env.push(("HOME".into(), home.into()));
+            out.env.push(("HOME".into(), home.into()));
         }
+        let RunMounts {
+            mounts, env, held, ..
+        } = out;
         let command = ChrootCommand {
             root: root.to_path_buf(),
             workdir: state.workdir.clone(),
@@ -806,20 +812,15 @@ impl StageRun<'_, '_> {
     }
 
     /// One `--mount` as a sandbox mount (and, for `secret,env=`, a variable).
-    #[allow(clippy::too_many_arguments)]
     fn mount(
         &self,
         step: &Step,
         m: &Mount,
         i: usize,
-        scratch: &Path,
-        mounts: &mut Vec<ChrootMount>,
-        env: &mut Vec<(String, String)>,
-        held: &mut Vec<MountGuard>,
+        out: &mut RunMounts,
     ) -> Result<(), StepError> {
-        let fail = |m: String| self.fail(Some(step), m);
         match m {
-            Mount::Tmpfs { target, size } => mounts.push(ChrootMount {
+            Mount::Tmpfs { target, size } => out.mounts.push(ChrootMount {
                 target: target.clone(),
                 source: MountSource::Tmpfs { size: *size },
                 read_only: false,
@@ -830,78 +831,33 @@ impl StageRun<'_, '_> {
                 source,
                 read_write,
             } => {
-                let base = match from {
-                    None => self.sh.context.to_path_buf(),
-                    Some(StageRef::Stage(s)) => self.source_root(*s, step)?,
-                    Some(StageRef::Image(w)) => self.image_root(w, step)?,
-                };
-                let path = inside(&base, source).map_err(fail)?;
-                let path = if *read_write {
-                    // Writes are discarded (BuildKit): the build writes to a copy.
-                    let copy = scratch.join(format!("bind-{i}"));
-                    copy_any(&path, &copy, self.sh.to_host).map_err(fail)?;
-                    copy
-                } else {
-                    path
-                };
-                mounts.push(ChrootMount {
+                let path = self.bind_source(step, from.as_ref(), source, *read_write, i, out)?;
+                out.mounts.push(ChrootMount {
                     target: target.clone(),
                     source: MountSource::Host(path),
                     read_only: !*read_write,
                 });
             }
+            Mount::Cache { from: Some(_), .. } => {
+                return Err(self.fail(
+                    Some(step),
+                    "RUN --mount=type=cache,from=… (a cache seeded from a stage) is not \
+                     supported by rcross yet; drop from= (the cache starts empty)",
+                ));
+            }
             Mount::Cache {
                 target,
                 id,
                 sharing,
-                from,
                 read_only,
                 mode,
                 uid,
                 gid,
                 ..
             } => {
-                if from.is_some() {
-                    return Err(fail(
-                        "RUN --mount=type=cache,from=… (a cache seeded from a stage) is not \
-                         supported by rcross yet; drop from= (the cache starts empty)"
-                            .into(),
-                    ));
-                }
-                let dir = self.sh.cache_dir(self.stage.platform, id);
-                let fresh = !dir.exists();
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
-                if fresh {
-                    let (u, g) = (self.sh.to_host)(uid.unwrap_or(0), gid.unwrap_or(0));
-                    let _ = std::os::unix::fs::lchown(&dir, Some(u), Some(g));
-                    set_mode(&dir, mode.unwrap_or(0o755)).map_err(fail)?;
-                }
-                let path = match sharing {
-                    crate::dockerfile::CacheSharing::Shared => dir,
-                    crate::dockerfile::CacheSharing::Locked => {
-                        held.push(MountGuard::locked(self.sh, &dir));
-                        dir
-                    }
-                    crate::dockerfile::CacheSharing::Private => {
-                        match MountGuard::try_private(self.sh, &dir) {
-                            Some(g) => {
-                                held.push(g);
-                                dir
-                            }
-                            // In use by another build step: this one gets its own, empty.
-                            None => {
-                                let own = scratch.join(format!("cache-{i}"));
-                                std::fs::create_dir_all(&own)
-                                    .map_err(|e| fail(format!("{}: {e}", own.display())))?;
-                                let (u, g) = (self.sh.to_host)(uid.unwrap_or(0), gid.unwrap_or(0));
-                                let _ = std::os::unix::fs::lchown(&own, Some(u), Some(g));
-                                own
-                            }
-                        }
-                    }
-                };
-                mounts.push(ChrootMount {
+                let owner = (uid.unwrap_or(0), gid.unwrap_or(0));
+                let path = self.cache_source(step, id, *sharing, *mode, owner, i, out)?;
+                out.mounts.push(ChrootMount {
                     target: target.clone(),
                     source: MountSource::Host(path),
                     read_only: *read_only,
@@ -910,7 +866,7 @@ impl StageRun<'_, '_> {
             Mount::Secret {
                 id,
                 target,
-                env: var,
+                env,
                 required,
                 mode,
                 uid,
@@ -918,24 +874,26 @@ impl StageRun<'_, '_> {
             } => {
                 let Some(value) = self.sh.secrets.get(id) else {
                     if *required {
-                        return Err(fail(format!(
-                            "the secret {id:?} is required but was not given; pass \
-                             --secret id={id},src=FILE (or env=VAR)"
-                        )));
+                        return Err(self.fail(
+                            Some(step),
+                            format!(
+                                "the secret {id:?} is required but was not given; pass \
+                                 --secret id={id},src=FILE (or env=VAR)"
+                            ),
+                        ));
                     }
                     return Ok(());
                 };
-                if let Some(var) = var {
-                    env.push((var.clone(), String::from_utf8_lossy(value).into_owned()));
+                if let Some(var) = env {
+                    out.env
+                        .push((var.clone(), String::from_utf8_lossy(value).into_owned()));
                 }
                 if let Some(target) = target {
-                    let file = scratch.join(format!("secret-{i}"));
-                    std::fs::write(&file, value)
-                        .map_err(|e| fail(format!("{}: {e}", file.display())))?;
-                    let (u, g) = (self.sh.to_host)(uid.unwrap_or(0), gid.unwrap_or(0));
-                    let _ = std::os::unix::fs::lchown(&file, Some(u), Some(g));
-                    set_mode(&file, mode.unwrap_or(0o400)).map_err(fail)?;
-                    mounts.push(ChrootMount {
+                    let owner = (uid.unwrap_or(0), gid.unwrap_or(0));
+                    let file = out.scratch.join(format!("secret-{i}"));
+                    self.private_file(&file, value, owner, mode.unwrap_or(0o400))
+                        .map_err(|m| self.fail(Some(step), m))?;
+                    out.mounts.push(ChrootMount {
                         target: target.clone(),
                         source: MountSource::Host(file),
                         read_only: true,
@@ -945,6 +903,100 @@ impl StageRun<'_, '_> {
         }
         Ok(())
     }
+
+    /// A bind mount's source: a path in the context, a stage's root or an image's; with `rw`
+    /// a copy the build may write to (its writes are discarded, as BuildKit does).
+    fn bind_source(
+        &self,
+        step: &Step,
+        from: Option<&StageRef>,
+        source: &str,
+        read_write: bool,
+        i: usize,
+        out: &RunMounts,
+    ) -> Result<PathBuf, StepError> {
+        let base = match from {
+            None => self.sh.context.to_path_buf(),
+            Some(StageRef::Stage(s)) => self.source_root(*s, step)?,
+            Some(StageRef::Image(w)) => self.image_root(w, step)?,
+        };
+        let path = inside(&base, source).map_err(|m| self.fail(Some(step), m))?;
+        if !read_write {
+            return Ok(path);
+        }
+        let copy = out.scratch.join(format!("bind-{i}"));
+        copy_any(&path, &copy, self.sh.to_host).map_err(|m| self.fail(Some(step), m))?;
+        Ok(copy)
+    }
+
+    /// A cache mount's directory: kept per platform and id (made with its mode and owner the
+    /// first time); `locked` waits for other users, `private` takes a fresh one when it is in
+    /// use.
+    #[allow(clippy::too_many_arguments)]
+    fn cache_source(
+        &self,
+        step: &Step,
+        id: &str,
+        sharing: crate::dockerfile::CacheSharing,
+        mode: Option<u32>,
+        owner: (u32, u32),
+        i: usize,
+        out: &mut RunMounts,
+    ) -> Result<PathBuf, StepError> {
+        use crate::dockerfile::CacheSharing;
+        let fail = |m: String| self.fail(Some(step), m);
+        let (uid, gid) = (self.sh.to_host)(owner.0, owner.1);
+        let dir = self.sh.cache_dir(self.stage.platform, id);
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+            let _ = std::os::unix::fs::lchown(&dir, Some(uid), Some(gid));
+            set_mode(&dir, mode.unwrap_or(0o755)).map_err(fail)?;
+        }
+        match sharing {
+            CacheSharing::Shared => Ok(dir),
+            CacheSharing::Locked => {
+                out.held.push(MountGuard::locked(self.sh, &dir));
+                Ok(dir)
+            }
+            CacheSharing::Private => match MountGuard::try_private(&dir) {
+                Some(g) => {
+                    out.held.push(g);
+                    Ok(dir)
+                }
+                // In use by another build step: this one gets its own, empty.
+                None => {
+                    let own = out.scratch.join(format!("cache-{i}"));
+                    std::fs::create_dir_all(&own)
+                        .map_err(|e| fail(format!("{}: {e}", own.display())))?;
+                    let _ = std::os::unix::fs::lchown(&own, Some(uid), Some(gid));
+                    Ok(own)
+                }
+            },
+        }
+    }
+
+    /// A file outside the root for a secret: `value`, owned by the image ids `owner`, `mode`.
+    fn private_file(
+        &self,
+        file: &Path,
+        value: &[u8],
+        owner: (u32, u32),
+        mode: u32,
+    ) -> Result<(), String> {
+        std::fs::write(file, value).map_err(|e| format!("{}: {e}", file.display()))?;
+        let (uid, gid) = (self.sh.to_host)(owner.0, owner.1);
+        let _ = std::os::unix::fs::lchown(file, Some(uid), Some(gid));
+        set_mode(file, mode)
+    }
+}
+
+/// What a RUN's `--mount`s add to its command, and the cache locks held while it runs.
+struct RunMounts<'s> {
+    /// The step's own directory outside the root (secrets, copies, private caches).
+    scratch: &'s Path,
+    mounts: Vec<ChrootMount>,
+    env: Vec<(String, String)>,
+    held: Vec<MountGuard>,
 }
 
 impl Shared<'_> {
@@ -1073,7 +1125,7 @@ impl MountGuard {
     }
 
     /// `sharing=private`: the directory when no one else has it, else `None`.
-    fn try_private(_sh: &Shared, dir: &Path) -> Option<MountGuard> {
+    fn try_private(dir: &Path) -> Option<MountGuard> {
         lock_file(dir, false).map(|f| MountGuard {
             _lock: Arc::new(Mutex::new(())),
             _file: Some(f),
