@@ -429,6 +429,31 @@ fn a_default_that_shadows_targetarch_is_named() {
 }
 
 #[test]
+fn an_automatic_arg_the_stage_never_declares_is_named() {
+    let Some(env) = env() else { return };
+    let dockerfile = GO_DOCKERFILE.replace("ARG TARGETOS TARGETARCH TARGETVARIANT\n", "");
+    assert_ne!(dockerfile, GO_DOCKERFILE);
+    let dir = env.project(
+        "undeclared",
+        &[
+            ("Dockerfile", dockerfile.as_str()),
+            ("main.go", GO_MAIN),
+            ("go.mod", GO_MOD),
+        ],
+    );
+    let out = env.build(
+        &lasting_cache(),
+        &["--platform", "linux/arm64", dir.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("never declares `ARG TARGET") && stderr.contains("stage `build`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn apt_get_in_a_target_platform_stage_runs_emulated() {
     let Some(env) = env() else { return };
     let dir = env.project(
@@ -1041,6 +1066,25 @@ HEALTHCHECK --interval=30s --timeout=5s CMD true
         theirs_config[0]["Architecture"]
     );
     assert_eq!(ours_config["os"], theirs_config[0]["Os"]);
+
+    // Reproducible: the same Dockerfile and context built again from nothing (no step cache)
+    // give the same image.
+    let again = env.tmp.path().join("parity-again.json");
+    let out = env.build(
+        &env.cache("parity-again"),
+        &[
+            "--platform",
+            "linux/amd64",
+            "--no-cache",
+            "--output",
+            &format!("oci:{}", env.tmp.path().join("parity-layout2").display()),
+            "--metadata-file",
+            again.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    assert_eq!(metadata(&again)["index_digest"], meta["index_digest"]);
 }
 
 /// Whether two tree entries agree (type, mode, owner, link target, content); a hard link is
