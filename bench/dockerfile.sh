@@ -126,7 +126,7 @@ BAH_DRIVER=${BAH_DRIVER:-overlay}
 bah info >/dev/null 2>&1 || BAH_DRIVER=vfs
 export BAH_DRIVER
 
-"$RCROSS" setup --platform linux/arm64,linux/arm/v7 >/dev/null
+"$RCROSS" setup --platform linux/arm64,linux/arm/v7 > "$W/setup.log" 2>&1 || { cat "$W/setup.log"; exit 1; }
 
 # The golang image (not timed).
 mkdir -p "$W/ctx/golang" "$W/ctx/cross" "$W/ctx/apt"
@@ -135,7 +135,8 @@ FROM debian:bookworm
 RUN apt-get update && apt-get install -y --no-install-recommends golang-go ca-certificates && rm -rf /var/lib/apt/lists/*
 ENV GOTOOLCHAIN=local
 EOF
-rc build "$W/ctx/golang" --platform linux/amd64 -t "$REG/library/golang:1.19-bookworm" --push >/dev/null 2>&1
+rc build "$W/ctx/golang" --platform linux/amd64 -t "$REG/library/golang:1.19-bookworm" --push \
+  > "$W/golang.log" 2>&1 || { echo "building the golang base image failed:"; tail -30 "$W/golang.log"; exit 1; }
 
 cat > "$W/ctx/cross/Dockerfile" <<'EOF'
 # syntax=docker/dockerfile:1

@@ -80,12 +80,12 @@ pub fn run(args: ElfArgs, json: bool) -> exit::Result<u8> {
                 for pc in contents.platforms {
                     for (path, rec) in pc.files {
                         match rec {
-                            Record::Elf(info) => rows.push(Row {
+                            Record::Elf { info, .. } => rows.push(Row {
                                 path,
                                 image_platform: Some(pc.platform.to_string()),
                                 info: *info,
                             }),
-                            Record::Corrupt(e) => errors.push(format!(
+                            Record::Corrupt { error: e, .. } => errors.push(format!(
                                 "{}: corrupt ELF header in {path}: {e}",
                                 pc.platform
                             )),

@@ -36,8 +36,10 @@ pub enum ImageError {
 /// What stays of an ELF file in the final filesystem.
 #[derive(Debug, Clone)]
 pub enum Record {
-    Elf(Box<ElfInfo>),
-    Corrupt(String),
+    /// An ELF file and its permission bits.
+    Elf { info: Box<ElfInfo>, mode: u32 },
+    /// ELF magic, headers unreadable; its permission bits.
+    Corrupt { error: String, mode: u32 },
 }
 
 /// The ELF files of one platform's final filesystem.
@@ -109,12 +111,12 @@ pub fn verify_image(
             let mut findings = Vec::new();
             for (path, rec) in &pc.files {
                 match rec {
-                    Record::Elf(info) => findings.extend(
+                    Record::Elf { info, .. } => findings.extend(
                         elf::check(info, &pc.platform)
                             .into_iter()
                             .map(|f| f.at(path)),
                     ),
-                    Record::Corrupt(e) => findings.push(Finding::corrupt(path, e)),
+                    Record::Corrupt { error, .. } => findings.push(Finding::corrupt(path, error)),
                 }
             }
             PlatformReport {
@@ -284,10 +286,12 @@ pub fn apply_layer(
         match entry.kind {
             TarEntryKind::File => match classify_stream(content, entry.size, buf)? {
                 FileClass::Elf(info) => {
-                    current.insert(path, Record::Elf(info));
+                    let mode = entry.mode;
+                    current.insert(path, Record::Elf { info, mode });
                 }
                 FileClass::Corrupt(e) => {
-                    current.insert(path, Record::Corrupt(e.to_string()));
+                    let (error, mode) = (e.to_string(), entry.mode);
+                    current.insert(path, Record::Corrupt { error, mode });
                 }
                 _ => {
                     current.remove(&path);
