@@ -336,6 +336,45 @@ mod tests {
     }
 
     #[test]
+    fn a_dockerfile_context_is_at_the_root_without_what_the_filter_leaves_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join("secrets")).unwrap();
+        fs::write(p.join("secrets/token"), "no").unwrap();
+        fs::write(p.join("secrets/public"), "yes").unwrap();
+        fs::create_dir_all(p.join(".git")).unwrap();
+        fs::write(p.join(".git/HEAD"), "a Dockerfile context keeps .git").unwrap();
+        fs::write(p.join("Dockerfile"), "FROM scratch").unwrap();
+        let excluded = |rel: &str| rel == "secrets" || rel == "secrets/token";
+        let extra = [ExtraEntry {
+            name: "Dockerfile".into(),
+            content: b"FROM scratch\nCOPY . /\n".to_vec(),
+        }];
+        let names = |walk_excluded_dirs: bool| {
+            let filter = ContextFilter {
+                excluded: &excluded,
+                walk_excluded_dirs,
+            };
+            let (bytes, _) = write_dockerfile_context(p, &filter, &extra, Vec::new()).unwrap();
+            entries(&bytes)
+        };
+        let e = names(false);
+        let list: Vec<&str> = e.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(list, [".git", ".git/HEAD", "Dockerfile"]);
+        assert_eq!(
+            e[2].3, "FROM scratch\nCOPY . /\n",
+            "the extra entry replaces the file"
+        );
+        let e = names(true);
+        let list: Vec<&str> = e.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(
+            list,
+            [".git", ".git/HEAD", "secrets/public", "Dockerfile"],
+            "an excluded directory is walked for what it may keep"
+        );
+    }
+
+    #[test]
     fn sockets_are_skipped_and_a_missing_project_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let _sock = std::os::unix::net::UnixListener::bind(dir.path().join("s.sock")).unwrap();

@@ -428,32 +428,7 @@ pub fn import_archive(
     layout: &OciLayout,
     work: &Path,
 ) -> Result<Descriptor, String> {
-    let open = || {
-        std::fs::File::open(archive)
-            .map(|f| tar::Archive::new(std::io::BufReader::new(f)))
-            .map_err(|e| format!("cannot open {}: {e}", archive.display()))
-    };
-    let read_err = |e: std::io::Error| format!("reading {}: {e}", archive.display());
-    // First pass: manifest.json, then the config it names.
-    let mut documents: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut links: HashMap<String, String> = HashMap::new();
-    let mut a = open()?;
-    for entry in a.entries().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
-        let name = clean(&entry.path().map_err(read_err)?.to_string_lossy());
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() {
-            if let Some(target) = entry.link_name().map_err(read_err)? {
-                let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
-                let target = clean(&format!("{dir}/{}", target.to_string_lossy()));
-                links.insert(name, target);
-            }
-        } else if kind.is_file() && name.ends_with(".json") && entry.size() <= 16 << 20 {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(read_err)?;
-            documents.insert(name, bytes);
-        }
-    }
+    let (documents, links) = read_documents(archive)?;
     let manifests: Vec<ArchiveManifest> = documents
         .get("manifest.json")
         .ok_or("the saved archive has no manifest.json")
@@ -492,33 +467,8 @@ pub fn import_archive(
             image.layers.len()
         ));
     }
-    // Second pass: every layer tar, compressed into the layout.
-    let resolve = |name: &str| {
-        let mut name = clean(name);
-        for _ in 0..8 {
-            match links.get(&name) {
-                Some(t) => name = t.clone(),
-                None => break,
-            }
-        }
-        name
-    };
-    let wanted: Vec<String> = image.layers.iter().map(|l| resolve(l)).collect();
-    let mut layers: HashMap<String, oci::Layer> = HashMap::new();
-    let mut a = open()?;
-    for entry in a.entries().map_err(read_err)? {
-        let entry = entry.map_err(read_err)?;
-        let name = clean(&entry.path().map_err(read_err)?.to_string_lossy());
-        if !entry.header().entry_type().is_file()
-            || !wanted.contains(&name)
-            || layers.contains_key(&name)
-        {
-            continue;
-        }
-        let layer = compress_layer(entry, options, layout, work)
-            .map_err(|e| format!("layer {name}: {e}"))?;
-        layers.insert(name, layer);
-    }
+    let wanted: Vec<String> = image.layers.iter().map(|l| resolve(&links, l)).collect();
+    let layers = compress_layers(archive, &wanted, options, layout, work)?;
     let mut descriptors = Vec::new();
     for (i, (name, expected)) in wanted.iter().zip(&config.rootfs.diff_ids).enumerate() {
         let layer = layers
@@ -549,6 +499,82 @@ pub fn import_archive(
         .map_err(err)?;
     descriptor.platform = Some(platform.into());
     Ok(descriptor)
+}
+
+/// Opens a docker-archive for one pass over its entries.
+fn open_archive(archive: &Path) -> Result<tar::Archive<std::io::BufReader<std::fs::File>>, String> {
+    std::fs::File::open(archive)
+        .map(|f| tar::Archive::new(std::io::BufReader::new(f)))
+        .map_err(|e| format!("cannot open {}: {e}", archive.display()))
+}
+
+/// A docker-archive's JSON documents (manifest.json, the config) by entry name.
+type Documents = HashMap<String, Vec<u8>>;
+/// A docker-archive's symlinks (a layer saved under two IDs): name → cleaned target.
+type Links = HashMap<String, String>;
+
+/// The JSON documents and the symlinks of a docker-archive.
+fn read_documents(archive: &Path) -> Result<(Documents, Links), String> {
+    let read_err = |e: std::io::Error| format!("reading {}: {e}", archive.display());
+    let mut documents = Documents::new();
+    let mut links = Links::new();
+    let mut a = open_archive(archive)?;
+    for entry in a.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let name = clean(&entry.path().map_err(read_err)?.to_string_lossy());
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() {
+            if let Some(target) = entry.link_name().map_err(read_err)? {
+                let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
+                let target = clean(&format!("{dir}/{}", target.to_string_lossy()));
+                links.insert(name, target);
+            }
+        } else if kind.is_file() && name.ends_with(".json") && entry.size() <= 16 << 20 {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(read_err)?;
+            documents.insert(name, bytes);
+        }
+    }
+    Ok((documents, links))
+}
+
+/// `name` with its links followed (a few hops at most).
+fn resolve(links: &Links, name: &str) -> String {
+    let mut name = clean(name);
+    for _ in 0..8 {
+        match links.get(&name) {
+            Some(t) => name = t.clone(),
+            None => break,
+        }
+    }
+    name
+}
+
+/// Every `wanted` layer tar of the archive, compressed into the layout, by entry name.
+fn compress_layers(
+    archive: &Path,
+    wanted: &[String],
+    options: &LayerOptions,
+    layout: &OciLayout,
+    work: &Path,
+) -> Result<HashMap<String, oci::Layer>, String> {
+    let read_err = |e: std::io::Error| format!("reading {}: {e}", archive.display());
+    let mut layers: HashMap<String, oci::Layer> = HashMap::new();
+    let mut a = open_archive(archive)?;
+    for entry in a.entries().map_err(read_err)? {
+        let entry = entry.map_err(read_err)?;
+        let name = clean(&entry.path().map_err(read_err)?.to_string_lossy());
+        if !entry.header().entry_type().is_file()
+            || !wanted.contains(&name)
+            || layers.contains_key(&name)
+        {
+            continue;
+        }
+        let layer = compress_layer(entry, options, layout, work)
+            .map_err(|e| format!("layer {name}: {e}"))?;
+        layers.insert(name, layer);
+    }
+    Ok(layers)
 }
 
 /// One uncompressed layer tar, compressed by rcross's writer into the layout.

@@ -577,7 +577,13 @@ fn verify(
     for pr in report.platforms {
         let Some(i) = graphs.iter().position(|(p, _)| *p == pr.platform) else {
             // Built by an engine: no graph to say where a file came from.
-            for f in pr.findings {
+            for mut f in pr.findings {
+                f.message = format!(
+                    "{} in {}: {}",
+                    f.path.trim_start_matches('/'),
+                    pr.platform,
+                    f.message
+                );
                 lines.push(f.message.clone());
                 by_platform.entry(pr.platform).or_default().push(f);
             }
