@@ -1,6 +1,11 @@
-//! The build context as a tar stream: the project at `rcross/src/` (minus
-//! [`runner::excluded`](crate::runner::excluded) paths) and an empty `rcross/out/`,
-//! unpacked by the engine at `/` before the container starts.
+//! Build contexts as tar streams:
+//! - a container build's: the project at `rcross/src/` (minus
+//!   [`runner::excluded`](crate::runner::excluded) paths) and an empty `rcross/out/`, unpacked
+//!   by the engine at `/` before the container starts ([`write_context`]);
+//! - a Dockerfile build's: the context directory at the root of the tar, minus what the
+//!   caller's `.dockerignore` leaves out, with extra entries (the Dockerfile when it lies
+//!   outside the context), as the `docker` CLI sends it to `/build` ([`write_dockerfile_context`]).
+//!   The engine does not apply `.dockerignore` itself: its client does.
 
 use crate::runner::{self, OUT_DIR, SRC_DIR};
 use std::fs;
@@ -55,11 +60,79 @@ pub fn write_context<W: Write>(project: &Path, out: W) -> Result<(W, ContextStat
         let mode = if acc == src { meta.mode() } else { 0o755 };
         append_dir(&mut builder, &acc, mode, mtime(&meta)).map_err(|e| fail(project, e))?;
     }
-    walk(&mut builder, project, Path::new(""), src, &mut stats)?;
+    let filter = ContextFilter {
+        excluded: &|rel: &str| runner::excluded(Path::new(rel)),
+        walk_excluded_dirs: false,
+    };
+    walk(
+        &mut builder,
+        project,
+        Path::new(""),
+        src,
+        &filter,
+        &mut stats,
+    )?;
     append_dir(&mut builder, out_dir, 0o755, 0).map_err(|e| fail(project, e))?;
     let out = builder
         .into_inner()
         .map_err(|e| fail(project, format!("writing the context archive: {e}")))?;
+    Ok((out, stats))
+}
+
+/// What a context leaves out.
+pub struct ContextFilter<'a> {
+    /// Whether a path (slash-separated, relative to the context root) is left out.
+    pub excluded: &'a dyn Fn(&str) -> bool,
+    /// Whether an excluded directory is still walked, because some paths under it may be kept
+    /// (a `.dockerignore` with `!` exceptions); the directory's own entry is left out.
+    pub walk_excluded_dirs: bool,
+}
+
+/// An entry a Dockerfile context carries that is not a file of the context directory.
+pub struct ExtraEntry {
+    /// Its path in the tar (relative, slash-separated).
+    pub name: String,
+    pub content: Vec<u8>,
+}
+
+/// Writes the Dockerfile build context `dir` as a tar into `out`, as the `docker` CLI sends it
+/// to the classic builder: every directory, regular file (mode, mtime, content) and symlink
+/// (never followed) at the root of the tar, with uid/gid 0, except what `filter` leaves out;
+/// then the `extra` entries (mode 0644), which replace context files of the same name.
+pub fn write_dockerfile_context<W: Write>(
+    dir: &Path,
+    filter: &ContextFilter,
+    extra: &[ExtraEntry],
+    out: W,
+) -> Result<(W, ContextStats), ContextError> {
+    let meta = fs::metadata(dir).map_err(|e| fail(dir, e))?;
+    if !meta.is_dir() {
+        return Err(fail(dir, "the build context is not a directory"));
+    }
+    let mut builder = tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    let mut stats = ContextStats::default();
+    let replaced = |rel: &str| extra.iter().any(|e| e.name == rel) || (filter.excluded)(rel);
+    let filter = ContextFilter {
+        excluded: &replaced,
+        walk_excluded_dirs: filter.walk_excluded_dirs,
+    };
+    walk(&mut builder, dir, Path::new(""), "", &filter, &mut stats)?;
+    for e in extra {
+        let mut h = header(tar::EntryType::Regular, 0o644, mtime(&meta));
+        h.set_size(e.content.len() as u64);
+        builder
+            .append_data(&mut h, &e.name, e.content.as_slice())
+            .map_err(|err| {
+                fail(
+                    dir,
+                    format!("adding {} to the context archive: {err}", e.name),
+                )
+            })?;
+    }
+    let out = builder
+        .into_inner()
+        .map_err(|e| fail(dir, format!("writing the context archive: {e}")))?;
     Ok((out, stats))
 }
 
@@ -93,6 +166,7 @@ fn walk<W: Write>(
     root: &Path,
     rel: &Path,
     prefix: &str,
+    filter: &ContextFilter,
     stats: &mut ContextStats,
 ) -> Result<(), ContextError> {
     let dir = root.join(rel);
@@ -104,10 +178,13 @@ fn walk<W: Write>(
     entries.sort();
     for name in entries {
         let rel = rel.join(&name);
-        if runner::excluded(&rel) {
+        let path = root.join(&rel);
+        if (filter.excluded)(&rel.to_string_lossy()) {
+            if filter.walk_excluded_dirs && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                walk(b, root, &rel, prefix, filter, stats)?;
+            }
             continue;
         }
-        let path = root.join(&rel);
         let meta = fs::symlink_metadata(&path).map_err(|e| fail(&path, e))?;
         let name_in_tar = Path::new(prefix).join(&rel);
         let ft = meta.file_type();
@@ -116,7 +193,7 @@ fn walk<W: Write>(
             let mut h = header(tar::EntryType::Directory, meta.mode(), mtime(&meta));
             b.append_data(&mut h, &name_in_tar, io::empty())
                 .map_err(write_err)?;
-            walk(b, root, &rel, prefix, stats)?;
+            walk(b, root, &rel, prefix, filter, stats)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&path).map_err(|e| fail(&path, e))?;
             let mut h = header(tar::EntryType::Symlink, 0o777, mtime(&meta));
@@ -256,6 +333,45 @@ mod tests {
         assert_eq!(find(&long_file).3, "long");
         assert_eq!(find("rcross/out/").1, 'd');
         assert_eq!(stats.files, 4);
+    }
+
+    #[test]
+    fn a_dockerfile_context_is_at_the_root_without_what_the_filter_leaves_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join("secrets")).unwrap();
+        fs::write(p.join("secrets/token"), "no").unwrap();
+        fs::write(p.join("secrets/public"), "yes").unwrap();
+        fs::create_dir_all(p.join(".git")).unwrap();
+        fs::write(p.join(".git/HEAD"), "a Dockerfile context keeps .git").unwrap();
+        fs::write(p.join("Dockerfile"), "FROM scratch").unwrap();
+        let excluded = |rel: &str| rel == "secrets" || rel == "secrets/token";
+        let extra = [ExtraEntry {
+            name: "Dockerfile".into(),
+            content: b"FROM scratch\nCOPY . /\n".to_vec(),
+        }];
+        let names = |walk_excluded_dirs: bool| {
+            let filter = ContextFilter {
+                excluded: &excluded,
+                walk_excluded_dirs,
+            };
+            let (bytes, _) = write_dockerfile_context(p, &filter, &extra, Vec::new()).unwrap();
+            entries(&bytes)
+        };
+        let e = names(false);
+        let list: Vec<&str> = e.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(list, [".git", ".git/HEAD", "Dockerfile"]);
+        assert_eq!(
+            e[2].3, "FROM scratch\nCOPY . /\n",
+            "the extra entry replaces the file"
+        );
+        let e = names(true);
+        let list: Vec<&str> = e.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(
+            list,
+            [".git", ".git/HEAD", "secrets/public", "Dockerfile"],
+            "an excluded directory is walked for what it may keep"
+        );
     }
 
     #[test]

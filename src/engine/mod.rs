@@ -1,6 +1,7 @@
 //! The Docker Engine edge of rcross: connect to an engine (local socket, TCP with or without
-//! TLS, SSH), negotiate the API version, describe it, load docker-archive images, and run
-//! containerised builds ([`ContainerRunner`](crate::runner::ContainerRunner)).
+//! TLS, SSH), negotiate the API version, describe it, load docker-archive images, run
+//! containerised builds ([`ContainerRunner`](crate::runner::ContainerRunner)) and build
+//! Dockerfiles with the engine's classic builder ([`build`]).
 //!
 //! The engine client is async; [`DockerEngine`] owns its own tokio runtime and offers a
 //! blocking API that several threads may call at once. Nothing here prints.
@@ -11,6 +12,7 @@
 //! (`GET /version`), picks the lower of the engine's and the client's, and prefixes every
 //! later request with `/vX.Y` itself. Engines older than [`MIN_API_VERSION`] are refused.
 
+pub mod build;
 pub mod context;
 mod runner;
 mod ssh;
@@ -18,6 +20,7 @@ pub mod stream;
 mod tls;
 
 pub use crate::runner::endpoint::{Endpoint, EndpointError, TlsEnv, TlsFiles};
+pub use build::{DockerfileBuild, EngineBuildError};
 pub use runner::{layout_tag, JOB_LABEL};
 
 use crate::platform::Platform;

@@ -281,7 +281,8 @@ fn check_build_image(
     policy: ContainerPolicy,
     builders: &BTreeMap<Platform, String>,
 ) -> exit::Result<()> {
-    if project.build.image.is_some() {
+    // A Dockerfile build needs none: the engines build the Dockerfile itself.
+    if project.build.image.is_some() || project.dockerfile.is_some() {
         return Ok(());
     }
     if policy == ContainerPolicy::Always {

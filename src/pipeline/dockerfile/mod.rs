@@ -14,9 +14,13 @@
 //!    stops the build before anything is written or pushed, with where the file came from
 //!    ([`provenance`]);
 //! 6. publish: the layout to `--output`, then archives, `--load`, `--push` as for any build.
+//!
+//! Platforms with an engine (`--engine ENDPOINT`, `--builder PLATFORM=ENDPOINT`) are built by
+//! that engine instead of steps 2–3 ([`engine`]) and assembled into the same layout.
 
 pub mod bases;
 pub mod copy;
+pub mod engine;
 pub mod ignore;
 pub mod provenance;
 pub mod secrets;
@@ -135,10 +139,11 @@ pub fn build(
     };
     let git = super::git_facts(git, reporter)?;
     let job = resolve::resolve(project, request, git, reporter)?;
-    if job.engine.as_deref().is_some_and(|e| e != "chroot") || !job.builders.is_empty() {
+    let on_engines = engine::placements(&job)?;
+    if !on_engines.is_empty() && !request.secrets.is_empty() {
         return Err(Failure::usage(anyhow::anyhow!(
-            "Dockerfile builds run in rcross's own daemonless builder; --engine and --builder \
-             (and [builders]) apply to rcross.toml builds only: remove them"
+            "--secret: the engine's classic builder has no build secrets; build without \
+             --engine and --builder (rcross's daemonless builder mounts them)"
         ))
         .into());
     }
@@ -156,7 +161,7 @@ pub fn build(
 
     // Plan: the graph of every platform, with its base images' configs.
     let mut graphs = Vec::new();
-    for &p in &job.platforms {
+    for &p in job.platforms.iter().filter(|p| !on_engines.contains_key(p)) {
         let mut options = BuildOptions::new(p, host);
         options.build_args = build_args.clone();
         options.target = request.target.clone();
@@ -234,12 +239,32 @@ pub fn build(
         to_inside: &*to_inside,
     };
     let started = Instant::now();
-    let built = run_all(&shared, &job, &graphs, reporter)?;
+    let built = if graphs.is_empty() {
+        Vec::new()
+    } else {
+        run_all(&shared, &job, &graphs, reporter)?
+    };
     let seconds = started.elapsed().as_secs_f64();
 
-    // Assemble into the work directory, verify, then publish.
+    // The engines' platforms, straight into the work layout.
     let layout_dir = work.0.join("layout");
-    let assembled = assemble(&job, &graphs, &built, host, seconds, &layout_dir, reporter)?;
+    let layout = OciLayout::create(&layout_dir).map_err(Failure::env)?;
+    let inputs = engine::EngineInputs {
+        dockerfile,
+        ignore: &ignore,
+        build_args: &build_args,
+        target: request.target.as_deref(),
+        work: &work.0,
+    };
+    let from_engines = engine::build_all(&job, &inputs, &on_engines, &layout, reporter)?;
+
+    // Assemble into the work directory, verify, then publish.
+    let daemonless = Daemonless {
+        graphs: &graphs,
+        built: &built,
+        seconds,
+    };
+    let assembled = assemble(&job, &daemonless, from_engines, host, &layout_dir, reporter)?;
     verify(
         &job,
         &graphs,
@@ -392,18 +417,27 @@ fn run_config(c: &StageConfig) -> (RunConfig, ConfigExtras) {
     (run, extras)
 }
 
-/// The layout in `dir`: per platform the base's layers and the new ones, its config (os,
-/// architecture and variant of the target, as BuildKit forces them), its manifest; the index
-/// and its names.
+/// What the daemonless builder built: the graph and image of each of its platforms (in the
+/// same order), and how long it took.
+struct Daemonless<'a> {
+    graphs: &'a [(Platform, BuildGraph)],
+    built: &'a [stage::PlatformImage],
+    seconds: f64,
+}
+
+/// The layout in `dir`: per daemonless platform the base's layers and the new ones, its
+/// config (os, architecture and variant of the target, as BuildKit forces them), its
+/// manifest; with the images the engines wrote there (`from_engines`), the index (in the
+/// job's platform order) and its names.
 fn assemble(
     job: &Job,
-    graphs: &[(Platform, BuildGraph)],
-    built: &[stage::PlatformImage],
+    daemonless: &Daemonless,
+    from_engines: Vec<engine::EngineImage>,
     host: Platform,
-    seconds: f64,
     dir: &Path,
     reporter: &dyn Reporter,
 ) -> exit::Result<(Vec<Descriptor>, Assembled)> {
+    let (graphs, built, seconds) = (daemonless.graphs, daemonless.built, daemonless.seconds);
     let layout = OciLayout::create(dir).map_err(Failure::env)?;
     let mut manifests = Vec::new();
     let mut results = Vec::new();
@@ -489,6 +523,14 @@ fn assemble(
     if copied > 0 {
         reporter.line(&format!("copied {copied} base layer(s)"));
     }
+    for image in from_engines {
+        manifests.push(image.manifest);
+        results.push(image.result);
+    }
+    let order = |p: &Platform| job.platforms.iter().position(|q| q == p);
+    let mut both: Vec<(Descriptor, PlatformResult)> = manifests.into_iter().zip(results).collect();
+    both.sort_by_key(|(_, r)| order(&r.platform));
+    let (manifests, results): (Vec<Descriptor>, Vec<PlatformResult>) = both.into_iter().unzip();
     let index = layout
         .write_index(&manifests, &job.project.image.annotations)
         .map_err(Failure::env)?;
@@ -541,6 +583,17 @@ fn verify(
     let mut by_platform: BTreeMap<Platform, Vec<Finding>> = BTreeMap::new();
     for pr in report.platforms {
         let Some(i) = graphs.iter().position(|(p, _)| *p == pr.platform) else {
+            // Built by an engine: no graph to say where a file came from.
+            for mut f in pr.findings {
+                f.message = format!(
+                    "{} in {}: {}",
+                    f.path.trim_start_matches('/'),
+                    pr.platform,
+                    f.message
+                );
+                lines.push(f.message.clone());
+                by_platform.entry(pr.platform).or_default().push(f);
+            }
             continue;
         };
         let (p, graph) = &graphs[i];

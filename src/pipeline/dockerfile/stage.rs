@@ -1154,7 +1154,7 @@ fn lock_file(dir: &Path, wait: bool) -> Option<std::fs::File> {
 }
 
 /// A RUN's output: each line to the reporter, the last ones kept for an error.
-struct StepLog<'a> {
+pub(super) struct StepLog<'a> {
     reporter: &'a dyn Reporter,
     platform: Platform,
     what: &'a str,
@@ -1163,7 +1163,11 @@ struct StepLog<'a> {
 }
 
 impl<'a> StepLog<'a> {
-    fn new(reporter: &'a dyn Reporter, platform: Platform, what: &'a str) -> StepLog<'a> {
+    pub(super) fn new(
+        reporter: &'a dyn Reporter,
+        platform: Platform,
+        what: &'a str,
+    ) -> StepLog<'a> {
         StepLog {
             reporter,
             platform,
@@ -1182,7 +1186,7 @@ impl<'a> StepLog<'a> {
         self.tail.push_back(line);
     }
 
-    fn tail(mut self) -> Vec<String> {
+    pub(super) fn tail(mut self) -> Vec<String> {
         if !self.partial.is_empty() {
             let rest = std::mem::take(&mut self.partial);
             self.line(&rest);
