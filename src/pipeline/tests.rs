@@ -58,7 +58,7 @@ impl Reporter for Recorded {
 }
 
 /// A static little-endian ELF64 executable for `machine`: the header and one PT_LOAD.
-fn static_exe(machine: u16) -> Vec<u8> {
+pub(crate) fn static_exe(machine: u16) -> Vec<u8> {
     let flags = if machine == EM_RISCV { RISCV_FLAGS } else { 0 };
     let mut f = vec![0u8; 64 + 56];
     f[..4].copy_from_slice(b"\x7fELF");

@@ -22,6 +22,7 @@ pub mod bases;
 pub mod copy;
 pub mod engine;
 pub mod ignore;
+pub mod judge;
 pub mod provenance;
 pub mod secrets;
 pub mod snapshot;
@@ -272,10 +273,10 @@ pub fn build(
         host,
         &name,
         &build_args,
-        assembled.0,
-        &assembled.1,
+        &assembled,
+        reporter,
     )?;
-    let assembled = place_output(&job, assembled.1)?;
+    let assembled = place_output(&job, assembled)?;
     let metadata = publish::publish(&job, assembled, None, loader.as_ref(), reporter)?;
     // The steps share the build cache's size limit, least recently used first; pruned once
     // the image is out (this build's layers were read from there until now).
@@ -436,7 +437,7 @@ fn assemble(
     host: Platform,
     dir: &Path,
     reporter: &dyn Reporter,
-) -> exit::Result<(Vec<Descriptor>, Assembled)> {
+) -> exit::Result<Assembled> {
     let (graphs, built, seconds) = (daemonless.graphs, daemonless.built, daemonless.seconds);
     let layout = OciLayout::create(dir).map_err(Failure::env)?;
     let mut manifests = Vec::new();
@@ -545,17 +546,71 @@ fn assemble(
     for n in &names {
         layout.tag(&index, n).map_err(Failure::env)?;
     }
-    Ok((
-        manifests.clone(),
-        Assembled {
-            layout,
-            manifests,
-            index,
-            names,
-            platforms: results,
-            reused_layers: Vec::new(),
-        },
-    ))
+    Ok(Assembled {
+        layout,
+        manifests,
+        index,
+        names,
+        platforms: results,
+        reused_layers: Vec::new(),
+    })
+}
+
+/// One platform's findings.
+struct PlatformFindings {
+    platform: Platform,
+    findings: Vec<Finding>,
+}
+
+/// The findings of every platform of the image in `source`, for the ELF files the platform
+/// runs ([`judge::runs`]); the others are counted in a log line.
+fn judged_findings(
+    source: &dyn crate::image::ImageSource,
+    reporter: &dyn Reporter,
+) -> exit::Result<Vec<PlatformFindings>> {
+    use crate::walk::contents::Record;
+    let contents = crate::walk::read_image(source, None)
+        .map_err(|e| Failure::env(anyhow::anyhow!("verifying the image: {e}")))?;
+    let mut out = Vec::new();
+    for pc in contents.platforms {
+        let mut findings = Vec::new();
+        let mut not_judged: Vec<&str> = Vec::new();
+        for (path, record) in &pc.files {
+            let (info, mode) = match record {
+                Record::Elf { info, mode } => (Some(info.as_ref()), *mode),
+                Record::Corrupt { mode, .. } => (None, *mode),
+            };
+            let found: Vec<Finding> = match (record, info) {
+                (Record::Elf { .. }, Some(info)) => crate::elf::check(info, &pc.platform)
+                    .into_iter()
+                    .map(|f| f.at(path))
+                    .collect(),
+                (Record::Corrupt { error, .. }, _) => vec![Finding::corrupt(path, error)],
+                _ => Vec::new(),
+            };
+            if found.is_empty() {
+                continue;
+            }
+            if judge::runs(path, info, mode) {
+                findings.extend(found);
+            } else {
+                not_judged.push(path);
+            }
+        }
+        if let Some(first) = not_judged.first() {
+            reporter.line(&format!(
+                "{}: {} ELF file(s) for other platforms that nothing runs or loads (objects, \
+                 files without an execute bit, e.g. {first}) were not judged",
+                pc.platform,
+                not_judged.len()
+            ));
+        }
+        out.push(PlatformFindings {
+            platform: pc.platform,
+            findings,
+        });
+    }
+    Ok(out)
 }
 
 /// Every ELF file of every platform's final image against its platform; a finding stops the
@@ -568,20 +623,19 @@ fn verify(
     host: Platform,
     dockerfile: &str,
     build_args: &BTreeMap<String, String>,
-    _manifests: Vec<Descriptor>,
     assembled: &Assembled,
+    reporter: &dyn Reporter,
 ) -> Result<(), Stopped> {
     let source =
         crate::image::LayoutSource::open(assembled.layout.root(), Some(&assembled.names[0]))
             .map_err(|e| Failure::env(anyhow::anyhow!("reading back the image: {e}")))?;
-    let report = crate::walk::verify_image(&source, None)
-        .map_err(|e| Failure::env(anyhow::anyhow!("verifying the image: {e}")))?;
-    if report.ok() {
+    let report = judged_findings(&source, reporter)?;
+    if report.iter().all(|p| p.findings.is_empty()) {
         return Ok(());
     }
     let mut lines = Vec::new();
     let mut by_platform: BTreeMap<Platform, Vec<Finding>> = BTreeMap::new();
-    for pr in report.platforms {
+    for pr in report {
         let Some(i) = graphs.iter().position(|(p, _)| *p == pr.platform) else {
             // Built by an engine: no graph to say where a file came from.
             for mut f in pr.findings {
