@@ -128,68 +128,17 @@ pub fn build(
     dockerfile: &Path,
     reporter: &dyn Reporter,
 ) -> Result<Metadata, Stopped> {
-    let host = crate::detect::host_platform(&crate::host::linux::LinuxHost)
-        .map_err(|e| Failure::env(anyhow::anyhow!("the host's platform: {e}")))?;
-    let git = {
-        let (dir, file, policy) = (
-            request.dir.clone(),
-            project.tags.clone(),
-            request.tag_policy.clone(),
-        );
-        std::thread::spawn(move || crate::tags::compute_for(&dir, &file, &policy, false))
-    };
-    let git = super::git_facts(git, reporter)?;
-    let job = resolve::resolve(project, request, git, reporter)?;
-    let on_engines = engine::placements(&job)?;
-    if !on_engines.is_empty() && !request.secrets.is_empty() {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "--secret: the engine's classic builder has no build secrets; build without \
-             --engine and --builder (rcross's daemonless builder mounts them)"
-        ))
-        .into());
-    }
-    let name = dockerfile.display().to_string();
-    let text = read_dockerfile(dockerfile)?;
-    let build_args: BTreeMap<String, String> = job.build_args.iter().cloned().collect();
-    let secrets = secrets::Secrets::read(&request.secrets, &|k| std::env::var(k).ok())?;
-    let ignore = ignore::DockerIgnore::load(&job.dir, dockerfile).map_err(Failure::usage)?;
+    let inputs = Inputs::read(request, project, dockerfile, reporter)?;
+    let job = &inputs.job;
     let loader = job
         .load
         .then(|| load::prepare(&job.platforms))
         .transpose()?;
     let mirrors = crate::registry::mirrors::Mirrors::load().map_err(Failure::usage)?;
     let bases = bases::BaseImages::new(mirrors, job.insecure, job.retry_timeout);
-
-    // Plan: the graph of every platform, with its base images' configs.
-    let mut graphs = Vec::new();
-    for &p in job.platforms.iter().filter(|p| !on_engines.contains_key(p)) {
-        let mut options = BuildOptions::new(p, host);
-        options.build_args = build_args.clone();
-        options.target = request.target.clone();
-        let first = crate::dockerfile::plan(&name, &text, &options).map_err(Failure::usage)?;
-        for (written, platform) in first.base_images() {
-            let base = bases.get(&written, platform, reporter)?;
-            options.base_configs.insert(written, base.stage_config());
-        }
-        let graph = crate::dockerfile::plan(&name, &text, &options).map_err(Failure::usage)?;
-        graphs.push((p, graph));
-    }
-
-    // Run: every platform in parallel.
+    let graphs = inputs.plan(&bases)?;
     let chroot = ChrootOptions::from_env().map_err(|e| Failure::env(anyhow::anyhow!("{e}")))?;
-    std::fs::create_dir_all(&chroot.work)
-        .map_err(|e| Failure::env(anyhow::anyhow!("creating {}: {e}", chroot.work.display())))?;
-    crate::pipeline::rootfs::sweep_stale(&chroot.work, "dockerfile");
-    let work = tempfile::Builder::new()
-        .prefix(&crate::pipeline::rootfs::owned_prefix("dockerfile"))
-        .tempdir_in(&chroot.work)
-        .map_err(|e| {
-            Failure::env(anyhow::anyhow!(
-                "a work directory in {}: {e}",
-                chroot.work.display()
-            ))
-        })?;
-    let work = WorkDir(work.keep());
+    let work = WorkDir::create(&chroot.work)?;
     let build_cache = match job.cache.then(super::cache::BuildCache::open_default) {
         Some(Ok(c)) => Some(c),
         Some(Err(e)) => {
@@ -206,78 +155,38 @@ pub fn build(
         Some(c) => steps::StepCache::in_build_cache(c.root()),
         None => steps::StepCache::in_build_cache(&work.0.join("steps")),
     };
-    let cache_mounts = chroot
-        .cache
-        .parent()
-        .map(|p| p.join("mounts"))
-        .unwrap_or_else(|| chroot.cache.join("mounts"));
-    let system = LinuxChroot;
-    let binfmt = system.binfmt(&job.binfmt_misc);
-    let ids = system.job_ids();
-    let (to_host, to_inside) = stage::id_maps(ids);
-    let roots = Mutex::new(HashMap::new());
-    let cache_locks = Mutex::new(HashMap::new());
-    let shared = stage::Shared {
-        host,
-        dockerfile: &name,
-        context: &job.dir,
-        ignore: &ignore,
-        bases: &bases,
-        steps: &step_cache,
-        roots: &roots,
-        work: &work.0,
-        rootfs_cache: &chroot.cache,
-        cache_mounts: &cache_mounts,
-        ids,
-        system: &system,
-        binfmt: &binfmt,
-        secrets: &secrets,
-        epoch: job.epoch,
-        compression: job.compression,
-        reporter,
-        cache_locks: &cache_locks,
-        to_host: &*to_host,
-        to_inside: &*to_inside,
-    };
     let started = Instant::now();
-    let built = if graphs.is_empty() {
-        Vec::new()
-    } else {
-        run_all(&shared, &job, &graphs, reporter)?
-    };
-    let seconds = started.elapsed().as_secs_f64();
-
-    // The engines' platforms, straight into the work layout.
-    let layout_dir = work.0.join("layout");
-    let layout = OciLayout::create(&layout_dir).map_err(Failure::env)?;
-    let inputs = engine::EngineInputs {
-        dockerfile,
-        ignore: &ignore,
-        build_args: &build_args,
-        target: request.target.as_deref(),
-        work: &work.0,
-    };
-    let from_engines = engine::build_all(&job, &inputs, &on_engines, &layout, reporter)?;
-
-    // Assemble into the work directory, verify, then publish.
+    let built = inputs.run_daemonless(&graphs, &bases, &chroot, &work.0, &step_cache)?;
     let daemonless = Daemonless {
         graphs: &graphs,
         built: &built,
-        seconds,
+        seconds: started.elapsed().as_secs_f64(),
     };
-    let assembled = assemble(&job, &daemonless, from_engines, host, &layout_dir, reporter)?;
-    verify(
-        &job,
-        &graphs,
-        &built,
-        host,
-        &name,
-        &build_args,
-        &assembled,
+
+    // The engines' platforms, straight into the work layout; then the daemonless ones beside
+    // them, verified all together before anything leaves the work directory.
+    let layout_dir = work.0.join("layout");
+    let layout = OciLayout::create(&layout_dir).map_err(Failure::env)?;
+    let engine_inputs = engine::EngineInputs {
+        dockerfile,
+        ignore: &inputs.ignore,
+        build_args: &inputs.build_args,
+        target: request.target.as_deref(),
+        work: &work.0,
+    };
+    let from_engines =
+        engine::build_all(job, &engine_inputs, &inputs.on_engines, &layout, reporter)?;
+    let assembled = assemble(
+        job,
+        &daemonless,
+        from_engines,
+        inputs.host,
+        &layout_dir,
         reporter,
     )?;
-    let assembled = place_output(&job, assembled)?;
-    let metadata = publish::publish(&job, assembled, None, loader.as_ref(), reporter)?;
+    verify(&inputs, &daemonless, &assembled)?;
+    let assembled = place_output(job, assembled)?;
+    let metadata = publish::publish(job, assembled, None, loader.as_ref(), reporter)?;
     // The steps share the build cache's size limit, least recently used first; pruned once
     // the image is out (this build's layers were read from there until now).
     if let Some(cache) = &build_cache {
@@ -288,9 +197,163 @@ pub fn build(
     Ok(metadata)
 }
 
+/// What a Dockerfile build reads before anything runs.
+struct Inputs<'a> {
+    request: &'a Request,
+    job: Job,
+    host: Platform,
+    /// The Dockerfile's path as messages name it, and its text.
+    name: String,
+    text: String,
+    build_args: BTreeMap<String, String>,
+    ignore: ignore::DockerIgnore,
+    secrets: secrets::Secrets,
+    /// The platforms a Docker engine builds (`--engine`, `--builder`).
+    on_engines: BTreeMap<Platform, engine::EnginePlacement>,
+    reporter: &'a dyn Reporter,
+}
+
+impl<'a> Inputs<'a> {
+    /// The job (as for any build: flags, project file, git), the Dockerfile, `.dockerignore`,
+    /// the secrets, and which platforms go to an engine.
+    fn read(
+        request: &'a Request,
+        project: Project,
+        dockerfile: &Path,
+        reporter: &'a dyn Reporter,
+    ) -> Result<Inputs<'a>, Stopped> {
+        let host = crate::detect::host_platform(&crate::host::linux::LinuxHost)
+            .map_err(|e| Failure::env(anyhow::anyhow!("the host's platform: {e}")))?;
+        let git = {
+            let (dir, file, policy) = (
+                request.dir.clone(),
+                project.tags.clone(),
+                request.tag_policy.clone(),
+            );
+            std::thread::spawn(move || crate::tags::compute_for(&dir, &file, &policy, false))
+        };
+        let git = super::git_facts(git, reporter)?;
+        let job = resolve::resolve(project, request, git, reporter)?;
+        let on_engines = engine::placements(&job)?;
+        if !on_engines.is_empty() && !request.secrets.is_empty() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--secret: the engine's classic builder has no build secrets; build without \
+                 --engine and --builder (rcross's daemonless builder mounts them)"
+            ))
+            .into());
+        }
+        Ok(Inputs {
+            request,
+            host,
+            name: dockerfile.display().to_string(),
+            text: read_dockerfile(dockerfile)?,
+            build_args: job.build_args.iter().cloned().collect(),
+            ignore: ignore::DockerIgnore::load(&job.dir, dockerfile).map_err(Failure::usage)?,
+            secrets: secrets::Secrets::read(&request.secrets, &|k| std::env::var(k).ok())?,
+            on_engines,
+            job,
+            reporter,
+        })
+    }
+
+    /// The build graph of every platform the daemonless builder builds, planned with its base
+    /// images' configs (a first plan names the bases).
+    fn plan(&self, bases: &bases::BaseImages) -> exit::Result<Vec<(Platform, BuildGraph)>> {
+        let mut graphs = Vec::new();
+        for &p in self
+            .job
+            .platforms
+            .iter()
+            .filter(|p| !self.on_engines.contains_key(p))
+        {
+            let mut options = BuildOptions::new(p, self.host);
+            options.build_args = self.build_args.clone();
+            options.target = self.request.target.clone();
+            let first = crate::dockerfile::plan(&self.name, &self.text, &options)
+                .map_err(Failure::usage)?;
+            for (written, platform) in first.base_images() {
+                let base = bases.get(&written, platform, self.reporter)?;
+                options.base_configs.insert(written, base.stage_config());
+            }
+            let graph = crate::dockerfile::plan(&self.name, &self.text, &options)
+                .map_err(Failure::usage)?;
+            graphs.push((p, graph));
+        }
+        Ok(graphs)
+    }
+
+    /// Every planned platform built by the daemonless builder, in parallel.
+    fn run_daemonless(
+        &self,
+        graphs: &[(Platform, BuildGraph)],
+        bases: &bases::BaseImages,
+        chroot: &ChrootOptions,
+        work: &Path,
+        steps: &steps::StepCache,
+    ) -> exit::Result<Vec<stage::PlatformImage>> {
+        if graphs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cache_mounts = chroot
+            .cache
+            .parent()
+            .map(|p| p.join("mounts"))
+            .unwrap_or_else(|| chroot.cache.join("mounts"));
+        let system = LinuxChroot;
+        let binfmt = system.binfmt(&self.job.binfmt_misc);
+        let ids = system.job_ids();
+        let (to_host, to_inside) = stage::id_maps(ids);
+        let roots = Mutex::new(HashMap::new());
+        let cache_locks = Mutex::new(HashMap::new());
+        let shared = stage::Shared {
+            host: self.host,
+            dockerfile: &self.name,
+            context: &self.job.dir,
+            ignore: &self.ignore,
+            bases,
+            steps,
+            roots: &roots,
+            work,
+            rootfs_cache: &chroot.cache,
+            cache_mounts: &cache_mounts,
+            ids,
+            system: &system,
+            binfmt: &binfmt,
+            secrets: &self.secrets,
+            epoch: self.job.epoch,
+            compression: self.job.compression,
+            reporter: self.reporter,
+            cache_locks: &cache_locks,
+            to_host: &*to_host,
+            to_inside: &*to_inside,
+        };
+        run_all(&shared, &self.job, graphs, self.reporter)
+    }
+}
+
 /// Removes the build's work directory (stage roots may hold directories only their owner in
 /// the sandbox's id range could write; `remove_tree` handles them).
 struct WorkDir(PathBuf);
+
+impl WorkDir {
+    /// A new work directory in `parent` (the chroot builder's, on the cache's filesystem, so
+    /// copies of unpacked base images are cheap); leftovers of killed builds are swept first.
+    fn create(parent: &Path) -> exit::Result<WorkDir> {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Failure::env(anyhow::anyhow!("creating {}: {e}", parent.display())))?;
+        crate::pipeline::rootfs::sweep_stale(parent, "dockerfile");
+        let dir = tempfile::Builder::new()
+            .prefix(&crate::pipeline::rootfs::owned_prefix("dockerfile"))
+            .tempdir_in(parent)
+            .map_err(|e| {
+                Failure::env(anyhow::anyhow!(
+                    "a work directory in {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        Ok(WorkDir(dir.keep()))
+    }
+}
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
@@ -426,6 +489,100 @@ struct Daemonless<'a> {
     seconds: f64,
 }
 
+/// Platform `p`'s image in `layout`: the base's layers (copied in, verified, when the layout
+/// lacks them; how many were copied is returned) and the build's, the base's history and the
+/// steps', the target stage's config. The platform is the target's, whatever the last stage
+/// ran on (as BuildKit forces it).
+fn image_spec(
+    job: &Job,
+    layout: &OciLayout,
+    p: Platform,
+    target: &crate::dockerfile::Stage,
+    image: &stage::PlatformImage,
+) -> exit::Result<(ImageSpec, ConfigExtras, usize)> {
+    let mut layers = Vec::new();
+    let mut history = Vec::new();
+    let mut annotations = BTreeMap::new();
+    let mut copied = 0;
+    if let Some(base) = &image.base {
+        for l in &base.part.layers {
+            if !layout.has_blob(&l.digest).map_err(Failure::env)? {
+                let mut r = base.source.open_blob(&l.digest).map_err(|e| {
+                    Failure::env(anyhow::anyhow!("{}: layer {}: {e}", base.written, l.digest))
+                })?;
+                layout
+                    .copy_blob(&l.digest, l.size, &base.written, &mut r)
+                    .map_err(Failure::env)?;
+                copied += 1;
+            }
+        }
+        layers.extend(base.part.layers.iter().cloned());
+        history.extend(base.part.history.iter().cloned());
+        annotations.insert(
+            super::base::BASE_DIGEST_ANNOTATION.to_string(),
+            base.part.manifest.clone(),
+        );
+        annotations.insert(
+            super::base::BASE_NAME_ANNOTATION.to_string(),
+            base.written.clone(),
+        );
+    }
+    for l in &image.layers {
+        let mut f = std::fs::File::open(&l.blob).map_err(|e| {
+            Failure::env(anyhow::anyhow!(
+                "reading the layer {}: {e}",
+                l.blob.display()
+            ))
+        })?;
+        layout
+            .copy_blob(&l.layer.digest, l.layer.size, "the step cache", &mut f)
+            .map_err(Failure::env)?;
+        layers.push(l.layer.clone());
+    }
+    history.extend(image.history.iter().cloned());
+    let (run, extras) = run_config(&target.config);
+    let spec = ImageSpec {
+        platform: p,
+        layers,
+        history,
+        run,
+        created: job.epoch,
+        annotations,
+    };
+    Ok((spec, extras, copied))
+}
+
+/// The report of a platform the daemonless builder built: native on the machine's platform,
+/// emulated when a RUN ran under QEMU, else cross (only the build machine's stages ran).
+fn platform_result(
+    p: Platform,
+    host: Platform,
+    seconds: f64,
+    image: &stage::PlatformImage,
+    manifest: &Descriptor,
+) -> PlatformResult {
+    PlatformResult {
+        platform: p,
+        strategy: if p == host {
+            Strategy::Native
+        } else if image.steps.iter().any(|s| s.emulated) {
+            Strategy::Emulate
+        } else {
+            Strategy::Cross
+        },
+        toolchain: None,
+        runner: "dockerfile (chroot)".into(),
+        build_image: None,
+        seconds,
+        cached: !image.steps.is_empty() && image.steps.iter().all(|s| s.cached),
+        files: Vec::new(),
+        findings: Vec::new(),
+        manifest: Some(manifest.digest.clone()),
+        base_manifest: image.base.as_ref().map(|b| b.part.manifest.clone()),
+        steps: image.steps.clone(),
+    }
+}
+
 /// The layout in `dir`: per daemonless platform the base's layers and the new ones, its
 /// config (os, architecture and variant of the target, as BuildKit forces them), its
 /// manifest; with the images the engines wrote there (`from_engines`), the index (in the
@@ -444,81 +601,15 @@ fn assemble(
     let mut results = Vec::new();
     let mut copied = 0usize;
     for ((p, graph), image) in graphs.iter().zip(built) {
-        let mut layers = Vec::new();
-        let mut history = Vec::new();
-        let mut annotations = BTreeMap::new();
-        if let Some(base) = &image.base {
-            for l in &base.part.layers {
-                if !layout.has_blob(&l.digest).map_err(Failure::env)? {
-                    let mut r = base.source.open_blob(&l.digest).map_err(|e| {
-                        Failure::env(anyhow::anyhow!("{}: layer {}: {e}", base.written, l.digest))
-                    })?;
-                    layout
-                        .copy_blob(&l.digest, l.size, &base.written, &mut r)
-                        .map_err(Failure::env)?;
-                    copied += 1;
-                }
-            }
-            layers.extend(base.part.layers.iter().cloned());
-            history.extend(base.part.history.iter().cloned());
-            annotations.insert(
-                super::base::BASE_DIGEST_ANNOTATION.to_string(),
-                base.part.manifest.clone(),
-            );
-            annotations.insert(
-                super::base::BASE_NAME_ANNOTATION.to_string(),
-                base.written.clone(),
-            );
-        }
-        for l in &image.layers {
-            let mut f = std::fs::File::open(&l.blob).map_err(|e| {
-                Failure::env(anyhow::anyhow!(
-                    "reading the layer {}: {e}",
-                    l.blob.display()
-                ))
-            })?;
-            layout
-                .copy_blob(&l.layer.digest, l.layer.size, "the step cache", &mut f)
-                .map_err(Failure::env)?;
-            layers.push(l.layer.clone());
-        }
-        history.extend(image.history.iter().cloned());
         let target = graph.target_stage().ok_or_else(|| {
             Failure::usage(anyhow::anyhow!("the Dockerfile has no stage to build"))
         })?;
-        let (run, extras) = run_config(&target.config);
-        let spec = ImageSpec {
-            platform: *p,
-            layers,
-            history,
-            run,
-            created: job.epoch,
-            annotations,
-        };
+        let (spec, extras, base_copied) = image_spec(job, &layout, *p, target, image)?;
+        copied += base_copied;
         let d = layout
             .write_image_with(&spec, &extras)
             .map_err(Failure::env)?;
-        let emulated = image.steps.iter().any(|s| s.emulated && !s.cached);
-        results.push(PlatformResult {
-            platform: *p,
-            strategy: if *p == host {
-                Strategy::Native
-            } else if emulated || image.steps.iter().any(|s| s.emulated) {
-                Strategy::Emulate
-            } else {
-                Strategy::Cross
-            },
-            toolchain: None,
-            runner: "dockerfile (chroot)".into(),
-            build_image: None,
-            seconds,
-            cached: !image.steps.is_empty() && image.steps.iter().all(|s| s.cached),
-            files: Vec::new(),
-            findings: Vec::new(),
-            manifest: Some(d.digest.clone()),
-            base_manifest: image.base.as_ref().map(|b| b.part.manifest.clone()),
-            steps: image.steps.clone(),
-        });
+        results.push(platform_result(*p, host, seconds, image, &d));
         manifests.push(d);
     }
     if copied > 0 {
@@ -613,19 +704,12 @@ fn judged_findings(
     Ok(out)
 }
 
-/// Every ELF file of every platform's final image against its platform; a finding stops the
-/// build (exit 1) with where the file came from.
-#[allow(clippy::too_many_arguments)]
-fn verify(
-    job: &Job,
-    graphs: &[(Platform, BuildGraph)],
-    built: &[stage::PlatformImage],
-    host: Platform,
-    dockerfile: &str,
-    build_args: &BTreeMap<String, String>,
-    assembled: &Assembled,
-    reporter: &dyn Reporter,
-) -> Result<(), Stopped> {
+/// Every ELF file of every platform's final image that the platform runs ([`judge`]) against
+/// the platform; a finding stops the build (exit 1) with where the file came from.
+fn verify(inputs: &Inputs, daemonless: &Daemonless, assembled: &Assembled) -> Result<(), Stopped> {
+    let (job, host, reporter) = (&inputs.job, inputs.host, inputs.reporter);
+    let (graphs, built) = (daemonless.graphs, daemonless.built);
+    let (dockerfile, build_args) = (inputs.name.as_str(), &inputs.build_args);
     let source =
         crate::image::LayoutSource::open(assembled.layout.root(), Some(&assembled.names[0]))
             .map_err(|e| Failure::env(anyhow::anyhow!("reading back the image: {e}")))?;
