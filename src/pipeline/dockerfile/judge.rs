@@ -6,9 +6,11 @@
 //!
 //! Judged: an executable (`ET_EXEC`, or `ET_DYN` with an entry point: a PIE) with an execute
 //! bit, and a shared library (`ET_DYN`) that is executable or named `*.so*` under a library
-//! directory. Not judged: relocatable objects, core files, and executables nobody may execute
-//! (no execute bit). Corrupt ELF headers are judged where an intact file of the same name and
-//! mode would be. What is not judged is counted and named in the log.
+//! directory. Not judged: relocatable objects, core files, executables nobody may execute (no
+//! execute bit), and anything under `/usr/share/` or `/usr/local/share/`, which the Filesystem
+//! Hierarchy Standard reserves for architecture-independent data (Go's `pprof/testdata/test32`
+//! is executable and i386 there). Corrupt ELF headers are judged where an intact file of the
+//! same name and mode would be. What is not judged is counted and named in the log.
 
 use crate::elf::{ElfInfo, Kind};
 
@@ -23,9 +25,15 @@ const LIBRARY_DIRS: &[&str] = &[
     "/usr/local/lib/",
 ];
 
+/// Architecture-independent data (FHS 3.0 §4.11), never run as a program.
+const SHARED_DATA_DIRS: &[&str] = &["/usr/share/", "/usr/local/share/"];
+
 /// Whether the file at `path` (absolute in the image), with permission bits `mode`, is one the
 /// platform runs or loads (`info` `None`: the headers could not be read).
 pub fn runs(path: &str, info: Option<&ElfInfo>, mode: u32) -> bool {
+    if SHARED_DATA_DIRS.iter().any(|d| path.starts_with(d)) {
+        return false;
+    }
     let executable = mode & 0o111 != 0;
     let library_name = {
         let name = path.rsplit('/').next().unwrap_or(path);
@@ -83,6 +91,11 @@ mod tests {
             !runs("/opt/sdk/lib/x.o", Some(&object), 0o755),
             "objects are never run"
         );
+        assert!(!runs(
+            "/usr/share/go-1.19/src/runtime/pprof/testdata/test32",
+            Some(&exe),
+            0o755
+        ));
         assert!(runs("/usr/bin/broken", None, 0o755));
         assert!(!runs("/usr/share/doc/broken", None, 0o644));
     }
