@@ -1134,3 +1134,55 @@ json.dump(files, sys.stdout)
         .unwrap()
         .clone()
 }
+
+/// A file for another CPU that the image carries on purpose is named in `[verify] ignore`; the
+/// same file elsewhere, executable, stops the build.
+#[test]
+fn verify_ignore_in_the_project_file_lets_foreign_data_through() {
+    let arm_libc = Path::new("/usr/aarch64-linux-gnu/lib/libc.so.6");
+    if !prereq::require(
+        arm_libc.exists(),
+        "libc6-arm64-cross (an aarch64 ELF file to copy)",
+    ) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("fw")).unwrap();
+    std::fs::copy(arm_libc, t.path().join("fw/blob")).unwrap();
+    std::fs::write(
+        t.path().join("Dockerfile"),
+        "FROM scratch\nCOPY --chmod=755 fw/blob /opt/fw/blob\n",
+    )
+    .unwrap();
+    let toml = |extra: &str| {
+        std::fs::write(
+            t.path().join("rcross.toml"),
+            format!(
+                "[image]\nname = \"fw\"\nplatforms = [\"linux/amd64\"]\ndockerfile = \"Dockerfile\"\n{extra}"
+            ),
+        )
+        .unwrap();
+    };
+    let build = || {
+        Command::new(RCROSS)
+            .args(["build", "--no-cache"])
+            .arg(t.path())
+            .env("XDG_CACHE_HOME", t.path().join("xdg"))
+            .env("RCROSS_REGISTRIES_CONFIG", "/dev/null")
+            .output()
+            .unwrap()
+    };
+    toml("");
+    let out = build();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("opt/fw/blob in linux/amd64 is"), "{stderr}");
+    toml("[verify]\nignore = [\"opt/fw/**\"]\n");
+    let out = build();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("1 ELF file(s) for other platforms"),
+        "{stderr}"
+    );
+}

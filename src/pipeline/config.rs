@@ -51,6 +51,9 @@ pub struct Project {
     /// `[image] dockerfile`: the image is built from this Dockerfile (relative to the project
     /// directory), with the file's platforms, tags and builders; `[build]` is then not used.
     pub dockerfile: Option<PathBuf>,
+    /// `[verify] ignore`: paths of the image (`.dockerignore` patterns: `*`, `**`, `!`) whose
+    /// ELF files are not judged against the platform (firmware, test data for other CPUs).
+    pub verify_ignore: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +148,15 @@ struct RawFile {
     builders: Option<toml::Spanned<BTreeMap<String, toml::Spanned<String>>>>,
     #[serde(default)]
     tags: crate::tags::TagConfig,
+    #[serde(default)]
+    verify: RawVerify,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    #[serde(default)]
+    ignore: Vec<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -285,6 +297,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Project, ConfigError> {
         builders,
         tags: raw.tags,
         dockerfile,
+        verify_ignore: verify_ignore(&file, &raw.verify)?,
     })
 }
 
@@ -359,6 +372,28 @@ fn platforms(
         ));
     }
     Ok(platforms)
+}
+
+/// `[verify] ignore`: each pattern must read as a `.dockerignore` line.
+fn verify_ignore(file: &ProjectText, raw: &RawVerify) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for p in &raw.ignore {
+        let pattern = p.get_ref().trim();
+        if pattern.is_empty() || pattern.contains('\n') {
+            return Err(file.err(
+                p.span(),
+                "verify.ignore",
+                format!(
+                    "{:?}: give one path pattern, e.g. \"usr/lib/firmware/**\"",
+                    p.get_ref()
+                ),
+            ));
+        }
+        super::dockerfile::ignore::DockerIgnore::parse(pattern)
+            .map_err(|e| file.err(p.span(), "verify.ignore", e.to_string()))?;
+        out.push(pattern.to_string());
+    }
+    Ok(out)
 }
 
 /// `[image] dockerfile`: a relative path inside the project.
@@ -630,6 +665,15 @@ mod tests {
         assert!(e.contains("takes its files from the Dockerfile"), "{e}");
         let e = parse(path, head).unwrap_err().to_string();
         assert!(e.contains("[image] dockerfile"), "{e}");
+        let policy =
+            format!("{head}dockerfile = \"D\"\n[verify]\nignore = [\"usr/lib/firmware/**\"]\n");
+        assert_eq!(
+            parse(path, &policy).unwrap().verify_ignore,
+            ["usr/lib/firmware/**"]
+        );
+        let empty = format!("{head}dockerfile = \"D\"\n[verify]\nignore = [\" \"]\n");
+        let e = parse(path, &empty).unwrap_err().to_string();
+        assert!(e.contains("verify.ignore"), "{e}");
         let outside = format!("{head}dockerfile = \"../Dockerfile\"\n");
         let e = parse(path, &outside).unwrap_err().to_string();
         assert!(e.contains("inside the project"), "{e}");

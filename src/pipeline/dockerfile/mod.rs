@@ -118,6 +118,7 @@ fn made_up_project(request: &Request, dockerfile: &Path) -> exit::Result<Project
         builders: BTreeMap::new(),
         tags: Default::default(),
         dockerfile: Some(dockerfile.to_path_buf()),
+        verify_ignore: Vec::new(),
     })
 }
 
@@ -657,9 +658,12 @@ struct PlatformFindings {
 /// runs ([`judge::runs`]); the others are counted in a log line.
 fn judged_findings(
     source: &dyn crate::image::ImageSource,
+    policy: &[String],
     reporter: &dyn Reporter,
 ) -> exit::Result<Vec<PlatformFindings>> {
     use crate::walk::contents::Record;
+    // `[verify] ignore`, one pattern a line, as a .dockerignore reads them.
+    let ignored = ignore::DockerIgnore::parse(&policy.join("\n")).map_err(Failure::usage)?;
     let contents = crate::walk::read_image(source, None)
         .map_err(|e| Failure::env(anyhow::anyhow!("verifying the image: {e}")))?;
     let mut out = Vec::new();
@@ -682,7 +686,7 @@ fn judged_findings(
             if found.is_empty() {
                 continue;
             }
-            if judge::runs(path, info, mode) {
+            if judge::runs(path, info, mode) && !ignored.is_excluded(path.trim_start_matches('/')) {
                 findings.extend(found);
             } else {
                 not_judged.push(path);
@@ -691,7 +695,8 @@ fn judged_findings(
         if let Some(first) = not_judged.first() {
             reporter.line(&format!(
                 "{}: {} ELF file(s) for other platforms that nothing runs or loads (objects, \
-                 files without an execute bit, e.g. {first}) were not judged",
+                 files without an execute bit, data under /usr/share, [verify] ignore; e.g. \
+                 {first}) were not judged",
                 pc.platform,
                 not_judged.len()
             ));
@@ -713,7 +718,7 @@ fn verify(inputs: &Inputs, daemonless: &Daemonless, assembled: &Assembled) -> Re
     let source =
         crate::image::LayoutSource::open(assembled.layout.root(), Some(&assembled.names[0]))
             .map_err(|e| Failure::env(anyhow::anyhow!("reading back the image: {e}")))?;
-    let report = judged_findings(&source, reporter)?;
+    let report = judged_findings(&source, &job.project.verify_ignore, reporter)?;
     if report.iter().all(|p| p.findings.is_empty()) {
         return Ok(());
     }
