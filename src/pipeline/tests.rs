@@ -188,6 +188,44 @@ fn assigned(plan: &Plan, runner: Arc<dyn Runner>) -> Vec<Assignment> {
         .collect()
 }
 
+/// `[verify] ignore` names an artifact on purpose for another CPU: it is not judged.
+#[test]
+fn an_artifact_verify_ignore_names_is_not_judged() {
+    let dir = project_dir(PROJECT);
+    let out = tempfile::tempdir().unwrap();
+    let mut req = request(dir.path());
+    req.output = Some(format!("oci:{}", out.path().join("layout").display()));
+    let mut job = job(&req);
+    let plan = host_plan(&job);
+    let runner = WritesElf::new(&[
+        ("linux/amd64", EM_X86_64),
+        ("linux/arm64", EM_X86_64),
+        ("linux/riscv64", EM_RISCV),
+    ]);
+    job.project.verify_ignore = vec!["usr/bin/*".into()];
+    let reporter = Recorded::default();
+    let done = execute(
+        &job,
+        &plan,
+        &assigned(&plan, runner.clone()),
+        Services::default(),
+        &reporter,
+    );
+    assert!(done.is_ok(), "{done:?}");
+    job.project.verify_ignore = vec!["usr/lib/**".into()];
+    let stopped = execute(
+        &job,
+        &plan,
+        &assigned(&plan, runner),
+        Services::default(),
+        &reporter,
+    );
+    assert!(
+        matches!(stopped, Err(Stopped::Rejected(_))),
+        "another path: still judged"
+    );
+}
+
 #[test]
 fn a_platform_whose_runner_returns_another_architecture_stops_at_verify_and_publishes_nothing() {
     let dir = project_dir(PROJECT);

@@ -30,7 +30,7 @@ pub fn verify(job: &Job, built: &Built, base: Option<&Base>) -> Result<Verified,
         let p = b.platform;
         let placed = artifacts::resolve(&job.project.artifacts, &b.out_dir, &p.to_string())
             .map_err(Failure::check)?;
-        let findings = check(&placed, p)?;
+        let findings = check(&placed, p, &job.project.verify_ignore)?;
         let result = PlatformResult {
             platform: p,
             strategy: b.strategy,
@@ -81,9 +81,19 @@ pub fn verify(job: &Job, built: &Built, base: Option<&Base>) -> Result<Verified,
 }
 
 /// The findings of every ELF file among `placed`, by the path it gets in the image.
-fn check(placed: &[Placed], p: crate::platform::Platform) -> exit::Result<Vec<Finding>> {
+/// The findings of the placed files; those `[verify] ignore` names are not judged.
+fn check(
+    placed: &[Placed],
+    p: crate::platform::Platform,
+    ignore: &[String],
+) -> exit::Result<Vec<Finding>> {
+    let ignored = super::dockerfile::ignore::DockerIgnore::parse(&ignore.join("\n"))
+        .map_err(Failure::usage)?;
     let mut findings = Vec::new();
     for a in placed {
+        if ignored.is_excluded(a.target.trim_start_matches('/')) {
+            continue;
+        }
         match walk::classify_file(&a.source) {
             FileClass::Elf(info) => findings.extend(
                 crate::elf::check(&info, &p)
