@@ -24,7 +24,7 @@
 # `cargo test --test debian_images` once), pushed to this benchmark's registry as
 # library/debian:bookworm, which both tools reach as docker.io's mirror (rcross through
 # registries.toml, buildah through containers-registries.conf). The golang image is built from
-# it once, by rcross (not timed): Debian's golang-go on bookworm, linux/amd64.
+# it once, by rcross (not timed): Debian's golang-go on bookworm, for the three platforms.
 #
 # Emulated RUN steps need QEMU handlers in the machine's binfmt_misc (buildah's containers and
 # rcross's sandbox both use the machine's table): this script runs `rcross setup` for arm64 and
@@ -135,7 +135,10 @@ FROM debian:bookworm
 RUN apt-get update && apt-get install -y --no-install-recommends golang-go ca-certificates && rm -rf /var/lib/apt/lists/*
 ENV GOTOOLCHAIN=local
 EOF
-rc build "$W/ctx/golang" --platform linux/amd64 -t "$REG/library/golang:1.19-bookworm" --push \
+# For every platform: Debian's buildah (1.28) resolves `FROM --platform=$BUILDPLATFORM` to the
+# target platform in a multi-platform build, so its build stage runs under emulation and needs
+# the image for each target (rcross's runs on linux/amd64 only).
+rc build "$W/ctx/golang" --platform "$PLATS" -t "$REG/library/golang:1.19-bookworm" --push \
   > "$W/golang.log" 2>&1 || { echo "building the golang base image failed:"; tail -30 "$W/golang.log"; exit 1; }
 
 cat > "$W/ctx/cross/Dockerfile" <<'EOF'
