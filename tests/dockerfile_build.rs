@@ -231,9 +231,12 @@ fn a_cross_compiling_go_dockerfile_lands_a_verified_index_with_no_emulated_step(
     let tag = format!("{}/app:1", env.registry.addr);
     let meta = env.tmp.path().join("go.json");
     let layout = env.tmp.path().join("go-layout");
+    let dockerfile = dir.join("Dockerfile");
     let out = env.build(
         &lasting_cache(),
         &[
+            "-f",
+            dockerfile.to_str().unwrap(),
             "--platform",
             "linux/amd64,linux/arm64,linux/arm/v7",
             "-t",
