@@ -78,12 +78,14 @@ if [ -z "${RCROSS:-}" ]; then
 fi
 export RCROSS
 
-rm -rf "$W"; mkdir -p "$W/json" "$W/buildah" "$W/xdg"
+unmount_below() { # buildah's overlay mounts left under $1 (by a run that was killed)
+  awk -v d="$1/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l; }
+unmount_below "$W"; rm -rf "$W"; mkdir -p "$W/json" "$W/buildah" "$W/xdg"
 cleanup() {
   [ -n "${REG_PID:-}" ] && kill "$REG_PID" 2>/dev/null || true
   if [ -z "${KEEP:-}" ]; then
     bah rm --all >/dev/null 2>&1 || true
-    umount -R "$W/buildah" 2>/dev/null || true
+    unmount_below "$W"
     rm -rf "$W"
   fi
 }
