@@ -5,14 +5,14 @@
 //! architecture, firmware blobs. Judging those would stop every build that installs Go.
 //!
 //! Judged: an executable (`ET_EXEC`, or `ET_DYN` with an entry point: a PIE) with an execute
-//! bit, and a shared library (`ET_DYN`) that is executable or named `*.so*` under a library
+//! bit or in a directory of programs (`/usr/bin` …), and a shared library (`ET_DYN`) that is executable or named `*.so*` under a library
 //! directory. Not judged: relocatable objects, core files, executables nobody may execute (no
 //! execute bit), and anything under `/usr/share/` or `/usr/local/share/`, which the Filesystem
 //! Hierarchy Standard reserves for architecture-independent data (Go's `pprof/testdata/test32`
 //! is executable and i386 there). Corrupt ELF headers are judged where an intact file of the
 //! same name and mode would be. What is not judged is counted and named in the log.
 
-use crate::elf::{ElfInfo, Kind};
+use crate::elf::{ElfInfo, FindingKind, Kind};
 
 /// Directories whose `*.so*` files the loader loads whatever their mode.
 const LIBRARY_DIRS: &[&str] = &[
@@ -25,6 +25,18 @@ const LIBRARY_DIRS: &[&str] = &[
     "/usr/local/lib/",
 ];
 
+/// Directories of programs: an ELF executable there is meant to run even without an execute
+/// bit (a COPY that lost it is a bug the ELF check should not hide).
+const PROGRAM_DIRS: &[&str] = &[
+    "/bin/",
+    "/sbin/",
+    "/usr/bin/",
+    "/usr/sbin/",
+    "/usr/local/bin/",
+    "/usr/local/sbin/",
+    "/usr/libexec/",
+];
+
 /// Architecture-independent data (FHS 3.0 §4.11), never run as a program.
 const SHARED_DATA_DIRS: &[&str] = &["/usr/share/", "/usr/local/share/"];
 
@@ -34,7 +46,7 @@ pub fn runs(path: &str, info: Option<&ElfInfo>, mode: u32) -> bool {
     if SHARED_DATA_DIRS.iter().any(|d| path.starts_with(d)) {
         return false;
     }
-    let executable = mode & 0o111 != 0;
+    let executable = mode & 0o111 != 0 || PROGRAM_DIRS.iter().any(|d| path.starts_with(d));
     let library_name = {
         let name = path.rsplit('/').next().unwrap_or(path);
         name.ends_with(".so") || name.contains(".so.")
@@ -46,6 +58,15 @@ pub fn runs(path: &str, info: Option<&ElfInfo>, mode: u32) -> bool {
         Some(Kind::Relocatable | Kind::Core | Kind::Other) => false,
         None => executable || (library_name && in_library_dir),
     }
+}
+
+/// Whether a finding of `kind` about a file the platform runs stops the build. A shared
+/// library (no program interpreter) whose ARM attributes name a newer architecture than the
+/// platform's is not judged: libraries carry such code for CPUs that have it and choose at run
+/// time (Debian armhf's libgcrypt says ARMv8-A for its crypto-extension routines).
+pub fn stops(kind: FindingKind, info: Option<&ElfInfo>) -> bool {
+    let library = info.is_some_and(|i| i.kind == Kind::SharedLibrary && i.interpreter.is_none());
+    !(kind == FindingKind::ArmArchTooNew && library)
 }
 
 #[cfg(test)]
@@ -96,7 +117,26 @@ mod tests {
             Some(&exe),
             0o755
         ));
+        assert!(
+            runs("/usr/bin/app", Some(&exe), 0o644),
+            "a program directory"
+        );
         assert!(runs("/usr/bin/broken", None, 0o755));
         assert!(!runs("/usr/share/doc/broken", None, 0o644));
+    }
+
+    #[test]
+    fn a_library_may_carry_code_for_newer_arm_cpus_an_executable_may_not() {
+        let exe = info(Kind::Executable);
+        let library = info(Kind::SharedLibrary);
+        assert!(stops(FindingKind::ArmArchTooNew, Some(&exe)));
+        assert!(!stops(FindingKind::ArmArchTooNew, Some(&library)));
+        assert!(stops(FindingKind::WrongMachine, Some(&library)));
+        let mut pie = info(Kind::SharedLibrary);
+        pie.interpreter = Some("/lib/ld-linux-armhf.so.3".into());
+        assert!(
+            stops(FindingKind::ArmArchTooNew, Some(&pie)),
+            "a PIE is a program"
+        );
     }
 }

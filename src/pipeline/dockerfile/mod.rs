@@ -683,11 +683,16 @@ fn judged_findings(
                 (Record::Corrupt { error, .. }, _) => vec![Finding::corrupt(path, error)],
                 _ => Vec::new(),
             };
-            if found.is_empty() {
+            let (stopping, waved): (Vec<Finding>, Vec<Finding>) =
+                found.into_iter().partition(|f| judge::stops(f.kind, info));
+            if stopping.is_empty() {
+                if !waved.is_empty() {
+                    not_judged.push(path);
+                }
                 continue;
             }
             if judge::runs(path, info, mode) && !ignored.is_excluded(path.trim_start_matches('/')) {
-                findings.extend(found);
+                findings.extend(stopping);
             } else {
                 not_judged.push(path);
             }
@@ -695,8 +700,9 @@ fn judged_findings(
         if let Some(first) = not_judged.first() {
             reporter.line(&format!(
                 "{}: {} ELF file(s) for other platforms that nothing runs or loads (objects, \
-                 files without an execute bit, data under /usr/share, [verify] ignore; e.g. \
-                 {first}) were not judged",
+                 files without an execute bit, data under /usr/share, [verify] ignore), or \
+                 libraries with code for newer ARM CPUs they choose at run time, were not \
+                 judged (e.g. {first})",
                 pc.platform,
                 not_judged.len()
             ));
