@@ -23,6 +23,7 @@ pub mod copy;
 pub mod engine;
 pub mod ignore;
 pub mod judge;
+pub mod overlay;
 pub mod provenance;
 pub mod secrets;
 pub mod snapshot;
@@ -327,6 +328,7 @@ impl<'a> Inputs<'a> {
             cache_locks: &cache_locks,
             to_host: &*to_host,
             to_inside: &*to_inside,
+            overlay_warned: Default::default(),
         };
         run_all(&shared, &self.job, graphs, self.reporter)
     }
@@ -342,6 +344,20 @@ impl WorkDir {
     fn create(parent: &Path) -> exit::Result<WorkDir> {
         std::fs::create_dir_all(parent)
             .map_err(|e| Failure::env(anyhow::anyhow!("creating {}: {e}", parent.display())))?;
+        // Work directories of killed builds, with their overlay mounts.
+        let prefix = "dockerfile-";
+        if let Ok(entries) = std::fs::read_dir(parent) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                let pid = name
+                    .strip_prefix(prefix)
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|p| p.parse::<u32>().ok());
+                if pid.is_some_and(|p| !Path::new("/proc").join(p.to_string()).exists()) {
+                    overlay::unmount_below(&entry.path());
+                }
+            }
+        }
         crate::pipeline::rootfs::sweep_stale(parent, "dockerfile");
         let dir = tempfile::Builder::new()
             .prefix(&crate::pipeline::rootfs::owned_prefix("dockerfile"))
@@ -358,6 +374,7 @@ impl WorkDir {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
+        overlay::unmount_below(&self.0);
         let _ = crate::pipeline::rootfs::remove_tree(&self.0);
     }
 }

@@ -15,6 +15,7 @@
 use super::bases::{BaseImages, ResolvedBase};
 use super::copy::{self, CopyFrom, CopySpec};
 use super::ignore::DockerIgnore;
+use super::overlay;
 use super::secrets::Secrets;
 use super::snapshot::{self, DiffLayerOptions};
 use super::steps::{self, StepCache, StepRecord, StoredLayer};
@@ -81,6 +82,8 @@ pub struct Shared<'a> {
     pub to_host: &'a IdFn,
     /// Ids stored in a stage root → image ids.
     pub to_inside: &'a IdFn,
+    /// Whether the fallback from overlays to copies was reported.
+    pub overlay_warned: std::sync::atomic::AtomicBool,
 }
 
 /// An id map.
@@ -1010,6 +1013,30 @@ impl Shared<'_> {
             .join(format!("{}-{}", platform.slug(), &hex[..16]))
     }
 
+    /// Whether `dir/root` is now an overlay over the cached root `cached` (shifted into the
+    /// id range); `false` (and the reason logged once) when overlays cannot be used.
+    fn overlay_root(&self, cached: &Path, dir: &Path) -> bool {
+        if !overlay::usable(self.ids) {
+            return false;
+        }
+        let mounted = overlay::shifted_root(cached, self.ids, self.to_host)
+            .and_then(|lower| overlay::mount(&lower, dir, self.ids.root_on_host()));
+        match mounted {
+            Ok(_) => true,
+            Err(e) => {
+                if !self
+                    .overlay_warned
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    self.reporter.line(&format!(
+                        "warning: stage roots are copied, not overlaid: {e}"
+                    ));
+                }
+                false
+            }
+        }
+    }
+
     /// A new root under `dir`: the base image's root (or an empty one), then `layers`.
     fn make_root(
         &self,
@@ -1018,6 +1045,7 @@ impl Shared<'_> {
         layers: &[BuiltLayer],
     ) -> Result<PathBuf, String> {
         if dir.exists() {
+            overlay::unmount_below(dir);
             rootfs::remove_tree(dir).map_err(|e| e.to_string())?;
         }
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -1036,16 +1064,18 @@ impl Shared<'_> {
                     self.rootfs_cache,
                 )
                 .map_err(|e| format!("unpacking {}: {e}", b.written))?;
-                let map = |u, g| (self.to_host)(u, g);
-                rootfs::copy_tree(
-                    &cached.root,
-                    &root,
-                    &CopyOptions {
-                        owners: CopyOwners::Map(&map),
-                        exclude: &|_| false,
-                    },
-                )
-                .map_err(|e| format!("copying the root of {}: {e}", b.written))?;
+                if !self.overlay_root(&cached.root, dir) {
+                    let map = |u, g| (self.to_host)(u, g);
+                    rootfs::copy_tree(
+                        &cached.root,
+                        &root,
+                        &CopyOptions {
+                            owners: CopyOwners::Map(&map),
+                            exclude: &|_| false,
+                        },
+                    )
+                    .map_err(|e| format!("copying the root of {}: {e}", b.written))?;
+                }
             }
             None => {
                 std::fs::create_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
