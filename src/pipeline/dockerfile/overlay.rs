@@ -89,8 +89,12 @@ pub fn mount(lower: &Path, dir: &Path, owner: Option<(u32, u32)>) -> Result<Path
         std::os::unix::fs::lchown(&upper, Some(uid), Some(gid))
             .map_err(|e| format!("changing the owner of {}: {e}", upper.display()))?;
     }
+    // `userxattr`: overlay's own attributes (whiteouts, opaque and redirect markers) in the
+    // user.* namespace; some filesystems here refuse trusted.* ones ("failed to set xattr on
+    // upper"), and then removing a lower directory fails with EIO and dpkg's renames with
+    // EXDEV.
     let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "userxattr,lowerdir={},upperdir={},workdir={}",
         escape(lower)?,
         escape(&upper)?,
         escape(&work)?
@@ -188,6 +192,17 @@ mod tests {
         assert_eq!(
             std::fs::read(dir.join("upper/etc/keep")).unwrap(),
             b"changed"
+        );
+        // What failed without `userxattr` here: removing a lower directory (EIO). Renaming
+        // one gives EXDEV, as under Docker's overlay2 (`mv` copies instead).
+        std::fs::create_dir_all(lower.join("usr/share/doc/x")).unwrap();
+        let renamed = std::fs::rename(root.join("usr/share/doc/x"), root.join("usr/y"));
+        assert_eq!(renamed.unwrap_err().raw_os_error(), Some(nix::libc::EXDEV));
+        std::fs::remove_dir_all(root.join("usr")).unwrap();
+        assert!(!root.join("usr").exists());
+        assert!(
+            lower.join("usr/share/doc/x").exists(),
+            "the lower directory is untouched"
         );
         unmount_below(&dir);
         assert!(!root.join("new").exists(), "unmounted");
