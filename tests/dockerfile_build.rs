@@ -136,41 +136,47 @@ fn metadata(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The final file tree of one platform of an OCI layout, read with Python's tarfile (whiteouts
-/// applied): path → [type, mode, uid, gid, link target, sha256 of content].
-fn tree(layout: &Path, platform: &str) -> serde_json::Map<String, Value> {
-    let script = r#"
-import gzip, hashlib, json, os, sys, tarfile
-root, want = sys.argv[1], sys.argv[2]
-def blob(d): return os.path.join(root, "blobs", *d.split(":"))
-def doc(d): return json.load(open(blob(d)))
-top = json.load(open(os.path.join(root, "index.json")))
-index = doc(top["manifests"][0]["digest"])
-def name(p): return "/".join(filter(None, [p["os"], p["architecture"], None if p["architecture"] == "arm64" else p.get("variant")]))
-m = [x for x in index["manifests"] if name(x["platform"]) == want][0]
+/// Merges an image's layers (whiteouts and opaque directories applied) with Python's tarfile,
+/// from an OCI layout (`oci LAYOUT PLATFORM`) or a `docker save` archive (`docker-save FILE`):
+/// path → [type, mode, uid, gid, link target, sha256 of content].
+const MERGE_LAYERS_PY: &str = r#"
+import hashlib, json, os, sys, tarfile
+def from_layout(root, want):
+    def blob(d): return os.path.join(root, "blobs", *d.split(":"))
+    def doc(d): return json.load(open(blob(d)))
+    index = doc(json.load(open(os.path.join(root, "index.json")))["manifests"][0]["digest"])
+    def name(p): return "/".join(filter(None, [p["os"], p["architecture"], None if p["architecture"] == "arm64" else p.get("variant")]))
+    m = [x for x in index["manifests"] if name(x["platform"]) == want][0]
+    for layer in doc(m["digest"])["layers"]:
+        yield tarfile.open(blob(layer["digest"]), "r:*")
+def from_docker_save(path):
+    outer = tarfile.open(path)
+    for layer in json.load(outer.extractfile("manifest.json"))[0]["Layers"]:
+        yield tarfile.open(fileobj=outer.extractfile(layer), mode="r:*")
+layers = from_layout(sys.argv[2], sys.argv[3]) if sys.argv[1] == "oci" else from_docker_save(sys.argv[2])
 files = {}
-for layer in doc(m["digest"])["layers"]:
-    with tarfile.open(blob(layer["digest"]), "r:*") as t:
-        for e in t.getmembers():
-            name = e.name.rstrip("/")
-            if name.startswith("./"): name = name[2:]
-            d, b = os.path.split(name)
-            if b == ".wh..wh..opq":
-                for k in [k for k in files if k.startswith(d + "/")]: del files[k]
-                continue
-            if b.startswith(".wh."):
-                gone = os.path.join(d, b[4:])
-                for k in [k for k in files if k == gone or k.startswith(gone + "/")]: del files[k]
-                continue
-            kind = "dir" if e.isdir() else "link" if e.issym() else "hard" if e.islnk() else "file"
-            digest = hashlib.sha256(t.extractfile(e).read()).hexdigest() if e.isfile() else ""
-            files[name] = [kind, e.mode & 0o7777, e.uid, e.gid, e.linkname, digest]
+for t in layers:
+    for e in t.getmembers():
+        name = e.name.rstrip("/")
+        if name.startswith("./"): name = name[2:]
+        d, b = os.path.split(name)
+        if b == ".wh..wh..opq":
+            for k in [k for k in files if k.startswith(d + "/")]: del files[k]
+            continue
+        if b.startswith(".wh."):
+            gone = os.path.join(d, b[4:])
+            for k in [k for k in files if k == gone or k.startswith(gone + "/")]: del files[k]
+            continue
+        kind = "dir" if e.isdir() else "link" if e.issym() else "hard" if e.islnk() else "file"
+        digest = hashlib.sha256(t.extractfile(e).read()).hexdigest() if e.isfile() else ""
+        files[name] = [kind, e.mode & 0o7777, e.uid, e.gid, e.linkname, digest]
 json.dump(files, sys.stdout)
 "#;
+
+fn merged_layers(args: &[&std::ffi::OsStr]) -> serde_json::Map<String, Value> {
     let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(layout)
-        .arg(platform)
+        .args(["-c", MERGE_LAYERS_PY])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -183,6 +189,11 @@ json.dump(files, sys.stdout)
         .as_object()
         .unwrap()
         .clone()
+}
+
+/// The final file tree of one platform of an OCI layout.
+fn tree(layout: &Path, platform: &str) -> serde_json::Map<String, Value> {
+    merged_layers(&["oci".as_ref(), layout.as_os_str(), platform.as_ref()])
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -993,7 +1004,7 @@ HEALTHCHECK --interval=30s --timeout=5s CMD true
     let mut differences = Vec::new();
     for (path, entry) in &theirs {
         match ours.get(path) {
-            Some(o) if same_entry(o, entry) => {}
+            Some(o) if o == entry => {}
             Some(o) => differences.push(format!("{path}: rcross {o} docker {entry}")),
             None => differences.push(format!("{path}: only in docker's image {entry}")),
         }
@@ -1090,52 +1101,9 @@ HEALTHCHECK --interval=30s --timeout=5s CMD true
     assert_eq!(metadata(&again)["index_digest"], meta["index_digest"]);
 }
 
-/// Whether two tree entries agree (type, mode, owner, link target, content); a hard link is
-/// compared by what it links to.
-fn same_entry(a: &Value, b: &Value) -> bool {
-    a == b
-}
-
 /// The merged tree of a `docker save` archive's image (the same shape as [`tree`]).
 fn docker_save_tree(saved: &Path) -> serde_json::Map<String, Value> {
-    let script = r#"
-import hashlib, json, os, sys, tarfile
-outer = tarfile.open(sys.argv[1])
-manifest = json.load(outer.extractfile("manifest.json"))
-files = {}
-for layer in manifest[0]["Layers"]:
-    with tarfile.open(fileobj=outer.extractfile(layer), mode="r:*") as t:
-        for e in t.getmembers():
-            name = e.name.rstrip("/")
-            if name.startswith("./"): name = name[2:]
-            d, b = os.path.split(name)
-            if b == ".wh..wh..opq":
-                for k in [k for k in files if k.startswith(d + "/")]: del files[k]
-                continue
-            if b.startswith(".wh."):
-                gone = os.path.join(d, b[4:])
-                for k in [k for k in files if k == gone or k.startswith(gone + "/")]: del files[k]
-                continue
-            kind = "dir" if e.isdir() else "link" if e.issym() else "hard" if e.islnk() else "file"
-            digest = hashlib.sha256(t.extractfile(e).read()).hexdigest() if e.isfile() else ""
-            files[name] = [kind, e.mode & 0o7777, e.uid, e.gid, e.linkname, digest]
-json.dump(files, sys.stdout)
-"#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(saved)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_object()
-        .unwrap()
-        .clone()
+    merged_layers(&["docker-save".as_ref(), saved.as_os_str()])
 }
 
 /// A file for another CPU that the image carries on purpose is named in `[verify] ignore`; the

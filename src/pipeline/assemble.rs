@@ -131,8 +131,26 @@ pub fn assemble(
         result.manifest = Some(d.digest.clone());
         manifests.push(d);
     }
+    let (index, names) = write_index(job, &layout, &manifests)?;
+    Ok(Assembled {
+        layout,
+        manifests,
+        index,
+        names,
+        platforms,
+        reused_layers,
+    })
+}
+
+/// The index over `manifests` (with the project's annotations) in `layout`, named with each
+/// `-t`'s tag (or `latest`); returns it and the names.
+pub(crate) fn write_index(
+    job: &Job,
+    layout: &OciLayout,
+    manifests: &[Descriptor],
+) -> exit::Result<(Descriptor, Vec<String>)> {
     let index = layout
-        .write_index(&manifests, &job.project.image.annotations)
+        .write_index(manifests, &job.project.image.annotations)
         .map_err(Failure::env)?;
     let names: Vec<String> = if job.tags.is_empty() {
         vec!["latest".to_string()]
@@ -145,14 +163,7 @@ pub fn assemble(
     for n in &names {
         layout.tag(&index, n).map_err(Failure::env)?;
     }
-    Ok(Assembled {
-        layout,
-        manifests,
-        index,
-        names,
-        platforms,
-        reused_layers,
-    })
+    Ok((index, names))
 }
 
 /// The project's `[config]` as the image config's run settings.

@@ -641,20 +641,7 @@ fn assemble(
     let mut both: Vec<(Descriptor, PlatformResult)> = manifests.into_iter().zip(results).collect();
     both.sort_by_key(|(_, r)| order(&r.platform));
     let (manifests, results): (Vec<Descriptor>, Vec<PlatformResult>) = both.into_iter().unzip();
-    let index = layout
-        .write_index(&manifests, &job.project.image.annotations)
-        .map_err(Failure::env)?;
-    let names: Vec<String> = if job.tags.is_empty() {
-        vec!["latest".to_string()]
-    } else {
-        job.tags
-            .iter()
-            .map(|t| t.tag.clone().unwrap_or_else(|| "latest".into()))
-            .collect()
-    };
-    for n in &names {
-        layout.tag(&index, n).map_err(Failure::env)?;
-    }
+    let (index, names) = super::assemble::write_index(job, &layout, &manifests)?;
     Ok(Assembled {
         layout,
         manifests,
