@@ -7,7 +7,6 @@
 mod common_registry;
 mod prereq;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,10 +16,29 @@ use rcross::registry::{
     open_image, Client, ClientOptions, DockerConfig, MirrorError, Mirrors, Reference,
 };
 
-/// A loopback address where nothing listens.
-fn closed_port() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+/// A loopback address where nothing listens, held (a socket bound to it, never listening)
+/// for as long as the returned descriptor lives, so that no server this test starts on
+/// 127.0.0.1:0 is given the same port: a connection is refused at once.
+fn closed_port() -> (std::os::fd::OwnedFd, String) {
+    use nix::libc;
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: plain socket calls on a descriptor this function owns, with sockaddr_in buffers
+    // of the size passed.
+    unsafe {
+        let raw = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+        let fd = std::os::fd::OwnedFd::from_raw_fd(raw);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let r = libc::bind(raw, (&addr as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+        let mut len = len;
+        let r = libc::getsockname(raw, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len);
+        assert_eq!(r, 0, "getsockname: {}", std::io::Error::last_os_error());
+        (fd, format!("127.0.0.1:{}", u16::from_be(addr.sin_port)))
+    }
 }
 
 fn mirrors(dir: &Path, text: &str) -> Mirrors {
@@ -51,7 +69,8 @@ fn client() -> Client {
 #[test]
 fn mirrors_serve_docker_hub_names_and_failures_are_listed() {
     // ureq reads these when a client is made: nothing but loopback leaves this process.
-    std::env::set_var("ALL_PROXY", format!("http://{}", closed_port()));
+    let (_held_proxy, proxy) = closed_port();
+    std::env::set_var("ALL_PROXY", format!("http://{proxy}"));
     std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
     std::env::remove_var("HTTPS_PROXY");
     std::env::remove_var("HTTP_PROXY");
@@ -82,7 +101,7 @@ fn mirrors_serve_docker_hub_names_and_failures_are_listed() {
         std::thread::sleep(Duration::from_secs(5));
         Reply::status(200)
     });
-    let refused = closed_port();
+    let (_held_mirror, refused) = closed_port();
     let config_dir = tempfile::tempdir().unwrap();
     let config = mirrors(
         config_dir.path(),
