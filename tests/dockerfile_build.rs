@@ -415,17 +415,14 @@ fn a_private_arg_nothing_sets_fails_naming_the_stage_and_pushes_nothing() {
     assert!(!raw.status.success(), "the wrong image was pushed");
 }
 
-#[test]
-fn a_default_that_shadows_targetarch_is_named() {
-    let Some(env) = env() else { return };
-    let dockerfile = GO_DOCKERFILE.replace(
-        "ARG TARGETOS TARGETARCH TARGETVARIANT",
-        "ARG TARGETOS TARGETARCH=amd64 TARGETVARIANT",
-    );
+/// Builds the Go project with `dockerfile` for linux/arm64, which must fail verification
+/// (exit 1); returns the error output.
+fn go_build_for_arm64_fails(env: &Env, name: &str, dockerfile: &str) -> String {
+    assert_ne!(dockerfile, GO_DOCKERFILE, "the mistake was not made");
     let dir = env.project(
-        "shadow",
+        name,
         &[
-            ("Dockerfile", dockerfile.as_str()),
+            ("Dockerfile", dockerfile),
             ("main.go", GO_MAIN),
             ("go.mod", GO_MOD),
         ],
@@ -434,8 +431,19 @@ fn a_default_that_shadows_targetarch_is_named() {
         &lasting_cache(),
         &["--platform", "linux/arm64", dir.to_str().unwrap()],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_default_that_shadows_targetarch_is_named() {
+    let Some(env) = env() else { return };
+    let dockerfile = GO_DOCKERFILE.replace(
+        "ARG TARGETOS TARGETARCH TARGETVARIANT",
+        "ARG TARGETOS TARGETARCH=amd64 TARGETVARIANT",
+    );
+    let stderr = go_build_for_arm64_fails(&env, "shadow", &dockerfile);
     assert!(
         stderr.contains("`ARG TARGETARCH=amd64`") && stderr.contains("shadows"),
         "{stderr}"
@@ -446,21 +454,7 @@ fn a_default_that_shadows_targetarch_is_named() {
 fn an_automatic_arg_the_stage_never_declares_is_named() {
     let Some(env) = env() else { return };
     let dockerfile = GO_DOCKERFILE.replace("ARG TARGETOS TARGETARCH TARGETVARIANT\n", "");
-    assert_ne!(dockerfile, GO_DOCKERFILE);
-    let dir = env.project(
-        "undeclared",
-        &[
-            ("Dockerfile", dockerfile.as_str()),
-            ("main.go", GO_MAIN),
-            ("go.mod", GO_MOD),
-        ],
-    );
-    let out = env.build(
-        &lasting_cache(),
-        &["--platform", "linux/arm64", dir.to_str().unwrap()],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = go_build_for_arm64_fails(&env, "undeclared", &dockerfile);
     assert!(
         stderr.contains("never declares `ARG TARGET") && stderr.contains("stage `build`"),
         "{stderr}"

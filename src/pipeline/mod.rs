@@ -102,11 +102,13 @@ pub struct Services<'a> {
 
 /// The whole build on this host: stages 1 and 2, the runners connected, then [`execute`].
 pub fn build(request: &Request, reporter: &dyn Reporter) -> Result<Metadata, Stopped> {
-    if let Some((project, file)) = dockerfile::find(request)? {
-        return dockerfile::build(request, project, &file, reporter);
-    }
+    let project = match dockerfile::find(request)? {
+        dockerfile::BuildSource::Dockerfile { project, file } => {
+            return dockerfile::build(request, project, &file, reporter)
+        }
+        dockerfile::BuildSource::Project(project) => project,
+    };
     let host = LinuxHost;
-    let project = resolve::load_project(request)?;
     let platforms = resolve::platforms(&project, request);
     // The tag policy and the labels come from the git checkout the project is in. Its `git`
     // processes run while the host is probed (which does not need them).

@@ -203,28 +203,9 @@ pub fn unpack_mapped(
     dest: &Path,
     id_map: Option<&IdMap>,
 ) -> Result<Stats, RootfsError> {
-    fs::create_dir_all(dest).map_err(io_err("creating the root directory", dest))?;
-    let root = fs::canonicalize(dest).map_err(io_err("resolving the root directory", dest))?;
-    let root_fd = at::open_root(&root).map_err(io_err("opening the root directory", &root))?;
-    let mut stats = Stats {
-        owners_kept: nix::unistd::geteuid().is_root(),
-        ..Stats::default()
-    };
-    let mut u = Unpacker {
-        root,
-        root_fd,
-        image: source.describe(),
-        owners: if stats.owners_kept {
-            Owners::Apply
-        } else {
-            Owners::Ignore
-        },
-        stats: &mut stats,
-        dirs: BTreeMap::new(),
-        last: None,
-        owner_map: id_map.map(|m| m as &dyn Fn(u32, u32) -> (u32, u32)),
-        whiteouts: true,
-    };
+    let mut stats = Stats::default();
+    let owner_map = id_map.map(|m| m as &dyn Fn(u32, u32) -> (u32, u32));
+    let mut u = Unpacker::new(dest, source.describe(), &mut stats, owner_map, true)?;
     for layer in layers {
         u.last = None;
         u.layer(source, layer)?;
@@ -245,28 +226,14 @@ pub fn unpack_tar(
     name: &str,
     owners: &dyn Fn(u32, u32) -> (u32, u32),
 ) -> Result<Stats, RootfsError> {
-    fs::create_dir_all(dest).map_err(io_err("creating the directory", dest))?;
-    let root = fs::canonicalize(dest).map_err(io_err("resolving the directory", dest))?;
-    let root_fd = at::open_root(&root).map_err(io_err("opening the directory", &root))?;
-    let mut stats = Stats {
-        owners_kept: nix::unistd::geteuid().is_root(),
-        ..Stats::default()
-    };
-    let mut u = Unpacker {
-        root,
-        root_fd,
-        image: "the ADD source".to_string(),
-        owners: if stats.owners_kept {
-            Owners::Apply
-        } else {
-            Owners::Ignore
-        },
-        stats: &mut stats,
-        dirs: BTreeMap::new(),
-        last: None,
-        owner_map: Some(owners),
-        whiteouts: false,
-    };
+    let mut stats = Stats::default();
+    let mut u = Unpacker::new(
+        dest,
+        "the ADD source".to_string(),
+        &mut stats,
+        Some(owners),
+        false,
+    )?;
     let mut state = LayerState {
         digest: name.to_string(),
         unpacked: HashSet::new(),
@@ -288,6 +255,39 @@ pub fn unpack_tar(
     u.stats.entries += n;
     u.finish_dirs()?;
     Ok(stats)
+}
+
+impl<'a> Unpacker<'a> {
+    /// An unpacker into `dest` (created when missing, then opened once); owners are applied
+    /// as root only.
+    fn new(
+        dest: &Path,
+        image: String,
+        stats: &'a mut Stats,
+        owner_map: Option<&'a dyn Fn(u32, u32) -> (u32, u32)>,
+        whiteouts: bool,
+    ) -> Result<Unpacker<'a>, RootfsError> {
+        fs::create_dir_all(dest).map_err(io_err("creating the root directory", dest))?;
+        let root = fs::canonicalize(dest).map_err(io_err("resolving the root directory", dest))?;
+        let root_fd = at::open_root(&root).map_err(io_err("opening the root directory", &root))?;
+        stats.owners_kept = nix::unistd::geteuid().is_root();
+        let owners = if stats.owners_kept {
+            Owners::Apply
+        } else {
+            Owners::Ignore
+        };
+        Ok(Unpacker {
+            root,
+            root_fd,
+            image,
+            owners,
+            stats,
+            dirs: BTreeMap::new(),
+            last: None,
+            owner_map,
+            whiteouts,
+        })
+    }
 }
 
 impl Unpacker<'_> {

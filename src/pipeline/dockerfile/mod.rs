@@ -52,29 +52,36 @@ use std::time::Instant;
 /// The file `rcross build CONTEXT` builds when the directory has no rcross.toml.
 pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
 
-/// Whether the request is a Dockerfile build, and then its project (from rcross.toml's
-/// `[image] dockerfile`, or made up: the directory's name, the host's platform) and Dockerfile.
-/// `None`: an rcross.toml build.
-pub fn find(request: &Request) -> exit::Result<Option<(Project, PathBuf)>> {
+/// What `rcross build` builds: an rcross.toml project with its `[build]` command, or a
+/// Dockerfile with the project that carries its settings.
+#[derive(Debug)]
+pub enum BuildSource {
+    Project(Project),
+    Dockerfile { project: Project, file: PathBuf },
+}
+
+/// The request's [`BuildSource`]: rcross.toml (read once here) decides when the directory has
+/// one (`[image] dockerfile`, overridden by `-f`); otherwise the Dockerfile (`-f`, or
+/// `DIR/Dockerfile`) with a made-up project: the directory's name, the host's platform.
+pub fn find(request: &Request) -> exit::Result<BuildSource> {
     let toml = request.dir.join(config::FILE_NAME);
     if toml.is_file() {
         let project = resolve::load_project(request)?;
-        return match (&project.dockerfile, &request.dockerfile) {
-            (_, Some(f)) if project.dockerfile.is_some() => Ok(Some((project, f.clone()))),
-            (Some(d), None) => {
-                let path = request.dir.join(d);
-                Ok(Some((project, path)))
+        let file = match (&project.dockerfile, &request.dockerfile) {
+            (Some(_), Some(f)) => f.clone(),
+            (Some(d), None) => request.dir.join(d),
+            (None, Some(f)) => {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "-f {}: {} builds with its [build] command, not a Dockerfile; remove -f, or \
+                     set [image] dockerfile = \"{}\" in it",
+                    f.display(),
+                    toml.display(),
+                    f.display()
+                )))
             }
-            (None, Some(f)) => Err(Failure::usage(anyhow::anyhow!(
-                "-f {}: {} builds with its [build] command, not a Dockerfile; remove -f, or set \
-                 [image] dockerfile = \"{}\" in it",
-                f.display(),
-                toml.display(),
-                f.display()
-            ))),
-            (None, None) => Ok(None),
-            (Some(_), Some(_)) => Ok(None),
+            (None, None) => return Ok(BuildSource::Project(project)),
         };
+        return Ok(BuildSource::Dockerfile { project, file });
     }
     let dockerfile = match &request.dockerfile {
         Some(f) => f.clone(),
@@ -88,7 +95,10 @@ pub fn find(request: &Request) -> exit::Result<Option<(Project, PathBuf)>> {
             config::FILE_NAME
         )));
     }
-    Ok(Some((made_up_project(request, &dockerfile)?, dockerfile)))
+    Ok(BuildSource::Dockerfile {
+        project: made_up_project(request, &dockerfile)?,
+        file: dockerfile,
+    })
 }
 
 /// The project of a directory without rcross.toml: named after the directory, built for the
@@ -860,7 +870,9 @@ mod tests {
         let err = find(&request).unwrap_err();
         assert!(err.error.to_string().contains("neither"), "{}", err.error);
         std::fs::write(dir.join("Dockerfile"), "FROM scratch\n").unwrap();
-        let (project, file) = find(&request).unwrap().unwrap();
+        let BuildSource::Dockerfile { project, file } = find(&request).unwrap() else {
+            panic!("not a Dockerfile build");
+        };
         assert_eq!(file, dir.join("Dockerfile"));
         assert_eq!(project.name, "my_app");
         assert_eq!(project.platforms.len(), 1, "the host's platform");
@@ -878,7 +890,9 @@ mod tests {
             dir: t.path().to_path_buf(),
             ..Request::default()
         };
-        let (project, file) = find(&request).unwrap().unwrap();
+        let BuildSource::Dockerfile { project, file } = find(&request).unwrap() else {
+            panic!("not a Dockerfile build");
+        };
         assert_eq!(file, t.path().join("build/Dockerfile"));
         assert_eq!(project.platforms, ["linux/arm64".parse().unwrap()]);
         std::fs::write(
@@ -887,7 +901,7 @@ mod tests {
              [[artifact]]\nfrom = \"app\"\nto = \"/app\"\n",
         )
         .unwrap();
-        assert!(find(&request).unwrap().is_none());
+        assert!(matches!(find(&request).unwrap(), BuildSource::Project(_)));
         let request = Request {
             dockerfile: Some(t.path().join("Dockerfile")),
             ..request
