@@ -42,6 +42,8 @@ TEST_PKGS=(
   # (as root, --mode=root); without recommends it needs arch-test to build the foreign ones
   # (which run under the qemu-user-static handlers) and the archive's keyring to verify it.
   mmdebstrap arch-test debian-archive-keyring
+  # The nginx example's page is fetched with curl (tests/dockerfile_build.rs).
+  curl
 )
 PKGS=("${MAIN_PKGS[@]}")
 [ "$group" = main ] || PKGS+=("${TEST_PKGS[@]}")
@@ -175,6 +177,7 @@ if [ "$group" = all ]; then
   check_tool qemu-user-static qemu-i386-static
   check_tool util-linux unshare nsenter mount umount
   check_tool file file
+  check_tool curl curl
   check_tool docker-registry docker-registry
   check_tool skopeo skopeo
   check_tool apache2-utils htpasswd
