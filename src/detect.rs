@@ -502,11 +502,9 @@ impl ProbeCache {
     /// `$XDG_CACHE_HOME/rcross/probes.json`, else `$HOME/.cache/rcross/probes.json` (only
     /// absolute paths count); `None` without either.
     pub fn in_user_cache() -> Option<ProbeCache> {
-        let absolute =
-            |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
-        let root = absolute(std::env::var_os("XDG_CACHE_HOME"))
-            .or_else(|| absolute(std::env::var_os("HOME")).map(|h| h.join(".cache")))?;
-        Some(ProbeCache::at(root.join("rcross").join("probes.json")))
+        Some(ProbeCache::at(
+            crate::userdir::user_cache_root()?.join("probes.json"),
+        ))
     }
 
     /// The digest of everything a probe's outcome depends on besides the program.

@@ -1,8 +1,28 @@
-//! User definition directories (/etc/rcross/binfmt.d, /etc/rcross/toolchains.d): the one way
-//! both catalogs find the files that add to or override their built-in entries, and merge them
-//! over those entries.
+//! User directories: the definition directories (/etc/rcross/binfmt.d,
+//! /etc/rcross/toolchains.d), the one way both catalogs find the files that add to or override
+//! their built-in entries, and merge them over those entries; and rcross's directory in the
+//! user's cache, which every cache finds through [`cache_root`].
 
 use std::path::{Path, PathBuf};
+
+/// rcross's directory in the user's cache: `$XDG_CACHE_HOME/rcross`, else
+/// `$HOME/.cache/rcross`; only absolute paths count, `None` without either.
+pub fn cache_root(
+    xdg_cache_home: Option<&std::ffi::OsStr>,
+    home: Option<&std::ffi::OsStr>,
+) -> Option<PathBuf> {
+    let absolute = |v: Option<&std::ffi::OsStr>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    let base = absolute(xdg_cache_home).or_else(|| absolute(home).map(|h| h.join(".cache")))?;
+    Some(base.join("rcross"))
+}
+
+/// [`cache_root`] from this process's environment.
+pub fn user_cache_root() -> Option<PathBuf> {
+    cache_root(
+        std::env::var_os("XDG_CACHE_HOME").as_deref(),
+        std::env::var_os("HOME").as_deref(),
+    )
+}
 
 /// One user definition file.
 #[derive(Debug, Clone, PartialEq, Eq)]

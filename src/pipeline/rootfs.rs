@@ -998,11 +998,11 @@ fn set_mtime(path: &Path, mtime: u64) {
 /// Where unpacked roots are kept: `$XDG_CACHE_HOME/rcross/rootfs`, else
 /// `$HOME/.cache/rcross/rootfs`; `None` when neither variable is set (or they are relative).
 pub fn default_cache_dir(xdg_cache_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
-    let base = match xdg_cache_home.filter(|v| Path::new(v).is_absolute()) {
-        Some(x) => PathBuf::from(x),
-        None => Path::new(home.filter(|v| Path::new(v).is_absolute())?).join(".cache"),
-    };
-    Some(base.join("rcross").join("rootfs"))
+    let root = crate::userdir::cache_root(
+        xdg_cache_home.map(std::ffi::OsStr::new),
+        home.map(std::ffi::OsStr::new),
+    )?;
+    Some(root.join("rootfs"))
 }
 
 /// A root filesystem in the cache.
