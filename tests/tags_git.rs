@@ -399,3 +399,127 @@ build-number = "42"
     assert_eq!(labels["org.opencontainers.image.created"], created);
     assert_eq!(config["created"], created);
 }
+
+/// A `git` that logs each run to `dir/log`, then runs the real one.
+fn logging_git(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let (git, log) = (dir.join("git"), dir.join("log"));
+    let real = which::which("git").unwrap();
+    std::fs::write(
+        &git,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&git, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (git, log)
+}
+
+fn git_runs(log: &Path) -> usize {
+    std::fs::read_to_string(log).map_or(0, |s| s.lines().count())
+}
+
+/// The git facts cache (issue 13 §2): after every change a build could see — a tracked file
+/// edited in place (same size), staged, committed, tagged (lightweight and annotated), a new
+/// branch, a new remote URL, a mode change, a deleted file — the cached read runs git again and
+/// answers what a read without the cache answers; in a settled state it runs no git at all.
+#[test]
+fn git_facts_are_cached_until_anything_they_depend_on_changes() {
+    use rcross::tags::{read_git_with, GitCache};
+    let Some(mut repo) = Repo::new() else { return };
+    repo.commit("src/a.txt", "one");
+    repo.commit("src/b.txt", "two");
+    repo.tag("v1.0.0");
+    let tools = tempfile::tempdir().unwrap();
+    let (git, log) = logging_git(tools.path());
+    let mut cache = GitCache::at(tools.path().join("cache"));
+    cache.racy = std::time::Duration::ZERO;
+    // The cached read first (did it run git?), then the truth from a read without a cache.
+    let dir = repo.path().to_path_buf();
+    let check = |what: &str, expect_git: Option<bool>| {
+        let before = git_runs(&log);
+        let cached = read_git_with(&dir, &git, Some(&cache)).unwrap().unwrap();
+        if let Some(expected) = expect_git {
+            assert_eq!(git_runs(&log) > before, expected, "{what}: did git run?");
+        }
+        let fresh = read_git_with(&dir, Path::new("git"), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cached, fresh, "{what}");
+        cached
+    };
+    let first = check("cold", Some(true));
+    assert!(!first.dirty && first.tags_at_head == ["v1.0.0"]);
+    // `git status` may rewrite the index while entries are racily clean; once settled, a read
+    // runs no git.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    check("settle", None);
+    check("settle again", None);
+    let settled = check("settled", Some(false));
+    assert_eq!(settled, first);
+
+    let a = repo.path().join("src/a.txt");
+    std::fs::write(&a, "ONE").unwrap();
+    assert!(check("edited in place, same size", Some(true)).dirty);
+    repo.git(&["add", "src/a.txt"]);
+    assert!(check("staged", Some(true)).dirty);
+    let commit = {
+        repo.git(&["commit", "-q", "-m", "three"]);
+        repo.commits += 1;
+        repo.git(&["rev-parse", "HEAD"])
+    };
+    let facts = check("committed", Some(true));
+    assert!(facts.commit == commit && !facts.dirty && facts.tags_at_head.is_empty());
+    repo.git(&["tag", "light"]);
+    assert_eq!(check("lightweight tag", Some(true)).tags_at_head, ["light"]);
+    repo.tag("v1.1.0");
+    assert_eq!(check("annotated tag", Some(true)).tags_at_head, ["light", "v1.1.0"]);
+    repo.git(&["checkout", "-q", "-b", "feature/x"]);
+    assert_eq!(check("branch", Some(true)).branch.as_deref(), Some("feature/x"));
+    repo.git(&["remote", "set-url", "origin", "https://git.example.com/other/app.git"]);
+    assert_eq!(
+        check("remote", Some(true)).remote_url.as_deref(),
+        Some("https://git.example.com/other/app.git")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(check("mode", Some(true)).dirty);
+    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(!check("mode back", Some(true)).dirty);
+    std::fs::remove_file(repo.path().join("src/b.txt")).unwrap();
+    assert!(check("deleted", Some(true)).dirty);
+}
+
+/// What is never stored: a state that changed within the racy margin, and a repository with
+/// submodules.
+#[test]
+fn racy_states_and_submodules_are_not_cached() {
+    use rcross::tags::{read_git_with, GitCache};
+    let Some(mut repo) = Repo::new() else { return };
+    repo.commit("a.txt", "one");
+    let tools = tempfile::tempdir().unwrap();
+    let (git, log) = logging_git(tools.path());
+    let cache = GitCache::at(tools.path().join("cache"));
+    assert_eq!(cache.racy, std::time::Duration::from_secs(2));
+    let dir = repo.path().to_path_buf();
+    let runs = || {
+        let before = git_runs(&log);
+        read_git_with(&dir, &git, Some(&cache)).unwrap().unwrap();
+        git_runs(&log) - before
+    };
+    assert!(runs() > 0);
+    assert!(runs() > 0, "a commit a moment ago is racy: not stored");
+
+    let mut relaxed = GitCache::at(tools.path().join("cache2"));
+    relaxed.racy = std::time::Duration::ZERO;
+    repo.commit(".gitmodules", "[submodule \"x\"]\n\tpath = x\n\turl = ../x\n");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for _ in 0..3 {
+        let before = git_runs(&log);
+        read_git_with(repo.path(), &git, Some(&relaxed)).unwrap().unwrap();
+        assert!(git_runs(&log) > before, "submodules: always git");
+    }
+}

@@ -22,6 +22,9 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
+mod cache;
+pub use cache::GitCache;
+
 pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
 pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
 pub const LABEL_SOURCE: &str = "org.opencontainers.image.source";
@@ -53,7 +56,7 @@ pub enum TagError {
 }
 
 /// What git says about the checkout. Read by [`read_git`]; tests build it directly.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GitFacts {
     /// The full commit id of HEAD.
     pub commit: String,
@@ -618,16 +621,32 @@ pub fn compute_for(
     compute(&facts, &policy, &CiEnv::from_process(), epoch).map(Checkout::Computed)
 }
 
-/// Reads [`GitFacts`] for the work tree holding `dir` by running `git`. `Ok(None)`: `dir` is
-/// not in a git work tree (or git is not installed).
+/// Reads [`GitFacts`] for the work tree holding `dir`: from the [`GitCache`] in the user's cache
+/// when nothing they depend on changed, else by running `git`. `Ok(None)`: `dir` is not in a
+/// git work tree (or git is not installed).
+pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
+    read_git_with(dir, Path::new("git"), GitCache::in_user_cache().as_ref())
+}
+
+/// [`read_git`] with the `git` program to run and the cache to use (`None`: always run git).
 ///
 /// Every build in a work tree pays for this, so after the one check that must come first (is
 /// this a work tree?) the remaining questions go to `git` processes that run at the same time,
 /// and one `for-each-ref` answers both "every tag" and "tags at HEAD".
-pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
+pub fn read_git_with(
+    dir: &Path,
+    program: &Path,
+    cache: Option<&GitCache>,
+) -> Result<Option<GitFacts>, TagError> {
+    let Ok(git_path) = which::which(program) else {
+        return Ok(None);
+    };
+    if let Some(facts) = cache.and_then(|c| c.load(dir, &git_path)) {
+        return Ok(Some(facts));
+    }
     let shown = dir.display().to_string();
     let command = |args: &[&str]| {
-        let mut c = Command::new("git");
+        let mut c = Command::new(&git_path);
         c.arg("-C")
             .arg(dir)
             .args(args)
@@ -642,7 +661,7 @@ pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
         args: args.join(" "),
         message: format!("cannot run git: {e}"),
     };
-    let finish = |out: std::process::Output| -> (bool, String, String) {
+    let finish = |out: &std::process::Output| -> (bool, String, String) {
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).trim().to_string(),
@@ -652,12 +671,9 @@ pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
     let git = |args: &[&str]| -> Result<(bool, String, String), TagError> {
         command(args)
             .output()
-            .map(finish)
+            .map(|o| finish(&o))
             .map_err(|e| cannot_run(args, e))
     };
-    if which::which("git").is_err() {
-        return Ok(None);
-    }
     let (inside, stdout, stderr) = git(&["rev-parse", "--is-inside-work-tree"])?;
     if !inside && !stderr.contains("not a git repository") && !stderr.is_empty() {
         // A work tree git refuses to read (`dubious ownership` in CI containers) is not
@@ -671,7 +687,8 @@ pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
     if !inside || stdout != "true" {
         return Ok(None);
     }
-    // Independent questions, asked at once; answers are collected in order below.
+    // Independent questions, asked at once; answers are collected in order below. The last
+    // two (where the repository's files are, what it tracks) are only for the cache.
     const HEAD: &[&str] = &["log", "-1", "--format=%H %ct", "HEAD"];
     const BRANCH: &[&str] = &["symbolic-ref", "--quiet", "--short", "HEAD"];
     const TAGS: &[&str] = &[
@@ -682,23 +699,37 @@ pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
     const STATUS: &[&str] = &["status", "--porcelain", "--untracked-files=no"];
     const DESCRIBE: &[&str] = &["describe", "--tags", "--abbrev=7"];
     const ORIGIN: &[&str] = &["remote", "get-url", "origin"];
+    const LAYOUT: &[&str] = &[
+        "rev-parse",
+        "--path-format=absolute",
+        "--show-toplevel",
+        "--git-dir",
+        "--git-common-dir",
+    ];
+    const TRACKED: &[&str] = &["ls-files", "-z", "--full-name", "--", ":/"];
+    let questions: &[&[&str]] = if cache.is_some() {
+        &[
+            HEAD, BRANCH, TAGS, STATUS, DESCRIBE, ORIGIN, LAYOUT, TRACKED,
+        ]
+    } else {
+        &[HEAD, BRANCH, TAGS, STATUS, DESCRIBE, ORIGIN]
+    };
     let mut children = Vec::new();
-    for args in [HEAD, BRANCH, TAGS, STATUS, DESCRIBE, ORIGIN] {
+    for args in questions {
         children.push((
-            args,
+            *args,
             command(args).spawn().map_err(|e| cannot_run(args, e))?,
         ));
     }
-    let mut answers = Vec::new();
+    let mut outputs = Vec::new();
     for (args, child) in children {
-        answers.push((
+        outputs.push((
             args,
-            child
-                .wait_with_output()
-                .map(finish)
-                .map_err(|e| cannot_run(args, e))?,
+            child.wait_with_output().map_err(|e| cannot_run(args, e))?,
         ));
     }
+    type Answer<'a> = (&'a [&'a str], (bool, String, String));
+    let answers: Vec<Answer> = outputs.iter().map(|(a, o)| (*a, finish(o))).collect();
     let must = |i: usize| -> Result<String, TagError> {
         let (args, (ok, stdout, stderr)) = &answers[i];
         if *ok {
@@ -759,7 +790,7 @@ pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
             None => None,
         }
     };
-    Ok(Some(GitFacts {
+    let facts = GitFacts {
         commit,
         commit_time,
         branch: (on_branch && !branch.is_empty()).then_some(branch),
@@ -768,7 +799,17 @@ pub fn read_git(dir: &Path) -> Result<Option<GitFacts>, TagError> {
         dirty,
         describe: described.then_some(describe).filter(|d| !d.is_empty()),
         remote_url,
-    }))
+    };
+    if let (Some(cache), Some((_, layout)), Some((_, tracked))) =
+        (cache, outputs.get(6), outputs.get(7))
+    {
+        if layout.status.success() && tracked.status.success() {
+            if let Some(layout) = cache::Layout::parse(&layout.stdout, &tracked.stdout) {
+                cache.store(dir, &git_path, &facts, &layout);
+            }
+        }
+    }
+    Ok(Some(facts))
 }
 
 #[cfg(test)]
