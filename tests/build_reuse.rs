@@ -423,3 +423,52 @@ fn a_registry_that_refuses_reads_only_costs_the_reuse() {
     assert_eq!(uploaded(&built), 0);
     assert_eq!(built.json["pushed"][0]["blobs_present"], 4);
 }
+
+/// One build of `dir` pushed to `tag` with the given user cache (shared between builds, as on a
+/// developer's machine or a CI runner that keeps its cache).
+fn push_with_cache(dir: &Path, tag: &str, cache: &Path) -> Built {
+    let out = rcross(
+        &["--json", "build", dir.to_str().unwrap(), "-t", tag, "--push"],
+        &[("XDG_CACHE_HOME", cache.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "rcross build failed");
+    Built {
+        json: serde_json::from_slice(&out.stdout).unwrap(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The reuse memo (issue 13 §2): what a tag's documents said is remembered under the digest of
+/// the root the tag named. A tag that moved to another image is read again: after the tag
+/// moves, a fresh copy of the new sources reuses both of the new image's layers (the memo of the
+/// old root, which knew only one of them, is not used).
+#[test]
+fn a_tag_that_moved_is_read_again() {
+    let Some(registry) = prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    write_project(&a);
+    let tag = format!("{}/moving:1", registry.addr);
+    push_with_cache(&a, &tag, &cache);
+    fresh_copy(&a, &b);
+    // Reads the tag's documents and remembers them.
+    let again = push_with_cache(&b, &tag, &cache);
+    assert_eq!((uploaded(&again), reused(&again).len()), (0, 2), "{}", again.json);
+    let memos = cache.join("rcross/reuse");
+    assert_eq!(std::fs::read_dir(&memos).unwrap().count(), 1);
+    // One platform's source changes: the tag moves to a new root.
+    std::fs::write(b.join("src/amd64.txt"), "amd64 v2\n").unwrap();
+    let moved = push_with_cache(&b, &tag, &cache);
+    assert_ne!(moved.json["index_digest"], again.json["index_digest"]);
+    assert_eq!(uploaded(&moved), 2, "amd64's layer and config: {}", moved.json);
+    assert_eq!(reused(&moved).len(), 1, "arm64's, from the memo: {}", moved.json);
+    fresh_copy(&b, &c);
+    let fresh = push_with_cache(&c, &tag, &cache);
+    assert_eq!(fresh.json["index_digest"], moved.json["index_digest"]);
+    assert_eq!(uploaded(&fresh), 0, "{}", fresh.json);
+    assert_eq!(reused(&fresh).len(), 2, "{}", fresh.json);
+    assert_eq!(std::fs::read_dir(&memos).unwrap().count(), 2);
+}

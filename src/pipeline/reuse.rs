@@ -21,6 +21,11 @@
 //! explicit `--output` they are downloaded (streamed, size- and digest-checked), so that output
 //! is complete.
 //!
+//! A registry answer is remembered ([`ReuseMemo`], `<user cache>/rcross/reuse/`) under the
+//! digest of the root document the tag named: the documents under one digest never change, so
+//! the next build that finds the tag naming the same root (one GET, digest-checked) takes the
+//! pairs from the memo rather than reading every manifest and config again.
+//!
 //! Trust: the pairing diff_id → blob comes from the registry's image configs, as with buildx's
 //! and containerd's caches; only the repositories being pushed to and those named with
 //! `--cache-from` are consulted. Every document is digest-checked and size-capped; a reference
@@ -95,31 +100,54 @@ pub struct Gathered {
 
 /// The map being gathered in the background while the platforms build.
 pub struct Pending {
-    handle: JoinHandle<Gathered>,
+    handle: std::sync::Mutex<Option<JoinHandle<Gathered>>>,
+    gathered: std::sync::OnceLock<Gathered>,
     client: Client,
 }
 
-/// Starts reading `sources` on another thread; [`Pending::finish`] waits for the result.
+/// Starts reading `sources` on another thread (with the user's [`ReuseMemo`]);
+/// [`Pending::map`] and [`Pending::finish`] wait for the result.
 pub fn start(client: Client, sources: Vec<ReuseSource>, compression: Compressor) -> Pending {
     let reader = client.clone();
     Pending {
-        handle: std::thread::spawn(move || gather(&reader, &sources, compression)),
+        handle: std::sync::Mutex::new(Some(std::thread::spawn(move || {
+            let memo = ReuseMemo::in_user_cache();
+            gather(&reader, &sources, compression, memo.as_ref())
+        }))),
+        gathered: std::sync::OnceLock::new(),
         client,
     }
 }
 
 impl Pending {
+    /// Waits for the reading (once; later calls return the same answer).
+    fn wait(&self) -> &Gathered {
+        self.gathered.get_or_init(|| {
+            let handle = self.handle.lock().ok().and_then(|mut h| h.take());
+            handle
+                .and_then(|h| h.join().ok())
+                .unwrap_or_else(|| Gathered {
+                    map: ReuseMap::default(),
+                    warnings: vec![
+                        "reading the registry for reusable layers failed unexpectedly; \
+                         building without reuse"
+                            .to_string(),
+                    ],
+                })
+        })
+    }
+
+    /// The map, once read (a platform that finished building asks whether its layer needs
+    /// compressing while the others still build).
+    pub fn map(&self) -> &ReuseMap {
+        &self.wait().map
+    }
+
     /// Waits for the map; `store` says whether reused blobs are downloaded into the layout.
     /// Also returns the warnings of reading it.
     pub fn finish(self, store: bool) -> (Reuser, Vec<String>) {
-        let gathered = self.handle.join().unwrap_or_else(|_| Gathered {
-            map: ReuseMap::default(),
-            warnings: vec![
-                "reading the registry for reusable layers failed unexpectedly; \
-                            building without reuse"
-                    .to_string(),
-            ],
-        });
+        self.wait();
+        let gathered = self.gathered.into_inner().unwrap_or_default();
         (
             Reuser {
                 map: gathered.map,
@@ -132,8 +160,14 @@ impl Pending {
 }
 
 /// Reads every source (in order; the first source that names a diff_id wins) into a map of the
-/// blobs of `compression`. Never fails: a source that cannot be read adds a warning.
-pub fn gather(client: &Client, sources: &[ReuseSource], compression: Compressor) -> Gathered {
+/// blobs of `compression`, taking what `memo` knows of a root it has read before. Never fails: a
+/// source that cannot be read adds a warning.
+pub fn gather(
+    client: &Client,
+    sources: &[ReuseSource],
+    compression: Compressor,
+    memo: Option<&ReuseMemo>,
+) -> Gathered {
     let mut out = Gathered::default();
     let mut seen: Vec<&Reference> = Vec::new();
     for source in sources {
@@ -141,7 +175,7 @@ pub fn gather(client: &Client, sources: &[ReuseSource], compression: Compressor)
             continue;
         }
         seen.push(&source.reference);
-        match read_source(client, &source.reference, compression) {
+        match read_source(client, &source.reference, compression, memo) {
             Ok(found) => {
                 if !found.is_empty() {
                     out.map.sources.push(source.reference.to_string());
@@ -201,21 +235,38 @@ fn read_source(
     client: &Client,
     reference: &Reference,
     compression: Compressor,
+    memo: Option<&ReuseMemo>,
 ) -> Result<Vec<(String, RegistryLayer)>, Unusable> {
     let image = RegistryImage::new(client.clone(), reference.clone());
     // The root first, to tell a tag that does not exist (yet) from a registry that fails.
-    image.root_manifest().map_err(|e| match e.status() {
+    let root = image.root_manifest().map_err(|e| match e.status() {
         Some(404) => Unusable::Missing,
         _ => Unusable::Registry(e.to_string()),
     })?;
+    let mut repository = reference.clone();
+    repository.tag = None;
+    repository.digest = None;
+    if let Some(known) = memo.and_then(|m| m.load(&root.digest, compression, &repository)) {
+        return Ok(known);
+    }
+    let out = read_documents(&image, &repository, compression)?;
+    if let Some(m) = memo {
+        m.store(&root.digest, compression, &out);
+    }
+    Ok(out)
+}
+
+/// The pairs of `image` (its root already read), from its manifests and configs.
+fn read_documents(
+    image: &RegistryImage,
+    repository: &Reference,
+    compression: Compressor,
+) -> Result<Vec<(String, RegistryLayer)>, Unusable> {
     let limits = ResolveLimits {
         max_depth: MAX_DEPTH,
         max_manifests: MAX_MANIFESTS,
     };
-    let resolved = image::resolve(&image, limits)?;
-    let mut repository = reference.clone();
-    repository.tag = None;
-    repository.digest = None;
+    let resolved = image::resolve(image, limits)?;
     let wanted = compression.media_type();
     let mut out = Vec::new();
     // The platforms' manifests and configs are read at the same time (a round trip each, which
@@ -229,10 +280,7 @@ fn read_source(
     let loaded: Vec<Result<image::LoadedImage, Unusable>> = std::thread::scope(|scope| {
         let reads: Vec<_> = images[..readable]
             .iter_mut()
-            .map(|m| {
-                let image = &image;
-                scope.spawn(move || m.take_loaded(image).map_err(Unusable::from))
-            })
+            .map(|m| scope.spawn(move || m.take_loaded(image).map_err(Unusable::from)))
             .collect();
         reads
             .into_iter()
@@ -308,6 +356,122 @@ fn read_source(
         }
     }
     Ok(out)
+}
+
+/// Registry answers remembered between builds: for a root document (by digest) and a
+/// compression, the (diff_id, blob) pairs its images gave. One JSON file each under
+/// `<user cache>/rcross/reuse/`; at most [`ReuseMemo::KEEP`] are kept (the oldest go first).
+/// A file that is unreadable, malformed or holds anything but sha256 digests is not used.
+#[derive(Debug, Clone)]
+pub struct ReuseMemo {
+    dir: std::path::PathBuf,
+}
+
+/// One remembered pair.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct MemoLayer {
+    diff_id: String,
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+impl ReuseMemo {
+    const FORMAT: &'static str = "rcross-reuse-memo-v1";
+    pub const KEEP: usize = 512;
+
+    pub fn at(dir: impl Into<std::path::PathBuf>) -> ReuseMemo {
+        ReuseMemo { dir: dir.into() }
+    }
+
+    pub fn in_user_cache() -> Option<ReuseMemo> {
+        Some(ReuseMemo::at(
+            crate::userdir::user_cache_root()?.join("reuse"),
+        ))
+    }
+
+    fn file(&self, root: &str, compression: Compressor) -> std::path::PathBuf {
+        let key = format!("{}\n{root}\n{}", Self::FORMAT, compression.media_type());
+        let hex = crate::image::digest::sha256_hex(key.as_bytes());
+        self.dir.join(format!("{}.json", &hex[..32]))
+    }
+
+    /// The pairs remembered for `root`, their blobs in `repository` (which has the root, so
+    /// it has every blob the root references).
+    pub fn load(
+        &self,
+        root: &str,
+        compression: Compressor,
+        repository: &Reference,
+    ) -> Option<Vec<(String, RegistryLayer)>> {
+        let bytes = std::fs::read(self.file(root, compression)).ok()?;
+        let (format, stored_root, layers): (String, String, Vec<MemoLayer>) =
+            serde_json::from_slice(&bytes).ok()?;
+        if format != Self::FORMAT || stored_root != root || layers.len() > MAX_LAYERS {
+            return None;
+        }
+        layers
+            .into_iter()
+            .map(|l| {
+                let valid = is_sha256(&l.diff_id)
+                    && is_sha256(&l.digest)
+                    && l.media_type == compression.media_type()
+                    && l.size > 0
+                    && l.size <= MAX_LAYER_SIZE;
+                valid.then(|| {
+                    (
+                        l.diff_id,
+                        RegistryLayer {
+                            media_type: l.media_type,
+                            digest: l.digest,
+                            size: l.size,
+                            from: repository.clone(),
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Remembers `pairs` for `root` (best effort: a memo that cannot be written only costs
+    /// the next build a full read).
+    pub fn store(&self, root: &str, compression: Compressor, pairs: &[(String, RegistryLayer)]) {
+        let layers: Vec<MemoLayer> = pairs
+            .iter()
+            .map(|(diff_id, l)| MemoLayer {
+                diff_id: diff_id.clone(),
+                media_type: l.media_type.clone(),
+                digest: l.digest.clone(),
+                size: l.size,
+            })
+            .collect();
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            serde_json::to_writer(&mut tmp, &(Self::FORMAT, root, &layers))?;
+            tmp.persist(self.file(root, compression))
+                .map_err(|e| e.error)?;
+            self.prune()
+        };
+        let _ = write();
+    }
+
+    /// Removes the oldest files beyond [`ReuseMemo::KEEP`].
+    fn prune(&self) -> std::io::Result<()> {
+        let mut files: Vec<(std::time::SystemTime, std::path::PathBuf)> = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let modified = entry.metadata()?.modified()?;
+            files.push((modified, entry.path()));
+        }
+        if files.len() > Self::KEEP {
+            files.sort();
+            for (_, path) in &files[..files.len() - Self::KEEP] {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How reused layers are handled while the image is assembled.
@@ -591,6 +755,58 @@ pub fn summary(outcomes: &[&LayerOutcome]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pair(n: u32, from: &Reference) -> (String, RegistryLayer) {
+        (
+            format!("sha256:{n:064x}"),
+            RegistryLayer {
+                media_type: Compressor::default().media_type().to_string(),
+                digest: format!("sha256:{:064x}", n + 1000),
+                size: 100 + u64::from(n),
+                from: from.clone(),
+            },
+        )
+    }
+
+    #[test]
+    fn the_memo_answers_for_its_root_and_compression_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let memo = ReuseMemo::at(dir.path());
+        let repo: Reference = "127.0.0.1:5000/app".parse().unwrap();
+        let root = format!("sha256:{}", "a".repeat(64));
+        let gzip = Compressor::default();
+        assert!(memo.load(&root, gzip, &repo).is_none());
+        let pairs = vec![pair(1, &repo), pair(2, &repo)];
+        memo.store(&root, gzip, &pairs);
+        // The blobs are in the repository that named the root now.
+        let other: Reference = "127.0.0.1:5000/other".parse().unwrap();
+        let loaded = memo.load(&root, gzip, &other).unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[0].0, pairs[0].0);
+        assert_eq!(loaded[1].1.digest, pairs[1].1.digest);
+        assert!(loaded.iter().all(|(_, l)| l.from == other));
+        let another_root = format!("sha256:{}", "b".repeat(64));
+        assert!(memo.load(&another_root, gzip, &repo).is_none());
+        assert!(memo.load(&root, Compressor::Zstd { level: 3 }, &repo).is_none());
+        // An entry that is not what it says (here: a malformed digest) voids the memo.
+        let mut bad = pairs.clone();
+        bad[1].1.digest = "sha256:XYZ".to_string();
+        memo.store(&root, gzip, &bad);
+        assert!(memo.load(&root, gzip, &repo).is_none());
+        std::fs::write(memo.file(&root, gzip), b"{not json").unwrap();
+        assert!(memo.load(&root, gzip, &repo).is_none());
+    }
+
+    #[test]
+    fn the_memo_keeps_at_most_its_limit_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let memo = ReuseMemo::at(dir.path());
+        let repo: Reference = "127.0.0.1:5000/app".parse().unwrap();
+        for n in 0..(ReuseMemo::KEEP as u32 + 3) {
+            memo.store(&format!("sha256:{n:064x}"), Compressor::default(), &[pair(n, &repo)]);
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), ReuseMemo::KEEP);
+    }
 
     #[test]
     fn digests_must_be_lowercase_sha256() {
