@@ -438,6 +438,41 @@ fn push_with_cache(dir: &Path, tag: &str, cache: &Path) -> Built {
     }
 }
 
+/// The push memo (issue 13 §2): the same image pushed to a second repository of the registry
+/// mounts every blob from where it was pushed before — nothing is uploaded — and the second
+/// repository then holds a complete image (skopeo copies all of it out).
+#[test]
+fn a_second_repository_mounts_what_the_first_push_uploaded() {
+    let Some(registry) = prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, cache) = (tmp.path().join("a"), tmp.path().join("cache"));
+    write_project(&dir);
+    let first = push_with_cache(&dir, &format!("{}/one:1", registry.addr), &cache);
+    assert_eq!(uploaded(&first), 4, "{}", first.json);
+    let second = push_with_cache(&dir, &format!("{}/two:1", registry.addr), &cache);
+    assert_eq!(second.json["index_digest"], first.json["index_digest"]);
+    assert_eq!(uploaded(&second), 0, "{}", second.json);
+    assert_eq!(second.json["pushed"][0]["blobs_mounted"], 4, "{}", second.json);
+    let copied = tmp.path().join("copied");
+    let o = std::process::Command::new("skopeo")
+        .args(["copy", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/two:1", registry.addr))
+        .arg(format!("oci:{}:x", copied.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Without the memo (a new cache) the same push uploads as before.
+    let third = push_with_cache(
+        &dir,
+        &format!("{}/three:1", registry.addr),
+        &tmp.path().join("new-cache"),
+    );
+    assert_eq!(uploaded(&third), 4, "{}", third.json);
+    assert_eq!(third.json["pushed"][0]["blobs_mounted"], 0);
+}
+
 /// The reuse memo (issue 13 §2): what a tag's documents said is remembered under the digest of
 /// the root the tag named. A tag that moved to another image is read again: after the tag
 /// moves, a fresh copy of the new sources reuses both of the new image's layers (the memo of the

@@ -36,6 +36,7 @@ pub mod config;
 pub mod dockerfile;
 pub mod layer_cache;
 pub mod place;
+pub mod push_memo;
 pub mod reuse;
 pub mod rootfs;
 

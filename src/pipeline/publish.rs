@@ -232,6 +232,11 @@ fn push(
                 push_options.mount_from = vec![from.repository.clone()];
             }
         }
+        // Blobs pushed before to another repository of this registry are mounted from there.
+        let memo = super::push_memo::PushMemo::in_user_cache();
+        if let Some(m) = &memo {
+            push_options.blob_homes = m.homes(&repo.registry);
+        }
         // An unchanged image pushed again to the same tags costs one HEAD per tag.
         let report = match client.already_pushed(&repo, &plan, &repo_tags) {
             Some(report) => report,
@@ -242,6 +247,13 @@ fn push(
                     error: e.into(),
                 })?,
         };
+        if let Some(m) = &memo {
+            m.remember(
+                &repo.registry,
+                &repo.repository,
+                plan.blobs.iter().map(|b| b.digest.as_str()),
+            );
+        }
         reporter.line(&format!(
             "pushed {}: {} blob(s) uploaded ({} bytes), {} already there, {} mounted",
             report.digest,

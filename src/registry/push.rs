@@ -78,6 +78,11 @@ pub struct PushOptions {
     /// Repositories of the same registry that may hold the blobs already: the first one is
     /// asked to mount each missing blob before it is uploaded.
     pub mount_from: Vec<String>,
+    /// Blobs known to be in a repository of the same registry (digest → repository), e.g.
+    /// where rcross pushed them last: a missing one is mounted from there before
+    /// [`PushOptions::mount_from`] is tried (a failed mount costs nothing: the registry opens an
+    /// upload session instead, and the blob is uploaded into it).
+    pub blob_homes: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for PushOptions {
@@ -87,6 +92,7 @@ impl Default for PushOptions {
             chunk_size: MAX_CHUNK_SIZE,
             monolithic_max: MAX_CHUNK_SIZE as u64,
             mount_from: Vec::new(),
+            blob_homes: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -201,9 +207,30 @@ impl Client {
                 }
             }
         }
-        for manifest in &image.manifests {
-            self.put_manifest(repository, &manifest.digest, manifest)?;
-            report.manifests.push(manifest.digest.clone());
+        // The platforms' manifests are independent of each other (each needs only its blobs,
+        // all there now): sent at the same time, up to `options.parallel`.
+        let parallel = options.parallel.clamp(1, 64);
+        for group in image.manifests.chunks(parallel) {
+            let sent: Vec<Result<(), RegistryError>> = std::thread::scope(|scope| {
+                let puts: Vec<_> = group
+                    .iter()
+                    .map(|m| scope.spawn(move || self.put_manifest(repository, &m.digest, m)))
+                    .collect();
+                puts.into_iter()
+                    .map(|put| {
+                        put.join().unwrap_or_else(|_| {
+                            Err(RegistryError::InvalidResponse {
+                                url: repository.to_string(),
+                                message: "pushing a manifest panicked".to_string(),
+                            })
+                        })
+                    })
+                    .collect()
+            });
+            for (manifest, result) in group.iter().zip(sent) {
+                result?;
+                report.manifests.push(manifest.digest.clone());
+            }
         }
         self.put_manifest(repository, &image.root.digest, &image.root)?;
         for tag in &all_tags {
@@ -357,7 +384,11 @@ impl Client {
             }
             _ => None,
         };
-        let mount_from = own_repository.or_else(|| {
+        let remembered = options
+            .blob_homes
+            .get(&blob.digest)
+            .filter(|from| **from != repository.repository);
+        let mount_from = own_repository.or(remembered).or_else(|| {
             options
                 .mount_from
                 .iter()
@@ -365,7 +396,9 @@ impl Client {
         });
         let target = self.push_target(repository, mount_from.map(String::as_str));
         let present = || self.retrying(|| self.head_blob(&target, &blob.digest, Some(blob.size)));
-        if present()? {
+        // A blob remembered in another repository is asked for by mount straight away (the
+        // registry answers 201 whether or not the target had it); otherwise HEAD first.
+        if (own_repository.is_some() || remembered.is_none()) && present()? {
             return Ok(BlobOutcome::Present);
         }
         let chunk_size = options.chunk_size.clamp(1, MAX_CHUNK_SIZE);
