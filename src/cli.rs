@@ -398,7 +398,7 @@ pub struct BuildArgs {
     #[arg(long = "cache-from", value_name = "REF", requires = "push")]
     pub cache_from: Vec<String>,
 
-    /// Builds at once (default: the number of cores).
+    /// Platforms built at once (default: all of them, as buildx).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
 

@@ -269,3 +269,39 @@ fn build_cache_false_and_prune() {
     assert_eq!(std::fs::read_dir(&entries).unwrap().count(), 0);
     assert_eq!(f.build(&[]).0, both(), "an emptied cache rebuilds");
 }
+
+#[test]
+fn every_platform_builds_at_once_unless_jobs_bound_it() {
+    let Some(f) = Fixture::new() else { return };
+    // Each platform's command marks itself started, then waits (up to 3 s) until both have:
+    // it finishes only when the two commands run at the same time.
+    let started = f.tmp.path().join("started");
+    std::fs::create_dir_all(&started).unwrap();
+    f.set_command(&format!(
+        "touch {s}/$(echo $RCROSS_PLATFORM | tr / -); i=0; \
+         while [ $(ls {s} | wc -l) -lt 2 ]; do i=$((i+1)); [ $i -gt 60 ] && exit 7; sleep 0.05; done; \
+         make -s CC=\"$CC\" OUT=\"$RCROSS_OUT/hello\"",
+        s = started.display()
+    ));
+    let (ran, _, _, _) = f.build(&["--no-cache"]);
+    assert_eq!(ran, both(), "by default both platforms build at once");
+
+    std::fs::remove_dir_all(&started).unwrap();
+    std::fs::create_dir_all(&started).unwrap();
+    let project = f.project();
+    let o = f.rcross(&[
+        "build",
+        project.to_str().unwrap(),
+        "--platform",
+        PLATFORMS,
+        "--no-cache",
+        "-j",
+        "1",
+        "--output",
+        &format!("oci:{}", f.tmp.path().join("oci-j1").display()),
+    ]);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("exit"),
+        "with -j 1 the first platform waits alone and gives up"
+    );
+}

@@ -32,6 +32,101 @@ pub struct Assembled {
     pub reused_layers: Vec<ReusedLayer>,
 }
 
+/// Layers compressed as their platforms finish building, while the others still build (the
+/// compressor's work overlaps the compilers' instead of following them). A platform's layer
+/// is compressed into a scratch layout and kept in a layer cache: the build cache's when it
+/// is on, else one in a scratch directory that lives as long as this value. [`assemble`] then
+/// looks those layers up like any cached layer (diff_id, then a digest-checked copy), so the
+/// image is byte for byte what it would be without this; a layer that failed here is simply
+/// compressed there. A layer the registry has (the reuse map, waited for) is not compressed.
+pub struct EarlyLayers {
+    store: LayerCache,
+    layout: OciLayout,
+    options: LayerOptions,
+    written: std::sync::Mutex<Vec<Platform>>,
+    _scratch: tempfile::TempDir,
+}
+
+impl EarlyLayers {
+    /// Beside the build cache's layer cache (`build_cache_root`) when the cache is on, else
+    /// in a temporary directory; `None` when no scratch directory can be made (then layers are
+    /// compressed at assembly, as before).
+    pub fn new(job: &Job, build_cache_root: Option<&Path>) -> Option<EarlyLayers> {
+        let scratch = match build_cache_root {
+            Some(root) => {
+                std::fs::create_dir_all(root).ok()?;
+                tempfile::Builder::new()
+                    .prefix(".early-")
+                    .tempdir_in(root)
+                    .ok()?
+            }
+            None => tempfile::Builder::new()
+                .prefix("rcross-layers")
+                .tempdir()
+                .ok()?,
+        };
+        let store = match build_cache_root {
+            Some(root) => LayerCache::in_build_cache(root),
+            None => LayerCache::in_build_cache(scratch.path()),
+        };
+        let layout = OciLayout::create(&scratch.path().join("layout")).ok()?;
+        Some(EarlyLayers {
+            store,
+            layout,
+            options: layer_options(job),
+            written: std::sync::Mutex::new(Vec::new()),
+            _scratch: scratch,
+        })
+    }
+
+    /// Compresses platform `p`'s layer from its build output `out_dir` (best effort: a
+    /// failure here leaves the layer to [`assemble`], where verification reports any error).
+    pub fn write(&self, job: &Job, p: Platform, out_dir: &Path, reuse: Option<&reuse::Pending>) {
+        let Ok(placed) = super::artifacts::resolve(&job.project.artifacts, out_dir, &p.to_string())
+        else {
+            return;
+        };
+        let entries = layer_entries(&placed);
+        if let Some(pending) = reuse {
+            match oci::diff_id(&entries, self.options.mtime) {
+                Ok((diff_id, _)) if pending.map().get(&diff_id).is_none() => {}
+                _ => return,
+            }
+        }
+        if self
+            .store
+            .write_layer(&self.layout, &entries, &self.options, false)
+            .is_ok()
+        {
+            if let Ok(mut written) = self.written.lock() {
+                written.push(p);
+            }
+        }
+    }
+
+    fn has(&self, p: Platform) -> bool {
+        self.written.lock().is_ok_and(|w| w.contains(&p))
+    }
+}
+
+/// Where [`assemble`] looks for layers before compressing them: the build cache's layer cache
+/// (for files that came from the build cache) and the layers compressed early (whose store
+/// is that same cache when it is on).
+#[derive(Clone, Copy, Default)]
+pub struct LayerStores<'a> {
+    pub cache: Option<&'a LayerCache>,
+    pub early: Option<&'a EarlyLayers>,
+}
+
+/// How the job's layers are compressed.
+fn layer_options(job: &Job) -> LayerOptions {
+    LayerOptions {
+        compression: job.compression,
+        threads: 0,
+        mtime: job.epoch,
+    }
+}
+
 /// With `--push`: starts reading the tags being pushed and the `--cache-from` images for
 /// layers the registry already has (see [`super::reuse`]), in the background, so it is
 /// known by the time the layers are written.
@@ -93,7 +188,7 @@ pub fn assemble(
     verified: Verified,
     base: Option<&Base>,
     reuse: Option<reuse::Pending>,
-    layer_cache: Option<&LayerCache>,
+    stores: LayerStores<'_>,
     work: &Path,
     reporter: &dyn Reporter,
 ) -> exit::Result<Assembled> {
@@ -112,15 +207,20 @@ pub fn assemble(
         verified.platforms.into_iter().unzip();
     let entries: Vec<Vec<LayerEntry>> = placed.iter().map(|p| layer_entries(p)).collect();
     let built: Vec<Platform> = platforms.iter().map(|r| r.platform).collect();
-    // The layer cache is looked up for files that came from the build cache.
-    let from_cache: Vec<bool> = platforms.iter().map(|r| r.cached).collect();
+    // The layer cache is looked up for files that came from the build cache, and for layers
+    // compressed while the other platforms built (kept in the early layers' store).
+    let look_up: Vec<bool> = platforms
+        .iter()
+        .map(|r| r.cached || stores.early.is_some_and(|e| e.has(r.platform)))
+        .collect();
+    let store = stores.early.map(|e| &e.store).or(stores.cache);
     let (layers, reused_layers) = write_layers(
         job,
         &layout,
         &entries,
         &built,
         reuse,
-        layer_cache.map(|c| (c, from_cache.as_slice())),
+        store.map(|c| (c, look_up.as_slice())),
         reporter,
     )?;
     let ours = run_config(job);
@@ -271,11 +371,7 @@ fn write_layers(
     layer_cache: Option<(&LayerCache, &[bool])>,
     reporter: &dyn Reporter,
 ) -> exit::Result<(Vec<oci::Layer>, Vec<ReusedLayer>)> {
-    let options = LayerOptions {
-        compression: job.compression,
-        threads: 0,
-        mtime: job.epoch,
-    };
+    let options = layer_options(job);
     let reuser = reuse.map(|pending| {
         let (reuser, warnings) = pending.finish(job.store_reused);
         for w in &warnings {

@@ -205,7 +205,18 @@ pub fn execute(
     services: Services,
     reporter: &dyn Reporter,
 ) -> Result<Metadata, Stopped> {
-    let built = run(job, plan, assignments, services.cache, reporter)?;
+    // Layer blobs are cached next to the build cache, and only when it is on.
+    let layer_cache = services
+        .cache
+        .map(|c| layer_cache::LayerCache::in_build_cache(c.cache.root()));
+    let early = assemble::EarlyLayers::new(job, services.cache.map(|c| c.cache.root()));
+    let reuse = services.reuse.as_ref();
+    let on_built = |p: Platform, out: &std::path::Path| {
+        if let Some(e) = &early {
+            e.write(job, p, out, reuse);
+        }
+    };
+    let built = run(job, plan, assignments, services.cache, &on_built, reporter)?;
     let verified = match verify(job, &built, services.base) {
         Ok(v) => v,
         Err(Stopped::Rejected(rejected)) => {
@@ -214,16 +225,15 @@ pub fn execute(
         }
         Err(e) => return Err(e),
     };
-    // Layer blobs are cached next to the build cache, and only when it is on.
-    let layer_cache = services
-        .cache
-        .map(|c| layer_cache::LayerCache::in_build_cache(c.cache.root()));
     let assembled = assemble(
         job,
         verified,
         services.base,
         services.reuse,
-        layer_cache.as_ref(),
+        assemble::LayerStores {
+            cache: layer_cache.as_ref(),
+            early: early.as_ref(),
+        },
         built.work.path(),
         reporter,
     )?;

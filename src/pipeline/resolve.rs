@@ -45,7 +45,7 @@ pub struct Request {
     pub compression: String,
     /// `--cache-from REF`, as written.
     pub cache_from: Vec<String>,
-    /// `-j`: builds at once; default: the number of cores.
+    /// `-j`: builds at once; default: every platform at once.
     pub jobs: Option<usize>,
     pub no_cache: bool,
     /// Plain HTTP for the registries of the tags (and of the base).
@@ -225,10 +225,10 @@ pub fn resolve(
         None => project.build.container,
     };
     check_build_image(&project, policy, &builders)?;
-    let jobs = request
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    // Every platform at once unless `-j` says otherwise, as buildx builds every platform of a
+    // build concurrently: a platform waiting for a free core is wall time nothing buys back
+    // (the compilers share the cores either way).
+    let jobs = request.jobs.unwrap_or(platforms.len()).max(1);
     Ok(Job {
         cache: !request.no_cache && project.build.cache,
         project,

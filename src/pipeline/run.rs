@@ -195,11 +195,14 @@ struct BuildOutcome {
 
 /// Stage 3: build every platform of `plan` with the runner `assignments` give it (same order).
 /// Fails, naming every failed platform with its log's tail, when any build fails.
+/// `built(platform, output directory)` is called on the building thread as each platform's
+/// command succeeds (not for build cache hits), while the others may still build.
 pub fn run(
     job: &Job,
     plan: &Plan,
     assignments: &[Assignment],
     cache: Option<&ProjectCache>,
+    built: &(dyn Fn(Platform, &Path) + Sync),
     reporter: &dyn Reporter,
 ) -> exit::Result<Built> {
     let work = tempfile::Builder::new()
@@ -220,6 +223,10 @@ pub fn run(
                 };
                 let (pp, assigned) = jobs[i];
                 let outcome = build_platform(job, pp, assigned, work.path(), cache, reporter);
+                if outcome.result.is_ok() && outcome.cache != Some(CacheUse::Hit) {
+                    let p = pp.item.platform;
+                    built(p, &out_dir(work.path(), p));
+                }
                 if let Ok(mut all) = outcomes.lock() {
                     all.push((i, outcome));
                 }
