@@ -322,13 +322,18 @@ impl OciLayout {
     }
 
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), OciError> {
+        let target = self.root.join(name);
+        // A file that already says this is left alone: replacing it would cost a flush and,
+        // on file systems mounted with discard, a discard of the old blocks.
+        if std::fs::read(&target).is_ok_and(|old| old == bytes) {
+            return Ok(());
+        }
         let mut temp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&self.root)
             .map_err(|e| OciError::io("creating a file in", &self.root, e))?;
         temp.write_all(bytes)
             .map_err(|e| OciError::io("writing", temp.path(), e))?;
-        let target = self.root.join(name);
         temp.persist(&target)
             .map_err(|e| OciError::io("writing", &target, e.error))?;
         Ok(())
@@ -402,6 +407,31 @@ pub(crate) fn test_two_platform_layout(dir: &Path) -> (OciLayout, Descriptor) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unchanged_index_is_not_rewritten() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(dir.path()).unwrap();
+        let a = layout.write_blob(MEDIA_TYPE_INDEX, b"{}").unwrap();
+        let b = layout.write_blob(MEDIA_TYPE_INDEX, b"{ }").unwrap();
+        let inode = || {
+            std::fs::metadata(dir.path().join(INDEX_FILE))
+                .unwrap()
+                .ino()
+        };
+        layout.tag(&a, "1").unwrap();
+        let first = inode();
+        layout.tag(&a, "1").unwrap();
+        assert_eq!(
+            inode(),
+            first,
+            "the same index.json again: the file is left alone"
+        );
+        layout.tag(&b, "1").unwrap();
+        assert_ne!(inode(), first, "a changed one is replaced whole");
+        assert_eq!(layout.resolve("1").unwrap().digest, b.digest);
+    }
 
     #[test]
     fn tags_replace_and_resolve() {

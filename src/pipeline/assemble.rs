@@ -40,43 +40,68 @@ pub struct Assembled {
 /// image is byte for byte what it would be without this; a layer that failed here is simply
 /// compressed there. A layer the registry has (the reuse map, waited for) is not compressed.
 pub struct EarlyLayers {
-    store: LayerCache,
-    layout: OciLayout,
+    /// The build cache's root when it is on.
+    cache_root: Option<std::path::PathBuf>,
+    /// Made when the first layer is written (a build whose platforms all come from the build
+    /// cache makes none); `None` inside when no scratch directory could be made.
+    scratch: std::sync::OnceLock<Option<Scratch>>,
     options: LayerOptions,
     written: std::sync::Mutex<Vec<Platform>>,
-    _scratch: tempfile::TempDir,
+}
+
+/// Where early layers are compressed (`layout`) and kept (`store`).
+struct Scratch {
+    store: LayerCache,
+    layout: OciLayout,
+    _dir: tempfile::TempDir,
 }
 
 impl EarlyLayers {
     /// Beside the build cache's layer cache (`build_cache_root`) when the cache is on, else
-    /// in a temporary directory; `None` when no scratch directory can be made (then layers are
-    /// compressed at assembly, as before).
-    pub fn new(job: &Job, build_cache_root: Option<&Path>) -> Option<EarlyLayers> {
-        let scratch = match build_cache_root {
-            Some(root) => {
-                std::fs::create_dir_all(root).ok()?;
-                tempfile::Builder::new()
-                    .prefix(".early-")
-                    .tempdir_in(root)
-                    .ok()?
-            }
-            None => tempfile::Builder::new()
-                .prefix("rcross-layers")
-                .tempdir()
-                .ok()?,
-        };
-        let store = match build_cache_root {
-            Some(root) => LayerCache::in_build_cache(root),
-            None => LayerCache::in_build_cache(scratch.path()),
-        };
-        let layout = OciLayout::create(&scratch.path().join("layout")).ok()?;
-        Some(EarlyLayers {
-            store,
-            layout,
+    /// in a temporary directory; made on the first layer written. When no scratch directory
+    /// can be made, layers are compressed at assembly, as before.
+    pub fn new(job: &Job, build_cache_root: Option<&Path>) -> EarlyLayers {
+        EarlyLayers {
+            cache_root: build_cache_root.map(Path::to_path_buf),
+            scratch: std::sync::OnceLock::new(),
             options: layer_options(job),
             written: std::sync::Mutex::new(Vec::new()),
-            _scratch: scratch,
-        })
+        }
+    }
+
+    fn scratch(&self) -> Option<&Scratch> {
+        self.scratch
+            .get_or_init(|| {
+                let dir = match &self.cache_root {
+                    Some(root) => {
+                        std::fs::create_dir_all(root).ok()?;
+                        tempfile::Builder::new()
+                            .prefix(".early-")
+                            .tempdir_in(root)
+                            .ok()?
+                    }
+                    None => tempfile::Builder::new()
+                        .prefix("rcross-layers")
+                        .tempdir()
+                        .ok()?,
+                };
+                let store = match &self.cache_root {
+                    Some(root) => LayerCache::in_build_cache(root),
+                    None => LayerCache::in_build_cache(dir.path()),
+                };
+                let layout = OciLayout::create(&dir.path().join("layout")).ok()?;
+                Some(Scratch {
+                    store,
+                    layout,
+                    _dir: dir,
+                })
+            })
+            .as_ref()
+    }
+
+    /// The store the early layers are in, once one was written.
+    fn store(&self) -> Option<&LayerCache> {
+        self.scratch.get()?.as_ref().map(|s| &s.store)
     }
 
     /// Compresses platform `p`'s layer from its build output `out_dir` (best effort: a
@@ -93,9 +118,12 @@ impl EarlyLayers {
                 _ => return,
             }
         }
-        if self
+        let Some(scratch) = self.scratch() else {
+            return;
+        };
+        if scratch
             .store
-            .write_layer(&self.layout, &entries, &self.options, false)
+            .write_layer(&scratch.layout, &entries, &self.options, false)
             .is_ok()
         {
             if let Ok(mut written) = self.written.lock() {
@@ -213,7 +241,7 @@ pub fn assemble(
         .iter()
         .map(|r| r.cached || stores.early.is_some_and(|e| e.has(r.platform)))
         .collect();
-    let store = stores.early.map(|e| &e.store).or(stores.cache);
+    let store = stores.early.and_then(EarlyLayers::store).or(stores.cache);
     let (layers, reused_layers) = write_layers(
         job,
         &layout,

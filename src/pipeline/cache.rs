@@ -130,6 +130,27 @@ pub struct Pruned {
     pub layers_kept: usize,
 }
 
+/// Records in `path` that its entry was used now (the LRU order `prune` follows). Written in
+/// place: truncating or replacing the file would free a block, which costs a discard on file
+/// systems mounted with it, on every cache hit. Best effort.
+pub(crate) fn stamp_used(path: &Path) {
+    use std::io::Write;
+    let text = now_ns().to_string();
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        f.write_all(text.as_bytes())?;
+        if f.metadata()?.len() != text.len() as u64 {
+            f.set_len(text.len() as u64)?;
+        }
+        Ok(())
+    };
+    let _ = write();
+}
+
 fn now_ns() -> i128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -537,7 +558,7 @@ impl BuildCache {
         }
         copy_tree(&tree, out, true)?;
         // LRU order for pruning: the time of the last use.
-        let _ = std::fs::write(entry.join("used"), now_ns().to_string());
+        stamp_used(&entry.join("used"));
         Ok(CacheLookup::Hit)
     }
 
@@ -677,6 +698,22 @@ pub fn run_cached<E>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_use_is_stamped_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let used = dir.path().join("used");
+        stamp_used(&used);
+        let first: i128 = std::fs::read_to_string(&used).unwrap().parse().unwrap();
+        let inode = std::fs::metadata(&used).unwrap().ino();
+        std::fs::write(&used, "12345678901234567890123456789").unwrap();
+        stamp_used(&used);
+        let second: i128 = std::fs::read_to_string(&used).unwrap().parse().unwrap();
+        assert!(second >= first, "a longer old stamp is cut to the new one");
+        assert_eq!(std::fs::metadata(&used).unwrap().ino(), inode);
+    }
+
     use super::*;
 
     fn write(p: &Path, s: &str) {

@@ -111,7 +111,7 @@ impl LayerCache {
             return None;
         };
         // Recently used entries are pruned last.
-        let _ = std::fs::write(dir.join("used"), now_ns().to_string());
+        super::cache::stamp_used(&dir.join("used"));
         Some(Layer {
             media_type: s.media_type,
             digest: s.digest,

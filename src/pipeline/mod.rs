@@ -211,11 +211,7 @@ pub fn execute(
         .map(|c| layer_cache::LayerCache::in_build_cache(c.cache.root()));
     let early = assemble::EarlyLayers::new(job, services.cache.map(|c| c.cache.root()));
     let reuse = services.reuse.as_ref();
-    let on_built = |p: Platform, out: &std::path::Path| {
-        if let Some(e) = &early {
-            e.write(job, p, out, reuse);
-        }
-    };
+    let on_built = |p: Platform, out: &std::path::Path| early.write(job, p, out, reuse);
     let built = run(job, plan, assignments, services.cache, &on_built, reporter)?;
     let verified = match verify(job, &built, services.base) {
         Ok(v) => v,
@@ -232,7 +228,7 @@ pub fn execute(
         services.reuse,
         assemble::LayerStores {
             cache: layer_cache.as_ref(),
-            early: early.as_ref(),
+            early: Some(&early),
         },
         built.work.path(),
         reporter,

@@ -75,6 +75,14 @@ impl PushMemo {
         digests: impl IntoIterator<Item = &'a str>,
     ) {
         let mut record = self.load(registry);
+        let digests: Vec<&str> = digests.into_iter().collect();
+        // Nothing new: the file is left as it is (a no-op push writes nothing).
+        if digests
+            .iter()
+            .all(|d| record.blobs.get(*d).is_some_and(|(r, _)| r == repository))
+        {
+            return;
+        }
         for digest in digests {
             record
                 .blobs

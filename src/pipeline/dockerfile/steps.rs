@@ -131,7 +131,7 @@ impl StepCache {
                 Some(path)
             }
         };
-        let _ = std::fs::write(entry.join("used"), now_ns().to_string());
+        crate::pipeline::cache::stamp_used(&entry.join("used"));
         Some(CachedStep { record, blob })
     }
 
