@@ -428,7 +428,14 @@ fn a_registry_that_refuses_reads_only_costs_the_reuse() {
 /// developer's machine or a CI runner that keeps its cache).
 fn push_with_cache(dir: &Path, tag: &str, cache: &Path) -> Built {
     let out = rcross(
-        &["--json", "build", dir.to_str().unwrap(), "-t", tag, "--push"],
+        &[
+            "--json",
+            "build",
+            dir.to_str().unwrap(),
+            "-t",
+            tag,
+            "--push",
+        ],
         &[("XDG_CACHE_HOME", cache.to_str().unwrap())],
     );
     assert!(out.status.success(), "rcross build failed");
@@ -454,7 +461,11 @@ fn a_second_repository_mounts_what_the_first_push_uploaded() {
     let second = push_with_cache(&dir, &format!("{}/two:1", registry.addr), &cache);
     assert_eq!(second.json["index_digest"], first.json["index_digest"]);
     assert_eq!(uploaded(&second), 0, "{}", second.json);
-    assert_eq!(second.json["pushed"][0]["blobs_mounted"], 4, "{}", second.json);
+    assert_eq!(
+        second.json["pushed"][0]["blobs_mounted"], 4,
+        "{}",
+        second.json
+    );
     let copied = tmp.path().join("copied");
     let o = std::process::Command::new("skopeo")
         .args(["copy", "--all", "--src-tls-verify=false"])
@@ -484,22 +495,41 @@ fn a_tag_that_moved_is_read_again() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
     write_project(&a);
     let tag = format!("{}/moving:1", registry.addr);
     push_with_cache(&a, &tag, &cache);
     fresh_copy(&a, &b);
     // Reads the tag's documents and remembers them.
     let again = push_with_cache(&b, &tag, &cache);
-    assert_eq!((uploaded(&again), reused(&again).len()), (0, 2), "{}", again.json);
+    assert_eq!(
+        (uploaded(&again), reused(&again).len()),
+        (0, 2),
+        "{}",
+        again.json
+    );
     let memos = cache.join("rcross/reuse");
     assert_eq!(std::fs::read_dir(&memos).unwrap().count(), 1);
     // One platform's source changes: the tag moves to a new root.
     std::fs::write(b.join("src/amd64.txt"), "amd64 v2\n").unwrap();
     let moved = push_with_cache(&b, &tag, &cache);
     assert_ne!(moved.json["index_digest"], again.json["index_digest"]);
-    assert_eq!(uploaded(&moved), 2, "amd64's layer and config: {}", moved.json);
-    assert_eq!(reused(&moved).len(), 1, "arm64's, from the memo: {}", moved.json);
+    assert_eq!(
+        uploaded(&moved),
+        2,
+        "amd64's layer and config: {}",
+        moved.json
+    );
+    assert_eq!(
+        reused(&moved).len(),
+        1,
+        "arm64's, from the memo: {}",
+        moved.json
+    );
     fresh_copy(&b, &c);
     let fresh = push_with_cache(&c, &tag, &cache);
     assert_eq!(fresh.json["index_digest"], moved.json["index_digest"]);

@@ -476,10 +476,21 @@ fn git_facts_are_cached_until_anything_they_depend_on_changes() {
     repo.git(&["tag", "light"]);
     assert_eq!(check("lightweight tag", Some(true)).tags_at_head, ["light"]);
     repo.tag("v1.1.0");
-    assert_eq!(check("annotated tag", Some(true)).tags_at_head, ["light", "v1.1.0"]);
+    assert_eq!(
+        check("annotated tag", Some(true)).tags_at_head,
+        ["light", "v1.1.0"]
+    );
     repo.git(&["checkout", "-q", "-b", "feature/x"]);
-    assert_eq!(check("branch", Some(true)).branch.as_deref(), Some("feature/x"));
-    repo.git(&["remote", "set-url", "origin", "https://git.example.com/other/app.git"]);
+    assert_eq!(
+        check("branch", Some(true)).branch.as_deref(),
+        Some("feature/x")
+    );
+    repo.git(&[
+        "remote",
+        "set-url",
+        "origin",
+        "https://git.example.com/other/app.git",
+    ]);
     assert_eq!(
         check("remote", Some(true)).remote_url.as_deref(),
         Some("https://git.example.com/other/app.git")
@@ -515,11 +526,16 @@ fn racy_states_and_submodules_are_not_cached() {
 
     let mut relaxed = GitCache::at(tools.path().join("cache2"));
     relaxed.racy = std::time::Duration::ZERO;
-    repo.commit(".gitmodules", "[submodule \"x\"]\n\tpath = x\n\turl = ../x\n");
+    repo.commit(
+        ".gitmodules",
+        "[submodule \"x\"]\n\tpath = x\n\turl = ../x\n",
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     for _ in 0..3 {
         let before = git_runs(&log);
-        read_git_with(repo.path(), &git, Some(&relaxed)).unwrap().unwrap();
+        read_git_with(repo.path(), &git, Some(&relaxed))
+            .unwrap()
+            .unwrap();
         assert!(git_runs(&log) > before, "submodules: always git");
     }
 }

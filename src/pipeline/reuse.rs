@@ -787,7 +787,9 @@ mod tests {
         assert!(loaded.iter().all(|(_, l)| l.from == other));
         let another_root = format!("sha256:{}", "b".repeat(64));
         assert!(memo.load(&another_root, gzip, &repo).is_none());
-        assert!(memo.load(&root, Compressor::Zstd { level: 3 }, &repo).is_none());
+        assert!(memo
+            .load(&root, Compressor::Zstd { level: 3 }, &repo)
+            .is_none());
         // An entry that is not what it says (here: a malformed digest) voids the memo.
         let mut bad = pairs.clone();
         bad[1].1.digest = "sha256:XYZ".to_string();
@@ -803,9 +805,16 @@ mod tests {
         let memo = ReuseMemo::at(dir.path());
         let repo: Reference = "127.0.0.1:5000/app".parse().unwrap();
         for n in 0..(ReuseMemo::KEEP as u32 + 3) {
-            memo.store(&format!("sha256:{n:064x}"), Compressor::default(), &[pair(n, &repo)]);
+            memo.store(
+                &format!("sha256:{n:064x}"),
+                Compressor::default(),
+                &[pair(n, &repo)],
+            );
         }
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), ReuseMemo::KEEP);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            ReuseMemo::KEEP
+        );
     }
 
     #[test]
