@@ -1,56 +1,53 @@
 #!/usr/bin/env bash
-# bench/build.sh [RUNS]: `rcross build --push` of examples/hello for three platforms against
-# podman doing the same job, side by side in one run on this machine (issue 5 §6, first two
-# items). Not a test; prints medians and ratios.
+# bench/build.sh [RUNS]: rcross build of examples/hello for three platforms (linux/amd64,
+# linux/arm64, linux/arm/v7) against its lower bound and against podman doing the same job,
+# side by side in one run on this machine, then rcross setup, the scaling table and the build
+# cache's invalidation tests: every figure issue 13's "Done when" asks for (and issue 5 §6's).
+# Not a test; prints medians, ratios and a final table of goals met or not.
 #
-#   1. new image   A = rcross build examples/hello --platform linux/amd64,linux/arm64,linux/arm/v7
-#                      -t REG/rc-K:latest --push --output oci:W/oci/rc-K        (new repo K per run)
-#                  B = the podman way for the same source: make the three hello binaries with the
-#                      compilers and flags of examples/hello/Makefile (gcc, aarch64-linux-gnu-gcc,
-#                      arm-linux-gnueabihf-gcc; -O2 -Wall -static; the three in parallel),
-#                      podman build --no-cache --platform P of a FROM scratch image per platform,
-#                      podman manifest create + add x3, manifest push --all     (new repo K per run)
-#                  Target: rcross >= 5x faster.
-#   1b. warm cache A = rcross build as in 1 without --no-cache (1 passes it), the build cache
-#                      warm from the warm-up run: no compiler runs; new repo K per run
-#                  B = podman as in 1.                                        Target: >= 20x.
-#   2. no-op re-push
-#                  A = the same rcross build again to the already pushed REG/rc-0 (reproducible:
-#                      nothing is uploaded)
-#                  B = podman manifest push --all of the already pushed list to REG/pm-0 again
-#                  Target: rcross >= 3x faster.
-#   2b. no-op re-push of the built image, the like-for-like comparison:
-#                  A = rcross push oci:W/oci/rc-0:latest REG/rc-0:latest (no rebuild)
-#                  B = the same podman manifest push as in 2.
-#   2c. fresh runner, unchanged 3 x 200 MiB image (issue 5 §6: "podman recompresses and
-#                  re-uploads everything"). Each platform's image is one layer of a static hello,
-#                  the peers' 200 MiB pseudo-random pad200.bin (AES-CTR keystream, as
-#                  ../shared/bench-peers/workload.sh makes it) and a salt file, pushed once
-#                  (not timed) by each side; then per run:
-#                  A = rcross build --push in a new copy of the project without .rcross (a fresh
-#                      clone; its build command hard-links the files into $RCROSS_OUT, as the
-#                      podman contexts hard-link them) to the same tag: layers the registry has
-#                      are reused (diff_id by SHA-256 only), nothing is compressed or uploaded
-#                  B = podman with new, empty storage (its own --root: no layers) and an empty
-#                      blob-info cache (a tmpfs on /var/lib/containers/cache in a private mount
-#                      namespace): build --platform P x3 of FROM scratch / COPY rootfs/ /,
-#                      manifest create + add x3, manifest push --all to the same tag
-#                  Target: rcross >= 5x faster.
-#   3. diagnostic  A = rcross plan --lang c for the three platforms (host facts only, no build)
-#                  B = the helper programs rcross runs for its host facts, in a row:
-#                      python3 -c 'import ziglang', rustup target list --installed, python3 -m pip --version
+#   cold-overhead  A = rcross build examples/hello --platform P3 --no-cache --output oci:DIR
+#                  B = the three compile commands alone, in parallel (the Makefile's compilers
+#                      and flags, as rcross runs them)       goal: A <= 1.15 x B
+#   cold-overhead-zstd  the same with --compression zstd (gzip -6, the default, is most of
+#                  rcross's own CPU on a cold build)
+#   new-image      A = rcross build … -t REG/rc-N:latest --push --no-cache (a new repository N
+#                      per run, so every blob is uploaded)
+#                  B = podman: the three compiles in parallel, podman build --no-cache
+#                      --platform P of a FROM scratch image x3, manifest create + add x3,
+#                      manifest push --all (a new repository per run)   goal: >= 6x
+#   warm-cache     A = rcross build … --push without --no-cache: the build cache warm from the
+#                      warm-up run (no compiler runs), a new repository per run
+#                  B = podman as in new-image                             goal: >= 20x
+#   no-op-push     A = the same rcross build --push again to the repository the warm-up pushed
+#                  B = podman manifest push --all of the list it pushed in the warm-up, again
+#                                                                         goal: >= 5x
+#   no-op-push-layout  A = rcross push of that layout; B = as in no-op-push (issue 5 §6)
+#   fresh-runner   an unchanged 3 x 200 MiB image rebuilt and pushed with no local cache
+#                  (A = rcross in a fresh copy of the project, B = podman with empty storage and
+#                  blob-info cache)                                      goal: >= 5x (issue 5)
+#   diag-host-facts  A = rcross plan; B = the helper programs it runs for host facts, in a row
+#   setup          bench/setup.sh: rcross setup of every handler in a private binfmt_misc
+#                                                                         goal: median < 50 ms
+#   scaling        bench/scaling.sh's table (1/3/6/9 platforms, 1k/10k/100k files, 100 MiB /
+#                  1 GiB / 4 GiB layers; BIG=0 leaves out the 4 GiB one)
+#   cache-tests    cargo test --test build_cache: the build cache's invalidation tests pass
 #
-# Timing: pair.sh from the peers' scripts (GNU time; 1 warm-up of each, then RUNS runs A B A B ...;
-# min/median/max and the median of the pair-by-pair A/B ratio), taken from $BENCH_PEERS or
-# ../shared/bench-peers next to the repository, else the copy in bench/pair.sh.
+# Timing: bench/pairms.py, the peers' pair.sh protocol (1 warm-up each, then RUNS runs A B A B
+# …; min/median/max; the median of the pair-by-pair A/B ratio) with a microsecond clock and no
+# shell around the rcross commands: pair.sh's GNU time counts in 10 ms steps and its `bash -c`
+# costs about as much as a no-op push. The podman commands that are several steps run through
+# this script (`build.sh __op …`, a bash start, ~1% of their time).
 #
 # Everything it creates lives under $W (default /tmp/rcross-bench-build) and is removed at the
 # end: its own docker-registry on a free 127.0.0.1 port, its own podman storage
-# ($W/podman-DRIVER, so podman images of other users are never touched), the OCI layouts.
-# Needs root (podman), and: podman docker-registry skopeo time curl make gcc gcc-aarch64-linux-gnu
-# gcc-arm-linux-gnueabihf python3 and a Rust toolchain (builds rcross in release mode once;
-# RCROSS=path skips that). PODMAN_DRIVER=overlay|vfs forces podman's storage driver (default:
-# overlay if it works here, else vfs). KEEP=1 keeps $W (registry data, layouts, logs).
+# ($W/podman-DRIVER, so podman images of other users are never touched), the OCI layouts, and
+# rcross's user cache ($W/xdg-cache: every run starts cold, the user's cache is untouched).
+# Needs root (podman, setup's namespace), and: podman docker-registry skopeo time curl make gcc
+# gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf python3 qemu-user-static and a Rust toolchain
+# (builds rcross in release mode once; RCROSS=path skips that), plus what bench/scaling.sh
+# needs. PODMAN_DRIVER=overlay|vfs forces podman's storage driver (default: overlay if it
+# works here, else vfs). KEEP=1 keeps $W. ONLY="new-image no-op-push …" runs only those
+# measurements (no-op-push needs new-image; SCALING=0, SETUP=0, CACHE_TESTS=0 leave those out).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SELF=$ROOT/bench/build.sh
@@ -67,14 +64,8 @@ next() { # next run number for counter $1 (each run of a "new image" op gets a n
   echo $((k + 1)) > "$f"; echo "$k"; }
 pm() { # shellcheck disable=SC2086
   podman $PODMAN_OPTS "$@"; }
-rcross_build() { # REPO [ARGS]: the rcross side, JSON report kept in $W/json/REPO-N.json
-  local n r=$1; shift; n=$(next "json-$r"); mkdir -p "$W/json"
-  "$RCROSS" build "$ROOT/examples/hello" --platform "$PLATS" -t "$REG/$r:latest" --push \
-    --output "oci:$W/oci/$r" --json "$@" > "$W/json/$r-$n.json"; }
 op() {
   case $1 in
-    rcross-new) rcross_build "rc-$(next rc)" --no-cache ;;
-    rcross-warm) rcross_build "rcw-$(next rcw)" ;; # build cache warm from the warm-up run
     podman-new)
       local k d a pids=()
       k=$(next pm); d=$W/ctx/pm-$k
@@ -91,15 +82,6 @@ op() {
       pm manifest create "$IMG:list-$k" > /dev/null
       for a in "${ARCHES[@]}"; do pm manifest add "$IMG:list-$k" "containers-storage:$IMG:$a-$k" > /dev/null; done
       pm manifest push -q --all --tls-verify=false "$IMG:list-$k" "docker://$REG/pm-$k:latest" ;;
-    rcross-repush) rcross_build rc-0 ;;
-    rcross-push) "$RCROSS" push "oci:$W/oci/rc-0:latest" "$REG/rc-0:latest" > /dev/null ;;
-    podman-repush) pm manifest push -q --all --tls-verify=false "$IMG:list-0" "docker://$REG/pm-0:latest" ;;
-    rcross-fresh) # a new copy of the project, as a fresh clone has it (made untimed by fresh_setup)
-      local k; k=$(next rcf)
-      [ -d "$W/fresh/rc/$k" ] || { echo "fresh copy $k not prepared" >&2; exit 3; }
-      mkdir -p "$W/json"
-      "$RCROSS" build "$W/fresh/rc/$k" --platform "$PLATS" -t "$REG/rc-fresh:latest" --push \
-        --json > "$W/json/fresh-$k.json" ;;
     podman-fresh) # new, empty podman storage every run, and an empty blob-info cache: podman
       # keeps that cache in /var/lib/containers/cache whatever --root says, so it gets a tmpfs
       # there in a private mount namespace (the machine's own cache is never touched)
@@ -120,7 +102,6 @@ op() {
       done
       # shellcheck disable=SC2086
       podman $o manifest push -q --all --tls-verify=false "$IMG:fresh-list" "docker://$REG/pm-fresh:latest" ;;
-    rcross-plan) "$RCROSS" plan --lang c --platform "$PLATS" ;;
     helpers)
       python3 -c 'import os, ziglang; print(os.path.dirname(ziglang.__file__))' || true
       rustup target list --installed || true
@@ -133,7 +114,8 @@ if [ "${1:-}" = __op ]; then shift; op "$@"; exit; fi
 # The fresh-runner workload (untimed): per arch a static hello (the Makefile's compilers and
 # flags), the peers' pad200.bin and a salt; podman contexts under $W/fresh/ctx/ARCH, the rcross
 # project under $W/fresh/src and COUNT hard-linked copies of it (fresh clones) under
-# $W/fresh/rc/K. Both sides push once so the registry has the image.
+# $W/fresh/rc/K (K = pairms.py's run number, 0 the warm-up). Both sides push once (copy
+# "first", podman's storage "first") so the registry has the image.
 fresh_setup() { # COUNT
   local a f=$W/fresh k
   mkdir -p "$f/src" "$f/rc" "$f/pm"
@@ -172,8 +154,9 @@ mode = "0644"
 [config]
 entrypoint = ["/hello"]
 TOML
-  for k in $(seq 0 "$1"); do cp -al "$f/src" "$f/rc/$k"; done
-  "$SELF" __op rcross-fresh > /dev/null 2>&1 || { echo "rcross first push of the fresh-runner image failed" >&2; exit 1; }
+  for k in first $(seq 0 "$1"); do cp -al "$f/src" "$f/rc/$k"; done
+  XDG_CACHE_HOME=$f/xdg/first "$RCROSS" build "$f/rc/first" --platform "$PLATS" \
+    -t "$REG/rc-fresh:latest" --push > /dev/null 2>&1 || { echo "rcross first push of the fresh-runner image failed" >&2; exit 1; }
   "$SELF" __op podman-fresh > /dev/null || { echo "podman first push of the fresh-runner image failed" >&2; exit 1; }
 }
 
@@ -187,11 +170,7 @@ for t in podman docker-registry skopeo curl make gcc aarch64-linux-gnu-gcc arm-l
   command -v "$t" > /dev/null || { echo "missing $t; on Debian: apt-get install -y podman docker-registry skopeo time curl make gcc gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf python3 openssl util-linux" >&2; exit 1; }
 done
 [ -x /usr/bin/time ] || { echo "missing GNU time (apt-get install -y time)" >&2; exit 1; }
-PAIR=
-for d in "${BENCH_PEERS:-}" "$ROOT/../shared/bench-peers"; do
-  [ -n "$d" ] && [ -x "$d/pair.sh" ] && { PAIR=$(cd "$d" && pwd)/pair.sh; break; }
-done
-PAIR=${PAIR:-$ROOT/bench/pair.sh}
+PAIR=$ROOT/bench/pairms.py
 if [ -z "${RCROSS:-}" ]; then (cd "$ROOT" && cargo build --release --quiet); RCROSS=$ROOT/target/release/rcross; fi
 export RCROSS
 
@@ -229,67 +208,100 @@ if [ -n "${PODMAN_DRIVER:-}" ]; then probe_driver "$PODMAN_DRIVER" || { echo "po
 else probe_driver overlay || probe_driver vfs || { echo "podman works neither with overlay nor vfs" >&2; exit 1; }
 fi
 
-echo "== rcross build vs podman, examples/hello for $PLATS"
+echo "== rcross build vs its lower bound and vs podman, examples/hello for $PLATS"
 echo "   $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $RUNS runs each + 1 warm-up each, registry $REG"
 echo "   rcross $("$RCROSS" --version 2>/dev/null | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo ?)), $(podman --version), storage $(pm info --format '{{.Store.GraphDriverName}}'), timing: $PAIR"
 echo
-# ONLY="fresh-runner new-image" runs just those measurements (default: all; the no-op ones
-# re-push what new-image pushed, so they need it).
 want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 m() { local name=$1; shift; want "$name" || return 0
-      echo "-- $name"; "$PAIR" "$RUNS" "$@" | tee "$W/$name.txt"; echo; }
-m new-image  "$SELF __op rcross-new"    "$SELF __op podman-new"
-m warm-cache "$SELF __op rcross-warm" "$SELF __op podman-new"
-m no-op-push "$SELF __op rcross-repush" "$SELF __op podman-repush"
-m no-op-push-layout "$SELF __op rcross-push" "$SELF __op podman-repush"
-if want fresh-runner; then fresh_setup $((RUNS + 2)); fi
-m fresh-runner "$SELF __op rcross-fresh" "$SELF __op podman-fresh"
-m diag-host-facts "$SELF __op rcross-plan" "$SELF __op helpers"
+      echo "-- $name"; python3 "$PAIR" "$RUNS" "$@" | tee "$W/$name.txt"; echo; }
+mkdir -p "$W/json"
+H=$ROOT/examples/hello
+RC="$RCROSS build $H --platform $PLATS"
+# The lower bound first; rcross's user cache (host probes, git facts) is warm from its warm-up.
+# The bound: the three compiles alone, in parallel (one `sh -c`, as rcross runs each command),
+# each run into a new directory (make would find an earlier output up to date).
+bare() { local d=$W/$1/{n}
+  echo "sh -c 'mkdir -p $d; make -s -C $H CC=${CCOF[amd64]} OUT=$d/amd64 & make -s -C $H CC=${CCOF[arm64]} OUT=$d/arm64 & make -s -C $H CC=${CCOF[armv7]} OUT=$d/armv7 & wait; test -x $d/amd64 && test -x $d/arm64 && test -x $d/armv7'"; }
+m cold-overhead "$RC --no-cache --output oci:$W/cold/{n}" "$(bare bare)"
+# The same with zstd layers (--compression zstd): the compressor's share of the overhead.
+m cold-overhead-zstd "$RC --no-cache --compression zstd --output oci:$W/coldz/{n}" "$(bare bare-z)"
+# A new image each run: SOURCE_DATE_EPOCH differs, so every layer and config is new (nothing
+# for the registry to find or mount) while the caches of host facts stay warm, as on a
+# developer's machine. --no-cache: every compiler runs.
+m new-image "env SOURCE_DATE_EPOCH=170000{n} $RC --no-cache -t $REG/rc-{n}:latest --push --output oci:$W/oci/rc-{n} --metadata-file $W/json/rc-{n}.json" \
+  "$SELF __op podman-new"
+# The build cache filled by the warm-up; the same sources to a new repository each run.
+m warm-cache "$RC -t $REG/rcw-{n}:latest --push --output oci:$W/oci/rcw-{n} --metadata-file $W/json/rcw-{n}.json" \
+  "$SELF __op podman-new"
+# new-image's warm-up pushed rc-0 (SOURCE_DATE_EPOCH 1700000) and podman's pm-0.
+m no-op-push "env SOURCE_DATE_EPOCH=1700000 $RC -t $REG/rc-0:latest --push --output oci:$W/oci/rc-0 --metadata-file $W/json/noop-{n}.json" \
+  "podman $PODMAN_OPTS manifest push -q --all --tls-verify=false $IMG:list-0 docker://$REG/pm-0:latest"
+m no-op-push-layout "$RCROSS push oci:$W/oci/rc-0:latest $REG/rc-0:latest" \
+  "podman $PODMAN_OPTS manifest push -q --all --tls-verify=false $IMG:list-0 docker://$REG/pm-0:latest"
+if want fresh-runner; then fresh_setup "$RUNS"; fi
+# A runner with no local cache: a fresh copy of the project and an empty user cache each run.
+m fresh-runner "env XDG_CACHE_HOME=$W/fresh/xdg/{n} $RCROSS build $W/fresh/rc/{n} --platform $PLATS -t $REG/rc-fresh:latest --push --metadata-file $W/json/fresh-{n}.json" \
+  "$SELF __op podman-fresh"
+m diag-host-facts "$RCROSS plan --lang c --platform $PLATS" "$SELF __op helpers"
+
+# ---- setup, scaling, the cache's tests (each its own script or command) ----------------------
+SETUP_MS= CACHE_TESTS=${CACHE_TESTS:-1}
+if [ "${SETUP:-1}" = 1 ]; then
+  echo "-- setup (bench/setup.sh 21)"
+  RCROSS=$RCROSS bash "$ROOT/bench/setup.sh" 21 | tee "$W/setup.txt"; echo
+  SETUP_MS=$(awk '$1 == "A" && $2 == "fresh" {print $4}' "$W/setup.txt")
+fi
+if [ "${SCALING:-1}" = 1 ]; then
+  echo "-- scaling (bench/scaling.sh, BIG=${BIG:-1})"
+  RCROSS=$RCROSS BIG=${BIG:-1} W=$W/scaling bash "$ROOT/bench/scaling.sh" | tee "$W/scaling.txt"; echo
+fi
+CACHE_OK=
+if [ "$CACHE_TESTS" = 1 ]; then
+  echo "-- cache-tests (cargo test --test build_cache)"
+  if (cd "$ROOT" && RCROSS_TEST_STRICT=1 cargo test --quiet --test build_cache 2>&1 | tail -3); then CACHE_OK=pass; else CACHE_OK=FAIL; fi
+  echo
+fi
 
 # ---- checks (not timed): what landed in the registry, what rcross uploaded ----------------------
 plats() { skopeo inspect --raw --tls-verify=false "docker://$REG/$1:latest" |
   python3 -c 'import json,sys; print(" ".join("/".join(filter(None,(m["platform"]["os"],m["platform"]["architecture"],m["platform"].get("variant")))) for m in json.load(sys.stdin)["manifests"]))'; }
 jf() { python3 -c 'import json,sys
 d=json.load(open(sys.argv[1])); p=d["pushed"][0]
-print(d["index_digest"], "uploaded", p["blobs_uploaded"], "present", p["blobs_present"], "bytes", p["bytes_uploaded"])' "$1"; }
+print(d["index_digest"], "uploaded", p["blobs_uploaded"], "present", p["blobs_present"], "mounted", p["blobs_mounted"], "bytes", p["bytes_uploaded"], "cached", sum(x["cached"] for x in d["platforms"]), "reused", len(d.get("reused_layers", [])))' "$1"; }
 echo "-- checks"
-if want new-image; then
-  last=$(( $(cat "$W/ctr/rc") - 1 ))
-  echo "registry rc-$last: $(plats "rc-$last")"
-  echo "registry pm-$last: $(plats "pm-$last")"
-  echo "rcross new-image runs (index digest, blobs):"
-  for f in "$W"/json/rc-[1-9]*-0.json; do echo "   $(basename "$f" -0.json): $(jf "$f")"; done
-fi
-if want warm-cache; then
-  echo "rcross warm-cache runs (index digest, blobs, platforms cached):"
-  for f in "$W"/json/rcw-*-0.json; do
-    echo "   $(basename "$f" -0.json): $(jf "$f"), cached $(python3 -c 'import json,sys; print(sum(p["cached"] for p in json.load(open(sys.argv[1]))["platforms"]))' "$f")/3"
-  done
-fi
-if want no-op-push; then
-  echo "rcross no-op runs:"; for f in "$W"/json/rc-0-[1-9]*.json; do echo "   $(basename "$f" .json): $(jf "$f")"; done
-fi
-if want fresh-runner; then
-  echo "registry rc-fresh: $(plats rc-fresh); pm-fresh: $(plats pm-fresh)"
-  echo "rcross fresh-runner runs (index digest, blobs; run 0 is the first push, untimed):"
-  for f in $(ls "$W"/json/fresh-*.json | sort -t- -k2 -n); do
-    echo "   $(basename "$f" .json): $(jf "$f"), reused $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1])).get("reused_layers", [])))' "$f")"
-  done
-fi
+for set in "new-image rc" "warm-cache rcw" "no-op-push noop" "fresh-runner fresh"; do
+  read -r name prefix <<< "$set"
+  want "$name" || continue
+  echo "rcross $name runs (index digest, blobs, platforms from the build cache, layers reused):"
+  for f in $(ls "$W"/json/"$prefix"-*.json 2> /dev/null | sort -t- -k2 -n); do echo "   $(basename "$f" .json): $(jf "$f")"; done
+done
+want new-image && echo "registry rc-1: $(plats rc-1); pm-1: $(plats pm-1)"
 echo
 
 # ---- summary --------------------------------------------------------------------------------
 col() { awk -v k="$2" '$0 ~ "^"k {print $(NF-1)}' "$W/$1.txt"; }   # median column
-row() { local name=$1 target=$2 a b r
-  a=$(col "$name" "A wall s"); b=$(col "$name" "B wall s"); r=$(col "$name" "A/B wall")
-  printf '%-16s %10s %10s %12s %12s   %s\n' "$name" "$a" "$b" "$r" \
-    "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2fx", (a>0)?b/a:0}')" "$target"; }
+ratio() { awk -v a="$(col "$1" "A wall s")" -v b="$(col "$1" "B wall s")" 'BEGIN{printf "%.2f", (a>0)?b/a:0}'; }
+verdict() { awk -v v="$1" -v op="$2" -v g="$3" 'BEGIN{ok = (op == ">=") ? v >= g : v <= g; print ok ? "met" : "NOT met"}'; }
+row() { # NAME KIND(speedup|overhead) OP GOAL
+  local name=$1 kind=$2 op=$3 goal=$4 a b v
+  [ -f "$W/$name.txt" ] || return 0
+  a=$(col "$name" "A wall s"); b=$(col "$name" "B wall s")
+  if [ "$kind" = overhead ]; then v=$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", (b>0)?a/b:0}'); else v=$(ratio "$name"); fi
+  printf '%-18s %10s %10s %9sx   %-4s %-6s %s\n' "$name" "$a" "$b" "$v" "$op" "${goal}x" \
+    "$([ -n "$goal" ] && verdict "$v" "$op" "$goal")"; }
 echo "== summary (wall seconds, medians of $RUNS runs; load now $(cut -d' ' -f1-3 /proc/loadavg))"
-printf '%-16s %10s %10s %12s %12s   %s\n' "" "A median" "B median" "A/B pairs" "speedup B/A" "target"
-want new-image && row new-image "rcross >= 5x faster (A=rcross --no-cache, B=podman)"
-want warm-cache && row warm-cache "rcross >= 20x faster (A=rcross, build cache warm, B=podman)"
-want no-op-push && row no-op-push "rcross >= 3x faster (A=rcross build --push, B=podman)"
-want no-op-push-layout && row no-op-push-layout "rcross >= 3x faster (A=rcross push of the layout, B=podman)"
-want fresh-runner && row fresh-runner "rcross >= 5x faster (A=rcross fresh clone, B=podman fresh storage; 3 x 200 MiB)"
-want diag-host-facts && row diag-host-facts "(A=rcross plan, B=its helper programs in a row)"
+printf '%-18s %10s %10s %10s   %s\n' "" "A median" "B median" "value" "goal"
+row cold-overhead overhead "<=" 1.15
+row cold-overhead-zstd overhead "<=" 1.15
+row new-image speedup ">=" 6
+row warm-cache speedup ">=" 20
+row no-op-push speedup ">=" 5
+row no-op-push-layout speedup ">=" 3
+row fresh-runner speedup ">=" 5
+row diag-host-facts speedup "" ""
+[ -n "$SETUP_MS" ] && printf '%-18s %10s ms %20s   %-4s %-6s %s\n' setup "$SETUP_MS" "" "<" "50 ms" \
+  "$(verdict "$SETUP_MS" "<=" 49.999)"
+[ -f "$W/scaling.txt" ] && echo "scaling            table above (bench/scaling.sh)"
+[ -n "$CACHE_OK" ] && echo "cache-tests        $CACHE_OK"
 true
