@@ -9,8 +9,8 @@
 //! of them is as recorded, the facts are too; any difference, or anything the record does not
 //! cover, runs `git` again.
 //!
-//! A record is used only by a process with the same `GIT_*` variables (they can point git
-//! elsewhere) and the same `git` program. What is never cached: a repository with submodules
+//! A record is used only by a process with the same `GIT_*` variables, HOME and
+//! XDG_CONFIG_HOME (they can point git elsewhere) and the same `git` program. What is never cached: a repository with submodules
 //! (their state is not in the files above), work trees with
 //! more than [`MAX_TRACKED`] tracked files (stat-ing them costs what `git status` costs), and
 //! "racy" states: a file changed less than [`GitCache::racy`] before the facts were stored could
@@ -139,12 +139,15 @@ impl GitCache {
         Some(GitCache::at(crate::userdir::user_cache_root()?.join("git")))
     }
 
-    /// This process's `GIT_*` variables, sorted: GIT_DIR, GIT_WORK_TREE, GIT_INDEX_FILE,
-    /// GIT_CONFIG_* and others change what git answers, so a record holds them and is used
-    /// only with the same ones.
+    /// This process's `GIT_*` variables and the two that say where git's own configuration is
+    /// (HOME, XDG_CONFIG_HOME), sorted: GIT_DIR, GIT_WORK_TREE, GIT_INDEX_FILE, GIT_CONFIG_*, a
+    /// different global config and others change what git answers, so a record holds them and
+    /// is used only with the same ones.
     fn git_env() -> Vec<(String, String)> {
         let mut vars: Vec<(String, String)> = std::env::vars_os()
-            .filter(|(k, _)| k.as_bytes().starts_with(b"GIT_"))
+            .filter(|(k, _)| {
+                k.as_bytes().starts_with(b"GIT_") || k == "HOME" || k == "XDG_CONFIG_HOME"
+            })
             .map(|(k, v)| {
                 (
                     k.to_string_lossy().into_owned(),
