@@ -30,6 +30,8 @@ pub struct Assembled {
     /// Every platform's report, with its manifest.
     pub platforms: Vec<PlatformResult>,
     pub reused_layers: Vec<ReusedLayer>,
+    /// What the tags being pushed named while the platforms built (see [`reuse::SeenRoot`]).
+    pub seen_roots: Vec<reuse::SeenRoot>,
 }
 
 /// Layers compressed as their platforms finish building, while the others still build (the
@@ -242,7 +244,7 @@ pub fn assemble(
         .map(|r| r.cached || stores.early.is_some_and(|e| e.has(r.platform)))
         .collect();
     let store = stores.early.and_then(EarlyLayers::store).or(stores.cache);
-    let (layers, reused_layers) = write_layers(
+    let (layers, reused_layers, seen_roots) = write_layers(
         job,
         &layout,
         &entries,
@@ -267,6 +269,7 @@ pub fn assemble(
         names,
         platforms,
         reused_layers,
+        seen_roots,
     })
 }
 
@@ -389,7 +392,8 @@ fn copy_base_blobs(base: &Base, layout: &OciLayout, reporter: &dyn Reporter) -> 
 }
 
 /// One layer per platform (in `platforms` order), reusing what the registry has when a reuse
-/// map is being read; logs what was reused and where it is.
+/// map is being read; logs what was reused and where it is. Also returns what the tags named
+/// when they were read.
 fn write_layers(
     job: &Job,
     layout: &OciLayout,
@@ -398,7 +402,7 @@ fn write_layers(
     reuse: Option<reuse::Pending>,
     layer_cache: Option<(&LayerCache, &[bool])>,
     reporter: &dyn Reporter,
-) -> exit::Result<(Vec<oci::Layer>, Vec<ReusedLayer>)> {
+) -> exit::Result<(Vec<oci::Layer>, Vec<ReusedLayer>, Vec<reuse::SeenRoot>)> {
     let options = layer_options(job);
     let reuser = reuse.map(|pending| {
         let (reuser, warnings) = pending.finish(job.store_reused);
@@ -444,7 +448,8 @@ fn write_layers(
         }
         layers.push(layer);
     }
-    Ok((layers, reused))
+    let seen = reuser.map(|r| r.map.roots).unwrap_or_default();
+    Ok((layers, reused, seen))
 }
 
 /// Layer entries for the placed files, with their parent directories.

@@ -237,8 +237,11 @@ fn push(
         if let Some(m) = &memo {
             push_options.blob_homes = m.homes(&repo.registry);
         }
-        // An unchanged image pushed again to the same tags costs one HEAD per tag.
-        let report = match client.already_pushed(&repo, &plan, &repo_tags) {
+        // An unchanged image pushed again to the same tags costs one HEAD per tag, or nothing
+        // when the tags were read (for reusable layers) less than a second ago and named it.
+        let known = named_already(&assembled.seen_roots, &repo, &repo_tags, &plan.root.digest)
+            .map(|tags| crate::registry::report_present(&plan, tags));
+        let report = match known.or_else(|| client.already_pushed(&repo, &plan, &repo_tags)) {
             Some(report) => report,
             None => client
                 .push_image(&repo, &plan, &repo_tags, &push_options)
@@ -267,6 +270,31 @@ fn push(
     Ok(pushed)
 }
 
+/// How recent a reading of a tag must be for a push to trust it instead of asking again.
+const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Every tag of `repo` that a push with `tags` sets, when each was seen naming `root` less than
+/// [`FRESH`] ago (`None` otherwise: then the registry is asked).
+fn named_already(
+    seen: &[super::reuse::SeenRoot],
+    repo: &crate::registry::Reference,
+    tags: &[String],
+    root: &str,
+) -> Option<Vec<String>> {
+    let all = crate::registry::all_tags(repo, tags).ok()?;
+    let named = |tag: &String| {
+        seen.iter().any(|s| {
+            s.reference.registry == repo.registry
+                && s.reference.repository == repo.repository
+                && s.reference.digest.is_none()
+                && s.reference.manifest_ref() == tag
+                && s.digest == root
+                && s.at.elapsed() < FRESH
+        })
+    };
+    (!all.is_empty() && all.iter().all(named)).then_some(all)
+}
+
 /// `--digest-file`: the index digest, then `REGISTRY/REPO@DIGEST` per pushed repository.
 fn write_digest_file(file: &Path, digest: &str, pushed: &[Pushed]) -> exit::Result<()> {
     let mut text = format!("{digest}\n");
@@ -289,4 +317,51 @@ pub fn write_metadata(job: &Job, meta: &Metadata) -> exit::Result<()> {
     let text = serde_json::to_string_pretty(meta)?;
     std::fs::write(f, text + "\n")
         .map_err(|e| Failure::env(anyhow::anyhow!("cannot write {}: {e}", f.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Reference;
+
+    fn seen(
+        reference: &str,
+        digest: &str,
+        ago: std::time::Duration,
+    ) -> super::super::reuse::SeenRoot {
+        super::super::reuse::SeenRoot {
+            reference: reference.parse().unwrap(),
+            digest: digest.to_string(),
+            at: std::time::Instant::now() - ago,
+        }
+    }
+
+    #[test]
+    fn a_push_trusts_only_a_fresh_reading_of_every_tag() {
+        let now = std::time::Duration::ZERO;
+        let repo: Reference = "127.0.0.1:5000/app".parse().unwrap();
+        let tags = vec!["1".to_string(), "latest".to_string()];
+        let both = [
+            seen("127.0.0.1:5000/app:1", "sha256:r", now),
+            seen("127.0.0.1:5000/app", "sha256:r", now),
+        ];
+        assert_eq!(
+            named_already(&both, &repo, &tags, "sha256:r"),
+            Some(tags.clone())
+        );
+        // Another root, a tag not read, another repository, an old reading: ask the registry.
+        assert_eq!(named_already(&both, &repo, &tags, "sha256:other"), None);
+        assert_eq!(named_already(&both[..1], &repo, &tags, "sha256:r"), None);
+        let elsewhere = [
+            seen("127.0.0.1:5000/app2:1", "sha256:r", now),
+            seen("127.0.0.1:5000/app2", "sha256:r", now),
+        ];
+        assert_eq!(named_already(&elsewhere, &repo, &tags, "sha256:r"), None);
+        let old = [
+            seen("127.0.0.1:5000/app:1", "sha256:r", now),
+            seen("127.0.0.1:5000/app", "sha256:r", FRESH * 2),
+        ];
+        assert_eq!(named_already(&old, &repo, &tags, "sha256:r"), None);
+        assert_eq!(named_already(&both, &repo, &[], "sha256:r"), None);
+    }
 }

@@ -75,6 +75,16 @@ pub struct ReuseMap {
     by_diff_id: BTreeMap<String, RegistryLayer>,
     /// The references that contributed, as written.
     pub sources: Vec<String>,
+    /// What each tag being pushed named when it was read (tags that did not exist are absent).
+    pub roots: Vec<SeenRoot>,
+}
+
+/// A tag being pushed, the root document it named, and when the registry said so.
+#[derive(Debug, Clone)]
+pub struct SeenRoot {
+    pub reference: Reference,
+    pub digest: String,
+    pub at: std::time::Instant,
 }
 
 impl ReuseMap {
@@ -176,7 +186,14 @@ pub fn gather(
         }
         seen.push(&source.reference);
         match read_source(client, &source.reference, compression, memo) {
-            Ok(found) => {
+            Ok((root, found)) => {
+                if !source.cache_from {
+                    out.map.roots.push(SeenRoot {
+                        reference: source.reference.clone(),
+                        digest: root,
+                        at: std::time::Instant::now(),
+                    });
+                }
                 if !found.is_empty() {
                     out.map.sources.push(source.reference.to_string());
                 }
@@ -229,14 +246,15 @@ fn is_sha256(digest: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
-/// The (diff_id, blob) pairs of one reference's image(s) whose layers have `compression`: the
-/// image resolved as every reader resolves images, each platform's manifest and config read.
+/// The root digest `reference` names and the (diff_id, blob) pairs of its image(s) whose layers
+/// have `compression`: the image resolved as every reader resolves images, each platform's
+/// manifest and config read (or taken from `memo` for a root read before).
 fn read_source(
     client: &Client,
     reference: &Reference,
     compression: Compressor,
     memo: Option<&ReuseMemo>,
-) -> Result<Vec<(String, RegistryLayer)>, Unusable> {
+) -> Result<(String, Vec<(String, RegistryLayer)>), Unusable> {
     let image = RegistryImage::new(client.clone(), reference.clone());
     // The root first, to tell a tag that does not exist (yet) from a registry that fails.
     let root = image.root_manifest().map_err(|e| match e.status() {
@@ -247,13 +265,13 @@ fn read_source(
     repository.tag = None;
     repository.digest = None;
     if let Some(known) = memo.and_then(|m| m.load(&root.digest, compression, &repository)) {
-        return Ok(known);
+        return Ok((root.digest, known));
     }
     let out = read_documents(&image, &repository, compression)?;
     if let Some(m) = memo {
         m.store(&root.digest, compression, &out);
     }
-    Ok(out)
+    Ok((root.digest, out))
 }
 
 /// The pairs of `image` (its root already read), from its manifests and configs.

@@ -32,8 +32,8 @@ pub use mirrors::{
     MIRROR_RETRY_TIMEOUT, MIRROR_TIMEOUT, REGISTRIES_CONFIG_ENV, SYSTEM_REGISTRIES_CONFIG,
 };
 pub use push::{
-    BlobOutcome, BlobSource, ImagePush, PushBlob, PushManifest, PushOptions, PushReport,
-    MAX_CHUNK_SIZE,
+    all_tags, report_present, BlobOutcome, BlobSource, ImagePush, PushBlob, PushManifest,
+    PushOptions, PushReport, MAX_CHUNK_SIZE,
 };
 pub use reference::{
     looks_like_image_reference, Reference, ReferenceError, DEFAULT_TAG, DOCKER_HUB,

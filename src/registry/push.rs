@@ -268,19 +268,7 @@ impl Client {
                 .into_iter()
                 .all(|h| matches!(h.join(), Ok(Some(true))))
         });
-        let mut blobs: Vec<&str> = Vec::new();
-        for blob in &image.blobs {
-            if !blobs.contains(&blob.digest.as_str()) {
-                blobs.push(&blob.digest);
-            }
-        }
-        all_there.then(|| PushReport {
-            digest: image.root.digest.clone(),
-            manifests: image.manifests.iter().map(|m| m.digest.clone()).collect(),
-            blobs_present: blobs.len(),
-            tags,
-            ..PushReport::default()
-        })
+        all_there.then(|| report_present(image, tags))
     }
 
     /// Pushes blobs on `options.parallel` threads; the first failure stops the others.
@@ -1052,7 +1040,27 @@ fn with_attempts(error: RegistryError, retries: &Retries) -> RegistryError {
 }
 
 /// `tags` and `repository`'s own tag, each once, each checked to be a tag.
-fn all_tags(repository: &Reference, tags: &[String]) -> Result<Vec<String>, RegistryError> {
+/// The report of pushing `image` to tags that name its root already: nothing sent, every blob
+/// there. With [`all_tags`], for a caller that knows the tags' state without asking.
+pub fn report_present(image: &ImagePush, tags: Vec<String>) -> PushReport {
+    let mut blobs: Vec<&str> = Vec::new();
+    for blob in &image.blobs {
+        if !blobs.contains(&blob.digest.as_str()) {
+            blobs.push(&blob.digest);
+        }
+    }
+    PushReport {
+        digest: image.root.digest.clone(),
+        manifests: image.manifests.iter().map(|m| m.digest.clone()).collect(),
+        blobs_present: blobs.len(),
+        tags,
+        ..PushReport::default()
+    }
+}
+
+/// Every tag a push of `repository` (its own tag, if any) with `tags` sets, each checked
+/// against the tag grammar.
+pub fn all_tags(repository: &Reference, tags: &[String]) -> Result<Vec<String>, RegistryError> {
     let mut all: Vec<String> = Vec::new();
     for tag in tags.iter().chain(repository.tag.as_ref()) {
         let parsed: Reference =

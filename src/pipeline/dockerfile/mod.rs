@@ -659,6 +659,7 @@ fn assemble(
         names,
         platforms: results,
         reused_layers: Vec::new(),
+        seen_roots: Vec::new(),
     })
 }
 
