@@ -29,6 +29,24 @@ impl OciLayout {
         Ok(self.blob_path(digest)?.exists())
     }
 
+    /// Puts the blob `file` holds into the layout as `digest`: a hard link when `file` is on the
+    /// same file system, else a copy checked like [`OciLayout::copy_blob`]. For a file this
+    /// process wrote (its digest computed as it was written) and no one else can change: a
+    /// scratch layout's blob. A blob already there is left alone.
+    pub fn link_blob(
+        &self,
+        digest: &str,
+        size: u64,
+        file: &std::path::Path,
+    ) -> Result<(), OciError> {
+        let path = self.blob_path(digest)?;
+        if path.exists() || std::fs::hard_link(file, &path).is_ok() {
+            return Ok(());
+        }
+        let mut from = std::fs::File::open(file).map_err(|e| OciError::io("opening", file, e))?;
+        self.copy_blob(digest, size, &file.display().to_string(), &mut from)
+    }
+
     /// Streams a blob from `from` (named `source` in messages) into the layout, checking its
     /// size and sha256 before it is stored. A blob already there is not read again.
     pub fn copy_blob(

@@ -409,6 +409,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_scratch_blob_is_linked_into_a_layout() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = OciLayout::create(&dir.path().join("scratch")).unwrap();
+        let out = OciLayout::create(&dir.path().join("out")).unwrap();
+        let d = scratch.write_blob(MEDIA_TYPE_INDEX, b"{\"x\":1}").unwrap();
+        let from = scratch.blob_path(&d.digest).unwrap();
+        out.link_blob(&d.digest, d.size, &from).unwrap();
+        let to = out.blob_path(&d.digest).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"{\"x\":1}");
+        assert_eq!(
+            std::fs::metadata(&to).unwrap().ino(),
+            std::fs::metadata(&from).unwrap().ino(),
+            "same file system: a hard link"
+        );
+        // A file that cannot be linked or read puts nothing into the layout.
+        let other = OciLayout::create(&dir.path().join("other")).unwrap();
+        let missing = dir.path().join("missing");
+        assert!(other.link_blob(&d.digest, d.size, &missing).is_err());
+        assert!(!other.has_blob(&d.digest).unwrap());
+    }
+
+    #[test]
     fn an_unchanged_index_is_not_rewritten() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();

@@ -36,11 +36,12 @@ pub struct Assembled {
 
 /// Layers compressed as their platforms finish building, while the others still build (the
 /// compressor's work overlaps the compilers' instead of following them). A platform's layer
-/// is compressed into a scratch layout and kept in a layer cache: the build cache's when it
-/// is on, else one in a scratch directory that lives as long as this value. [`assemble`] then
-/// looks those layers up like any cached layer (diff_id, then a digest-checked copy), so the
-/// image is byte for byte what it would be without this; a layer that failed here is simply
-/// compressed there. A layer the registry has (the reuse map, waited for) is not compressed.
+/// is compressed into a scratch layout (next to the build cache when it is on, and stored in
+/// its layer cache too; else in a temporary directory) that lives as long as this value;
+/// [`assemble`] takes the blob from there (a hard link, else a checked copy) with the
+/// descriptor its compression gave, so the image is byte for byte what it would be without
+/// this and the files are not read again. A layer that failed here is simply compressed there.
+/// A layer the registry has (the reuse map, waited for) is not compressed early.
 pub struct EarlyLayers {
     /// The build cache's root when it is on.
     cache_root: Option<std::path::PathBuf>,
@@ -48,7 +49,8 @@ pub struct EarlyLayers {
     /// cache makes none); `None` inside when no scratch directory could be made.
     scratch: std::sync::OnceLock<Option<Scratch>>,
     options: LayerOptions,
-    written: std::sync::Mutex<Vec<Platform>>,
+    /// Each platform's layer, compressed into the scratch layout.
+    written: std::sync::Mutex<Vec<(Platform, oci::Layer)>>,
 }
 
 /// Where early layers are compressed (`layout`) and kept (`store`).
@@ -101,11 +103,6 @@ impl EarlyLayers {
             .as_ref()
     }
 
-    /// The store the early layers are in, once one was written.
-    fn store(&self) -> Option<&LayerCache> {
-        self.scratch.get()?.as_ref().map(|s| &s.store)
-    }
-
     /// Compresses platform `p`'s layer from its build output `out_dir` (best effort: a
     /// failure here leaves the layer to [`assemble`], where verification reports any error).
     pub fn write(&self, job: &Job, p: Platform, out_dir: &Path, reuse: Option<&reuse::Pending>) {
@@ -123,19 +120,33 @@ impl EarlyLayers {
         let Some(scratch) = self.scratch() else {
             return;
         };
-        if scratch
-            .store
-            .write_layer(&scratch.layout, &entries, &self.options, false)
-            .is_ok()
+        if let Ok(layer) =
+            scratch
+                .store
+                .write_layer(&scratch.layout, &entries, &self.options, false)
         {
             if let Ok(mut written) = self.written.lock() {
-                written.push(p);
+                written.push((p, layer));
             }
         }
     }
 
-    fn has(&self, p: Platform) -> bool {
-        self.written.lock().is_ok_and(|w| w.contains(&p))
+    /// Platform `p`'s layer, put into `layout` (a hard link to the scratch blob where the file
+    /// system allows, else a checked copy); `None` when it was not written early.
+    fn adopt(&self, p: Platform, layout: &OciLayout) -> Option<oci::Layer> {
+        let layer = self
+            .written
+            .lock()
+            .ok()?
+            .iter()
+            .find(|(q, _)| *q == p)
+            .map(|(_, l)| l.clone())?;
+        let scratch = self.scratch.get()?.as_ref()?;
+        let blob = scratch.layout.blob_path(&layer.digest).ok()?;
+        layout
+            .link_blob(&layer.digest, layer.size, &blob)
+            .ok()
+            .map(|()| layer)
     }
 }
 
@@ -237,20 +248,20 @@ pub fn assemble(
         verified.platforms.into_iter().unzip();
     let entries: Vec<Vec<LayerEntry>> = placed.iter().map(|p| layer_entries(p)).collect();
     let built: Vec<Platform> = platforms.iter().map(|r| r.platform).collect();
-    // The layer cache is looked up for files that came from the build cache, and for layers
-    // compressed while the other platforms built (kept in the early layers' store).
-    let look_up: Vec<bool> = platforms
+    // Layers compressed while the other platforms built are taken as they are; the layer cache
+    // is looked up for files that came from the build cache.
+    let built: Vec<(Platform, Option<oci::Layer>)> = built
         .iter()
-        .map(|r| r.cached || stores.early.is_some_and(|e| e.has(r.platform)))
+        .map(|p| (*p, stores.early.and_then(|e| e.adopt(*p, &layout))))
         .collect();
-    let store = stores.early.and_then(EarlyLayers::store).or(stores.cache);
+    let look_up: Vec<bool> = platforms.iter().map(|r| r.cached).collect();
     let (layers, reused_layers, seen_roots) = write_layers(
         job,
         &layout,
         &entries,
         &built,
         reuse,
-        store.map(|c| (c, look_up.as_slice())),
+        stores.cache.map(|c| (c, look_up.as_slice())),
         reporter,
     )?;
     let ours = run_config(job);
@@ -391,14 +402,14 @@ fn copy_base_blobs(base: &Base, layout: &OciLayout, reporter: &dyn Reporter) -> 
     Ok(())
 }
 
-/// One layer per platform (in `platforms` order), reusing what the registry has when a reuse
+/// One layer per platform (in `built` order, with the layer written early if any), reusing what the registry has when a reuse
 /// map is being read; logs what was reused and where it is. Also returns what the tags named
 /// when they were read.
 fn write_layers(
     job: &Job,
     layout: &OciLayout,
     entries: &[Vec<LayerEntry>],
-    platforms: &[Platform],
+    built: &[(Platform, Option<oci::Layer>)],
     reuse: Option<reuse::Pending>,
     layer_cache: Option<(&LayerCache, &[bool])>,
     reporter: &dyn Reporter,
@@ -418,16 +429,34 @@ fn write_layers(
         }
         reuser
     });
+    // The layers not written early go through the reuse map and the layer cache.
+    let rest: Vec<usize> = (0..entries.len())
+        .filter(|&i| built.get(i).is_none_or(|(_, early)| early.is_none()))
+        .collect();
+    let rest_entries: Vec<Vec<LayerEntry>> = rest.iter().map(|&i| entries[i].clone()).collect();
+    let rest_flags: Vec<bool> = layer_cache
+        .map(|(_, flags)| rest.iter().map(|&i| flags.get(i) == Some(&true)).collect())
+        .unwrap_or_default();
     let mut warnings = Vec::new();
-    let written = reuse::write_layers(
+    let mut from_rest = reuse::write_layers(
         layout,
-        entries,
+        &rest_entries,
         &options,
         reuser.as_ref(),
-        layer_cache,
+        layer_cache.map(|(cache, _)| (cache, rest_flags.as_slice())),
         &mut warnings,
     )
-    .map_err(Failure::env)?;
+    .map_err(Failure::env)?
+    .into_iter();
+    let mut written = Vec::new();
+    for slot in 0..entries.len() {
+        match built.get(slot).and_then(|(_, early)| early.clone()) {
+            Some(layer) => written.push((layer, reuse::LayerOutcome::Compressed)),
+            None => written.push(from_rest.next().ok_or_else(|| {
+                Failure::from(anyhow::anyhow!("a layer was neither reused nor written"))
+            })?),
+        }
+    }
     for w in &warnings {
         reporter.line(&format!("warning: {w}"));
     }
@@ -437,7 +466,7 @@ fn write_layers(
     }
     let mut reused = Vec::new();
     let mut layers = Vec::new();
-    for ((layer, outcome), platform) in written.into_iter().zip(platforms) {
+    for ((layer, outcome), (platform, _)) in written.into_iter().zip(built) {
         if let reuse::LayerOutcome::Reused { from, stored } = outcome {
             reused.push(ReusedLayer {
                 platform: *platform,
