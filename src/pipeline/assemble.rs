@@ -105,15 +105,26 @@ impl EarlyLayers {
 
     /// Compresses platform `p`'s layer from its build output `out_dir` (best effort: a
     /// failure here leaves the layer to [`assemble`], where verification reports any error).
-    pub fn write(&self, job: &Job, p: Platform, out_dir: &Path, reuse: Option<&reuse::Pending>) {
-        let Ok(placed) = super::artifacts::resolve(&job.project.artifacts, out_dir, &p.to_string())
-        else {
-            return;
-        };
-        let entries = layer_entries(&placed);
-        if let Some(pending) = reuse {
+    /// Returns the artifacts it found, for verification.
+    pub fn write(
+        &self,
+        job: &Job,
+        p: Platform,
+        out_dir: &Path,
+        reuse: Option<&reuse::Pending>,
+    ) -> Option<Vec<Placed>> {
+        let placed =
+            super::artifacts::resolve(&job.project.artifacts, out_dir, &p.to_string()).ok()?;
+        self.compress(p, &placed, reuse);
+        Some(placed)
+    }
+
+    fn compress(&self, p: Platform, placed: &[Placed], reuse: Option<&reuse::Pending>) {
+        let entries = layer_entries(placed);
+        // The diff_id (a pass over the files) only when the registry has layers to match.
+        if let Some(map) = reuse.map(reuse::Pending::map).filter(|m| !m.is_empty()) {
             match oci::diff_id(&entries, self.options.mtime) {
-                Ok((diff_id, _)) if pending.map().get(&diff_id).is_none() => {}
+                Ok((diff_id, _)) if map.get(&diff_id).is_none() => {}
                 _ => return,
             }
         }

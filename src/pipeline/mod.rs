@@ -212,8 +212,8 @@ pub fn execute(
     let early = assemble::EarlyLayers::new(job, services.cache.map(|c| c.cache.root()));
     let reuse = services.reuse.as_ref();
     let on_built = |p: Platform, out: &std::path::Path| early.write(job, p, out, reuse);
-    let built = run(job, plan, assignments, services.cache, &on_built, reporter)?;
-    let verified = match verify(job, &built, services.base) {
+    let mut built = run(job, plan, assignments, services.cache, &on_built, reporter)?;
+    let verified = match verify(job, &mut built, services.base) {
         Ok(v) => v,
         Err(Stopped::Rejected(rejected)) => {
             publish::write_metadata(job, &rejected.report)?;

@@ -178,6 +178,9 @@ pub struct BuiltPlatform {
     pub toolchain: Option<String>,
     pub runner: String,
     pub build_image: Option<String>,
+    /// The artifacts found in `out_dir` when the platform finished building (the `built` hook
+    /// of [`run`] resolved them); `None`: resolve them when verifying.
+    pub placed: Option<Vec<super::artifacts::Placed>>,
 }
 
 /// Every platform's output, in the plan's order, in a work directory removed when this is
@@ -191,18 +194,20 @@ pub struct Built {
 struct BuildOutcome {
     result: Result<f64, String>,
     cache: Option<CacheUse>,
+    placed: Option<Vec<super::artifacts::Placed>>,
 }
 
 /// Stage 3: build every platform of `plan` with the runner `assignments` give it (same order).
 /// Fails, naming every failed platform with its log's tail, when any build fails.
 /// `built(platform, output directory)` is called on the building thread as each platform's
-/// command succeeds (not for build cache hits), while the others may still build.
+/// command succeeds (not for build cache hits), while the others may still build; the
+/// artifacts it resolved there, if any, go with the platform to verification.
 pub fn run(
     job: &Job,
     plan: &Plan,
     assignments: &[Assignment],
     cache: Option<&ProjectCache>,
-    built: &(dyn Fn(Platform, &Path) + Sync),
+    built: &(dyn Fn(Platform, &Path) -> Option<Vec<super::artifacts::Placed>> + Sync),
     reporter: &dyn Reporter,
 ) -> exit::Result<Built> {
     let work = tempfile::Builder::new()
@@ -222,10 +227,10 @@ pub fn run(
                     break;
                 };
                 let (pp, assigned) = jobs[i];
-                let outcome = build_platform(job, pp, assigned, work.path(), cache, reporter);
+                let mut outcome = build_platform(job, pp, assigned, work.path(), cache, reporter);
                 if outcome.result.is_ok() && outcome.cache != Some(CacheUse::Hit) {
                     let p = pp.item.platform;
-                    built(p, &out_dir(work.path(), p));
+                    outcome.placed = built(p, &out_dir(work.path(), p));
                 }
                 if let Ok(mut all) = outcomes.lock() {
                     all.push((i, outcome));
@@ -273,6 +278,7 @@ pub fn run(
                     .flatten(),
                 runner: assigned.runner_name.clone(),
                 build_image: assigned.build_image.clone(),
+                placed: o.placed,
             }
         })
         .collect();
@@ -346,11 +352,13 @@ fn build_platform(
             BuildOutcome {
                 result,
                 cache: Some(used),
+                placed: None,
             }
         }
         None => BuildOutcome {
             result: run(),
             cache: None,
+            placed: None,
         },
     };
     match &outcome.result {

@@ -24,12 +24,17 @@ pub struct Rejected {
 }
 
 /// Stage 4: the built output trees → their verdicts, or the rejection when any finding.
-pub fn verify(job: &Job, built: &Built, base: Option<&Base>) -> Result<Verified, Stopped> {
+/// Artifacts resolved when a platform finished building are taken from `built`, not resolved
+/// again.
+pub fn verify(job: &Job, built: &mut Built, base: Option<&Base>) -> Result<Verified, Stopped> {
     let mut platforms = Vec::new();
-    for b in &built.platforms {
+    for b in &mut built.platforms {
         let p = b.platform;
-        let placed = artifacts::resolve(&job.project.artifacts, &b.out_dir, &p.to_string())
-            .map_err(Failure::check)?;
+        let placed = match b.placed.take() {
+            Some(placed) => placed,
+            None => artifacts::resolve(&job.project.artifacts, &b.out_dir, &p.to_string())
+                .map_err(Failure::check)?,
+        };
         let findings = check(&placed, p, &job.project.verify_ignore)?;
         let result = PlatformResult {
             platform: p,
