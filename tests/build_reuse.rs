@@ -63,9 +63,15 @@ struct Built {
 }
 
 fn build(dir: &Path, extra: &[&str]) -> Built {
+    build_with(dir, extra, &[])
+}
+
+/// `rcross --json build DIR EXTRA…` with `env` added (each call gets its own empty user cache
+/// unless `env` names one).
+fn build_with(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Built {
     let mut args = vec!["--json", "build", dir.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let out = rcross(&args, &[]);
+    let out = rcross(&args, env);
     assert!(out.status.success(), "rcross build failed");
     Built {
         json: serde_json::from_slice(&out.stdout).unwrap(),
@@ -427,22 +433,11 @@ fn a_registry_that_refuses_reads_only_costs_the_reuse() {
 /// One build of `dir` pushed to `tag` with the given user cache (shared between builds, as on a
 /// developer's machine or a CI runner that keeps its cache).
 fn push_with_cache(dir: &Path, tag: &str, cache: &Path) -> Built {
-    let out = rcross(
-        &[
-            "--json",
-            "build",
-            dir.to_str().unwrap(),
-            "-t",
-            tag,
-            "--push",
-        ],
+    build_with(
+        dir,
+        &["-t", tag, "--push"],
         &[("XDG_CACHE_HOME", cache.to_str().unwrap())],
-    );
-    assert!(out.status.success(), "rcross build failed");
-    Built {
-        json: serde_json::from_slice(&out.stdout).unwrap(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    )
 }
 
 /// The push memo (issue 13 §2): the same image pushed to a second repository of the registry
