@@ -53,9 +53,10 @@ pub struct EarlyLayers {
     written: std::sync::Mutex<Vec<(Platform, oci::Layer)>>,
 }
 
-/// Where early layers are compressed (`layout`) and kept (`store`).
+/// Where early layers are compressed (`layout`), and the build cache's layer cache they are
+/// also stored in when it is on.
 struct Scratch {
-    store: LayerCache,
+    store: Option<LayerCache>,
     layout: OciLayout,
     _dir: tempfile::TempDir,
 }
@@ -89,10 +90,7 @@ impl EarlyLayers {
                         .tempdir()
                         .ok()?,
                 };
-                let store = match &self.cache_root {
-                    Some(root) => LayerCache::in_build_cache(root),
-                    None => LayerCache::in_build_cache(dir.path()),
-                };
+                let store = self.cache_root.as_deref().map(LayerCache::in_build_cache);
                 let layout = OciLayout::create(&dir.path().join("layout")).ok()?;
                 Some(Scratch {
                     store,
@@ -131,14 +129,12 @@ impl EarlyLayers {
         let Some(scratch) = self.scratch() else {
             return;
         };
-        if let Ok(layer) =
-            scratch
-                .store
-                .write_layer(&scratch.layout, &entries, &self.options, false)
-        {
-            if let Ok(mut written) = self.written.lock() {
-                written.push((p, layer));
-            }
+        let layer = match &scratch.store {
+            Some(store) => store.write_layer(&scratch.layout, &entries, &self.options, false),
+            None => scratch.layout.write_layer(&entries, &self.options),
+        };
+        if let (Ok(layer), Ok(mut written)) = (layer, self.written.lock()) {
+            written.push((p, layer));
         }
     }
 
@@ -257,15 +253,30 @@ pub fn assemble(
     }
     let (mut platforms, placed): (Vec<PlatformResult>, Vec<Vec<Placed>>) =
         verified.platforms.into_iter().unzip();
-    let entries: Vec<Vec<LayerEntry>> = placed.iter().map(|p| layer_entries(p)).collect();
-    let built: Vec<Platform> = platforms.iter().map(|r| r.platform).collect();
-    // Layers compressed while the other platforms built are taken as they are; the layer cache
-    // is looked up for files that came from the build cache.
-    let built: Vec<(Platform, Option<oci::Layer>)> = built
+    // Layers compressed while the other platforms built are taken as they are; the others
+    // are written from their entries, the layer cache looked up for files that came from the
+    // build cache.
+    let built: Vec<(Platform, Option<oci::Layer>)> = platforms
         .iter()
-        .map(|p| (*p, stores.early.and_then(|e| e.adopt(*p, &layout))))
+        .map(|r| {
+            (
+                r.platform,
+                stores.early.and_then(|e| e.adopt(r.platform, &layout)),
+            )
+        })
         .collect();
-    let look_up: Vec<bool> = platforms.iter().map(|r| r.cached).collect();
+    let not_early = || built.iter().map(|(_, early)| early.is_none());
+    let entries: Vec<Vec<LayerEntry>> = placed
+        .iter()
+        .zip(not_early())
+        .filter(|(_, rest)| *rest)
+        .map(|(p, _)| layer_entries(p))
+        .collect();
+    let look_up: Vec<bool> = platforms
+        .iter()
+        .zip(not_early())
+        .filter_map(|(r, rest)| rest.then_some(r.cached))
+        .collect();
     let (layers, reused_layers, seen_roots) = write_layers(
         job,
         &layout,
@@ -413,9 +424,10 @@ fn copy_base_blobs(base: &Base, layout: &OciLayout, reporter: &dyn Reporter) -> 
     Ok(())
 }
 
-/// One layer per platform (in `built` order, with the layer written early if any), reusing what the registry has when a reuse
-/// map is being read; logs what was reused and where it is. Also returns what the tags named
-/// when they were read.
+/// One layer per platform of `built`: the one written early, else one from the next of
+/// `entries` (one per platform without an early layer), reusing what the registry has when a
+/// reuse map is being read; logs what was reused and where it is. Also returns what the tags
+/// named when they were read.
 fn write_layers(
     job: &Job,
     layout: &OciLayout,
@@ -441,33 +453,26 @@ fn write_layers(
         reuser
     });
     // The layers not written early go through the reuse map and the layer cache.
-    let rest: Vec<usize> = (0..entries.len())
-        .filter(|&i| built.get(i).is_none_or(|(_, early)| early.is_none()))
-        .collect();
-    let rest_entries: Vec<Vec<LayerEntry>> = rest.iter().map(|&i| entries[i].clone()).collect();
-    let rest_flags: Vec<bool> = layer_cache
-        .map(|(_, flags)| rest.iter().map(|&i| flags.get(i) == Some(&true)).collect())
-        .unwrap_or_default();
     let mut warnings = Vec::new();
     let mut from_rest = reuse::write_layers(
         layout,
-        &rest_entries,
+        entries,
         &options,
         reuser.as_ref(),
-        layer_cache.map(|(cache, _)| (cache, rest_flags.as_slice())),
+        layer_cache,
         &mut warnings,
     )
     .map_err(Failure::env)?
     .into_iter();
-    let mut written = Vec::new();
-    for slot in 0..entries.len() {
-        match built.get(slot).and_then(|(_, early)| early.clone()) {
-            Some(layer) => written.push((layer, reuse::LayerOutcome::Compressed)),
-            None => written.push(from_rest.next().ok_or_else(|| {
+    let written = built
+        .iter()
+        .map(|(_, early)| match early {
+            Some(layer) => Ok((layer.clone(), reuse::LayerOutcome::Compressed)),
+            None => from_rest.next().ok_or_else(|| {
                 Failure::from(anyhow::anyhow!("a layer was neither reused nor written"))
-            })?),
-        }
-    }
+            }),
+        })
+        .collect::<exit::Result<Vec<_>>>()?;
     for w in &warnings {
         reporter.line(&format!("warning: {w}"));
     }

@@ -220,6 +220,8 @@ fn push(
     let plan = crate::registry::layout_push_plan(&assembled.layout, &assembled.names[0])
         .map_err(Failure::env)?;
     let mut pushed = Vec::new();
+    // Blobs pushed before to another repository of a registry are mounted from there.
+    let memo = super::push_memo::PushMemo::in_user_cache();
     for (repo, repo_tags) in by_repository(&job.tags) {
         reporter.line(&format!(
             "pushing to {repo} (tags: {})",
@@ -232,8 +234,6 @@ fn push(
                 push_options.mount_from = vec![from.repository.clone()];
             }
         }
-        // Blobs pushed before to another repository of this registry are mounted from there.
-        let memo = super::push_memo::PushMemo::in_user_cache();
         if let Some(m) = &memo {
             push_options.blob_homes = m.homes(&repo.registry);
         }

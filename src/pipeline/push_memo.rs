@@ -5,6 +5,7 @@
 //! opens an upload session instead and the blob is uploaded as before; one that is unreadable
 //! or malformed is ignored.
 
+use super::reuse::is_sha256;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -61,7 +62,7 @@ impl PushMemo {
         self.load(registry)
             .blobs
             .into_iter()
-            .filter(|(digest, (repo, _))| sha256_digest(digest) && repository_name(repo))
+            .filter(|(digest, (repo, _))| is_sha256(digest) && repository_name(repo))
             .map(|(digest, (repo, _))| (digest, repo))
             .collect()
     }
@@ -104,11 +105,6 @@ impl PushMemo {
         };
         let _ = write();
     }
-}
-
-fn sha256_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// The distribution spec's repository name grammar, loosely: lowercase path components of
