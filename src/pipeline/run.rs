@@ -1,8 +1,9 @@
 //! Stage 3, run: every platform's build command, in parallel (at most `-j` at once), each into
 //! an empty output directory of its own, through the [`Runner`] its placement was given (see
 //! [`super::runners`]). Host builds are answered from the build cache when their inputs are
-//! unchanged. Each build's output goes to its build log and, line by line, to the reporter; a
-//! failing build's error repeats the tail of its log.
+//! unchanged. Each build's output goes, line by line, to the reporter; a failing build's error
+//! repeats the tail of its output (the last 64 KiB, kept in memory: no log file is
+//! written, as the work directory and everything in it is removed when the build ends).
 
 use super::cache::{self, BuildCache, CacheUse};
 use super::place::Placement;
@@ -39,7 +40,7 @@ pub struct PlatformBuild<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunFailure {
     /// The command ran and failed: what ran, where and how it ended (the run stage adds the
-    /// tail of the build log).
+    /// tail of its output).
     Exited(String),
     /// The runner could not run the command.
     Unable(String),
@@ -308,8 +309,10 @@ fn report_cache_uses(
     }
 }
 
+/// A platform's output directory: the work directory's only entry for it (no log file beside
+/// it: every file made here is one more inode to allocate and free).
 fn out_dir(work: &Path, p: Platform) -> PathBuf {
-    work.join(p.slug()).join("out")
+    work.join(p.slug())
 }
 
 /// One platform's build, through the cache for host builds, with its progress reported.
@@ -324,7 +327,6 @@ fn build_platform(
     let p = pp.item.platform;
     reporter.build_started(p, &assigned.what);
     let out = out_dir(work, p);
-    let log_path = work.join(p.slug()).join("build.log");
     let build = PlatformBuild {
         platform: p,
         command: &job.project.build.command,
@@ -334,7 +336,7 @@ fn build_platform(
         epoch: job.epoch,
         out_dir: &out,
     };
-    let run = || run_one(&build, assigned, &log_path, &assigned.what, reporter);
+    let run = || run_one(&build, assigned, &assigned.what, reporter);
     // The build cache answers host builds (container, chroot and remote builds are not
     // cached: what they see is not only what this host can digest).
     let outcome = match cache.filter(|_| pp.placement == Placement::Host) {
@@ -369,22 +371,25 @@ fn build_platform(
     outcome
 }
 
+/// How much of a build's output is kept for the error message of a failed build (its last
+/// [`LOG_TAIL_LINES`] lines are shown).
+const LOG_TAIL_BYTES: usize = 64 * 1024;
+/// How many lines of a failed build's output its error message repeats.
+const LOG_TAIL_LINES: usize = 20;
+
 /// Run one build into its output directory; returns the seconds it took, or the error message
-/// (with the log's tail when the command failed).
+/// (with the tail of its output when the command failed).
 fn run_one(
     build: &PlatformBuild,
     assigned: &Assignment,
-    log_path: &Path,
     what: &str,
     reporter: &dyn Reporter,
 ) -> Result<f64, String> {
     let runner = assigned.runner.as_ref().map_err(Clone::clone)?;
     std::fs::create_dir_all(build.out_dir)
         .map_err(|e| format!("cannot create {}: {e}", build.out_dir.display()))?;
-    let file = std::fs::File::create(log_path)
-        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let mut log = BuildLogTee {
-        file,
+        tail: std::collections::VecDeque::new(),
         reporter,
         platform: build.platform,
         what,
@@ -393,26 +398,18 @@ fn run_one(
     let start = Instant::now();
     let result = runner.run(build, &mut log);
     log.flush_line();
-    drop(log);
     let secs = start.elapsed().as_secs_f64();
     match result {
         Ok(()) => Ok(secs),
         Err(RunFailure::Unable(message)) => Err(message),
-        Err(RunFailure::Exited(message)) => Err(format!("{message}:\n    {}", tail_of(log_path))),
+        Err(RunFailure::Exited(message)) => Err(format!("{message}:\n    {}", log.tail_lines())),
     }
 }
 
-/// The last lines of a build log, indented for an error message.
-fn tail_of(log_path: &Path) -> String {
-    let text = std::fs::read_to_string(log_path).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(20).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    tail.join("\n    ")
-}
-
-/// The build log file, and each complete output line to the reporter as it comes.
+/// A build's output: the last [`LOG_TAIL_BYTES`] of it for the error message, and each
+/// complete line to the reporter as it comes.
 struct BuildLogTee<'a> {
-    file: std::fs::File,
+    tail: std::collections::VecDeque<u8>,
     reporter: &'a dyn Reporter,
     platform: Platform,
     what: &'a str,
@@ -420,6 +417,15 @@ struct BuildLogTee<'a> {
 }
 
 impl BuildLogTee<'_> {
+    /// The last [`LOG_TAIL_LINES`] lines kept, indented for an error message.
+    fn tail_lines(&self) -> String {
+        let (a, b) = self.tail.as_slices();
+        let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+        let tail: Vec<&str> = text.lines().rev().take(LOG_TAIL_LINES).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        tail.join("\n    ")
+    }
+
     fn flush_line(&mut self) {
         if !self.pending.is_empty() {
             let line = String::from_utf8_lossy(&self.pending).into_owned();
@@ -431,18 +437,23 @@ impl BuildLogTee<'_> {
 
 impl Write for BuildLogTee<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        for &b in &buf[..n] {
+        let keep = buf
+            .get(buf.len().saturating_sub(LOG_TAIL_BYTES)..)
+            .unwrap_or(buf);
+        let over = (self.tail.len() + keep.len()).saturating_sub(LOG_TAIL_BYTES);
+        self.tail.drain(..over.min(self.tail.len()));
+        self.tail.extend(keep);
+        for &b in buf {
             if b == b'\n' {
                 self.flush_line();
             } else if self.pending.len() < 4096 {
                 self.pending.push(b);
             }
         }
-        Ok(n)
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        Ok(())
     }
 }

@@ -471,6 +471,53 @@ fn a_cached_platform_skips_the_runner() {
 }
 
 #[test]
+fn a_failing_build_with_a_long_output_repeats_its_last_twenty_lines() {
+    // 200,000 lines (about 2.5 MB) in writes of every size: the error holds exactly the last 20.
+    struct Noisy;
+    impl Runner for Noisy {
+        fn run(
+            &self,
+            _build: &PlatformBuild,
+            log: &mut (dyn std::io::Write + Send),
+        ) -> Result<(), run::RunFailure> {
+            let text: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+            let mut rest = text.as_bytes();
+            let mut size = 1;
+            while !rest.is_empty() {
+                let (now, later) = rest.split_at(size.min(rest.len()));
+                log.write_all(now).unwrap();
+                rest = later;
+                size = size * 7 % 100_003 + 1;
+            }
+            Err(run::RunFailure::Exited("`make` exited with 2".into()))
+        }
+    }
+    let dir = project_dir(PROJECT);
+    let mut req = request(dir.path());
+    req.platforms = vec![p("linux/arm64")];
+    let job = job(&req);
+    let plan = host_plan(&job);
+    let assignments = assigned(&plan, Arc::new(Noisy));
+    let Err(Stopped::Failed(f)) = execute(
+        &job,
+        &plan,
+        &assignments,
+        Services::default(),
+        &Recorded::default(),
+    ) else {
+        panic!("the build did not fail");
+    };
+    let last: Vec<String> = (199_980..200_000).map(|i| format!("line {i}")).collect();
+    assert_eq!(
+        f.error.to_string(),
+        format!(
+            "the build failed for 1 platform(s):\nlinux/arm64: `make` exited with 2:\n    {}",
+            last.join("\n    ")
+        )
+    );
+}
+
+#[test]
 fn a_failing_build_names_its_platform_and_the_tail_of_its_log() {
     struct Fails;
     impl Runner for Fails {
