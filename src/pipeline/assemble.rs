@@ -36,7 +36,7 @@ pub struct Assembled {
 
 /// Layers compressed as their platforms finish building, while the others still build (the
 /// compressor's work overlaps the compilers' instead of following them). A platform's layer
-/// is compressed into a scratch layout (next to the build cache when it is on, and stored in
+/// is compressed into a scratch blob store (next to the build cache when it is on, and stored in
 /// its layer cache too; else in a temporary directory) that lives as long as this value;
 /// [`assemble`] takes the blob from there (a hard link, else a checked copy) with the
 /// descriptor its compression gave, so the image is byte for byte what it would be without
@@ -49,12 +49,12 @@ pub struct EarlyLayers {
     /// cache makes none); `None` inside when no scratch directory could be made.
     scratch: std::sync::OnceLock<Option<Scratch>>,
     options: LayerOptions,
-    /// Each platform's layer, compressed into the scratch layout.
+    /// Each platform's layer, compressed into the scratch blob store.
     written: std::sync::Mutex<Vec<(Platform, oci::Layer)>>,
 }
 
-/// Where early layers are compressed (`layout`), and the build cache's layer cache they are
-/// also stored in when it is on.
+/// Where early layers are compressed (`layout`, a blob store: blobs only), and the build
+/// cache's layer cache they are also stored in when it is on.
 struct Scratch {
     store: Option<LayerCache>,
     layout: OciLayout,
@@ -91,7 +91,7 @@ impl EarlyLayers {
                         .ok()?,
                 };
                 let store = self.cache_root.as_deref().map(LayerCache::in_build_cache);
-                let layout = OciLayout::create(&dir.path().join("layout")).ok()?;
+                let layout = OciLayout::blob_store(dir.path()).ok()?;
                 Some(Scratch {
                     store,
                     layout,
