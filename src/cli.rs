@@ -392,6 +392,11 @@ pub struct BuildArgs {
     #[arg(long, default_value = "gzip")]
     pub compression: String,
 
+    /// Compression level, as buildx's compression-level: gzip 1 (fastest) to 9 (smallest),
+    /// default 6; zstd 1 to 19, default 3. Another level gives other layer digests.
+    #[arg(long = "compression-level", value_name = "N")]
+    pub compression_level: Option<i32>,
+
     /// With --push: an image whose layers may be reused (repeatable), as buildx's registry
     /// cache source. The tags being pushed are always consulted: a layer whose content the
     /// registry already has (same diff_id, same compression) is neither compressed nor uploaded.

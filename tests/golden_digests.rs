@@ -272,3 +272,77 @@ fn gzip_image_digests_are_pinned() {
 fn zstd_image_digests_are_pinned() {
     golden("zstd", &ZSTD);
 }
+
+/// `--compression-level`: the default level named explicitly is the pinned image; another
+/// level writes other layer bytes of the same content (same diff_ids, so the same configs),
+/// which gzip itself reads back to the same tar; a level out of range is a usage error.
+#[test]
+fn compression_level_changes_the_layer_bytes_not_their_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("project");
+    project(&dir);
+    let run = |out: &Path, args: &[&str]| {
+        Command::new(RCROSS)
+            .arg("build")
+            .arg(&dir)
+            .arg("--output")
+            .arg(format!("oci:{}", out.display()))
+            .args(args)
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .output()
+            .unwrap()
+    };
+    let six = tmp.path().join("six");
+    let out = run(&six, &["--compression", "gzip", "--compression-level", "6"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(digests(&six).3, GZIP.index, "level 6 is the default");
+
+    let one = tmp.path().join("one");
+    let out = run(&one, &["--compression-level", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (layers, configs, _, _, _) = digests(&one);
+    assert_eq!(configs, GZIP.configs, "the same content: the same diff_ids");
+    for (layer, pinned) in layers.iter().zip(GZIP.layers) {
+        assert_ne!(layer, pinned, "level 1 wrote the level-6 bytes");
+        // GNU gzip, an independent reader, gives back the tar the level-6 layer holds.
+        let unzip = |layout: &Path, digest: &str| {
+            let hex = digest.strip_prefix("sha256:").unwrap();
+            let o = Command::new("gzip")
+                .args(["-dc"])
+                .arg(layout.join("blobs/sha256").join(hex))
+                .output()
+                .expect("gzip is required: apt-get install -y gzip");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            o.stdout
+        };
+        assert!(
+            unzip(&one, layer) == unzip(&six, pinned),
+            "level 1 and level 6 layers hold different tars"
+        );
+    }
+
+    for (args, message) in [
+        (
+            ["--compression", "gzip", "--compression-level", "0"],
+            "--compression-level 0: gzip levels are 1 (fastest) to 9 (smallest); 6 is the default",
+        ),
+        (
+            ["--compression", "zstd", "--compression-level", "20"],
+            "--compression-level 20: zstd levels are 1 (fastest) to 19 (smallest); 3 is the default",
+        ),
+    ] {
+        let out = run(&tmp.path().join("bad"), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!tmp.path().join("bad").exists(), "{args:?} wrote a layout");
+    }
+}

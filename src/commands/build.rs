@@ -41,6 +41,7 @@ fn request(args: BuildArgs) -> exit::Result<Request> {
         digest_file: args.digest_file,
         build_args: args.build_args,
         compression: args.compression,
+        compression_level: args.compression_level,
         cache_from: args.cache_from,
         jobs: args.jobs,
         no_cache: args.no_cache,

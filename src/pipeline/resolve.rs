@@ -43,6 +43,8 @@ pub struct Request {
     pub build_args: Vec<String>,
     /// `--compression`: gzip or zstd.
     pub compression: String,
+    /// `--compression-level`: the compressor's default when `None`.
+    pub compression_level: Option<i32>,
     /// `--cache-from REF`, as written.
     pub cache_from: Vec<String>,
     /// `-j`: builds at once; default: every platform at once.
@@ -204,7 +206,7 @@ pub fn resolve(
             oci::source_date_epoch(request.source_date_epoch.as_deref()).map_err(Failure::usage)?
         }
     };
-    let compression = parse_compression(&request.compression)?;
+    let compression = parse_compression(&request.compression, request.compression_level)?;
     let cache_from = request
         .cache_from
         .iter()
@@ -314,7 +316,7 @@ pub fn early_reuse_reading(request: &Request) -> Option<super::assemble::ReuseRe
             .iter()
             .map(|r| r.parse::<Reference>().ok())
             .collect::<Option<Vec<_>>>()?,
-        compression: parse_compression(&request.compression).ok()?,
+        compression: parse_compression(&request.compression, request.compression_level).ok()?,
         insecure: request.insecure,
         retry_timeout: request.retry_timeout,
     })
@@ -371,14 +373,33 @@ fn parse_build_args(args: &[String]) -> exit::Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn parse_compression(compression: &str) -> exit::Result<Compressor> {
-    match compression {
-        "gzip" => Ok(Compressor::Gzip { level: 6 }),
-        "zstd" => Ok(Compressor::Zstd { level: 3 }),
-        other => Err(Failure::usage(anyhow::anyhow!(
-            "--compression {other:?}: use gzip or zstd"
-        ))),
+/// `--compression` and `--compression-level`: gzip 1–9 (default 6, as docker and buildx),
+/// zstd 1–19 (default 3, zstd's own).
+fn parse_compression(compression: &str, level: Option<i32>) -> exit::Result<Compressor> {
+    let (range, default) = match compression {
+        "gzip" => (1..=9, 6),
+        "zstd" => (1..=19, 3),
+        other => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--compression {other:?}: use gzip or zstd"
+            )))
+        }
+    };
+    let level = level.unwrap_or(default);
+    if !range.contains(&level) {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--compression-level {level}: {compression} levels are {} (fastest) to {} \
+             (smallest); {default} is the default",
+            range.start(),
+            range.end()
+        )));
     }
+    Ok(match compression {
+        "zstd" => Compressor::Zstd { level },
+        _ => Compressor::Gzip {
+            level: level.unsigned_abs(),
+        },
+    })
 }
 
 /// `--builder PLATFORM=ENDPOINT`.

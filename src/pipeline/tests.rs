@@ -140,6 +140,7 @@ fn request(dir: &Path) -> Request {
     Request {
         dir: dir.to_path_buf(),
         compression: "gzip".into(),
+        compression_level: None,
         jobs: Some(2),
         source_date_epoch: Some("1700000000".into()),
         ..Request::default()
