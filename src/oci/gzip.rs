@@ -159,18 +159,34 @@ impl<'scope, W: Write + Send + 'scope> BlockSink<'scope, '_, W> {
         }
         self.start()?;
         let job = self.take_block();
-        self.running
+        let sent = self
+            .running
             .as_ref()
             .ok_or_else(|| io::Error::other("the compressor is closed"))?
             .jobs
-            .send(job)
-            .map_err(|_| io::Error::other("the compressing threads stopped"))
+            .send(job);
+        sent.map_err(|_| self.stopped())
+    }
+
+    /// Why the threads stopped taking blocks: the workers stop when the writer does, so its
+    /// error (the sink's: a full disk, a closed connection) says why, with its kind kept.
+    fn stopped(&mut self) -> io::Error {
+        let Some(running) = self.running.take() else {
+            return io::Error::other("the compressing threads stopped");
+        };
+        drop(running.jobs);
+        match running.writer.join() {
+            Ok(Err(e)) => io::Error::new(e.kind(), format!("writing the compressed layer: {e}")),
+            Ok(Ok(_)) => io::Error::other("the compressing threads stopped"),
+            Err(_) => io::Error::other("the gzip writer thread panicked"),
+        }
     }
 
     /// After `produce`: the last block, then the member's end; the sink, or why not.
     fn finish(mut self, produced: Result<(), OciError>) -> Result<W, OciError> {
         let Some(running) = self.running.take() else {
-            // At most one block: compressed here.
+            // At most one block: compressed here (or the threads stopped, and `produced` says
+            // why).
             produced?;
             let sink = self.sink.take().ok_or_else(|| OciError::Compression {
                 message: "the compressor is closed".to_string(),

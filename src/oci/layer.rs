@@ -610,6 +610,52 @@ impl<W: Write> Write for HashingWriter<W> {
 
 #[cfg(test)]
 mod tests {
+
+    /// A sink that takes `left` bytes, then fails as a full disk does.
+    struct FullDisk {
+        left: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::from_raw_os_error(28));
+            }
+            let n = buf.len().min(self.left);
+            self.left -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_sink_that_fails_is_named_as_the_cause() {
+        // Many gzip blocks, so the compressing threads run, the writer thread is the one that
+        // meets the full disk, and the tar stream is still being written when the threads stop.
+        let entries = [LayerEntry::file(
+            "zeros.bin",
+            FileContent::Bytes(vec![0; 48 * super::super::GZIP_BLOCK_SIZE]),
+            0o644,
+        )];
+        for compression in [Compressor::Gzip { level: 6 }, Compressor::Zstd { level: 3 }] {
+            let options = LayerOptions {
+                compression,
+                threads: 2,
+                mtime: 0,
+            };
+            let e = write_layer(&entries, &options, FullDisk { left: 0 })
+                .err()
+                .unwrap_or_else(|| panic!("{compression:?}: a full disk was not an error"));
+            let message = e.to_string();
+            assert!(
+                message.contains("No space left on device"),
+                "{compression:?}: {message}"
+            );
+        }
+    }
     use super::*;
 
     fn layer(entries: &[LayerEntry], options: &LayerOptions) -> (Layer, Vec<u8>) {
