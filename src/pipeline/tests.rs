@@ -471,6 +471,20 @@ fn a_cached_platform_skips_the_runner() {
     );
 }
 
+/// How executing `plan` failed (it must fail).
+fn failure_of(job: &Job, plan: &Plan, assignments: &[Assignment]) -> Failure {
+    match execute(
+        job,
+        plan,
+        assignments,
+        Services::default(),
+        &Recorded::default(),
+    ) {
+        Err(Stopped::Failed(f)) => f,
+        _ => panic!("the build did not fail"),
+    }
+}
+
 #[test]
 fn a_failing_build_with_a_long_output_repeats_its_last_twenty_lines() {
     // 200,000 lines (about 2.5 MB) in writes of every size: the error holds exactly the last 20.
@@ -499,15 +513,7 @@ fn a_failing_build_with_a_long_output_repeats_its_last_twenty_lines() {
     let job = job(&req);
     let plan = host_plan(&job);
     let assignments = assigned(&plan, Arc::new(Noisy));
-    let Err(Stopped::Failed(f)) = execute(
-        &job,
-        &plan,
-        &assignments,
-        Services::default(),
-        &Recorded::default(),
-    ) else {
-        panic!("the build did not fail");
-    };
+    let f = failure_of(&job, &plan, &assignments);
     let last: Vec<String> = (199_980..200_000).map(|i| format!("line {i}")).collect();
     assert_eq!(
         f.error.to_string(),
@@ -557,15 +563,7 @@ fn a_failing_build_names_its_platform_and_the_tail_of_its_log() {
         .contains(&"[linux/arm64] FAILED (details below)".to_string()));
     // A platform without a runner fails with the reason it has none.
     assignments[0].runner = Err("builder tcp://b:2375 is unreachable".into());
-    let Err(Stopped::Failed(f)) = execute(
-        &job,
-        &plan,
-        &assignments,
-        Services::default(),
-        &Recorded::default(),
-    ) else {
-        panic!("the build did not fail");
-    };
+    let f = failure_of(&job, &plan, &assignments);
     assert!(
         f.error
             .to_string()
