@@ -99,8 +99,8 @@ struct BlockSink<'scope, 'env, W> {
 }
 
 impl<'scope, W: Write + Send + 'scope> BlockSink<'scope, '_, W> {
-    /// Starts the workers and the writer, which takes the sink.
-    fn start(&mut self) -> io::Result<&Running<'scope, W>> {
+    /// Starts the workers and the writer, which takes the sink (once).
+    fn start(&mut self) -> io::Result<()> {
         if self.running.is_none() {
             let sink = self
                 .sink
@@ -132,9 +132,7 @@ impl<'scope, W: Write + Send + 'scope> BlockSink<'scope, '_, W> {
                 writer,
             });
         }
-        self.running
-            .as_ref()
-            .ok_or_else(|| io::Error::other("the compressor is closed"))
+        Ok(())
     }
 
     /// The block filled so far, with the tail of the block before it.
