@@ -335,6 +335,7 @@ fn stored(input: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::digest::sha256_hex;
     use std::io::Read;
 
     fn gzip(data: &[u8], threads: usize) -> Vec<u8> {
@@ -366,14 +367,6 @@ mod tests {
                 seed ^= seed << 17;
                 seed as u8
             })
-            .collect()
-    }
-
-    fn sha256_hex(data: &[u8]) -> String {
-        ring::digest::digest(&ring::digest::SHA256, data)
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
             .collect()
     }
 
